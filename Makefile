@@ -1,0 +1,73 @@
+# novaha.recovery developer entry points. `make test` is what CI runs (.ci/run).
+# Every target installs on first use what it needs (`install` is a no-op when up to date).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+# The targets share one local cloud and one set of virtualenvs: never run them in parallel.
+.NOTPARALLEL:
+
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+DEV := $(ROOT)/.venv/dev/bin
+CLOUD := PYTHONPATH=$(ROOT)/tests/localcloud $(ROOT)/.venv/cloud/bin/python -m localcloud
+# pytest's exit code 5 means "no tests collected": a failure here, and said so.
+define pytest
+	cd $(ROOT) && $(DEV)/python -m pytest $(1) || { rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make: no tests collected in $(firstword $(1)) (counts as a failure)" >&2; fi; \
+	  exit $$rc; }
+endef
+
+.PHONY: help install demo test lint sanity unit integration molecule bench \
+	localcloud-up localcloud-down localcloud-status localcloud-reset clean distclean
+
+help: ## List the targets (this text)
+	@echo "novaha.recovery: make <target>"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: ## Debian packages (if missing) and .venv/cloud, .venv/dev (if requirements changed)
+	@bash $(ROOT)/hack/install.sh
+
+demo: install localcloud-up ## Start the local cloud and run the demo story on it
+	$(CLOUD) demo
+
+test: install sanity unit lint integration molecule ## What CI runs: sanity, unit, lint, integration, molecule
+	@echo "make test: all passed"
+
+sanity: install ## ansible-test sanity (Python 3.11) on a mirror under build/sanity/
+	bash $(ROOT)/hack/sanity.sh
+
+unit: install ## Unit tests (tests/unit; no network, no cloud)
+	$(call pytest,tests/unit)
+
+lint: install ## ansible-lint, production profile
+	bash $(ROOT)/hack/lint.sh
+
+integration: install ## Integration tests on the local cloud (started and stopped by the fixtures)
+	$(call pytest,tests/integration)
+
+molecule: install ## Molecule scenarios under extensions/molecule/ on the local cloud (none: skipped)
+	bash $(ROOT)/hack/molecule.sh
+
+bench: install ## Benchmarks on the local cloud (tests/bench)
+	$(call pytest,tests/bench)
+
+localcloud-up: install ## Start the local cloud (state in .localcloud/)
+	@if $(CLOUD) status --quiet >/dev/null 2>&1; then echo "local cloud already up"; else $(CLOUD) up; fi
+
+localcloud-down: install ## Stop every process of the local cloud
+	$(CLOUD) down
+
+localcloud-status: install ## What of the local cloud runs
+	$(CLOUD) status
+
+localcloud-reset: install ## Delete servers, revive hosts, restore service flags
+	$(CLOUD) reset
+
+clean: ## Remove build output (build/, tests/output/, caches, artifacts); keeps virtualenvs and the cloud
+	rm -rf $(ROOT)/build $(ROOT)/tests/output $(ROOT)/.pytest_cache $(ROOT)/novaha-recovery-*.tar.gz
+	find $(ROOT) -path $(ROOT)/.venv -prune -o -path $(ROOT)/.git -prune -o \
+	  -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## Also stop the local cloud and remove .venv/, .localcloud/ and its cache
+	-if [ -x $(ROOT)/.venv/cloud/bin/python ]; then $(CLOUD) down; fi
+	rm -rf $(ROOT)/.venv $(ROOT)/.localcloud $(ROOT)/.localcloud-cache

@@ -1,0 +1,520 @@
+# PRIVATE module_utils of novaha.recovery: not a public API, may change in any release without notice.
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, novaha.recovery contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Shared plumbing of the collection's modules: one argument spec, one way to connect, one way to fail.
+
+The options carry openstack.cloud's names so clouds.yaml, OS_* variables and module_defaults carry over.
+Every OpenStack error reaches the operator through ``describe_api_error``: what was being done, the cause,
+the HTTP status and the request id an operator greps for in the Nova logs.
+"""
+
+import contextlib
+import difflib
+import re
+import socket
+import ssl
+import traceback
+from urllib.error import HTTPError, URLError
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.urls import open_url, ConnectionError as UrlsConnectionError
+
+from ansible_collections.novaha.recovery.plugins.module_utils._fencing import TransportError
+
+try:
+    import openstack
+    import openstack.config
+    import openstack.connection
+    import openstack.exceptions
+    import keystoneauth1.exceptions as ksa_exc
+except ImportError:
+    HAS_OPENSTACKSDK = False
+    OPENSTACKSDK_IMPORT_ERROR = traceback.format_exc()
+else:
+    HAS_OPENSTACKSDK = True
+    OPENSTACKSDK_IMPORT_ERROR = None
+
+APP_NAME = 'novaha.recovery'
+
+# Nova microversions: forced_down exists since 2.11; since 2.53 services are addressed by their UUID
+# (PUT /os-services/{id}) instead of by host + binary.
+MV_FORCED_DOWN = (2, 11)
+MV_SERVICE_UUID = (2, 53)
+
+COMPUTE_BINARY = 'nova-compute'
+
+# Keys whose values are secrets wherever they appear in a cloud configuration.
+_SECRET_KEY = re.compile(r'(password|secret|token|passcode|client_key|^key$)', re.IGNORECASE)
+
+
+def cloud_argument_spec():
+    """The shared options, named as in openstack.cloud (documented in doc_fragments/openstack.py)."""
+    return dict(
+        cloud=dict(type='raw'),
+        auth=dict(type='dict', no_log=True),
+        auth_type=dict(type='str'),
+        region_name=dict(type='str'),
+        interface=dict(type='str', default='public', choices=['public', 'internal', 'admin'],
+                       aliases=['endpoint_type']),
+        validate_certs=dict(type='bool', aliases=['verify']),
+        ca_cert=dict(type='str', aliases=['cacert']),
+        client_cert=dict(type='str', aliases=['cert']),
+        client_key=dict(type='str', no_log=True, aliases=['key']),
+        api_timeout=dict(type='int'),
+        sdk_log_path=dict(type='str'),
+        sdk_log_level=dict(type='str', default='INFO', choices=['INFO', 'DEBUG']),
+    )
+
+
+class NovahaError(Exception):
+    """A failure already phrased for the operator; ``details`` are returned next to ``msg``."""
+
+    def __init__(self, msg, **details):
+        super(NovahaError, self).__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Secrets
+
+
+def collect_secrets(value, found=None):
+    """Every secret-looking string inside a (nested) cloud configuration, so results can mask them."""
+    found = set() if found is None else found
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, (dict, list)):
+                collect_secrets(item, found)
+            elif item not in (None, '') and _SECRET_KEY.search(str(key)):
+                found.add(str(item))
+    elif isinstance(value, list):
+        for item in value:
+            collect_secrets(item, found)
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Errors
+
+
+def _response_request_id(response):
+    if response is None or getattr(response, 'headers', None) is None:
+        return None
+    headers = response.headers
+    return headers.get('x-compute-request-id') or headers.get('x-openstack-request-id')
+
+
+def _http_facts(exc):
+    """(status, request_id, server_message) of the first exception in the chain that came from HTTP."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        status = getattr(exc, 'status_code', None) or getattr(exc, 'http_status', None)
+        response = getattr(exc, 'response', None)
+        if status is None and response is not None:
+            status = getattr(response, 'status_code', None)
+        if status is not None:
+            request_id = _response_request_id(response) or getattr(exc, 'request_id', None)
+            detail = getattr(exc, 'details', None) or getattr(exc, 'message', None) or str(exc)
+            return int(status), request_id, str(detail).strip()
+        exc = exc.__cause__ or exc.__context__
+    return None, None, None
+
+
+def _exception_kind(exc):
+    names = set()
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        names.update(cls.__name__ for cls in type(exc).__mro__)
+        exc = exc.__cause__ or exc.__context__
+    return names
+
+
+def describe_api_error(exc, doing):
+    """Turn an openstacksdk / keystoneauth exception into (msg, details) for fail_json.
+
+    ``doing`` names the object and the action, for example
+    "forcing down the nova-compute service of node-28". The message says what failed and why; details
+    carry ``http_status`` and ``request_id`` (Nova's x-compute-request-id when present).
+    """
+    status, request_id, detail = _http_facts(exc)
+    kinds = _exception_kind(exc)
+    text = detail or str(exc) or type(exc).__name__
+
+    if status == 401 or 'Unauthorized' in kinds:
+        cause = ('the cloud rejected the credentials (check auth / the clouds.yaml entry, the password '
+                 'and the project and domain names): %s' % text)
+    elif status == 403:
+        cause = 'forbidden; this needs an account with the admin role: %s' % text
+    elif status == 404:
+        cause = 'not found: %s' % text
+    elif status is not None:
+        cause = text
+    elif kinds & {'ConnectTimeout'}:
+        cause = 'the API did not answer in time (unreachable or overloaded): %s' % text
+    elif kinds & {'SSLError'}:
+        cause = 'TLS verification failed (see validate_certs / ca_cert): %s' % text
+    elif kinds & {'ConnectFailure', 'ConnectionError', 'UnknownConnectionError'}:
+        cause = 'the API is unreachable: %s' % text
+    elif kinds & {'EndpointNotFound', 'CatalogException'}:
+        cause = ('no matching endpoint in the service catalog (check region_name and interface): %s'
+                 % text)
+    elif kinds & {'MissingRequiredOptions', 'MissingAuthPlugin', 'ConfigException',
+                  'OpenStackConfigException', 'NoMatchingPlugin'}:
+        cause = 'the cloud configuration is incomplete or invalid: %s' % text
+    else:
+        cause = text
+
+    msg = '%s failed: %s' % (doing, cause)
+    facts = []
+    if status is not None:
+        facts.append('HTTP %s' % status)
+    if request_id:
+        facts.append('request id %s' % request_id)
+    if facts:
+        msg += ' (%s)' % ', '.join(facts)
+    return msg, dict(http_status=status, request_id=request_id)
+
+
+def _api_exceptions():
+    if not HAS_OPENSTACKSDK:
+        return ()
+    return (openstack.exceptions.SDKException, ksa_exc.ClientException)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Connection
+
+
+def connection_kwargs(params):
+    """openstacksdk keyword arguments from the shared options (raises NovahaError on contradictions)."""
+    cloud = params.get('cloud')
+    if isinstance(cloud, dict):
+        clashing = [name for name in ('auth', 'auth_type', 'region_name', 'validate_certs', 'ca_cert',
+                                      'client_cert', 'client_key', 'api_timeout')
+                    if params.get(name) is not None]
+        if params.get('interface') not in (None, 'public'):
+            clashing.append('interface')
+        if clashing:
+            raise NovahaError('cloud is a complete cloud configuration (a dictionary), so %s must not '
+                              'also be given' % ', '.join(clashing))
+        return dict(cloud)
+    if cloud is not None and not isinstance(cloud, str):
+        raise NovahaError('cloud must be the name of a cloud in clouds.yaml or a dictionary, not %s'
+                          % type(cloud).__name__)
+    kwargs = dict(
+        cloud=cloud,
+        auth_type=params.get('auth_type'),
+        auth=params.get('auth'),
+        region_name=params.get('region_name'),
+        interface=params.get('interface'),
+        verify=params.get('validate_certs'),
+        cacert=params.get('ca_cert'),
+        cert=params.get('client_cert'),
+        key=params.get('client_key'),
+        api_timeout=params.get('api_timeout'),
+    )
+    return dict((k, v) for k, v in kwargs.items() if v is not None)
+
+
+def connect(params):
+    """An authenticated openstack.connection.Connection; clouds.yaml is found as openstacksdk does
+    (E(OS_CLIENT_CONFIG_FILE) first). Raises NovahaError with a readable cause."""
+    kwargs = connection_kwargs(params)
+    cloud = kwargs.pop('cloud', None)
+    where = "cloud '%s'" % cloud if isinstance(cloud, str) else 'the cloud'
+    try:
+        region = openstack.config.get_cloud_region(cloud=cloud, app_name=APP_NAME, **kwargs)
+        conn = openstack.connection.Connection(config=region)
+        # Authenticate now so a bad password fails here, named as such, not inside the first API call.
+        conn.session.get_token()
+    except _api_exceptions() as exc:
+        msg, details = describe_api_error(exc, 'connecting to %s' % where)
+        raise NovahaError(msg, **details)
+    return conn
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Microversions and the compute API
+
+
+def parse_version(value):
+    """'2.53' / (2, 53) / None -> tuple or None."""
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)):
+        return tuple(int(v) for v in value[:2])
+    major, _sep, minor = str(value).partition('.')
+    return (int(major), int(minor or 0))
+
+
+def version_str(version):
+    return '%d.%d' % tuple(version)
+
+
+def compute_max_microversion(conn):
+    """The highest compute API microversion the cloud offers, as a tuple (2, 1 if it offers none)."""
+    data = conn.compute.get_endpoint_data()
+    found = parse_version(getattr(data, 'max_microversion', None)) if data is not None else None
+    return found or (2, 1)
+
+
+def compute_request(conn, method, url, microversion, doing, json=None, params=None):
+    """One compute API call at an explicit microversion; returns the decoded JSON body (or None).
+
+    HTTP errors become openstack.exceptions.HttpException (with the response, hence the request id).
+    """
+    response = conn.compute.request(url, method, json=json, params=params,
+                                    microversion=version_str(microversion), raise_exc=False)
+    openstack.exceptions.raise_from_response(response, error_message=doing)
+    if response.content:
+        return response.json()
+    return None
+
+
+def service_view(raw):
+    """The Nova service fields this collection reports, named as in the compute API."""
+    return dict(
+        id=raw.get('id'),
+        host=raw.get('host'),
+        binary=raw.get('binary'),
+        zone=raw.get('zone'),
+        state=raw.get('state'),
+        status=raw.get('status'),
+        forced_down=bool(raw.get('forced_down', False)),
+        disabled_reason=raw.get('disabled_reason'),
+        updated_at=raw.get('updated_at'),
+    )
+
+
+def close_matches(name, candidates, limit=5):
+    """Candidates that look like ``name`` (a typo, other case, short name vs FQDN)."""
+    candidates = sorted(set(candidates))
+    lowered = dict((c.lower(), c) for c in candidates)
+    matches = [lowered[c] for c in difflib.get_close_matches(name.lower(), list(lowered), n=limit,
+                                                             cutoff=0.6)]
+    short = name.split('.')[0].lower()
+    for candidate in candidates:
+        if candidate.split('.')[0].lower() == short and candidate not in matches:
+            matches.append(candidate)
+    return matches[:limit]
+
+
+def find_compute_service(conn, host, microversion=None):
+    """The nova-compute service of ``host`` (exact match) as a service_view dict.
+
+    Not found -> NovahaError naming close matches. ``microversion`` defaults to the cloud's best
+    of 2.53 / 2.11 so that ``forced_down`` and the service id are reported.
+    """
+    microversion = microversion or service_microversion(conn)
+    doing = 'looking up the %s service of host %s' % (COMPUTE_BINARY, host)
+    body = compute_request(conn, 'GET', '/os-services', microversion, doing,
+                           params={'binary': COMPUTE_BINARY})
+    services = [s for s in (body or {}).get('services', []) if s.get('binary') == COMPUTE_BINARY]
+    exact = [s for s in services if s.get('host') == host]
+    if len(exact) == 1:
+        return service_view(exact[0])
+    if len(exact) > 1:
+        raise NovahaError('host %s has %d %s services (ids %s); remove the stale ones first'
+                          % (host, len(exact), COMPUTE_BINARY, ', '.join(str(s.get('id')) for s in exact)))
+    hosts = [s.get('host') for s in services if s.get('host')]
+    similar = close_matches(host, hosts)
+    if similar:
+        hint = 'did you mean %s?' % ', '.join(similar)
+    elif hosts:
+        hint = 'known compute hosts: %s' % ', '.join(sorted(hosts)[:20])
+    else:
+        hint = 'the cloud has no %s services' % COMPUTE_BINARY
+    raise NovahaError('no %s service on host %s (exact match, as in openstack compute service list); %s'
+                      % (COMPUTE_BINARY, host, hint), similar_hosts=similar)
+
+
+def service_microversion(conn):
+    """2.53 when the cloud offers it, else 2.11; older clouds cannot force a service down."""
+    best = compute_max_microversion(conn)
+    if best >= MV_SERVICE_UUID:
+        return MV_SERVICE_UUID
+    if best >= MV_FORCED_DOWN:
+        return MV_FORCED_DOWN
+    raise NovahaError('the compute API offers microversions up to %s; forcing a service down needs %s '
+                      'or later' % (version_str(best), version_str(MV_FORCED_DOWN)))
+
+
+def update_compute_service(conn, service, forced_down=None, disabled=None, disabled_reason=None,
+                           microversion=None):
+    """Set forced_down and/or disabled (+ reason) on a service_view; returns the service re-read.
+
+    ``None`` leaves a field as it is. ``disabled_reason`` is only sent when disabling.
+    """
+    microversion = microversion or service_microversion(conn)
+    host = service['host']
+    doing = 'updating the %s service of host %s' % (COMPUTE_BINARY, host)
+    if microversion >= MV_SERVICE_UUID:
+        body = {}
+        if forced_down is not None:
+            body['forced_down'] = bool(forced_down)
+        if disabled is not None:
+            body['status'] = 'disabled' if disabled else 'enabled'
+            if disabled and disabled_reason:
+                body['disabled_reason'] = disabled_reason
+        if body:
+            compute_request(conn, 'PUT', '/os-services/%s' % service['id'], microversion, doing,
+                            json=body)
+    else:
+        target = dict(host=host, binary=service.get('binary') or COMPUTE_BINARY)
+        if forced_down is not None:
+            compute_request(conn, 'PUT', '/os-services/force-down', microversion, doing,
+                            json=dict(target, forced_down=bool(forced_down)))
+        if disabled:
+            if disabled_reason:
+                compute_request(conn, 'PUT', '/os-services/disable-log-reason', microversion, doing,
+                                json=dict(target, disabled_reason=disabled_reason))
+            else:
+                compute_request(conn, 'PUT', '/os-services/disable', microversion, doing, json=target)
+        elif disabled is not None:
+            compute_request(conn, 'PUT', '/os-services/enable', microversion, doing, json=target)
+    return find_compute_service(conn, host, microversion)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# HTTP for BMCs (Redfish) on ansible.module_utils.urls: no extra dependency on the controller
+
+
+def bmc_http(validate_certs=True, ca_path=None):
+    """An ``http(method, url, headers, body, timeout, auth)`` function for _fencing.RedfishBmc.
+
+    Returns (status, body text) for every HTTP answer; raises TransportError when none came back.
+    BMCs sit on management networks: proxy variables and ~/.netrc are deliberately not used.
+    """
+    def http(method, url, headers=None, body=None, timeout=10, auth=None):
+        username, password = auth if auth else (None, None)
+        try:
+            response = open_url(url, data=body, headers=headers, method=method, timeout=timeout,
+                                validate_certs=validate_certs, ca_path=ca_path,
+                                url_username=username, url_password=password,
+                                force_basic_auth=bool(username), use_proxy=False, use_netrc=False,
+                                follow_redirects='safe', http_agent=APP_NAME)
+            return response.getcode(), to_text(response.read(), errors='surrogate_or_replace')
+        except HTTPError as exc:
+            try:
+                payload = to_text(exc.read(), errors='surrogate_or_replace')
+            except Exception:  # the body of an error answer is optional
+                payload = ''
+            return exc.code, payload
+        except (socket.timeout, TimeoutError) as exc:
+            raise TransportError(to_text(exc) or 'timed out', timed_out=True)
+        except URLError as exc:
+            reason = exc.reason
+            timed_out = isinstance(reason, (socket.timeout, TimeoutError))
+            if isinstance(reason, ssl.SSLError):
+                reason = 'TLS: %s (see bmc.validate_certs / bmc.ca_path)' % reason
+            raise TransportError(to_text(reason), timed_out=timed_out)
+        except (UrlsConnectionError, ssl.SSLError, OSError) as exc:
+            raise TransportError(to_text(exc))
+    return http
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The module base class
+
+
+class NovahaModule(object):
+    """Base of the collection's modules.
+
+    Subclasses set ``argument_spec`` (their own options), ``module_kwargs`` (supports_check_mode,
+    required_if, mutually_exclusive ...) and implement ``run()``; the module file ends with
+    ``def main(): MyModule()()``. Inside ``run()``: ``self.conn`` (connects on first use),
+    ``self.api(doing)`` as a context manager around SDK calls, ``self.exit(**result)``,
+    ``self.fail(msg, **details)``.
+    """
+
+    argument_spec = {}
+    module_kwargs = {}
+    needs_cloud = True
+
+    def __init__(self):
+        spec = cloud_argument_spec() if self.needs_cloud else {}
+        spec.update(self.argument_spec)
+        self.ansible = AnsibleModule(argument_spec=spec, **self.module_kwargs)
+        self.params = self.ansible.params
+        self.check_mode = self.ansible.check_mode
+        self.results = dict(changed=False)
+        self._conn = None
+        if self.needs_cloud:
+            # auth and client_key are no_log already; a cloud *dictionary* may hold passwords too.
+            for secret in collect_secrets({'cloud': self.params.get('cloud'),
+                                           'auth': self.params.get('auth')}):
+                self.ansible.no_log_values.add(secret)
+            if not HAS_OPENSTACKSDK:
+                self.ansible.fail_json(msg=missing_required_lib('openstacksdk'),
+                                       exception=OPENSTACKSDK_IMPORT_ERROR)
+            self._setup_sdk_logging()
+
+    def _setup_sdk_logging(self):
+        path = self.params.get('sdk_log_path')
+        if path:
+            debug = self.params.get('sdk_log_level') == 'DEBUG'
+            openstack.enable_logging(debug=debug, http_debug=debug, path=path)
+
+    # -- connection ---------------------------------------------------------------------------------------
+
+    @property
+    def conn(self):
+        if self._conn is None:
+            self._conn = self.connect()
+        return self._conn
+
+    def connect(self):
+        try:
+            return connect(self.params)
+        except NovahaError as exc:
+            self.fail(exc.msg, **exc.details)
+
+    # -- results ------------------------------------------------------------------------------------------
+
+    def exit(self, **result):
+        merged = dict(self.results)
+        merged.update(result)
+        self.ansible.exit_json(**merged)
+
+    def fail(self, msg, **details):
+        merged = dict(self.results)
+        merged.update(details)
+        self.ansible.fail_json(msg=msg, **merged)
+
+    def warn(self, msg):
+        self.ansible.warn(msg)
+
+    def fail_api(self, exc, doing, **details):
+        """The single way an SDK / keystoneauth exception becomes a failed task."""
+        msg, facts = describe_api_error(exc, doing)
+        facts.update(details)
+        self.fail(msg, **facts)
+
+    @contextlib.contextmanager
+    def api(self, doing, **details):
+        """``with self.api('forcing down nova-compute on node-28'):`` fails the task readably on error."""
+        try:
+            yield
+        except _api_exceptions() as exc:
+            self.fail_api(exc, doing, **details)
+
+    # -- running ------------------------------------------------------------------------------------------
+
+    def run(self):
+        raise NotImplementedError
+
+    def __call__(self):
+        try:
+            self.run()
+        except NovahaError as exc:
+            self.fail(exc.msg, **exc.details)
+        except _api_exceptions() as exc:
+            self.fail_api(exc, 'talking to the cloud')
+        # run() is expected to exit; a subclass that returns just reports its results.
+        self.exit()

@@ -1,0 +1,456 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, novaha.recovery contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+DOCUMENTATION = r"""
+module: os_fence_check
+short_description: Prove that a failed compute host is fenced, fence it on request
+version_added: 0.1.0
+description:
+  - The safety gate before evacuating a compute host. Evacuating instances from a host that still runs
+    can corrupt shared storage and leave two copies of a server alive.
+  - Looks up the C(nova-compute) service of O(host), reads the host's power state through its BMC
+    (Redfish or IPMI) and, with O(fence=true), powers the host off and polls fresh readings until the
+    BMC reads Off or O(power_timeout) passes.
+  - Only a power reading of Off taken by this task (after any power-off command), or the operator's
+    explicit O(attest_powered_off), counts as fenced. An accepted power-off command does not.
+  - Once the host is fenced, optionally marks the Nova service forced down (O(force_down)) and disabled
+    (O(disable)), so that Nova accepts evacuations at once instead of after C(service_down_time).
+  - A BMC that is unreachable, rejects the credentials or keeps reading On past the timeout leaves the host
+    unfenced; the task then fails naming the host, the BMC and the cause, unless O(fail_on_unfenced=false).
+author:
+  - novaha.recovery maintainers (@novaha)
+options:
+  host:
+    description:
+      - The host name of the C(nova-compute) service, exactly as C(openstack compute service list) shows it.
+      - When no service matches exactly, the task fails and lists similar host names.
+    type: str
+    required: true
+  bmc:
+    description:
+      - How to reach the host's baseboard management controller.
+      - Omit it (or set O(bmc.type=none)) for a host without a usable BMC; then only
+        O(attest_powered_off=true) can prove it fenced.
+    type: dict
+    suboptions:
+      type:
+        description:
+          - V(redfish) talks HTTPS to the Redfish service (C(ComputerSystem.Reset) with C(ForceOff)).
+          - V(ipmi) runs C(ipmitool -I lanplus) on the controller (C(chassis power status), C(chassis power off)).
+          - V(none) means there is no BMC to ask.
+        type: str
+        choices: [redfish, ipmi, none]
+        required: true
+      address:
+        description:
+          - Redfish - a host name, an IP address or a base URL such as V(https://10.0.0.27:8443).
+            Plain addresses are reached over HTTPS.
+          - IPMI - the host name or IP address of the BMC.
+          - Required unless O(bmc.type=none).
+        type: str
+      port:
+        description:
+          - TCP port (Redfish; overrides the port of a URL in O(bmc.address)) or UDP port (IPMI, default V(623)).
+        type: int
+      username:
+        description:
+          - BMC user name. Required for V(ipmi).
+        type: str
+      password:
+        description:
+          - BMC password. Never shown in results or errors. For IPMI it is handed to ipmitool in the
+            E(IPMI_PASSWORD) environment variable (C(-E)), never on its command line.
+        type: str
+      system_id:
+        description:
+          - Redfish only. The id (or C(@odata.id) path) of the computer system of this host.
+          - Default is the only member of C(/redfish/v1/Systems); the task fails when there are several.
+        type: str
+      validate_certs:
+        description:
+          - Redfish only. Whether to verify the BMC's TLS certificate.
+        type: bool
+        default: true
+      ca_path:
+        description:
+          - Redfish only. A CA certificate bundle used to verify the BMC's TLS certificate.
+        type: path
+      timeout:
+        description:
+          - Seconds one BMC request (one HTTP request, or one ipmitool run, which is then killed) may take.
+        type: int
+        default: 10
+      cipher_suite:
+        description:
+          - IPMI only. The RMCP+ cipher suite passed to ipmitool with C(-C). Default is ipmitool's own
+            (V(17) for ipmitool 1.8.19 and later, V(3) before).
+          - Set it when the BMC rejects ipmitool's default, for example V(3) for older BMCs.
+        type: int
+  fence:
+    description:
+      - When the BMC does not read Off, power the host off (Redfish C(ForceOff) if the BMC allows that
+        reset type; IPMI C(chassis power off)) and poll fresh readings until Off.
+      - With V(false) the task only reads and judges.
+    type: bool
+    default: false
+  power_timeout:
+    description:
+      - Seconds to wait, after the power-off command, for the BMC to read Off.
+    type: int
+    default: 60
+  force_down:
+    description:
+      - After fencing is proven, mark the C(nova-compute) service forced down (compute API microversion
+        2.11 or later) so that Nova accepts evacuations at once.
+      - V(false) leaves the flag as it is; it never clears it.
+    type: bool
+    default: false
+  disable:
+    description:
+      - After fencing is proven, disable the C(nova-compute) service so that nothing is scheduled to it.
+      - V(false) leaves the service status as it is; it never enables it.
+    type: bool
+    default: false
+  disabled_reason:
+    description:
+      - The reason recorded when O(disable=true). An already disabled service gets this reason if it
+        differs; when omitted, an already disabled service keeps its reason and a newly disabled one gets
+        V(fenced by novaha.recovery.os_fence_check).
+    type: str
+  attest_powered_off:
+    description:
+      - An explicit operator statement that the host is powered off, for hosts whose BMC is missing or
+        unreachable. Recorded as the evidence (RV(evidence.method=attestation)), never assumed.
+      - A BMC that answers and reads On overrules it; the host is then not fenced.
+    type: bool
+    default: false
+  fail_on_unfenced:
+    description:
+      - Fail the task when the host is not proven fenced.
+      - With V(false) the task returns RV(fenced=false) and the reason instead, and changes nothing in Nova.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - Reads the BMC and the Nova service, returns the plan in RV(plan), powers nothing off and changes
+        nothing in Nova. RV(fenced) is what the BMC reads now.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+    details:
+      - RV(service.before) and RV(service.after) show the change of the Nova service.
+  idempotent:
+    description: When run twice in a row with the same arguments, the second run reports no change.
+    support: full
+notes:
+  - Redfish uses HTTPS with basic authentication through Ansible's own URL library; proxy environment
+    variables and C(~/.netrc) are not used for BMCs.
+  - IPMI needs C(ipmitool) on the host that runs the module (usually the controller).
+  - Nova service changes need an account with the admin role.
+  - To undo O(force_down) and O(disable) after the host is repaired, use C(openstack compute service set
+    --up --enable HOST nova-compute) (or the role's restore playbook).
+seealso:
+  - name: Nova - evacuate instances
+    description: Why a failed host must be fenced and its service forced down before evacuation.
+    link: https://docs.openstack.org/nova/latest/admin/evacuate.html
+extends_documentation_fragment:
+  - novaha.recovery.openstack
+"""
+
+EXAMPLES = r"""
+- name: Fence node-28 through Redfish and force its compute service down
+  novaha.recovery.os_fence_check:
+    cloud: novaha-admin
+    host: node-28
+    bmc:
+      type: redfish
+      address: "{{ bmc_redfish_url }}"
+      system_id: "{{ bmc_redfish_system_id }}"
+      username: "{{ bmc_username }}"
+      password: "{{ bmc_password }}"
+      ca_path: "{{ bmc_ca_path }}"
+    fence: true
+    power_timeout: 60
+    force_down: true
+    disable: true
+    disabled_reason: "hardware failure, ticket OPS-1234"
+  register: node28_fence
+
+- name: Only check an IPMI host (no power action); report instead of failing
+  novaha.recovery.os_fence_check:
+    cloud: novaha-admin
+    host: node-31
+    bmc:
+      type: ipmi
+      address: 10.20.0.31
+      port: 623
+      username: "{{ bmc_username }}"
+      password: "{{ bmc_password }}"
+      cipher_suite: 3
+    fail_on_unfenced: false
+  register: node31
+
+- name: Show the verdict
+  ansible.builtin.debug:
+    msg: "{{ node31.fenced }} - {{ node31.msg }}"
+
+- name: A host without a BMC, switched off by hand in the data centre
+  novaha.recovery.os_fence_check:
+    cloud: novaha-admin
+    host: node-27
+    bmc:
+      type: none
+    attest_powered_off: true
+    force_down: true
+
+- name: Use the shared cloud options once for every module of the collection
+  module_defaults:
+    group/novaha.recovery.openstack:
+      cloud: novaha-admin
+  block:
+    - name: Check node-28
+      novaha.recovery.os_fence_check:
+        host: node-28
+        bmc:
+          type: redfish
+          address: https://10.20.0.28
+          username: "{{ bmc_username }}"
+          password: "{{ bmc_password }}"
+"""
+
+RETURN = r"""
+fenced:
+  description:
+    - Whether the host is proven fenced - the BMC read power Off during this task, or the operator
+      attested it (and no answering BMC read On).
+  returned: always
+  type: bool
+  sample: true
+msg:
+  description: The verdict in one sentence, or why the task failed.
+  returned: always
+  type: str
+  sample: "host node-28 is fenced: the BMC reads power Off (Off); nova-compute service forced down"
+plan:
+  description:
+    - What the task did (or, in check mode, would do), in order. Empty when nothing needed doing.
+  returned: always
+  type: list
+  elements: str
+  sample: ["power off node-28 (Redfish BMC https://10.20.0.28 system /redfish/v1/Systems/1)",
+           "force down the nova-compute service of node-28"]
+evidence:
+  description: How the verdict was reached.
+  returned: when the service was found
+  type: dict
+  contains:
+    method:
+      description: What proved (or failed to prove) the verdict.
+      type: str
+      choices: [redfish, ipmi, attestation, none]
+      sample: redfish
+    bmc:
+      description: The BMC that was asked (kind and address; never credentials).
+      type: str
+      sample: "Redfish BMC https://10.20.0.28 system /redfish/v1/Systems/1"
+    power_state:
+      description: The last power reading, normalized; null when the BMC gave none.
+      type: str
+      choices: ['on', 'off', unknown]
+      sample: 'off'
+    power_state_raw:
+      description: The last power reading as the BMC put it.
+      type: str
+      sample: "Off"
+    read_at:
+      description: When that reading was taken (UTC, ISO 8601).
+      type: str
+      sample: "2025-11-21T23:59:01.123Z"
+    power_state_before:
+      description: The first reading of this task, before any power-off command.
+      type: str
+      sample: 'on'
+    action:
+      description: The power-off command sent, if any.
+      type: str
+      sample: "ComputerSystem.Reset ForceOff"
+    action_sent_at:
+      description: When the power-off command was accepted (UTC, ISO 8601).
+      type: str
+    fence_seconds:
+      description: Seconds from sending the power-off command to the first Off reading.
+      type: float
+      sample: 3.2
+    attested:
+      description: Whether O(attest_powered_off) was given.
+      type: bool
+    error_cause:
+      description: Why the BMC gave no Off reading, if it did not.
+      type: str
+      choices: [unreachable, timeout, credentials rejected, forbidden, stayed on, unsupported,
+                configuration, unexpected answer]
+service:
+  description: The C(nova-compute) service of O(host) before and after the task (predicted in check mode).
+  returned: when the service was found
+  type: dict
+  contains:
+    before:
+      description: The service as found.
+      type: dict
+      sample: {id: "5f0e...", host: node-28, binary: nova-compute, zone: nova, state: up, status: enabled,
+               forced_down: false, disabled_reason: null, updated_at: "2025-11-21T23:58:40.000000"}
+    after:
+      description: The service after the task; same keys as RV(service.before).
+      type: dict
+changed:
+  description: Whether the host was powered off or the Nova service was changed (or would be, in check mode).
+  returned: always
+  type: bool
+http_status:
+  description: HTTP status of a failed OpenStack API call.
+  returned: on OpenStack API failure
+  type: int
+  sample: 403
+request_id:
+  description: Request id of a failed OpenStack API call (Nova's C(x-compute-request-id) when present).
+  returned: on OpenStack API failure
+  type: str
+  sample: req-4f1c2b7e-9a0e-4a57-8d2b-d3a4a2a1b0c9
+"""
+
+from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
+    NovahaModule, bmc_http, find_compute_service, service_microversion, update_compute_service,
+)
+from ansible_collections.novaha.recovery.plugins.module_utils._fencing import (
+    IpmiBmc, RedfishBmc, check_fence, plan_service_update, predict_service, stale_heartbeat,
+)
+
+
+BMC_SPEC = dict(
+    type=dict(type='str', required=True, choices=['redfish', 'ipmi', 'none']),
+    address=dict(type='str'),
+    port=dict(type='int'),
+    username=dict(type='str'),
+    password=dict(type='str', no_log=True),
+    system_id=dict(type='str'),
+    validate_certs=dict(type='bool', default=True),
+    ca_path=dict(type='path'),
+    timeout=dict(type='int', default=10),
+    cipher_suite=dict(type='int'),
+)
+
+
+class FenceCheck(NovahaModule):
+    argument_spec = dict(
+        host=dict(type='str', required=True),
+        bmc=dict(type='dict', options=BMC_SPEC,
+                 required_if=[('type', 'redfish', ['address']),
+                              ('type', 'ipmi', ['address', 'username', 'password'])]),
+        fence=dict(type='bool', default=False),
+        power_timeout=dict(type='int', default=60),
+        force_down=dict(type='bool', default=False),
+        disable=dict(type='bool', default=False),
+        disabled_reason=dict(type='str'),
+        attest_powered_off=dict(type='bool', default=False),
+        fail_on_unfenced=dict(type='bool', default=True),
+    )
+    module_kwargs = dict(supports_check_mode=True)
+
+    def build_bmc(self):
+        spec = self.params['bmc'] or {'type': 'none'}
+        if spec['type'] == 'redfish':
+            return RedfishBmc(spec['address'], bmc_http(spec['validate_certs'], spec['ca_path']),
+                              username=spec['username'], password=spec['password'], port=spec['port'],
+                              system_id=spec['system_id'], timeout=spec['timeout'])
+        if spec['type'] == 'ipmi':
+            return IpmiBmc(spec['address'], spec['username'], spec['password'], port=spec['port'],
+                           cipher_suite=spec['cipher_suite'], timeout=spec['timeout'])
+        return None
+
+    def run(self):
+        p = self.params
+        host = p['host']
+        if p['power_timeout'] < 0 or (p['bmc'] and p['bmc']['timeout'] <= 0):
+            self.fail('power_timeout must be 0 or more and bmc.timeout more than 0')
+
+        self.results.update(fenced=False, plan=[])
+        with self.api('looking up the nova-compute service of host %s' % host):
+            microversion = service_microversion(self.conn)
+            before = find_compute_service(self.conn, host, microversion)
+        self.results['service'] = dict(before=before, after=before)
+
+        bmc = self.build_bmc()
+        outcome = check_fence(host, bmc, fence=p['fence'], attested=p['attest_powered_off'],
+                              power_timeout=p['power_timeout'], check_mode=self.check_mode)
+        evidence = outcome['evidence']
+        plan = self.results['plan']
+        if outcome['power_changed'] or outcome['would_power_off']:
+            plan.append('power off %s (%s)' % (host, evidence['bmc']))
+        self.results.update(fenced=outcome['fenced'], evidence=evidence,
+                            changed=outcome['power_changed'])
+
+        if outcome.get('bmc_error'):
+            self.warn('%s; relying on the operator attestation' % outcome['bmc_error'])
+        elif outcome['fenced'] and evidence['method'] == 'attestation':
+            self.warn('host %s counts as fenced on the operator attestation alone; no BMC reading' % host)
+        if stale_heartbeat(before, outcome):
+            self.warn('nova-compute on %s still reports state up although the BMC reads power Off '
+                      '(stale heartbeat); %s' % (host, 'it is forced down now' if p['force_down'] else
+                                                 'Nova refuses evacuations until it marks it down '
+                                                 '(service_down_time) or force_down=true is used'))
+
+        if not outcome['fenced'] and not outcome['would_power_off']:
+            # Never touch Nova for a host that may still be running.
+            if p['fail_on_unfenced']:
+                self.fail(outcome['error'])
+            self.warn(outcome['error'])
+            self.exit(msg=outcome['error'])
+
+        changes = plan_service_update(before, p['force_down'], p['disable'], p['disabled_reason'])
+        if changes.get('forced_down'):
+            plan.append('force down the nova-compute service of %s' % host)
+        if changes.get('disabled'):
+            plan.append('disable the nova-compute service of %s (reason: %s)'
+                        % (host, changes['disabled_reason']))
+
+        if self.check_mode:
+            after = predict_service(before, changes)
+            self.results['service']['after'] = after
+            if plan:
+                self.exit(changed=True, msg='check mode: would %s' % '; then '.join(plan))
+            self.exit(changed=False, msg='host %s is fenced: %s; nothing to do' % (host, outcome['verdict']))
+
+        after = before
+        if changes:
+            self.results['changed'] = True
+            with self.api('marking the nova-compute service of host %s %s after fencing'
+                          % (host, ' and '.join(k.replace('_', ' ') for k in ('forced_down', 'disabled')
+                                                if k in changes))):
+                after = update_compute_service(self.conn, before, forced_down=changes.get('forced_down'),
+                                               disabled=changes.get('disabled'),
+                                               disabled_reason=changes.get('disabled_reason'),
+                                               microversion=microversion)
+            self.results['service']['after'] = after
+
+        done = [outcome['verdict']]
+        if after.get('forced_down'):
+            done.append('nova-compute service forced down')
+        if after.get('status') == 'disabled':
+            done.append('nova-compute service disabled')
+        if self.results['changed']:
+            self.exit(msg='host %s is fenced: %s' % (host, '; '.join(done)))
+        self.exit(msg='host %s already fenced: %s; nothing to do' % (host, '; '.join(done)))
+
+
+def main():
+    FenceCheck()()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,160 @@
+"""Fixtures for integration tests on the project's local cloud.
+
+One local cloud serves the whole test run (started on first use, left running if it
+was already up); every test that changes it asks for ``clean_cloud``, which resets it.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE = Path(os.environ.get("NOVAHA_LOCALCLOUD_DIR", ROOT / ".localcloud"))
+CLOUD_PYTHON = Path(os.environ.get("NOVAHA_CLOUD_PYTHON", ROOT / ".venv" / "cloud" / "bin" / "python"))
+DEV_BIN = Path(sys.executable).parent
+
+
+class LocalCloud:
+    """The running local cloud, as the tests see it."""
+
+    def __init__(self, state_dir):
+        self.state_dir = Path(state_dir)
+        self.info = json.loads((self.state_dir / "cloud.json").read_text())
+        self.clouds_yaml = self.state_dir / "clouds.yaml"
+        self.inventory = self.state_dir / "inventory.yml"
+        self.admin_cloud = "novaha-admin"
+        self.member_cloud = "novaha-member"
+        self.computes = list(self.info["computes"])
+
+    def cli(self, *args, check=True):
+        """Run the local cloud CLI; return its completed process (stdout as text)."""
+        env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "localcloud"),
+                   NOVAHA_LOCALCLOUD_DIR=str(self.state_dir))
+        proc = subprocess.run([str(CLOUD_PYTHON), "-m", "localcloud", *args], env=env,
+                              capture_output=True, text=True, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"localcloud {' '.join(args)} failed ({proc.returncode}):\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def bmc(self, host):
+        """BMC settings of one compute host: redfish {url, system_id}, ipmi {address, port},
+        username, password, ca_path."""
+        return self.info["bmcs"][host]
+
+    def fail_host(self, host, power="on"):
+        self.cli("fail-host", host, "--power", power)
+
+    def revive_host(self, host):
+        self.cli("revive-host", host)
+
+    def boot(self, host, count=1, status="ACTIVE", **opts):
+        """Boot servers on a host; return their records (id, name, host, status) as dicts."""
+        args = ["boot", "--host", host, "--count", str(count), "--status", status]
+        for key, value in opts.items():
+            flag = "--" + key.replace("_", "-")
+            if value is True:
+                args.append(flag)
+            elif isinstance(value, dict):
+                for k, v in value.items():
+                    args += [flag, f"{k}={v}"]
+            elif value not in (None, False):
+                args += [flag, str(value)]
+        return json.loads(self.cli(*args).stdout)
+
+    def connect(self, cloud=None):
+        import openstack.config
+        import openstack.connection
+        region = openstack.config.OpenStackConfig(
+            config_files=[str(self.clouds_yaml)], load_envvars=False).get_one(cloud or self.admin_cloud)
+        return openstack.connection.Connection(config=region)
+
+    def env(self):
+        """Environment for ansible / openstacksdk processes aimed at this cloud."""
+        return dict(os.environ,
+                    OS_CLIENT_CONFIG_FILE=str(self.clouds_yaml),
+                    ANSIBLE_COLLECTIONS_PATH=str(collections_path()),
+                    ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+                    ANSIBLE_NOCOLOR="1",
+                    ANSIBLE_FORCE_COLOR="0",
+                    PATH=f"{DEV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def collections_path():
+    """A directory holding ansible_collections/novaha/recovery -> this checkout."""
+    base = ROOT / "build" / "collections"
+    link = base / "ansible_collections" / "novaha" / "recovery"
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(ROOT, target_is_directory=True)
+    return base
+
+
+def run_module(cloud, module, args, check=False, verbosity=0, extra_env=None):
+    """Run one module of this collection on localhost through ansible-playbook.
+
+    Returns (result, output): the module's registered result and the whole job output,
+    so tests can assert on both what the module returned and what an operator saw.
+    """
+    tmp = cloud.state_dir / "tmp"
+    tmp.mkdir(exist_ok=True)
+    out = tmp / f"result-{os.getpid()}.json"
+    playbook = tmp / f"run-{os.getpid()}.yml"
+    playbook.write_text(json.dumps([{
+        "hosts": "localhost", "gather_facts": False, "connection": "local",
+        "vars": {"ansible_python_interpreter": sys.executable},
+        "tasks": [
+            {"name": "Run the module", module: args, "register": "result", "ignore_errors": True},
+            {"name": "Save the result", "ansible.builtin.copy": {
+                "content": "{{ result | to_nice_json }}", "dest": str(out)},
+                "check_mode": False, "no_log": True},
+        ],
+    }]))
+    cmd = [str(DEV_BIN / "ansible-playbook"), "-i", "localhost,", str(playbook)]
+    if check:
+        cmd.append("--check")
+    if verbosity:
+        cmd.append("-" + "v" * verbosity)
+    env = cloud.env()
+    env.update(extra_env or {})
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    output = proc.stdout + proc.stderr
+    if not out.exists():
+        raise AssertionError(f"playbook did not run:\n{output}")
+    result = json.loads(out.read_text())
+    out.unlink()
+    return result, output
+
+
+@pytest.fixture(scope="session")
+def cloud():
+    """The local cloud, started for this run unless it is already up."""
+    status = subprocess.run(
+        [str(CLOUD_PYTHON), "-m", "localcloud", "status", "--quiet"],
+        env=dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "localcloud"),
+                 NOVAHA_LOCALCLOUD_DIR=str(STATE)),
+        capture_output=True, text=True, check=False)
+    started_here = False
+    if status.returncode != 0:
+        up = subprocess.run(
+            [str(CLOUD_PYTHON), "-m", "localcloud", "up"],
+            env=dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "localcloud"),
+                     NOVAHA_LOCALCLOUD_DIR=str(STATE)),
+            capture_output=True, text=True, check=False)
+        if up.returncode != 0:
+            pytest.fail(f"local cloud did not start:\n{up.stdout}\n{up.stderr}")
+        started_here = True
+    yield LocalCloud(STATE)
+    if started_here and not os.environ.get("NOVAHA_KEEP_CLOUD"):
+        LocalCloud(STATE).cli("down", check=False)
+
+
+@pytest.fixture
+def clean_cloud(cloud):
+    """The local cloud reset to its first state: no servers, every compute up and enabled."""
+    cloud.cli("reset")
+    return cloud

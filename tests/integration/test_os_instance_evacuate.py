@@ -1,0 +1,240 @@
+"""os_instance_evacuate on the local cloud: real Nova, real Placement, the fake hypervisor.
+
+Every test fails a host the way the runbook does (nova-compute killed, BMC off), forces its service down
+through the compute API (what os_fence_check does after proving the host off) unless the test is about
+an unfenced host, runs the module through ansible-playbook, and asserts where the server ended and in
+which state, read back from Nova.
+"""
+
+import pytest
+
+from conftest import run_module
+
+MODULE = "novaha.recovery.os_instance_evacuate"
+TIMEOUT = 240
+
+
+def server(cloud, server_id):
+    conn = cloud.connect()
+    response = conn.compute.get(f"/servers/{server_id}", microversion="2.73")
+    assert response.status_code == 200, response.text
+    return response.json()["server"]
+
+
+def evacuations(cloud, server_id):
+    conn = cloud.connect()
+    response = conn.compute.get(f"/os-migrations?migration_type=evacuation&instance_uuid={server_id}",
+                                microversion="2.59")
+    assert response.status_code == 200, response.text
+    return response.json()["migrations"]
+
+
+def force_down(cloud, host):
+    """What os_fence_check does once the BMC reads Off: mark the nova-compute service forced down."""
+    conn = cloud.connect()
+    services = conn.compute.get(f"/os-services?binary=nova-compute&host={host}", microversion="2.53").json()
+    (service,) = [s for s in services["services"] if s["host"] == host]
+    response = conn.compute.put(f"/os-services/{service['id']}", json={"forced_down": True},
+                                microversion="2.53")
+    assert response.status_code == 200, response.text
+
+
+def fail_and_fence(cloud, host):
+    cloud.fail_host(host, power="off")
+    force_down(cloud, host)
+
+
+def evacuate(cloud, args, check=False, cloud_name=None):
+    params = dict(cloud=cloud_name or cloud.admin_cloud, timeout=TIMEOUT, poll_interval=2)
+    params.update(args)
+    return run_module(cloud, MODULE, params, check=check)
+
+
+def assert_recovered(cloud, result, output, server_id, source, status):
+    assert not result.get("failed"), f"{result.get('msg')}\n{output}"
+    assert result["changed"] is True
+    record = result["evacuation"]
+    assert record["outcome"] == "recovered", record
+    now = server(cloud, server_id)
+    host = now["OS-EXT-SRV-ATTR:host"]
+    assert host != source and host in cloud.computes
+    assert now["status"] == status
+    assert not now["OS-EXT-STS:task_state"]
+    assert record["after"]["host"] == host and record["after"]["status"] == status
+    assert record["before"]["host"] == source
+    (migration,) = evacuations(cloud, server_id)
+    assert migration["status"] in ("done", "completed")
+    assert migration["dest_compute"] == host and migration["source_compute"] == source
+    assert record["migration"]["id"] == migration["id"]
+    assert record["attempts"][0]["request_id"].startswith("req-")
+    return now
+
+
+@pytest.mark.parametrize("status,microversion", [
+    ("ACTIVE", "2.94"),
+    ("ACTIVE", None),      # negotiated: 2.95, Nova stops it at the destination, the module starts it
+    ("SHUTOFF", "2.94"),
+    ("SHUTOFF", None),
+    ("ERROR", None),       # Nova rebuilds an ERROR server and boots it: it ends ACTIVE
+])
+def test_server_ends_where_and_as_it_should(clean_cloud, status, microversion):
+    cloud = clean_cloud
+    source = cloud.computes[0]
+    (vm,) = cloud.boot(source, 1, status=status)
+    fail_and_fence(cloud, source)
+
+    args = dict(server=vm["id"], expected_source_host=source)
+    if microversion:
+        args["microversion"] = microversion
+    result, output = evacuate(cloud, args)
+
+    final = "SHUTOFF" if status == "SHUTOFF" else "ACTIVE"
+    now = assert_recovered(cloud, result, output, vm["id"], source, final)
+    assert now["locked"] is False
+    used = result["evacuation"]["microversion"]
+    assert used == (microversion or "2.95")
+    started = "start" in result["evacuation"]["power_actions"]
+    assert started is (status == "ACTIVE" and used == "2.95")
+    assert result["microversions"]["evacuate_stops_server"] is (used == "2.95")
+
+
+def test_target_host(clean_cloud):
+    cloud = clean_cloud
+    source, _other, target = cloud.computes[:3]
+    (vm,) = cloud.boot(source, 1)
+    fail_and_fence(cloud, source)
+
+    result, output = evacuate(cloud, dict(server=vm["name"], target_host=target))
+
+    now = assert_recovered(cloud, result, output, vm["id"], source, "ACTIVE")
+    assert now["OS-EXT-SRV-ATTR:host"] == target
+    assert result["evacuation"]["request"] == {"evacuate": {"host": target}}
+
+
+def test_user_locked_server_stays_locked(clean_cloud):
+    cloud = clean_cloud
+    source = cloud.computes[0]
+    (vm,) = cloud.boot(source, 1, locked=True)
+    fail_and_fence(cloud, source)
+
+    result, output = evacuate(cloud, dict(server=vm["id"]))
+
+    now = assert_recovered(cloud, result, output, vm["id"], source, "ACTIVE")
+    assert now["locked"] is True
+    assert now["locked_reason"] == "locked by its owner"
+    assert result["evacuation"]["lock"]["user_locked"] is True
+    assert not any(r["action"] in ("lock", "unlock") for r in result["evacuation"]["request_ids"])
+
+
+def test_our_lock_is_taken_during_the_move_and_removed(clean_cloud):
+    cloud = clean_cloud
+    source = cloud.computes[0]
+    (vm,) = cloud.boot(source, 1)
+    fail_and_fence(cloud, source)
+
+    result, output = evacuate(cloud, dict(server=vm["id"]))
+
+    now = assert_recovered(cloud, result, output, vm["id"], source, "ACTIVE")
+    assert now["locked"] is False and not now.get("locked_reason")
+    actions = [r["action"] for r in result["evacuation"]["request_ids"]]
+    assert actions[0] == "lock" and actions[-1] == "unlock"
+
+
+def test_paused_server_is_refused_and_nothing_changes(clean_cloud):
+    cloud = clean_cloud
+    source = cloud.computes[0]
+    (vm,) = cloud.boot(source, 1, status="PAUSED")
+    fail_and_fence(cloud, source)
+
+    result, output = evacuate(cloud, dict(server=vm["id"]))
+
+    assert result.get("failed"), output
+    assert result["changed"] is False
+    assert "PAUSED" in result["msg"] and vm["id"] in result["msg"]
+    assert "reset_state" in result["msg"]
+    assert result["evacuation"]["outcome"] == "refused"
+    now = server(cloud, vm["id"])
+    assert now["OS-EXT-SRV-ATTR:host"] == source and now["status"] == "PAUSED" and now["locked"] is False
+    assert evacuations(cloud, vm["id"]) == []
+
+
+def test_source_not_fenced_is_a_clear_error(clean_cloud):
+    cloud = clean_cloud
+    source = cloud.computes[0]
+    (vm,) = cloud.boot(source, 1)   # the host is healthy: its nova-compute service is up
+
+    result, output = evacuate(cloud, dict(server=vm["id"]))
+
+    assert result.get("failed"), output
+    assert result["changed"] is False
+    assert f"host {source} is not fenced/forced down" in result["msg"]
+    assert "compute service set --down" in result["next_command"]
+    now = server(cloud, vm["id"])
+    assert now["OS-EXT-SRV-ATTR:host"] == source and now["status"] == "ACTIVE" and now["locked"] is False
+    assert evacuations(cloud, vm["id"]) == []
+
+
+def test_rerun_after_success_changes_nothing(clean_cloud):
+    cloud = clean_cloud
+    source = cloud.computes[0]
+    (vm,) = cloud.boot(source, 1)
+    fail_and_fence(cloud, source)
+    args = dict(server=vm["id"], expected_source_host=source)
+    first, output = evacuate(cloud, args)
+    assert_recovered(cloud, first, output, vm["id"], source, "ACTIVE")
+
+    again, output = evacuate(cloud, args)
+    assert not again.get("failed"), output
+    assert again["changed"] is False
+    assert "nothing to do" in again["msg"]
+    assert len(evacuations(cloud, vm["id"])) == 1
+
+    # Without expected_source_host: the server is on a healthy host that an earlier evacuation chose.
+    again, output = evacuate(cloud, dict(server=vm["id"]))
+    assert not again.get("failed"), output
+    assert again["changed"] is False and "already evacuated" in again["msg"]
+    assert len(evacuations(cloud, vm["id"])) == 1
+
+
+def test_check_mode_plans_and_changes_nothing(clean_cloud):
+    cloud = clean_cloud
+    source = cloud.computes[0]
+    (vm,) = cloud.boot(source, 1)
+    fail_and_fence(cloud, source)
+
+    result, output = evacuate(cloud, dict(server=vm["id"], admin_password="n0t-in-output"), check=True)
+
+    assert not result.get("failed"), output
+    assert result["changed"] is True
+    assert result["plan"]["action"] == "evacuate" and result["plan"]["microversion"] == "2.95"
+    assert result["plan"]["request"] == {"evacuate": {"adminPass": "<hidden>"}}
+    assert result["plan"]["expected_status"] == "ACTIVE"
+    assert "n0t-in-output" not in output
+    now = server(cloud, vm["id"])
+    assert now["OS-EXT-SRV-ATTR:host"] == source and now["locked"] is False
+    assert evacuations(cloud, vm["id"]) == []
+
+
+def test_non_admin_gets_a_permission_error(clean_cloud):
+    cloud = clean_cloud
+    source = cloud.computes[0]
+    (vm,) = cloud.boot(source, 1, project="member")
+    fail_and_fence(cloud, source)
+
+    result, output = evacuate(cloud, dict(server=vm["id"]), cloud_name=cloud.member_cloud)
+
+    assert result.get("failed"), output
+    assert result["changed"] is False
+    assert "forbidden" in result["msg"] and "admin role" in result["msg"]
+    assert server(cloud, vm["id"])["OS-EXT-SRV-ATTR:host"] == source
+    assert evacuations(cloud, vm["id"]) == []
+
+
+def test_unknown_server_is_a_clear_error(clean_cloud):
+    cloud = clean_cloud
+
+    for ref in ("no-such-server", "00000000-0000-4000-8000-000000000000"):
+        result, output = evacuate(cloud, dict(server=ref))
+        assert result.get("failed"), output
+        assert result["changed"] is False
+        assert f"server {ref} not found" in result["msg"]

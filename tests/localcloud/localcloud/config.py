@@ -1,0 +1,77 @@
+"""Where the local cloud lives: paths, ports, names. One place, read by every part."""
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+STATE = Path(os.environ.get("NOVAHA_LOCALCLOUD_DIR", ROOT / ".localcloud")).resolve()
+CACHE = STATE.parent / (STATE.name + "-cache")
+VENV_BIN = Path(sys.executable).parent
+PYTHON = sys.executable
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+HOST = "127.0.0.1"
+REGION = "RegionOne"
+
+# Non-default ports, one block, so nothing collides with a real service on this machine.
+PORTS = {
+    "mariadb": 41306,
+    "rabbitmq": 41672,
+    "rabbitmq-dist": 41673,
+    "epmd": 41369,
+    "keystone": 41500,
+    "placement": 41778,
+    "nova-api": 41774,
+    "glance-stub": 41292,
+    "neutron-stub": 41696,
+}
+REDFISH_BASE_PORT = 41800
+IPMI_BASE_PORT = 41620
+
+DEFAULT_COMPUTES = ("node-27", "node-28", "node-31")
+
+# Plumbing credentials inside the loopback-only cloud (MariaDB, RabbitMQ): fixed so that the
+# schema snapshot stays valid. Keystone and BMC passwords are random per `up`.
+DB_USER = "novaha"
+DB_PASSWORD = "novaha-db"
+RABBIT_USER = "guest"
+RABBIT_PASSWORD = "guest"
+
+DATABASES = ("keystone", "placement", "nova_api", "nova", "nova_cell0")
+
+# The one image the Glance stub serves.
+IMAGE_ID = "6b3e5a52-2c33-4b8e-9d5e-6b1f5a0c0f01"
+IMAGE_NAME = "cirros-stub"
+FLAVORS = (  # name, vcpus, ram MB, root disk GB
+    ("m1.tiny", 1, 512, 1),
+    ("m1.small", 1, 2048, 20),
+    ("m1.medium", 2, 4096, 40),
+)
+
+
+def db_url(name):
+    return f"mysql+pymysql://{DB_USER}:{DB_PASSWORD}@{HOST}:{PORTS['mariadb']}/{name}?charset=utf8"
+
+
+def transport_url():
+    return f"rabbit://{RABBIT_USER}:{RABBIT_PASSWORD}@{HOST}:{PORTS['rabbitmq']}/"
+
+
+def keystone_url():
+    return f"http://{HOST}:{PORTS['keystone']}/v3"
+
+
+def endpoint(service):
+    return {
+        "compute": f"http://{HOST}:{PORTS['nova-api']}/v2.1",
+        "placement": f"http://{HOST}:{PORTS['placement']}",
+        "image": f"http://{HOST}:{PORTS['glance-stub']}",
+        "network": f"http://{HOST}:{PORTS['neutron-stub']}",
+        "identity": keystone_url(),
+    }[service]
+
+
+def compute_ports(index):
+    """Redfish and IPMI ports of the compute at position `index`."""
+    return REDFISH_BASE_PORT + index, IPMI_BASE_PORT + index

@@ -1,0 +1,171 @@
+"""What the local cloud CLI does through Nova's API (openstacksdk, admin)."""
+
+import time
+
+from . import config, infra, proc
+
+MICROVERSION = "2.95"
+
+
+def _get(conn, path, microversion=MICROVERSION):
+    response = conn.compute.get(path, microversion=microversion)
+    if response.status_code >= 400:
+        raise proc.CloudError(f"GET {path}: {response.status_code} {response.text[:300]}")
+    return response.json()
+
+
+def compute_services(conn):
+    return {s["host"]: s for s in _get(conn, "/os-services?binary=nova-compute")["services"]}
+
+
+def create_flavors(conn):
+    existing = {f.name for f in conn.compute.flavors()}
+    for name, vcpus, ram, disk in config.FLAVORS:
+        if name not in existing:
+            conn.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk)
+
+
+def _mapped_hosts():
+    out = infra.mariadb_client("SELECT host FROM host_mappings", database="nova_api")
+    return set(out.split()[1:])
+
+
+def _providers(conn):
+    response = conn.placement.get("/resource_providers", microversion="1.14")
+    return {rp["name"] for rp in response.json().get("resource_providers", [])}
+
+
+def wait_schedulable(conn, hosts, timeout):
+    """Every host's compute service up, enabled, not forced down, mapped to the cell and
+    known to Placement: a boot aimed at it can be scheduled."""
+    def ready():
+        svc = compute_services(conn)
+        for host in hosts:
+            s = svc.get(host)
+            if not s or s["state"] != "up" or s["status"] != "enabled" or s["forced_down"]:
+                return False
+        return set(hosts) <= _mapped_hosts() and set(hosts) <= _providers(conn)
+    proc.wait_for(f"computes {', '.join(hosts)} to be schedulable", ready, timeout)
+
+
+def wait_service_up(conn, host, timeout):
+    proc.wait_for(f"nova-compute on {host} to report up",
+                  lambda: compute_services(conn).get(host, {}).get("state") == "up", timeout)
+
+
+def delete_all_servers(conn, timeout):
+    servers = list(conn.compute.servers(all_projects=True))
+    for server in servers:
+        conn.compute.delete_server(server, ignore_missing=True)
+    proc.wait_for("every server to be deleted",
+                  lambda: not list(conn.compute.servers(all_projects=True)), timeout, 0.5)
+
+
+def _evacuations_left(conn, host):
+    data = _get(conn, f"/os-migrations?migration_type=evacuation&source_compute={host}", "2.59")
+    return [m for m in data["migrations"] if m["status"] in ("done", "accepted", "pre-migrating")]
+
+
+def wait_evacuations_completed(conn, hosts, timeout):
+    """Nova refuses to force a host up while evacuations from it are 'done' and not yet
+    cleaned up by its restarted nova-compute; deleted servers take theirs with them."""
+    proc.wait_for("evacuations to be cleaned up",
+                  lambda: not any(_evacuations_left(conn, h) for h in hosts), timeout)
+
+
+def restore_services(conn, hosts):
+    svc = compute_services(conn)
+    for host in hosts:
+        s = svc[host]
+        if s["forced_down"] or s["status"] != "enabled":
+            response = conn.compute.put(f"/os-services/{s['id']}",
+                                        json={"forced_down": False, "status": "enabled"},
+                                        microversion="2.53")
+            if response.status_code >= 400:
+                raise proc.CloudError(f"restoring service of {host}: {response.status_code} "
+                                      f"{response.text[:300]}")
+
+
+def delete_server_groups(conn):
+    for group in conn.compute.server_groups(all_projects=True):
+        conn.compute.delete_server_group(group, ignore_missing=True)
+
+
+def boot(conn_for, host, count, status="ACTIVE", locked=False, metadata=None, server_group=None,
+         project="admin", flavor="m1.tiny", name=None, port=False, timeout=180):
+    """Boot `count` servers onto `host` and bring each to `status`; return their records."""
+    admin = conn_for("novaha-admin")
+    conn = conn_for("novaha-admin-demo") if project == "member" else admin
+    group_id = None
+    if server_group:
+        group = conn.compute.post("/os-server-groups", microversion="2.64", json={
+            "server_group": {"name": f"{name or host}-{server_group}", "policy": server_group}}).json()
+        group_id = group["server_group"]["id"]
+    flavor_id = conn.compute.find_flavor(flavor, ignore_missing=False).id
+    prefix = name or f"{host}-vm"
+    existing = {s.name for s in admin.compute.servers(all_projects=True)}
+    names, index = [], 1
+    while len(names) < count:
+        candidate = f"{prefix}-{index}"
+        if candidate not in existing:
+            names.append(candidate)
+        index += 1
+    ids = []
+    for server_name in names:
+        body = {"name": server_name, "imageRef": config.IMAGE_ID, "flavorRef": flavor_id,
+                "host": host, "metadata": dict(metadata or {})}
+        if port:
+            created = admin.network.post("/v2.0/ports", json={"port": {"network_id": _network_id(admin),
+                                                                       "name": server_name}}).json()
+            body["networks"] = [{"port": created["port"]["id"]}]
+        else:
+            body["networks"] = "none"
+        request = {"server": body}
+        if group_id:
+            request["os:scheduler_hints"] = {"group": group_id}
+        response = conn.compute.post("/servers", json=request, microversion="2.74")
+        if response.status_code >= 400:
+            raise proc.CloudError(f"boot {server_name}: {response.status_code} {response.text[:300]}")
+        ids.append(response.json()["server"]["id"])
+    for server_id in ids:
+        _wait_status(admin, server_id, "ACTIVE", timeout)
+        _bring_to(admin, server_id, status, timeout)
+        if locked:
+            admin.compute.post(f"/servers/{server_id}/action", microversion="2.73",
+                               json={"lock": {"locked_reason": "locked by its owner"}})
+    records = []
+    for server_id in ids:
+        server = _get(admin, f"/servers/{server_id}")["server"]
+        records.append({"id": server["id"], "name": server["name"],
+                        "host": server.get("OS-EXT-SRV-ATTR:host"), "status": server["status"],
+                        "locked": server.get("locked"), "project_id": server["tenant_id"],
+                        "server_group": group_id})
+    return records
+
+
+def _network_id(conn):
+    return conn.network.get("/v2.0/networks").json()["networks"][0]["id"]
+
+
+def _wait_status(conn, server_id, status, timeout):
+    def reached():
+        server = _get(conn, f"/servers/{server_id}")["server"]
+        if server["status"] == "ERROR" and status != "ERROR":
+            raise proc.CloudError(f"server {server_id} went ERROR: {server.get('fault')}")
+        return server["status"] == status and not server.get("OS-EXT-STS:task_state")
+    proc.wait_for(f"server {server_id} to be {status}", reached, timeout, 0.3)
+
+
+def _bring_to(conn, server_id, status, timeout):
+    actions = {"ACTIVE": None, "SHUTOFF": {"os-stop": None}, "PAUSED": {"pause": None},
+               "SUSPENDED": {"suspend": None}, "ERROR": {"os-resetState": {"state": "error"}}}
+    if status not in actions:
+        raise proc.CloudError(f"--status must be one of {', '.join(actions)}")
+    if actions[status] is None:
+        return
+    response = conn.compute.post(f"/servers/{server_id}/action", json=actions[status],
+                                 microversion="2.1")
+    if response.status_code >= 400:
+        raise proc.CloudError(f"{status} for {server_id}: {response.status_code} {response.text[:300]}")
+    _wait_status(conn, server_id, status, timeout)
+    time.sleep(0)  # let the state settle in the listing too

@@ -1,0 +1,218 @@
+"""Keystone, Placement and Nova, unmodified from PyPI, configured for 127.0.0.1.
+
+Keystone, Placement and nova-api run under gunicorn (WSGI); nova-conductor, nova-scheduler
+and one nova-compute per host run as their own processes with Nova's fake virt driver.
+"""
+
+import configparser
+import os
+
+from . import config, proc
+
+
+def _etc(service):
+    path = config.STATE / "etc" / service
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_conf(path, sections):
+    parser = configparser.RawConfigParser()
+    parser.optionxform = str  # keep option case
+    for section, options in sections.items():
+        if section != "DEFAULT":
+            parser.add_section(section)
+        for key, value in options.items():
+            parser.set(section, key, str(value))
+    with open(path, "w") as handle:
+        parser.write(handle)
+
+
+def _bin(name):
+    return str(config.VENV_BIN / name)
+
+
+def _gunicorn(name, app, port, env, threads=8):
+    env = dict(env, PYTHONPATH=str(config.PACKAGE_DIR.parent))
+    proc.start(name, [config.PYTHON, "-m", "localcloud.wsgi_server", app,
+                      "--bind", f"{config.HOST}:{port}", "--threads", str(threads),
+                      "--access-log", str(proc.log_dir() / f"{name}-access.log")], env=env)
+
+
+def _auth_section(user, password, secrets):
+    return {
+        "auth_type": "password",
+        "auth_url": config.keystone_url(),
+        "project_name": "service",
+        "project_domain_name": "Default",
+        "user_domain_name": "Default",
+        "username": user,
+        "password": secrets[user],
+        "region_name": config.REGION,
+    }
+
+
+# --- Keystone -----------------------------------------------------------------------------
+
+def keystone_env():
+    return {"OS_KEYSTONE_CONFIG_FILES": str(_etc("keystone") / "keystone.conf")}
+
+
+def write_keystone_conf():
+    base = config.STATE / "keystone"
+    for sub in ("fernet-keys", "credential-keys"):
+        (base / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+    _write_conf(_etc("keystone") / "keystone.conf", {
+        "DEFAULT": {"use_stderr": "true", "debug": "false"},
+        "database": {"connection": config.db_url("keystone")},
+        "token": {"provider": "fernet", "expiration": 86400},
+        "fernet_tokens": {"key_repository": base / "fernet-keys"},
+        "credential": {"key_repository": base / "credential-keys"},
+        "cache": {"enabled": "false"},
+    })
+
+
+def keystone_manage(*args):
+    conf = str(_etc("keystone") / "keystone.conf")
+    return proc.run([_bin("keystone-manage"), "--config-file", conf, *args],
+                    what=f"keystone-manage {args[0]}")
+
+
+def sync_keystone_schema():
+    keystone_manage("db_sync")
+
+
+def start_keystone(secrets):
+    keystone_manage("fernet_setup", "--keystone-user", "root", "--keystone-group", "root")
+    keystone_manage("credential_setup", "--keystone-user", "root", "--keystone-group", "root")
+    keystone_manage("bootstrap", "--bootstrap-password", secrets["admin"],
+                    "--bootstrap-admin-url", config.keystone_url(),
+                    "--bootstrap-public-url", config.keystone_url(),
+                    "--bootstrap-internal-url", config.keystone_url(),
+                    "--bootstrap-region-id", config.REGION)
+    _gunicorn("keystone", "keystone.wsgi.api:application", config.PORTS["keystone"], keystone_env())
+    proc.wait_port("keystone", config.PORTS["keystone"])
+
+
+# --- Placement ----------------------------------------------------------------------------
+
+def write_placement_conf(secrets):
+    authtoken = _auth_section("placement", "placement", secrets)
+    authtoken.update({"www_authenticate_uri": config.keystone_url(), "service_token_roles_required": "true"})
+    _write_conf(_etc("placement") / "placement.conf", {
+        "DEFAULT": {"use_stderr": "true", "debug": "false"},
+        "placement_database": {"connection": config.db_url("placement")},
+        "api": {"auth_strategy": "keystone"},
+        "keystone_authtoken": authtoken,
+    })
+
+
+def sync_placement_schema():
+    proc.run([_bin("placement-manage"), "--config-file", str(_etc("placement") / "placement.conf"),
+              "db", "sync"], what="placement-manage db sync")
+
+
+def start_placement():
+    _gunicorn("placement", "placement.wsgi.api:application", config.PORTS["placement"],
+              {"OS_PLACEMENT_CONFIG_DIR": str(_etc("placement"))})
+    proc.wait_port("placement", config.PORTS["placement"])
+
+
+# --- Nova ---------------------------------------------------------------------------------
+
+def nova_conf_path():
+    return _etc("nova") / "nova.conf"
+
+
+def write_nova_conf(secrets, spawn_delay=0.0):
+    base = config.STATE / "nova"
+    base.mkdir(parents=True, exist_ok=True)
+    authtoken = _auth_section("nova", "nova", secrets)
+    authtoken.update({"www_authenticate_uri": config.keystone_url(), "service_token_roles_required": "true"})
+    _write_conf(nova_conf_path(), {
+        "DEFAULT": {
+            "debug": "false",
+            "use_stderr": "true",
+            "transport_url": config.transport_url(),
+            "compute_driver": "novaha_fake.NovahaFakeDriver",
+            "state_path": base,
+            "my_ip": config.HOST,
+            "report_interval": 5,
+            "service_down_time": 20,
+            "heal_instance_info_cache_interval": -1,
+            "instance_usage_audit": "false",
+            "sync_power_state_interval": -1,
+            "update_resources_interval": 30,
+            "osapi_compute_workers": 1,
+            "metadata_workers": 1,
+            "graceful_shutdown_timeout": 5,
+        },
+        "api": {"auth_strategy": "keystone"},
+        "wsgi": {"api_paste_config": config.VENV_BIN.parent / "etc" / "nova" / "api-paste.ini"},
+        "api_database": {"connection": config.db_url("nova_api"), "max_pool_size": 10},
+        "database": {"connection": config.db_url("nova"), "max_pool_size": 10},
+        "keystone_authtoken": authtoken,
+        "service_user": dict(_auth_section("nova", "nova", secrets), send_service_user_token="true"),
+        "placement": _auth_section("placement", "placement", secrets),
+        "glance": {"endpoint_override": config.endpoint("image"), "num_retries": 0},
+        "neutron": dict(_auth_section("nova", "nova", secrets),
+                        endpoint_override=config.endpoint("network"), http_retries=0),
+        "cinder": {"os_region_name": config.REGION},
+        "scheduler": {"discover_hosts_in_cells_interval": 2, "workers": 1},
+        "conductor": {"workers": 1},
+        "filter_scheduler": {"host_subset_size": 1, "shuffle_best_same_weighed_hosts": "true"},
+        "oslo_concurrency": {"lock_path": base / "locks"},
+        "oslo_messaging_notifications": {"driver": "noop"},
+        "oslo_messaging_rabbit": {"heartbeat_timeout_threshold": 0},
+        "notifications": {"notification_format": "unversioned"},
+        "novaha_fake": {"spawn_delay": spawn_delay},
+        "compute": {"live_migration_wait_for_vif_plug": "false"},
+        "vnc": {"enabled": "false"},
+        "spice": {"enabled": "false"},
+        "serial_console": {"enabled": "false"},
+        "os_vif_linux_bridge": {},
+    })
+
+
+def nova_manage(*args):
+    return proc.run([_bin("nova-manage"), "--config-file", str(nova_conf_path()), *args],
+                    what=f"nova-manage {' '.join(args[:2])}", timeout=600)
+
+
+def sync_nova_schema():
+    nova_manage("api_db", "sync")
+    nova_manage("cell_v2", "map_cell0", "--database_connection", config.db_url("nova_cell0"))
+    nova_manage("cell_v2", "create_cell", "--name", "cell1", "--verbose")
+    nova_manage("db", "sync")
+
+
+def nova_env():
+    return {"OS_NOVA_CONFIG_FILES": f"{config.VENV_BIN.parent / 'etc' / 'nova' / 'api-paste.ini'};"
+                                    f"{nova_conf_path()}"}
+
+
+def start_nova_control():
+    _gunicorn("nova-api", "nova.wsgi.osapi_compute:application", config.PORTS["nova-api"], nova_env(),
+              threads=16)
+    conf = ["--config-file", str(nova_conf_path())]
+    proc.start("nova-conductor", [_bin("nova-conductor"), *conf])
+    proc.start("nova-scheduler", [_bin("nova-scheduler"), *conf])
+    proc.wait_port("nova-api", config.PORTS["nova-api"])
+
+
+def compute_conf_path(host):
+    return _etc("nova") / f"compute-{host}.conf"
+
+
+def start_compute(host):
+    """One nova-compute process for one host, its node identity kept in its own state dir."""
+    state = config.STATE / "nova" / "computes" / host
+    state.mkdir(parents=True, exist_ok=True)
+    _write_conf(compute_conf_path(host), {
+        "DEFAULT": {"host": host, "state_path": state, "instances_path": state / "instances"},
+    })
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(config.PACKAGE_DIR.parent),
+                                                        os.environ.get("PYTHONPATH")]))}
+    proc.start(f"compute-{host}", [config.PYTHON, "-m", "localcloud.compute_launcher",
+                                   "--config-file", str(nova_conf_path()),
+                                   "--config-file", str(compute_conf_path(host))], env=env)

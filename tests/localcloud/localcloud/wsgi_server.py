@@ -1,0 +1,45 @@
+"""Serve an OpenStack WSGI application with gunicorn, with a clean sys.argv.
+
+Keystone, Placement and Nova parse sys.argv with oslo.config when their application loads,
+so gunicorn's own command line must not be visible to them.
+"""
+
+import argparse
+import sys
+
+from gunicorn.app.base import BaseApplication
+
+
+class Server(BaseApplication):
+    def __init__(self, app_path, options):
+        self.app_path = app_path
+        self.options = options
+        super().__init__()
+
+    def load_config(self):
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        module, _, attr = self.app_path.partition(":")
+        sys.argv = [sys.argv[0]]
+        __import__(module)
+        return getattr(sys.modules[module], attr)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("app")
+    parser.add_argument("--bind", required=True)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--access-log", required=True)
+    args = parser.parse_args()
+    options = {"bind": args.bind, "workers": 1, "worker_class": "gthread", "threads": args.threads,
+               "timeout": 120, "graceful_timeout": 5, "accesslog": args.access_log,
+               "access_log_format": '%(t)s "%(r)s" %(s)s %(L)s', "proc_name": args.app}
+    sys.argv = [args.app.split(".")[0]]
+    Server(args.app, options).run()
+
+
+if __name__ == "__main__":
+    main()

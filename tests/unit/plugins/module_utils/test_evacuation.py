@@ -1,0 +1,950 @@
+"""Unit tests of the evacuation engine: no network, a fake clock, Nova payloads shaped as Nova 34 returns them.
+
+``FakeNova`` answers the handful of compute API calls the engine makes and moves servers the way
+Nova's API, conductor and computes do (nova/compute/api.py evacuate, conductor rebuild_instance,
+compute _do_rebuild_instance / finish_evacuation), including the 2.95 "stopped at destination" rule.
+"""
+
+import copy
+import datetime
+import re
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
+
+SRC = 'node-1'
+DST = 'node-2'
+OTHER = 'node-3'
+
+# A GET /servers/{id} answer of Nova 34 at microversion 2.96 (admin), trimmed of nothing the engine reads.
+RECORDED_SERVER = {
+    "server": {
+        "accessIPv4": "", "accessIPv6": "",
+        "addresses": {"private": [
+            {"version": 4, "addr": "10.0.0.15", "OS-EXT-IPS:type": "fixed",
+             "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:4c:2c:30"},
+            {"version": 4, "addr": "172.24.4.20", "OS-EXT-IPS:type": "floating",
+             "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:4c:2c:30"}]},
+        "created": "2025-11-20T09:12:03Z",
+        "flavor": {"vcpus": 1, "ram": 512, "disk": 1, "ephemeral": 1, "swap": 0,
+                   "original_name": "m1.tiny", "extra_specs": {}},
+        "hostId": "2091634baaccdc4c5a1d57069c833e402921df696b7f970791b12ec6",
+        "id": "9168b536-cd40-4630-b43f-b259807c6e87",
+        "image": {"id": "70a599e0-31e7-49b7-b260-868f441e862b",
+                  "links": [{"rel": "bookmark", "href": "http://127.0.0.1/images/70a599e0"}]},
+        "links": [],
+        "metadata": {"HA_Enabled": "True"},
+        "name": "web-1",
+        "status": "ACTIVE",
+        "tenant_id": "6f70656e737461636b20342065766572",
+        "user_id": "fake",
+        "updated": "2025-11-20T09:12:10Z",
+        "OS-DCF:diskConfig": "MANUAL",
+        "OS-EXT-AZ:availability_zone": "nova",
+        "config_drive": "",
+        "key_name": None,
+        "OS-SRV-USG:launched_at": "2025-11-20T09:12:09.000000",
+        "OS-SRV-USG:terminated_at": None,
+        "security_groups": [{"name": "default"}],
+        "OS-EXT-SRV-ATTR:host": "node-1",
+        "OS-EXT-SRV-ATTR:instance_name": "instance-00000001",
+        "OS-EXT-SRV-ATTR:hypervisor_hostname": "node-1",
+        "OS-EXT-SRV-ATTR:hostname": "web-1",
+        "OS-EXT-SRV-ATTR:kernel_id": "",
+        "OS-EXT-SRV-ATTR:launch_index": 0,
+        "OS-EXT-SRV-ATTR:ramdisk_id": "",
+        "OS-EXT-SRV-ATTR:reservation_id": "r-3fhpjulh",
+        "OS-EXT-SRV-ATTR:root_device_name": "/dev/sda",
+        "OS-EXT-SRV-ATTR:user_data": None,
+        "OS-EXT-STS:task_state": None,
+        "OS-EXT-STS:vm_state": "active",
+        "OS-EXT-STS:power_state": 1,
+        "os-extended-volumes:volumes_attached": [
+            {"id": "3a8d9c1c-8c4e-4b8a-9f5e-0d3c8f1b2a11", "delete_on_termination": False}],
+        "locked": False,
+        "host_status": "DOWN",
+        "description": None,
+        "tags": [],
+        "trusted_image_certificates": None,
+        "server_groups": ["a0b3c8a4-94ad-4f2e-9b8c-cc1e2f1f0d11"],
+        "locked_reason": None,
+        "pinned_availability_zone": None,
+    }
+}
+
+# GET /os-migrations?migration_type=evacuation at 2.59: a finished evacuation.
+RECORDED_MIGRATION = {
+    "created_at": "2025-11-20T09:30:01.000000",
+    "dest_compute": "node-2",
+    "dest_host": "192.168.0.12",
+    "dest_node": "node-2",
+    "id": 7,
+    "instance_uuid": "9168b536-cd40-4630-b43f-b259807c6e87",
+    "new_instance_type_id": 1,
+    "old_instance_type_id": 1,
+    "source_compute": "node-1",
+    "source_node": "node-1",
+    "status": "done",
+    "updated_at": "2025-11-20T09:30:09.000000",
+    "migration_type": "evacuation",
+    "uuid": "42341d4b-346a-40d0-83c6-5f4f6892b650",
+}
+
+_STATUS = {  # nova/api/openstack/common.py _STATE_MAP, what the tests need of it
+    ('active', None): 'ACTIVE', ('active', 'rebuilding'): 'REBUILD', ('active', 'rebuild_spawning'): 'REBUILD',
+    ('active', 'powering-off'): 'ACTIVE', ('active', 'rebooting'): 'REBOOT',
+    ('stopped', None): 'SHUTOFF', ('stopped', 'rebuilding'): 'REBUILD', ('stopped', 'powering-on'): 'SHUTOFF',
+    ('error', None): 'ERROR', ('error', 'rebuilding'): 'REBUILD',
+    ('paused', None): 'PAUSED', ('suspended', None): 'SUSPENDED', ('rescued', None): 'RESCUE',
+    ('shelved', None): 'SHELVED', ('shelved_offloaded', None): 'SHELVED_OFFLOADED',
+    ('resized', None): 'VERIFY_RESIZE', ('building', None): 'BUILD', ('deleted', None): 'DELETED',
+}
+_POWER = {'active': 1, 'stopped': 4, 'error': 0, 'paused': 3, 'suspended': 7}
+_EPOCH = datetime.datetime(2025, 11, 21, 12, 0, 0, tzinfo=datetime.timezone.utc).timestamp()
+
+
+def _iso(t):
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+class FakeClock(object):
+    def __init__(self):
+        self.t = _EPOCH
+        self.sleeps = []
+
+    def now(self):
+        return self.t
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.t += seconds
+
+
+class FakeNova(object):
+    """Nova's compute API as the engine sees it, driven by the fake clock."""
+
+    def __init__(self, clock, max_mv='2.104', default_mv=None, old_computes=False):
+        self.clock = clock
+        self.max_mv = max_mv
+        self.default_mv = default_mv
+        self.old_computes = old_computes
+        self.servers = {}
+        self.migrations = []
+        self.services = {SRC: dict(state='down', forced_down=True), DST: dict(state='up', forced_down=False),
+                         OTHER: dict(state='up', forced_down=False)}
+        self.calls = []
+        self.plans = {}          # server id -> how its next evacuation ends
+        self.timeline = []       # (time, fn) applied when the clock passes time
+        self.last_date = None
+        self._next_mig = 100
+        self._req = 0
+
+    # -- building the world ---------------------------------------------------------------------------
+
+    def add_server(self, name, host=SRC, vm_state='active', task_state=None, locked=False, locked_reason=None,
+                   bfv=False, project='p-1', fault=None):
+        sid = '%08d-0000-4000-8000-%012d' % (len(self.servers) + 1, len(self.servers) + 1)
+        body = copy.deepcopy(RECORDED_SERVER['server'])
+        body.update(id=sid, name=name, tenant_id=project, locked=locked, locked_reason=locked_reason)
+        body['OS-EXT-SRV-ATTR:host'] = host
+        body['OS-EXT-SRV-ATTR:hypervisor_hostname'] = host
+        body['OS-EXT-STS:vm_state'] = vm_state
+        body['OS-EXT-STS:task_state'] = task_state
+        body['OS-EXT-STS:power_state'] = _POWER.get(vm_state, 0)
+        body['addresses'] = {'private': [{'version': 4, 'addr': '10.0.0.%d' % (len(self.servers) + 10),
+                                          'OS-EXT-IPS:type': 'fixed',
+                                          'OS-EXT-IPS-MAC:mac_addr': 'fa:16:3e:00:00:%02x' % len(self.servers)}]}
+        if bfv:
+            body['image'] = ''
+        if fault:
+            body['fault'] = dict(code=500, created='2025-11-21T11:00:00Z', message=fault)
+        self._touch(body)
+        self.servers[sid] = body
+        return sid
+
+    def add_migration(self, sid, status, source=SRC, dest=DST):
+        self._next_mig += 1
+        mig = dict(RECORDED_MIGRATION, id=self._next_mig, instance_uuid=sid, status=status, source_compute=source,
+                   source_node=source, dest_compute=dest, dest_node=dest, uuid='mig-%d' % self._next_mig,
+                   created_at=_iso(self.clock.t), updated_at=_iso(self.clock.t))
+        self.migrations.append(mig)
+        return mig
+
+    def _touch(self, body):
+        body['status'] = _STATUS.get((body['OS-EXT-STS:vm_state'], body['OS-EXT-STS:task_state']), 'UNKNOWN')
+        body['updated'] = _iso(self.clock.t)
+        body['_updated_t'] = self.clock.t
+        if body['status'] not in ('ERROR', 'DELETED'):
+            body.pop('fault', None)
+
+    def _set(self, sid, **fields):
+        body = self.servers[sid]
+        for key, value in fields.items():
+            body[{'vm_state': 'OS-EXT-STS:vm_state', 'task_state': 'OS-EXT-STS:task_state',
+                  'host': 'OS-EXT-SRV-ATTR:host', 'power': 'OS-EXT-STS:power_state'}.get(key, key)] = value
+        if 'host' in fields:
+            body['OS-EXT-SRV-ATTR:hypervisor_hostname'] = fields['host']
+        self._touch(body)
+
+    def _mig_set(self, mig, status):
+        mig['status'] = status
+        mig['updated_at'] = _iso(self.clock.t)
+
+    def at(self, delay, fn):
+        self.timeline.append((self.clock.t + delay, fn))
+
+    def _tick(self):
+        due = sorted([item for item in self.timeline if item[0] <= self.clock.t], key=lambda item: item[0])
+        self.timeline = [item for item in self.timeline if item[0] > self.clock.t]
+        for _when, fn in due:
+            fn()
+
+    # -- the adapter interface ------------------------------------------------------------------------
+
+    def microversion_range(self):
+        return ev.parse_mv('2.1'), ev.parse_mv(self.max_mv), ev.parse_mv(self.default_mv)
+
+    def request(self, method, path, microversion, body=None):
+        self._tick()
+        self.calls.append((method, path, ev.mv_str(microversion), copy.deepcopy(body)))
+        self._req += 1
+        rid = 'req-%04d' % self._req
+        self.last_date = datetime.datetime.fromtimestamp(int(self.clock.t), datetime.timezone.utc)
+        url = urlsplit(path)
+        query = parse_qsl(url.query)
+        try:
+            payload = self._route(method, url.path, dict(query), microversion, body, rid)
+        except ev.NovaApiError as err:
+            err.request_id = rid
+            raise
+        return ev.Response(200, payload, request_id=rid, date=self.last_date)
+
+    def _error(self, status, message):
+        raise ev.NovaApiError(status, message)
+
+    @staticmethod
+    def _public(body):
+        return dict((k, v) for k, v in body.items() if not k.startswith('_'))
+
+    def _route(self, method, path, query, mv, body, rid):
+        if method == 'GET' and path == '/servers/detail':
+            since = query.get('changes-since')
+            found = []
+            for s in self.servers.values():
+                if since and s['_updated_t'] < datetime.datetime.strptime(
+                        since, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc).timestamp():
+                    continue
+                if not since and s['status'] == 'DELETED':
+                    continue
+                if 'name' in query and not re.search(query['name'], s['name']):
+                    continue
+                found.append(self._public(s))
+            return {'servers': found}
+        m = re.match(r'^/servers/([^/]+)$', path)
+        if method == 'GET' and m:
+            if m.group(1) not in self.servers:
+                self._error(404, 'Instance %s could not be found.' % m.group(1))
+            return {'server': self._public(self.servers[m.group(1)])}
+        if method == 'GET' and path == '/os-migrations':
+            since = query.get('changes-since')
+            out = []
+            for mig in sorted(self.migrations, key=lambda x: x['id'], reverse=True):
+                keys = ('instance_uuid', 'source_compute', 'migration_type')
+                if any(query.get(k) and mig.get(k) != query[k] for k in keys):
+                    continue
+                if since and (mig['updated_at'] is None or mig['updated_at'] < since):
+                    continue
+                out.append(dict(mig))
+            return {'migrations': out}
+        if method == 'GET' and path == '/os-services':
+            host = query.get('host')
+            if host not in self.services:
+                return {'services': []}
+            svc = self.services[host]
+            return {'services': [dict(id='svc-' + host, binary='nova-compute', host=host, zone='nova',
+                                      status='disabled' if svc['forced_down'] else 'enabled', state=svc['state'],
+                                      forced_down=svc['forced_down'], disabled_reason=None,
+                                      updated_at='2025-11-21T11:59:00.000000')]}
+        m = re.match(r'^/servers/([^/]+)/action$', path)
+        if method == 'POST' and m:
+            return self._action(m.group(1), body, mv)
+        raise AssertionError('unexpected request %s %s' % (method, path))
+
+    def _action(self, sid, body, mv):
+        if sid not in self.servers:
+            self._error(404, 'Instance %s could not be found.' % sid)
+        server = self.servers[sid]
+        (name, args), = body.items()
+        if name == 'lock':
+            server['locked'] = True
+            server['locked_reason'] = (args or {}).get('locked_reason')
+            self._touch(server)
+        elif name == 'unlock':
+            server['locked'] = False
+            server['locked_reason'] = None
+            self._touch(server)
+        elif name == 'os-resetState':
+            self._set(sid, vm_state=args['state'], task_state=None)
+        elif name == 'os-start':
+            assert server['OS-EXT-STS:vm_state'] == 'stopped', 'os-start on a server that is not stopped'
+            self._set(sid, task_state='powering-on')
+            self.at(1, lambda: self._set(sid, vm_state='active', task_state=None, power=1))
+        elif name == 'os-stop':
+            self._set(sid, task_state='powering-off')
+            self.at(1, lambda: self._set(sid, vm_state='stopped', task_state=None, power=4))
+        elif name == 'evacuate':
+            return self._evacuate(sid, args, mv)
+        else:
+            raise AssertionError(name)
+        return None
+
+    def _evacuate(self, sid, args, mv):
+        server = self.servers[sid]
+        # nova/api/openstack/compute/schemas/evacuate.py
+        assert 'force' not in args or mv < (2, 68), 'force sent at %s' % ev.mv_str(mv)
+        if mv < (2, 14):
+            assert 'onSharedStorage' in args
+        else:
+            assert 'onSharedStorage' not in args, 'onSharedStorage sent at %s' % ev.mv_str(mv)
+        if mv >= (2, 95) and self.old_computes:
+            self._error(400, 'Starting with microversion 2.95, evacuate API will stop instance on destination. '
+                             'To evacuate before upgrades are complete please use an older microversion. Required '
+                             'version for compute 62, current version 61')
+        host = server['OS-EXT-SRV-ATTR:host']
+        target = args.get('host')
+        if target and target not in self.services:
+            self._error(404, 'Compute host %s not found.' % target)
+        if target == host:
+            self._error(400, "The target host can't be the same one.")
+        if server['OS-EXT-STS:vm_state'] not in ('active', 'stopped', 'error') or server['OS-EXT-STS:task_state']:
+            self._error(409, "Cannot 'evacuate' instance %s while it is in vm_state %s"
+                        % (sid, server['OS-EXT-STS:vm_state']))
+        if self.services[host]['state'] == 'up':
+            self._error(400, 'Compute service of %s is still in use.' % host)
+        plan = self.plans.get(sid, {}).pop(0) if self.plans.get(sid) else {}
+        self._next_mig += 1
+        mig = dict(RECORDED_MIGRATION, id=self._next_mig, instance_uuid=sid, status='accepted', source_compute=host,
+                   source_node=host, dest_compute=target, dest_node=target, uuid='mig-%d' % self._next_mig,
+                   created_at=_iso(self.clock.t), updated_at=None)
+        self.migrations.append(mig)
+        original = server['OS-EXT-STS:vm_state']
+        self._set(sid, task_state='rebuilding')
+        outcome = plan.get('outcome', 'done')
+        dest = target or plan.get('dest', DST)
+        if outcome == 'no_valid_host' or (target and plan.get('no_room_at_target')):
+            def fail():
+                self._mig_set(mig, 'error')
+                self._set(sid, vm_state='error', task_state=None)
+                server['fault'] = dict(code=500, created=_iso(self.clock.t),
+                                       message='No valid host was found. There are not enough hosts available.')
+            self.at(1, fail)
+            return None
+        if outcome == 'compute_failed':
+            def cfail():
+                self._mig_set(mig, 'failed')
+                self._set(sid, vm_state='error', task_state=None)
+                server['fault'] = dict(code=500, created=_iso(self.clock.t), message='Virtual Interface creation failed')
+            self.at(2, cfail)
+            return None
+        if outcome == 'stuck':
+            return None
+        delay = plan.get('delay', 3)
+
+        def claim():
+            mig['dest_compute'] = mig['dest_node'] = dest
+            self._mig_set(mig, 'pre-migrating')
+            self._set(sid, task_state='rebuild_spawning')
+
+        def finish():
+            # compute _do_rebuild_instance: target_state STOPPED from 2.95 unless the server was in ERROR
+            stop = original == 'stopped' or (mv >= (2, 95) and original != 'error')
+            self._set(sid, host=dest, vm_state='stopped' if stop else 'active', task_state=None,
+                      power=4 if stop else 1)
+            if plan.get('new_port'):
+                new = {'version': 4, 'addr': '10.0.0.250', 'OS-EXT-IPS:type': 'fixed',
+                       'OS-EXT-IPS-MAC:mac_addr': 'fa:16:3e:ff:ff:ff'}
+                self.servers[sid]['addresses'] = {'private': [new]}
+            self._mig_set(mig, 'done')
+        self.at(1, claim)
+        self.at(delay, finish)
+        return None
+
+    # -- what the tests look at -----------------------------------------------------------------------
+
+    def actions(self, sid=None):
+        out = []
+        for method, path, mv, body in self.calls:
+            if method == 'POST' and (sid is None or path == '/servers/%s/action' % sid):
+                out.append((list(body)[0], mv, body))
+        return out
+
+    def status(self, sid):
+        s = self.servers[sid]
+        return s['OS-EXT-SRV-ATTR:host'], s['status']
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def nova(clock):
+    return FakeNova(clock)
+
+
+def evacuate(nova, clock, ref, run=True, microversion=None, **opts):
+    run_opts = dict((k, opts.pop(k)) for k in ('wait', 'timeout', 'poll_interval', 'retries', 'max_parallel')
+                    if k in opts)
+    run_opts.setdefault('poll_interval', 2)
+    engine = ev.Engine(nova, clock, microversion=microversion)
+    plan = engine.plan(ref, **opts)
+    if run:
+        engine.run([plan], **run_opts)
+    return plan.record()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# snapshot
+
+
+def test_snapshot_of_a_recorded_server():
+    snap = ev.snapshot(RECORDED_SERVER['server'])
+    assert snap['host'] == 'node-1' and snap['status'] == 'ACTIVE' and snap['power_state'] == 'RUNNING'
+    assert snap['vm_state'] == 'active' and snap['task_state'] is None
+    assert snap['image_id'] == '70a599e0-31e7-49b7-b260-868f441e862b' and not snap['boot_from_volume']
+    assert snap['volumes'] == ['3a8d9c1c-8c4e-4b8a-9f5e-0d3c8f1b2a11']
+    assert snap['ports'] == [
+        dict(network='private', mac='fa:16:3e:4c:2c:30', ip='10.0.0.15', type='fixed'),
+        dict(network='private', mac='fa:16:3e:4c:2c:30', ip='172.24.4.20', type='floating')]
+    assert snap['flavor'] == dict(name='m1.tiny', vcpus=1, ram=512, disk=1, ephemeral=1, swap=0)
+    assert snap['server_groups'] == ['a0b3c8a4-94ad-4f2e-9b8c-cc1e2f1f0d11']
+    assert snap['availability_zone'] == 'nova' and snap['metadata'] == {'HA_Enabled': 'True'}
+    assert snap['locked'] is False and snap['fault'] is None
+
+
+def test_snapshot_boot_from_volume_and_listing_without_server_groups():
+    body = dict(RECORDED_SERVER['server'], image='')
+    del body['server_groups']
+    snap = ev.snapshot(body)
+    assert snap['boot_from_volume'] and snap['image_id'] is None
+    assert snap['server_groups'] is None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# classify
+
+
+@pytest.mark.parametrize('vm_state,task,expected', [
+    ('active', None, 'ACTIVE'),
+    ('stopped', None, 'SHUTOFF'),
+    ('error', None, 'ACTIVE'),
+])
+def test_evacuable_states(vm_state, task, expected):
+    v = ev.classify(dict(id='x', name='x', vm_state=vm_state, task_state=task, status='?'))
+    assert v.evacuable and v.expected_status == expected and v.reset_to is None
+
+
+@pytest.mark.parametrize('vm_state,task,words', [
+    ('paused', None, 'PAUSED'),
+    ('suspended', None, 'SUSPENDED'),
+    ('shelved', None, 'SHELVED'),
+    ('shelved_offloaded', None, 'no host'),
+    ('resized', None, 'VERIFY_RESIZE'),
+    ('rescued', None, 'RESCUE'),
+    ('building', None, 'BUILDING'),
+    ('active', 'rebooting', 'task_state rebooting'),
+    ('error', 'deleting', 'task_state deleting'),
+])
+def test_refused_states_explain_themselves(vm_state, task, words):
+    v = ev.classify(dict(id='x', name='web', vm_state=vm_state, task_state=task, status='?'))
+    assert not v.evacuable
+    assert words in v.reason and 'web (x)' in v.reason
+
+
+@pytest.mark.parametrize('vm_state,task,reset_to,expected', [
+    ('active', 'rebooting', 'active', 'ACTIVE'),
+    ('stopped', 'powering-on', 'error', 'SHUTOFF'),
+    ('paused', None, 'error', 'ACTIVE'),
+    ('suspended', None, 'error', 'ACTIVE'),
+])
+def test_reset_state_is_opt_in(vm_state, task, reset_to, expected):
+    snap = dict(id='x', name='x', vm_state=vm_state, task_state=task, status='?')
+    assert not ev.classify(snap).evacuable
+    v = ev.classify(snap, reset_state=True)
+    assert v.evacuable and v.reset_to == reset_to and v.expected_status == expected
+
+
+@pytest.mark.parametrize('vm_state', ['shelved', 'shelved_offloaded', 'resized', 'building'])
+def test_reset_state_does_not_unlock_everything(vm_state):
+    assert not ev.classify(dict(id='x', name='x', vm_state=vm_state, task_state=None), reset_state=True).evacuable
+
+
+# ---------------------------------------------------------------------------------------------------------
+# microversions
+
+
+def test_negotiated_microversion_stops_at_the_newest_known_behaviour():
+    mv = ev.choose_microversions('2.1', '2.104')
+    assert mv.evacuate == (2, 95) and mv.evacuate_stops_server and mv.negotiated
+    assert mv.read == (2, 96) and mv.lock == (2, 73) and mv.migrations == (2, 59) and mv.services == (2, 53)
+
+
+def test_negotiated_microversion_follows_an_older_cloud():
+    mv = ev.choose_microversions('2.1', '2.90')
+    assert mv.evacuate == (2, 90) and not mv.evacuate_stops_server and mv.read == (2, 90)
+
+
+def test_client_pin_from_clouds_yaml_is_the_ceiling():
+    assert ev.choose_microversions('2.1', '2.104', client_default='2.60').evacuate == (2, 60)
+
+
+def test_requested_microversion_is_used_as_given():
+    mv = ev.choose_microversions('2.1', '2.104', requested='2.13')
+    assert mv.evacuate == (2, 13) and not mv.negotiated and mv.to_dict()['sends_on_shared_storage']
+
+
+@pytest.mark.parametrize('low,high,requested', [('2.1', '2.58', None), ('2.1', '2.90', '2.95'),
+                                                ('2.1', '2.104', '3.1'), ('2.1', None, None)])
+def test_unusable_microversions_are_refused(low, high, requested):
+    with pytest.raises(ev.EvacuationError):
+        ev.choose_microversions(low, high, requested)
+
+
+@pytest.mark.parametrize('mv,has_shared,warns_scheduler', [
+    ((2, 13), True, True), ((2, 14), False, True), ((2, 28), False, True), ((2, 29), False, False),
+    ((2, 67), False, False), ((2, 68), False, False), ((2, 95), False, False), ((2, 104), False, False)])
+def test_evacuate_request_per_microversion(mv, has_shared, warns_scheduler):
+    body, warnings = ev.evacuate_request(mv, target_host=DST)
+    inner = body['evacuate']
+    assert inner['host'] == DST
+    assert 'force' not in inner
+    assert ('onSharedStorage' in inner) is has_shared
+    assert any('bypasses the scheduler' in w for w in warnings) is warns_scheduler
+
+
+def test_evacuate_request_without_target_and_shared_storage_flag():
+    body, warnings = ev.evacuate_request((2, 13), on_shared_storage=True)
+    assert body == {'evacuate': {'onSharedStorage': True}} and not warnings
+    body, warnings = ev.evacuate_request((2, 95), on_shared_storage=True, admin_password='s3cret')
+    assert body == {'evacuate': {'adminPass': 's3cret'}}
+    assert any('not sent' in w for w in warnings)
+    with pytest.raises(ev.EvacuationError):
+        ev.evacuate_request((2, 13), on_shared_storage=True, admin_password='s3cret')
+
+
+# ---------------------------------------------------------------------------------------------------------
+# judge: the one completion function
+
+
+def _before():
+    return ev.snapshot(RECORDED_SERVER['server'])
+
+
+def _now(**changes):
+    snap = _before()
+    snap.update(host=DST, task_state=None)
+    snap.update(changes)
+    return snap
+
+
+DONE = dict(id=7, status='done')
+
+
+@pytest.mark.parametrize('now,mig,expected,outcome,action', [
+    (_now(status='ACTIVE'), DONE, 'ACTIVE', ev.OUTCOME_RECOVERED, None),
+    (_now(status='ACTIVE'), dict(DONE, status='completed'), 'ACTIVE', ev.OUTCOME_RECOVERED, None),
+    (_now(status='SHUTOFF', vm_state='stopped'), DONE, 'SHUTOFF', ev.OUTCOME_RECOVERED, None),
+    (_now(status='SHUTOFF', vm_state='stopped'), DONE, 'ACTIVE', ev.OUTCOME_IN_PROGRESS, 'start'),
+    (_now(status='ACTIVE'), DONE, 'SHUTOFF', ev.OUTCOME_IN_PROGRESS, 'stop'),
+    (_now(status='ACTIVE'), dict(DONE, status='pre-migrating'), 'ACTIVE', ev.OUTCOME_IN_PROGRESS, None),
+    (_now(status='ACTIVE'), None, 'ACTIVE', ev.OUTCOME_IN_PROGRESS, None),
+    (_now(status='REBUILD', task_state='rebuild_spawning'), DONE, 'ACTIVE', ev.OUTCOME_IN_PROGRESS, None),
+    (_now(status='ACTIVE', host=SRC), DONE, 'ACTIVE', ev.OUTCOME_FAILED, None),
+    (_now(status='ERROR', vm_state='error', host=SRC), dict(DONE, status='error'), 'ACTIVE', ev.OUTCOME_FAILED, None),
+    (_now(status='ERROR', vm_state='error', host=SRC), dict(DONE, status='accepted'), 'ACTIVE',
+     ev.OUTCOME_FAILED, None),
+    (_now(status='ACTIVE', volumes=[]), DONE, 'ACTIVE', ev.OUTCOME_FAILED, None),
+    (_now(status='ACTIVE', ports=[]), DONE, 'ACTIVE', ev.OUTCOME_FAILED, None),
+    (None, DONE, 'ACTIVE', ev.OUTCOME_FAILED, None),
+])
+def test_judge(now, mig, expected, outcome, action):
+    j = ev.judge(_before(), now, mig, expected, SRC)
+    assert (j.outcome, j.power_action) == (outcome, action), j.reason
+
+
+def test_judge_reports_novas_fault_and_no_valid_host():
+    now = _now(status='ERROR', vm_state='error', host=SRC,
+               fault=dict(code=500, message='No valid host was found. There are not enough hosts available.'))
+    j = ev.judge(_before(), now, dict(id=9, status='error'), 'ACTIVE', SRC)
+    assert j.kind == ev.KIND_NO_VALID_HOST and 'No valid host was found' in j.reason and 'migration 9' in j.reason
+
+
+# ---------------------------------------------------------------------------------------------------------
+# retry policy
+
+
+def test_no_valid_host_at_target_retries_once_with_the_scheduler():
+    first = dict(kind=ev.KIND_NO_VALID_HOST, target_host=OTHER)
+    d = ev.retry_decision([first], retries=0, target_host=OTHER)
+    assert d.retry and d.target_host is None
+    second = dict(kind=ev.KIND_NO_VALID_HOST, target_host=None, scheduler_fallback=True)
+    assert not ev.retry_decision([first, second], retries=0, target_host=OTHER).retry
+
+
+def test_other_failures_retry_up_to_retries():
+    fail = dict(kind=ev.KIND_EVACUATION_FAILED, target_host=None)
+    assert ev.retry_decision([fail], retries=1).retry
+    assert not ev.retry_decision([fail, fail], retries=1).retry
+    assert not ev.retry_decision([fail], retries=0).retry
+
+
+@pytest.mark.parametrize('kind', [ev.KIND_NOT_FENCED, ev.KIND_STATE, ev.KIND_FORBIDDEN, ev.KIND_IDENTITY])
+def test_refusals_are_never_retried(kind):
+    assert not ev.retry_decision([dict(kind=kind)], retries=5).retry
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the engine against the fake Nova
+
+
+@pytest.mark.parametrize('mv,status,final,starts', [
+    ('2.94', 'active', 'ACTIVE', False),
+    ('2.95', 'active', 'ACTIVE', True),
+    ('2.94', 'stopped', 'SHUTOFF', False),
+    ('2.95', 'stopped', 'SHUTOFF', False),
+    ('2.60', 'error', 'ACTIVE', False),
+    ('2.95', 'error', 'ACTIVE', False),
+])
+def test_evacuation_ends_in_the_expected_state(nova, clock, mv, status, final, starts):
+    sid = nova.add_server('web-1', vm_state=status)
+    rec = evacuate(nova, clock, sid, microversion=mv)
+    assert rec['outcome'] == ev.OUTCOME_RECOVERED, rec['reason']
+    assert nova.status(sid) == (DST, final)
+    assert rec['after']['host'] == DST and rec['after']['status'] == final
+    assert rec['before']['host'] == SRC
+    assert ('start' in rec['power_actions']) is starts
+    assert [a for a, _mv, _b in nova.actions(sid)] == ['lock', 'evacuate'] + (['os-start'] if starts else []) + \
+        ['unlock']
+    assert rec['changed'] and rec['migration']['status'] == 'done' and rec['migration']['dest_compute'] == DST
+    assert rec['attempts'][0]['request_id'] and rec['timings']['seconds'] > 0
+    evac = [b for a, m, b in nova.actions(sid) if a == 'evacuate'][0]
+    assert [m for a, m, b in nova.actions(sid) if a == 'evacuate'] == [mv]
+    assert evac == {'evacuate': {}}
+
+
+def test_lock_carries_a_reason_and_is_removed(nova, clock):
+    sid = nova.add_server('web-1')
+    rec = evacuate(nova, clock, sid)
+    lock = [b for a, m, b in nova.actions(sid) if a == 'lock'][0]
+    assert lock == {'lock': {'locked_reason': 'novaha.recovery: evacuating from node-1 (was ACTIVE)'}}
+    assert nova.servers[sid]['locked'] is False
+    assert rec['lock'] == dict(user_locked=False, locked_by_us=True, unlocked=True)
+    assert rec['after']['locked'] is False
+    assert [r['action'] for r in rec['request_ids']] == ['lock', 'evacuate', 'start', 'unlock']
+
+
+def test_user_locked_server_stays_locked(nova, clock):
+    sid = nova.add_server('web-1', locked=True, locked_reason='do not touch: db migration')
+    rec = evacuate(nova, clock, sid)
+    assert rec['outcome'] == ev.OUTCOME_RECOVERED
+    assert [a for a, _m, _b in nova.actions(sid)] == ['evacuate', 'os-start']
+    assert nova.servers[sid]['locked'] is True
+    assert nova.servers[sid]['locked_reason'] == 'do not touch: db migration'
+    assert rec['lock']['user_locked'] and not rec['lock']['unlocked']
+
+
+def test_lock_false_takes_no_lock(nova, clock):
+    sid = nova.add_server('web-1')
+    evacuate(nova, clock, sid, lock=False, microversion='2.94')
+    assert [a for a, _m, _b in nova.actions(sid)] == ['evacuate']
+
+
+def test_paused_server_is_refused_and_nothing_is_sent(nova, clock):
+    sid = nova.add_server('web-1', vm_state='paused')
+    rec = evacuate(nova, clock, sid)
+    assert rec['outcome'] == ev.OUTCOME_REFUSED and rec['kind'] == ev.KIND_STATE and 'PAUSED' in rec['reason']
+    assert not nova.actions() and not rec['changed']
+    assert rec['next_command'] == 'openstack server set --state error %s' % sid
+
+
+def test_paused_server_with_reset_state(nova, clock):
+    sid = nova.add_server('web-1', vm_state='paused')
+    rec = evacuate(nova, clock, sid, reset_state=True, microversion='2.95')
+    assert rec['outcome'] == ev.OUTCOME_RECOVERED and nova.status(sid) == (DST, 'ACTIVE')
+    assert [a for a, _m, _b in nova.actions(sid)] == ['lock', 'os-resetState', 'evacuate', 'unlock']
+
+
+def test_source_not_fenced_is_refused_before_anything_is_sent(nova, clock):
+    nova.services[SRC] = dict(state='up', forced_down=False)
+    sid = nova.add_server('web-1')
+    rec = evacuate(nova, clock, sid)
+    assert rec['outcome'] == ev.OUTCOME_REFUSED and rec['kind'] == ev.KIND_NOT_FENCED
+    assert 'host node-1 is not fenced/forced down' in rec['reason']
+    assert 'compute service set --down node-1' in rec['next_command']
+    assert not nova.actions()
+
+
+def test_novas_still_in_use_becomes_not_fenced(nova, clock):
+    sid = nova.add_server('web-1')
+    engine = ev.Engine(nova, clock)
+    plan = engine.plan(sid)
+    nova.services[SRC] = dict(state='up', forced_down=False)   # the host came back after planning
+    engine.run([plan], poll_interval=1)
+    rec = plan.record()
+    assert rec['outcome'] == ev.OUTCOME_FAILED and rec['kind'] == ev.KIND_NOT_FENCED
+    assert 'host node-1 is not fenced/forced down' in rec['reason'] and 'still in use' in rec['reason']
+    assert rec['attempts'][0]['request_id'] in rec['reason']
+    assert not rec['changed'] and nova.servers[sid]['locked'] is False
+    assert [a for a, _m, _b in nova.actions(sid)] == ['lock', 'evacuate', 'unlock']
+
+
+def test_source_down_but_not_forced_down_warns(nova, clock):
+    nova.services[SRC] = dict(state='down', forced_down=False)
+    sid = nova.add_server('web-1')
+    rec = evacuate(nova, clock, sid)
+    assert rec['outcome'] == ev.OUTCOME_RECOVERED
+    assert any('not forced down' in w for w in rec['warnings'])
+
+
+def test_target_host(nova, clock):
+    sid = nova.add_server('web-1')
+    rec = evacuate(nova, clock, sid, target_host=OTHER)
+    assert nova.status(sid) == (OTHER, 'ACTIVE') and rec['after']['host'] == OTHER
+    assert [b for a, _m, b in nova.actions(sid) if a == 'evacuate'] == [{'evacuate': {'host': OTHER}}]
+
+
+def test_no_valid_host_at_target_then_scheduler(nova, clock):
+    sid = nova.add_server('web-1')
+    nova.plans[sid] = [dict(outcome='no_valid_host'), dict(outcome='done', dest=DST)]
+    rec = evacuate(nova, clock, sid, target_host=OTHER, retries=0)
+    assert rec['outcome'] == ev.OUTCOME_RECOVERED and nova.status(sid) == (DST, 'ACTIVE')
+    assert [a['target_host'] for a in rec['attempts']] == [OTHER, None]
+    assert rec['attempts'][0]['outcome'] == ev.OUTCOME_FAILED
+    assert rec['attempts'][0]['kind'] == ev.KIND_NO_VALID_HOST and rec['attempts'][0]['migration_status'] == 'error'
+    assert rec['attempts'][1]['scheduler_fallback'] and rec['attempts'][1]['outcome'] == ev.OUTCOME_RECOVERED
+    sent = [b for a, _m, b in nova.actions(sid) if a == 'evacuate']
+    assert sent == [{'evacuate': {'host': OTHER}}, {'evacuate': {}}]
+
+
+def test_failures_are_retried_up_to_retries_then_reported(nova, clock):
+    sid = nova.add_server('web-1')
+    nova.plans[sid] = [dict(outcome='compute_failed')] * 3
+    rec = evacuate(nova, clock, sid, retries=1)
+    assert rec['outcome'] == ev.OUTCOME_FAILED and len(rec['attempts']) == 2
+    assert 'Virtual Interface creation failed' in rec['reason']
+    assert rec['next_command'] == 'openstack server event show %s %s' % (sid, rec['attempts'][-1]['request_id'])
+    assert nova.servers[sid]['locked'] is False and rec['changed']
+
+
+def test_changed_ports_fail_the_recovery(nova, clock):
+    sid = nova.add_server('web-1')
+    nova.plans[sid] = [dict(new_port=True)]
+    rec = evacuate(nova, clock, sid, microversion='2.94', retries=3)
+    assert rec['outcome'] == ev.OUTCOME_FAILED and rec['kind'] == ev.KIND_IDENTITY and 'ports' in rec['reason']
+    assert len(rec['attempts']) == 1
+
+
+def test_rerun_after_success_changes_nothing(nova, clock):
+    sid = nova.add_server('web-1')
+    evacuate(nova, clock, sid, expected_source_host=SRC)
+    sent = len(nova.actions())
+    rec = evacuate(nova, clock, sid, expected_source_host=SRC)
+    assert rec['outcome'] == ev.OUTCOME_NOTHING_TO_DO and not rec['changed']
+    assert 'already on node-2' in rec['reason'] and len(nova.actions()) == sent
+
+
+def test_rerun_without_expected_source_finds_the_earlier_evacuation(nova, clock):
+    sid = nova.add_server('web-1')
+    evacuate(nova, clock, sid)
+    sent = len(nova.actions())
+    rec = evacuate(nova, clock, sid)
+    assert rec['outcome'] == ev.OUTCOME_NOTHING_TO_DO, rec['reason']
+    assert 'already evacuated from node-1 to node-2' in rec['reason'] and len(nova.actions()) == sent
+
+
+def test_interrupted_run_is_finished_from_the_lock_reason(nova, clock):
+    """Killed after Nova stopped it at the destination (2.95) but before the start: a re-run starts and
+    unlocks it, and issues no evacuation."""
+    sid = nova.add_server('web-1', host=DST, vm_state='stopped', locked=True,
+                          locked_reason='novaha.recovery: evacuating from node-1 (was ACTIVE)')
+    nova.add_migration(sid, 'done')
+    rec = evacuate(nova, clock, sid, expected_source_host=SRC)
+    assert rec['action'] == ev.ACTION_RECONCILE and rec['outcome'] == ev.OUTCOME_RECOVERED, rec['reason']
+    assert [a for a, _m, _b in nova.actions(sid)] == ['os-start', 'unlock']
+    assert nova.status(sid) == (DST, 'ACTIVE') and nova.servers[sid]['locked'] is False and rec['changed']
+
+
+def test_evacuation_in_flight_is_waited_for_not_reissued(nova, clock):
+    sid = nova.add_server('web-1', task_state='rebuilding')
+    mig = nova.add_migration(sid, 'pre-migrating', dest=DST)
+
+    def finish():
+        nova._set(sid, host=DST, task_state=None)
+        nova._mig_set(mig, 'done')
+    nova.at(5, finish)
+    rec = evacuate(nova, clock, sid, lock=False)
+    assert rec['action'] == ev.ACTION_WAIT and rec['outcome'] == ev.OUTCOME_RECOVERED, rec['reason']
+    assert not nova.actions() and rec['migration']['id'] == mig['id']
+
+
+def test_2_95_refused_by_old_computes_falls_back_to_2_94(clock):
+    nova = FakeNova(clock, old_computes=True)
+    sid = nova.add_server('web-1')
+    rec = evacuate(nova, clock, sid)
+    assert rec['outcome'] == ev.OUTCOME_RECOVERED and rec['microversion'] == '2.94'
+    assert [m for a, m, _b in nova.actions(sid) if a == 'evacuate'] == ['2.95', '2.94']
+    assert 'os-start' not in [a for a, _m, _b in nova.actions(sid)]
+    assert any('2.94' in w for w in rec['warnings'])
+
+
+def test_explicit_2_95_is_not_silently_lowered(clock):
+    nova = FakeNova(clock, old_computes=True)
+    sid = nova.add_server('web-1')
+    rec = evacuate(nova, clock, sid, microversion='2.95')
+    assert rec['outcome'] == ev.OUTCOME_FAILED and 'microversion 2.95' in rec['reason']
+
+
+def test_timeout_leaves_the_server_in_progress_and_locked(nova, clock):
+    sid = nova.add_server('web-1')
+    nova.plans[sid] = [dict(outcome='stuck')]
+    rec = evacuate(nova, clock, sid, timeout=30, poll_interval=5)
+    assert rec['outcome'] == ev.OUTCOME_IN_PROGRESS and rec['kind'] == ev.KIND_TIMEOUT
+    assert 're-run to resume' in rec['reason'] and nova.servers[sid]['locked'] is True
+    assert 'server migration list' in rec['next_command']
+    assert clock.t - _EPOCH <= 40
+
+
+def test_servers_never_started_before_the_timeout_are_pending(nova, clock):
+    stuck = nova.add_server('web-1')
+    later = nova.add_server('web-2')
+    nova.plans[stuck] = [dict(outcome='stuck')]
+    engine = ev.Engine(nova, clock)
+    plans = [engine.plan(stuck), engine.plan(later)]
+    engine.run(plans, max_parallel=1, timeout=20, poll_interval=5)
+    assert [p.outcome for p in plans] == [ev.OUTCOME_IN_PROGRESS, ev.OUTCOME_PENDING]
+    assert nova.status(later) == (SRC, 'ACTIVE') and not nova.actions(later)
+    assert 'not started' in plans[1].record()['reason']
+
+
+def test_wait_false_returns_after_the_request(nova, clock):
+    sid = nova.add_server('web-1')
+    rec = evacuate(nova, clock, sid, wait=False)
+    assert rec['outcome'] == ev.OUTCOME_IN_PROGRESS and rec['migration']['status'] == 'accepted'
+    assert [a for a, _m, _b in nova.actions(sid)] == ['evacuate'] and not clock.sleeps
+
+
+def test_check_mode_plan_sends_nothing(nova, clock):
+    sid = nova.add_server('web-1')
+    rec = evacuate(nova, clock, sid, run=False, target_host=OTHER, admin_password='s3cret')
+    assert not nova.actions()
+    assert rec['outcome'] == ev.OUTCOME_PLANNED and not rec['changed'] and rec['next_command'] is None
+    assert rec['action'] == ev.ACTION_EVACUATE and rec['microversion'] == '2.95'
+    assert rec['request'] == {'evacuate': {'host': OTHER, 'adminPass': ev.HIDDEN}}
+    assert rec['expected_status'] == 'ACTIVE'
+    assert any('root disk' in w for w in rec['warnings'])
+    assert any('started afterwards' in w for w in rec['warnings'])
+    assert 's3cret' not in repr(rec)
+
+
+def test_admin_password_is_sent_but_never_recorded(nova, clock):
+    sid = nova.add_server('web-1', bfv=True)
+    rec = evacuate(nova, clock, sid, admin_password='s3cret')
+    assert [b for a, _m, b in nova.actions(sid) if a == 'evacuate'] == [{'evacuate': {'adminPass': 's3cret'}}]
+    assert 's3cret' not in repr(rec)
+    assert not any('root disk' in w for w in rec['warnings'])
+
+
+def test_server_by_name_unknown_and_ambiguous(nova, clock):
+    nova.add_server('web-1')
+    nova.add_server('dup')
+    nova.add_server('dup', project='p-2')
+    engine = ev.Engine(nova, clock)
+    assert engine.plan('web-1').before['name'] == 'web-1'
+    with pytest.raises(ev.EvacuationError) as err:
+        engine.plan('nope')
+    assert err.value.kind == ev.KIND_NOT_FOUND and 'server nope not found' in err.value.msg
+    with pytest.raises(ev.EvacuationError) as err:
+        engine.plan('dup')
+    assert 'ambiguous' in err.value.msg and 'p-2' in err.value.msg
+    with pytest.raises(ev.EvacuationError) as err:
+        engine.plan('00000000-0000-4000-8000-000000000099')
+    assert err.value.kind == ev.KIND_NOT_FOUND
+
+
+def test_forbidden_is_a_permission_error(nova, clock):
+    sid = nova.add_server('web-1')
+
+    def forbid(method, path, microversion, body=None):
+        raise ev.NovaApiError(403, "Policy doesn't allow os_compute_api:os-services:list to be performed.",
+                              request_id='req-x', method=method, path=path)
+    engine = ev.Engine(nova, clock)
+    engine.find_server(sid)
+    nova.request = forbid
+    with pytest.raises(ev.EvacuationError) as err:
+        engine.plan(sid)
+    assert err.value.kind == ev.KIND_FORBIDDEN and 'admin role' in err.value.msg and 'req-x' in err.value.msg
+
+
+# ---------------------------------------------------------------------------------------------------------
+# many servers: the watcher's request count, the window, exclusive groups
+
+
+@pytest.mark.parametrize('count', [1, 25])
+def test_watcher_makes_two_listings_per_poll_whatever_the_number_of_servers(nova, clock, count):
+    ids = [nova.add_server('web-%d' % i) for i in range(count)]
+    engine = ev.Engine(nova, clock, microversion='2.94')
+    migrations = engine.evacuation_migrations(source_host=SRC)
+    service = engine.compute_service(SRC)
+    plans = [engine.plan(nova._public(nova.servers[i]), service=service, migrations=migrations) for i in ids]
+    before = len(nova.calls)
+    engine.run(plans, max_parallel=count, poll_interval=2)
+    assert all(p.outcome == ev.OUTCOME_RECOVERED for p in plans)
+    gets = [c for c in nova.calls[before:] if c[0] == 'GET']
+    polls = len(clock.sleeps)
+    assert polls >= 2
+    assert len(gets) == 2 * polls
+    assert sorted(set(c[1].split('?')[0] for c in gets)) == ['/os-migrations', '/servers/detail']
+    assert all('changes-since=' in c[1] for c in gets)
+    assert all('all_tenants=True' in c[1] for c in gets if c[1].startswith('/servers/detail'))
+
+
+def test_max_parallel_is_never_exceeded(nova, clock):
+    ids = [nova.add_server('web-%d' % i) for i in range(6)]
+    engine = ev.Engine(nova, clock, microversion='2.94')
+    plans = [engine.plan(i, lock=False) for i in ids]
+    in_flight = []
+    engine.run(plans, max_parallel=2, poll_interval=1,
+               on_progress=lambda summary: in_flight.append(summary['in_flight']))
+    assert all(p.outcome == ev.OUTCOME_RECOVERED for p in plans)
+    assert max(in_flight) <= 2
+    # each evacuation POST happens only when fewer than two are unfinished
+    for t in sorted(p.requested_at for p in plans):
+        assert sum(1 for p in plans if p.requested_at <= t < p.finished_at) <= 2
+
+
+def test_exclusive_groups_are_not_evacuated_together(nova, clock):
+    a = nova.add_server('db-a')
+    b = nova.add_server('db-b')
+    c = nova.add_server('web-c')
+    engine = ev.Engine(nova, clock, microversion='2.94')
+    plans = [engine.plan(i, lock=False) for i in (a, b, c)]
+    plans[0].exclusive_groups = plans[1].exclusive_groups = {'anti-affinity-1'}
+    engine.run(plans, max_parallel=5, poll_interval=1)
+    pa, pb, pc = plans
+    assert all(p.outcome == ev.OUTCOME_RECOVERED for p in plans)
+    assert pb.requested_at >= pa.finished_at
+    assert pc.requested_at < pa.finished_at
+
+
+def test_progress_summary(nova, clock):
+    ids = [nova.add_server('web-%d' % i) for i in range(3)]
+    nova.add_server('paused', vm_state='paused')
+    engine = ev.Engine(nova, clock, microversion='2.94')
+    plans = [engine.plan(nova._public(s)) for s in nova.servers.values()]
+    seen = []
+    engine.run(plans, max_parallel=3, poll_interval=1, on_progress=seen.append)
+    assert seen[-1]['recovered'] == 3 and seen[-1]['refused'] == 1 and seen[-1]['in_flight'] == 0
+    assert ev.summarize(plans)['recovered'] == len(ids)
