@@ -1,6 +1,9 @@
 """The local cloud's BMCs: one Redfish and one IPMI emulator per compute host (see bmc.py)."""
 
+import base64
 import signal
+import ssl
+import urllib.request
 
 from . import bmc, config, proc
 
@@ -39,7 +42,17 @@ def start_all(computes, password):
     return info
 
 
-def wait_all(computes):
+def _open_system(pair, password):
+    """Read the system once: sushy's fake driver creates its state store on first use."""
+    request = urllib.request.Request(pair.redfish_url + pair.system_path)
+    token = base64.b64encode(f"{pair.username}:{password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    context = ssl.create_default_context(cafile=str(pair.certs.ca))
+    with urllib.request.urlopen(request, context=context, timeout=10) as response:
+        response.read()
+
+
+def wait_all(computes, password):
     for host, pair in _pairs(computes).items():
         for kind, port, name in ((bmc.REDFISH, pair.redfish_port, "redfish"),
                                  (bmc.IPMI, pair.ipmi_port, "ipmi")):
@@ -48,6 +61,7 @@ def wait_all(computes):
             except (TimeoutError, RuntimeError) as exc:
                 raise proc.CloudError(f"{name} BMC of {host}: {exc}; see "
                                       f"{proc.log_dir() / f'{host}-{name}-bmc.log'}") from None
+        _open_system(pair, password)
 
 
 def set_state(host, state):

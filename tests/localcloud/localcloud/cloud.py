@@ -124,7 +124,7 @@ def _up(computes, spawn_delay, log):
     nova.create_flavors(conn)
     log("waiting for every compute to report up and be schedulable")
     nova.wait_schedulable(conn, computes, timeout=120)
-    bmcs.wait_all(computes)
+    bmcs.wait_all(computes, secrets["bmc"])
 
 
 def write_clouds_yaml(secrets):
@@ -243,8 +243,8 @@ def fail_host(host, power="on"):
     _check_hosts(info, [host])
     if power not in ("on", "off", "stuck", "unreachable"):
         raise proc.CloudError(f"--power must be on, off, stuck or unreachable, not {power!r}")
-    proc.kill(f"compute-{host}")
     bmcs.set_state(host, power)
+    proc.kill(f"compute-{host}")
 
 
 def revive_host(host, wait=True):

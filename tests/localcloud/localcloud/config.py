@@ -6,7 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 STATE = Path(os.environ.get("NOVAHA_LOCALCLOUD_DIR", ROOT / ".localcloud")).resolve()
-CACHE = STATE.parent / (STATE.name + "-cache")
+CACHE = Path(os.environ.get("NOVAHA_LOCALCLOUD_CACHE", ROOT / ".localcloud-cache")).resolve()
 VENV_BIN = Path(sys.executable).parent
 PYTHON = sys.executable
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -15,7 +15,10 @@ HOST = "127.0.0.1"
 REGION = "RegionOne"
 
 # Non-default ports, one block, so nothing collides with a real service on this machine.
-PORTS = {
+# NOVAHA_LOCALCLOUD_PORT_OFFSET shifts the block, so that several clouds (each with its own
+# NOVAHA_LOCALCLOUD_DIR) can run side by side.
+PORT_OFFSET = int(os.environ.get("NOVAHA_LOCALCLOUD_PORT_OFFSET", "0"))
+PORTS = {name: port + PORT_OFFSET for name, port in {
     "mariadb": 41306,
     "rabbitmq": 41672,
     "rabbitmq-dist": 41673,
@@ -25,9 +28,9 @@ PORTS = {
     "nova-api": 41774,
     "glance-stub": 41292,
     "neutron-stub": 41696,
-}
-REDFISH_BASE_PORT = 41800
-IPMI_BASE_PORT = 41620
+}.items()}
+REDFISH_BASE_PORT = 41800 + PORT_OFFSET
+IPMI_BASE_PORT = 41620 + PORT_OFFSET
 
 DEFAULT_COMPUTES = ("node-27", "node-28", "node-31")
 

@@ -85,6 +85,12 @@ def dump_schemas():
 def restore_schemas():
     with open(schema_snapshot()) as dump:
         mariadb_client(stdin="SET FOREIGN_KEY_CHECKS=0; SET UNIQUE_CHECKS=0;\n" + dump.read())
+    # Cell mappings hold full URLs; this cloud's ports may differ from the snapshot's.
+    mariadb_client(
+        f"UPDATE cell_mappings SET database_connection='{config.db_url('nova_cell0')}' "
+        f"WHERE name='cell0'; "
+        f"UPDATE cell_mappings SET database_connection='{config.db_url('nova')}', "
+        f"transport_url='{config.transport_url()}' WHERE name='cell1'", database="nova_api")
 
 
 # --- RabbitMQ ------------------------------------------------------------------------------
@@ -93,7 +99,7 @@ def _rabbit_env():
     base = config.STATE / "rabbitmq"
     return {
         "HOME": str(base),
-        "RABBITMQ_NODENAME": "novaha@localhost",
+        "RABBITMQ_NODENAME": f"novaha{config.PORT_OFFSET}@localhost",
         "RABBITMQ_NODE_IP_ADDRESS": config.HOST,
         "RABBITMQ_NODE_PORT": str(config.PORTS["rabbitmq"]),
         "RABBITMQ_DIST_PORT": str(config.PORTS["rabbitmq-dist"]),

@@ -145,8 +145,11 @@ def glance(handler, method, parts, query):
             return handler.reply(200, IMAGE)
         return handler.reply(404, {"message": f"No image found with ID {parts[2]}"})
     if parts[:2] == ["v2", "schemas"]:
-        return handler.reply(200, {"name": "image", "properties": {}, "additionalProperties": {
-            "type": "string"}})
+        # Nova sorts image attributes into base ones and custom properties by this schema.
+        properties = {name: {} for name in list(IMAGE) + ["direct_url", "locations", "stores"]}
+        properties["disk_format"] = {"enum": [None, "raw", "qcow2"]}
+        return handler.reply(200, {"name": "image", "properties": properties,
+                                   "additionalProperties": {"type": "string"}})
     return handler.reply(404, {"message": "not found in the Glance stub"})
 
 
