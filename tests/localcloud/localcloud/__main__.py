@@ -37,7 +37,7 @@ def main(argv=None):
     fail = sub.add_parser("fail-host", help="kill a host's nova-compute and set its BMCs")
     fail.add_argument("host")
     fail.add_argument("--power", choices=("on", "off", "stuck", "unreachable"), default="on")
-    revive = sub.add_parser("revive-host", help="BMCs answer and report On, nova-compute restarts")
+    revive = sub.add_parser("revive-host", help="BMCs answer and report On, nova-compute restarts (flags unchanged)")
     revive.add_argument("host")
     boot = sub.add_parser("boot", help="boot servers onto a host; prints them as JSON")
     boot.add_argument("--host", required=True)

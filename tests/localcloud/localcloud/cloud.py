@@ -248,15 +248,17 @@ def fail_host(host, power="on"):
 
 
 def revive_host(host, wait=True):
-    """The host is repaired: BMCs answer and report On, nova-compute starts again."""
+    """The host is repaired: BMCs answer and report On, nova-compute starts again and reports
+    in. Its service flags (forced down, disabled) stay as they are."""
     info = load_info()
     _check_hosts(info, [host])
+    from . import nova
     bmcs.set_state(host, "revived")
+    since = nova.utcnow()
     if not proc.running(f"compute-{host}"):
         services.start_compute(host)
     if wait:
-        from . import nova
-        nova.wait_service_up(connect(), host, timeout=90)
+        nova.wait_heartbeat(connect(), host, timeout=90, since=since)
 
 
 def reset(log=print):
@@ -264,15 +266,17 @@ def reset(log=print):
     info = load_info()
     from . import nova
     conn = connect()
+    restarted = {}
     for host in info["computes"]:
         bmcs.set_state(host, "revived")
         if not proc.running(f"compute-{host}"):
+            restarted[host] = nova.utcnow()
             services.start_compute(host)
     nova.delete_all_servers(conn, timeout=120)
     nova.wait_evacuations_completed(conn, info["computes"], timeout=90)
     nova.restore_services(conn, info["computes"])
     nova.delete_server_groups(conn)
-    nova.wait_schedulable(conn, info["computes"], timeout=90)
+    nova.wait_schedulable(conn, info["computes"], timeout=90, restarted=restarted)
     log("local cloud reset")
 
 

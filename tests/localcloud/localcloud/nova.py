@@ -1,5 +1,6 @@
 """What the local cloud CLI does through Nova's API (openstacksdk, admin)."""
 
+import datetime
 import time
 
 from . import config, infra, proc
@@ -35,22 +36,53 @@ def _providers(conn):
     return {rp["name"] for rp in response.json().get("resource_providers", [])}
 
 
-def wait_schedulable(conn, hosts, timeout):
+def wait_schedulable(conn, hosts, timeout, restarted=None):
     """Every host's compute service up, enabled, not forced down, mapped to the cell and
-    known to Placement: a boot aimed at it can be scheduled."""
+    known to Placement: a boot aimed at it can be scheduled.
+
+    `restarted` maps hosts whose nova-compute was just started to when (UTC, naive): their
+    service counts only once that process has reported, since the killed one's last
+    heartbeat keeps a service "up" for service_down_time after its death.
+    """
+    restarted = restarted or {}
+
     def ready():
         svc = compute_services(conn)
         for host in hosts:
             s = svc.get(host)
             if not s or s["state"] != "up" or s["status"] != "enabled" or s["forced_down"]:
                 return False
+            if host in restarted and _heartbeat(s) < restarted[host]:
+                return False
         return set(hosts) <= _mapped_hosts() and set(hosts) <= _providers(conn)
     proc.wait_for(f"computes {', '.join(hosts)} to be schedulable", ready, timeout)
 
 
-def wait_service_up(conn, host, timeout):
-    proc.wait_for(f"nova-compute on {host} to report up",
-                  lambda: compute_services(conn).get(host, {}).get("state") == "up", timeout)
+def _heartbeat(service):
+    """The compute's last heartbeat. Nova's API hides it (`updated_at` also moves on any
+    service update), and a killed compute's last one keeps it "up" for service_down_time."""
+    out = infra.mariadb_client(
+        f"SELECT last_seen_up FROM services WHERE host='{service['host']}' "
+        f"AND `binary`='nova-compute' AND deleted=0", database="nova").split("\n")
+    value = out[1].strip() if len(out) > 1 else ""
+    if not value or value == "NULL":
+        return datetime.datetime(1970, 1, 1)
+    return datetime.datetime.fromisoformat(value)
+
+
+def utcnow():
+    # Nova stores naive UTC at second precision; a second of margin covers the truncation.
+    return (datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+            - datetime.timedelta(seconds=1))
+
+
+def wait_heartbeat(conn, host, timeout, since):
+    """nova-compute on `host` has reported since `since`. Its service may still show "down"
+    if it is forced down: lifting that is the operator's (restore-host's) decision."""
+    def reported():
+        service = compute_services(conn).get(host)
+        return bool(service) and _heartbeat(service) >= since
+    proc.wait_for(f"nova-compute on {host} to report in", reported, timeout)
 
 
 def delete_all_servers(conn, timeout):
