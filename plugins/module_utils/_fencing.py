@@ -70,7 +70,8 @@ class PowerReading(object):
         self.raw = raw
         self.read_at = read_at
         self.method = method
-        self.display = display or raw
+        # Operators read one vocabulary whatever the BMC: power On / Off, the raw answer beside it.
+        self.display = display or ('power %s (%r)' % (state.capitalize(), raw) if state != POWER_UNKNOWN else raw)
 
     def __repr__(self):
         return 'PowerReading(%r, %r, %r, %r)' % (self.state, self.raw, self.read_at, self.method)
@@ -440,7 +441,8 @@ def check_fence(host, bmc, fence=False, attested=False, power_timeout=60, check_
     if verdict.fenced:
         evidence['method'] = verdict.method
         if failure is not None:
-            result['bmc_error'] = failure.message(host)
+            result['bmc_error'] = '%s gave no power reading for host %s: %s: %s' % (
+                failure.bmc or 'the BMC', host, failure.cause, failure.detail)
     elif failure is not None:
         result['error'] = failure.message(host)
     elif not result['would_power_off']:

@@ -74,8 +74,10 @@ def admin_credentials(cloud):
 
 
 def fence(cloud, kind, check=False, verbosity=0, host=HOST, **args):
-    module_args = dict(cloud=cloud.admin_cloud, host=host, bmc=bmc_args(cloud, host, kind))
+    module_args = dict(cloud=cloud.admin_cloud, host=host)
     module_args.update(args)
+    if "bmc" not in module_args:
+        module_args["bmc"] = bmc_args(cloud, host, kind)
     return run_module(cloud, MODULE, module_args, check=check, verbosity=verbosity)
 
 
@@ -123,7 +125,7 @@ def test_already_off_is_fenced_without_change(clean_cloud, kind):
 def test_on_host_without_fence_fails_and_is_left_on(clean_cloud, kind):
     cloud = clean_cloud
     cloud.fail_host(HOST, power="on")
-    result, _ = fence(cloud, kind, force_down=True)
+    result, _output = fence(cloud, kind, force_down=True)
     assert result["failed"] is True
     assert result["fenced"] is False and result["changed"] is False
     assert HOST in result["msg"] and "On" in result["msg"]
@@ -146,7 +148,7 @@ def test_stuck_bmc_fails_within_the_timeout(clean_cloud, kind):
     cloud = clean_cloud
     cloud.fail_host(HOST, power="stuck")
     started = time.monotonic()
-    result, _ = fence(cloud, kind, fence=True, power_timeout=6, force_down=True)
+    result, _output = fence(cloud, kind, fence=True, power_timeout=6, force_down=True)
     elapsed = time.monotonic() - started
 
     assert result["failed"] is True
@@ -181,7 +183,7 @@ def test_unreachable_bmc_fails_clearly_within_the_timeout(clean_cloud, kind):
     cloud = clean_cloud
     cloud.fail_host(HOST, power="unreachable")
     started = time.monotonic()
-    result, _ = fence(cloud, kind, fence=True, bmc=bmc_args(cloud, HOST, kind, timeout=3))
+    result, _output = fence(cloud, kind, fence=True, bmc=bmc_args(cloud, HOST, kind, timeout=3))
     elapsed = time.monotonic() - started
     assert result["failed"] is True
     assert result["fenced"] is False
@@ -204,7 +206,7 @@ def test_unreachable_bmc_with_attestation_is_fenced_by_the_attestation(clean_clo
 def test_attestation_does_not_overrule_a_bmc_that_reads_on(clean_cloud):
     cloud = clean_cloud
     cloud.fail_host(HOST, power="on")
-    result, _ = fence(cloud, "ipmi", attest_powered_off=True, force_down=True)
+    result, _output = fence(cloud, "ipmi", attest_powered_off=True, force_down=True)
     assert result["failed"] is True and result["fenced"] is False
     assert "attested" in result["msg"]
     assert nova_service(cloud, HOST)["forced_down"] is False
@@ -213,7 +215,7 @@ def test_attestation_does_not_overrule_a_bmc_that_reads_on(clean_cloud):
 def test_no_bmc_needs_an_attestation(clean_cloud):
     cloud = clean_cloud
     cloud.fail_host(HOST, power="off")
-    result, _ = run_module(cloud, MODULE, dict(cloud=cloud.admin_cloud, host=HOST, bmc=dict(type="none")))
+    result, _output = run_module(cloud, MODULE, dict(cloud=cloud.admin_cloud, host=HOST, bmc=dict(type="none")))
     assert result["failed"] is True and result["fenced"] is False
     assert "no power reading and no attestation" in result["msg"]
 
@@ -304,7 +306,7 @@ def test_stale_heartbeat_is_a_warning_not_an_error(clean_cloud):
 
 def test_unknown_host_lists_close_matches(clean_cloud):
     cloud = clean_cloud
-    result, _ = fence(cloud, "redfish", host="node-2", bmc=bmc_args(cloud, HOST, "redfish"))
+    result, _output = fence(cloud, "redfish", host="node-2", bmc=bmc_args(cloud, HOST, "redfish"))
     assert result["failed"] is True
     assert "no nova-compute service on host node-2" in result["msg"]
     assert "node-27" in result["msg"] and "node-28" in result["msg"]
@@ -312,8 +314,8 @@ def test_unknown_host_lists_close_matches(clean_cloud):
 
 def test_member_cloud_is_told_it_needs_admin(clean_cloud):
     cloud = clean_cloud
-    result, _ = run_module(cloud, MODULE, dict(cloud=cloud.member_cloud, host=HOST, bmc=dict(type="none"),
-                                               attest_powered_off=True))
+    args = dict(cloud=cloud.member_cloud, host=HOST, bmc=dict(type="none"), attest_powered_off=True)
+    result, _output = run_module(cloud, MODULE, args)
     assert result["failed"] is True
     assert result["http_status"] == 403
     assert "admin role" in result["msg"]
@@ -323,7 +325,7 @@ def test_member_cloud_is_told_it_needs_admin(clean_cloud):
 def test_wrong_cloud_password_is_named_as_such(clean_cloud):
     cloud = clean_cloud
     auth = dict(admin_credentials(cloud), password="not-the-password")
-    result, _ = run_module(cloud, MODULE, dict(auth=auth, host=HOST, bmc=dict(type="none")))
+    result, _output = run_module(cloud, MODULE, dict(auth=auth, host=HOST, bmc=dict(type="none")))
     assert result["failed"] is True
     assert "rejected the credentials" in result["msg"]
     assert result["http_status"] == 401
