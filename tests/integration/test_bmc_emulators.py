@@ -31,6 +31,7 @@ PASSWORD = "bmc-Secret-42"
 POWER_DELAY = "1:1.5"
 FAIL_FAST = 5.0  # seconds within which a refused IPMI login must end
 
+
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     return bmc.make_certs(tmp_path_factory.mktemp("certs"))

@@ -94,4 +94,3 @@ def _stopped(pid):
             return stat.read().split(")")[-1].split()[0] == "T"
     except OSError:
         return False
-

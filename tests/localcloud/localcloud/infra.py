@@ -44,7 +44,7 @@ def start_mariadb():
         "--collation-server=utf8mb4_general_ci", "--innodb-log-file-size=64M",
     ])
     proc.wait_port("mariadb", config.PORTS["mariadb"], timeout=60)
-    proc.wait_for("mariadb socket", lambda: (config.STATE / MARIADB_SOCKET).exists(), 30, 0.1)
+    proc.wait_for("mariadb socket", (config.STATE / MARIADB_SOCKET).exists, 30, 0.1)
 
 
 def create_databases():

@@ -211,8 +211,8 @@ def start_compute(host):
     _write_conf(compute_conf_path(host), {
         "DEFAULT": {"host": host, "state_path": state, "instances_path": state / "instances"},
     })
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(config.PACKAGE_DIR.parent),
-                                                        os.environ.get("PYTHONPATH")]))}
+    pythonpath = [str(config.PACKAGE_DIR.parent), os.environ.get("PYTHONPATH")]
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, pythonpath))}
     proc.start(f"compute-{host}", [config.PYTHON, "-m", "localcloud.compute_launcher",
                                    "--config-file", str(nova_conf_path()),
                                    "--config-file", str(compute_conf_path(host))], env=env)

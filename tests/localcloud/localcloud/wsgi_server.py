@@ -21,7 +21,7 @@ class Server(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        module, _, attr = self.app_path.partition(":")
+        module, attr = self.app_path.split(":", 1)
         sys.argv = [sys.argv[0]]
         __import__(module)
         return getattr(sys.modules[module], attr)
