@@ -64,6 +64,11 @@ def main(argv=None):
             healthy, lines = cloud.status()
             if not args.quiet:
                 print("\n".join(lines))
+                if proc.known_services():
+                    from . import footprint
+                    usage = footprint.memory_by_service().values()
+                    print(f"memory, all processes: PSS {sum(m[1] for m in usage) / 2**20:.0f} MiB "
+                          f"(RSS {sum(m[0] for m in usage) / 2**20:.0f} MiB)")
             return 0 if healthy else 1
         elif args.command == "reset":
             started = time.monotonic()
