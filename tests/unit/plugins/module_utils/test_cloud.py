@@ -1,0 +1,71 @@
+"""What an operator reads when the cloud refuses: the shared error phrasing, secrets, host lookup."""
+
+import pytest
+from keystoneauth1 import exceptions as ksa_exc
+from openstack import exceptions as sdk_exc
+
+from ansible_collections.novaha.recovery.plugins.module_utils import _cloud
+
+
+class FakeResponse:
+    def __init__(self, status, headers=None):
+        self.status_code = status
+        self.headers = headers or {}
+
+
+def http_error(status, message, request_id="req-5d1c"):
+    return sdk_exc.HttpException(message=message, response=FakeResponse(
+        status, {"x-compute-request-id": request_id}))
+
+
+def test_forbidden_says_admin_is_needed_with_status_and_request_id():
+    msg, details = _cloud.describe_api_error(
+        http_error(403, "Policy doesn't allow os_compute_api:os-services:list to be performed."),
+        "looking up the nova-compute service of node-28")
+    assert msg.startswith("looking up the nova-compute service of node-28 failed: forbidden; "
+                          "this needs an account with the admin role")
+    assert "HTTP 403" in msg and "request id req-5d1c" in msg
+    assert details == {"http_status": 403, "request_id": "req-5d1c"}
+
+
+def test_rejected_credentials_are_named_as_such():
+    msg, details = _cloud.describe_api_error(ksa_exc.Unauthorized("The request you have made requires "
+                                                                  "authentication.", http_status=401),
+                                             "connecting to the cloud")
+    assert "the cloud rejected the credentials" in msg
+    assert details["http_status"] == 401
+
+
+def test_an_unreachable_api_is_not_mistaken_for_an_http_error():
+    msg, details = _cloud.describe_api_error(ksa_exc.ConnectFailure("Unable to establish connection"),
+                                             "listing servers on node-28")
+    assert "the API is unreachable" in msg
+    assert details == {"http_status": None, "request_id": None}
+
+
+def test_nova_message_is_kept_for_other_http_errors():
+    msg, _details = _cloud.describe_api_error(http_error(400, "Compute service of node-28 is still in use."),
+                                              "evacuating web-3")
+    assert msg == ("evacuating web-3 failed: Compute service of node-28 is still in use. "
+                   "(HTTP 400, request id req-5d1c)")
+
+
+def test_secrets_are_found_at_any_depth_of_a_cloud_dict():
+    cloud = {"auth": {"username": "admin", "password": "s3cret", "auth_url": "http://127.0.0.1:5000/v3",
+                      "application_credential_secret": "appsecret"},
+             "region_name": "RegionOne", "extra": [{"token": "tok"}]}
+    assert _cloud.collect_secrets(cloud) == {"s3cret", "appsecret", "tok"}
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("node28", ["node-28"]),
+    ("NODE-28", ["node-28"]),
+    ("node-28.example.org", ["node-28"]),
+])
+def test_close_matches_suggest_the_host_meant(name, expected):
+    hosts = ["node-27", "node-28", "node-31", "ctl-1"]
+    assert _cloud.close_matches(name, hosts)[:1] == expected
+
+
+def test_no_close_match_for_an_unrelated_name():
+    assert not _cloud.close_matches("storage-9", ["node-27", "node-28"])
