@@ -267,10 +267,12 @@ def explain_api_error(err, doing):
     else:
         msg = '%s failed: %s' % (doing, err.details)
         kind = KIND_API
-    facts = ['HTTP %s' % err.status_code]
+    facts = ['HTTP %s' % err.status_code] if err.status_code is not None else []
     if err.request_id:
         facts.append('request id %s' % err.request_id)
-    return EvacuationError('%s (%s)' % (msg, ', '.join(facts)), kind=kind, request_id=err.request_id,
+    if facts:
+        msg = '%s (%s)' % (msg, ', '.join(facts))
+    return EvacuationError(msg, kind=kind, request_id=err.request_id,
                            http_status=err.status_code)
 
 
@@ -327,11 +329,21 @@ class SdkNova(object):
         high = parse_mv(getattr(data, 'max_microversion', None)) if data is not None else None
         return low, high, parse_mv(getattr(self._compute, 'default_microversion', None))
 
+    # A GET that met a dropped connection is sent again: the API's web server (gunicorn, Apache, HAProxy)
+    # closes idle keep-alive connections after a few seconds, about as long as a poll interval, and a
+    # request sent on one it is closing gets no answer at all. Actions are not resent blindly: the engine
+    # decides (an evacuate may have been accepted before the connection dropped).
+    GET_CONNECT_RETRIES = 3
+
     def request(self, method, path, microversion, body=None):
-        kwargs = dict(microversion=mv_str(microversion), raise_exc=False)
+        kwargs = dict(microversion=mv_str(microversion), raise_exc=False,
+                      connect_retries=self.GET_CONNECT_RETRIES if method == 'GET' else 0)
         if body is not None:
             kwargs['json'] = body
-        resp = self._compute.request(path, method, **kwargs)
+        try:
+            resp = self._compute.request(path, method, **kwargs)
+        except _transport_errors() as exc:
+            raise NovaApiError(None, 'no answer from the compute API (%s)' % exc, method=method, path=path)
         headers = resp.headers or {}
         request_id = headers.get('x-openstack-request-id') or headers.get('x-compute-request-id')
         self.last_date = _http_date(headers.get('date')) or self.last_date
@@ -346,6 +358,15 @@ class SdkNova(object):
             raise NovaApiError(resp.status_code, _nova_message(payload, text.strip()[:300] or resp.reason),
                                request_id=request_id, method=method, path=path)
         return Response(resp.status_code, payload, request_id=request_id, date=self.last_date)
+
+
+def _transport_errors():
+    """keystoneauth's "no HTTP answer" exceptions (refused, reset, timed out, TLS)."""
+    try:
+        from keystoneauth1 import exceptions as ksa_exc
+    except ImportError:
+        return ()
+    return (ksa_exc.ConnectionError,)
 
 
 class SystemClock(object):
@@ -907,6 +928,7 @@ class Watcher(object):
         self.migrations = {}
         self.stale = set()
         self.polls = 0
+        self.failed_polls = []
 
     def start(self, server_time):
         self.since = server_time - datetime.timedelta(seconds=self.MARGIN)
@@ -933,11 +955,14 @@ class Watcher(object):
     def poll(self, server_ids):
         watched = set(server_ids)
         since = self.since.strftime('%Y-%m-%dT%H:%M:%SZ') if self.since else None
-        servers, date = _list_all(self.nova, '/servers/detail',
-                                  [('all_tenants', 'True'), ('changes-since', since)], 'servers', self.mv.read)
+        # Migrations first: Nova saves the instance's new host, then marks the migration done
+        # (resource_tracker.finish_evacuation), so a done migration is never seen with a server listing
+        # older than it (which would look like "done but still on the source host").
         migrations, _date = _list_all(self.nova, '/os-migrations',
                                       [('migration_type', 'evacuation'), ('source_compute', self.source_host),
                                        ('changes-since', since)], 'migrations', self.mv.migrations)
+        servers, date = _list_all(self.nova, '/servers/detail',
+                                  [('all_tenants', 'True'), ('changes-since', since)], 'servers', self.mv.read)
         self.polls += 1
         for body in servers:
             if body.get('id') in watched:
@@ -1114,16 +1139,21 @@ class Engine(object):
             if not active:
                 continue
             self.clock.sleep(poll_interval)
-            watcher.poll([e.id for e in active])
-            for e in list(active):
-                self._advance(e, watcher, retries)
-                if e.done:
-                    active.remove(e)
+            try:
+                watcher.poll([e.id for e in active])
+            except NovaApiError as err:
+                # Nothing is decided on a failed look: the next poll, or the timeout, settles it.
+                watcher.failed_polls.append(explain_api_error(err, 'watching the evacuations').msg)
+            else:
+                for e in list(active):
+                    self._advance(e, watcher, retries)
+                    if e.done:
+                        active.remove(e)
             if on_progress is not None:
                 on_progress(summarize(evacuations, self.clock.now() - start))
             if (pending or active) and self.clock.now() >= deadline:
                 for e in active:
-                    self._timed_out(e, timeout)
+                    self._timed_out(e, timeout, watcher.failed_polls[-1:])
                 for e in pending:
                     e.outcome = OUTCOME_PENDING
                     e.reason = 'not started: the run reached its timeout of %ss first' % timeout
@@ -1226,14 +1256,15 @@ class Engine(object):
                 target_host = decision.target_host
 
     def _adopt_in_flight(self, e, watcher):
-        """After a 409 or a 5xx: was an evacuation accepted anyway (ours or a concurrent one)? Wait for it."""
+        """After a 409, a 5xx or no answer: was an evacuation accepted anyway (ours or a concurrent one)? Wait
+        for it."""
         attempt = e.attempts[-1]
         try:
             migrations = self.evacuation_migrations(server_id=e.id)
         except EvacuationError:
             return False
-        fresh = [m for m in migrations if (m.get('id') or 0) > attempt['_after']
-                 and m.get('status') not in MIGRATION_DONE | MIGRATION_FAILED]
+        # Any evacuation newer than the attempt, even one already done or failed: the watcher judges it.
+        fresh = [m for m in migrations if (m.get('id') or 0) > attempt['_after']]
         if not fresh:
             return False
         mig = max(fresh, key=lambda m: m.get('id') or 0)
@@ -1338,15 +1369,16 @@ class Engine(object):
         e.finished_at = self.clock.now()
         self._unlock(e)
 
-    def _timed_out(self, e, timeout):
+    def _timed_out(self, e, timeout, poll_errors=()):
         e.outcome = OUTCOME_IN_PROGRESS
         e.kind = KIND_TIMEOUT
         mig = e.migration
         e.reason = ('server %s (%s) is still being evacuated after %ss (%s); it is not failed: re-run to resume '
-                    'waiting%s' % (e.name, e.id, timeout,
-                                   'migration %s is %s' % (mig.get('id'), mig.get('status')) if mig
-                                   else 'no migration record seen yet',
-                                   '; the lock novaha.recovery took stays until then' if e.locked_by_us else ''))
+                    'waiting%s%s' % (e.name, e.id, timeout,
+                                     'migration %s is %s' % (mig.get('id'), mig.get('status')) if mig
+                                     else 'no migration record seen yet',
+                                     '; the lock novaha.recovery took stays until then' if e.locked_by_us else '',
+                                     ''.join('; the last look failed: %s' % msg for msg in poll_errors)))
 
     def _settle_without_waiting(self, issued):
         """wait=false: report the migration each server got, from one listing."""

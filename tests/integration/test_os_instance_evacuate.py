@@ -6,9 +6,15 @@ an unfenced host, runs the module through ansible-playbook, and asserts where th
 which state, read back from Nova.
 """
 
+import json
+import sys
+
 import pytest
 
-from conftest import run_module
+from conftest import collections_path, run_module
+
+sys.path.insert(0, str(collections_path()))
+from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as engine  # noqa: E402
 
 MODULE = "novaha.recovery.os_instance_evacuate"
 TIMEOUT = 240
@@ -29,12 +35,12 @@ def evacuations(cloud, server_id):
     return response.json()["migrations"]
 
 
-def force_down(cloud, host):
+def force_down(cloud, host, forced_down=True):
     """What os_fence_check does once the BMC reads Off: mark the nova-compute service forced down."""
     conn = cloud.connect()
     services = conn.compute.get(f"/os-services?binary=nova-compute&host={host}", microversion="2.53").json()
     (service,) = [s for s in services["services"] if s["host"] == host]
-    response = conn.compute.put(f"/os-services/{service['id']}", json={"forced_down": True},
+    response = conn.compute.put(f"/os-services/{service['id']}", json={"forced_down": forced_down},
                                 microversion="2.53")
     assert response.status_code == 200, response.text
 
@@ -44,10 +50,17 @@ def fail_and_fence(cloud, host):
     force_down(cloud, host)
 
 
-def evacuate(cloud, args, check=False, cloud_name=None):
+def evacuate(cloud, args, check=False, cloud_name=None, verbosity=0):
     params = dict(cloud=cloud_name or cloud.admin_cloud, timeout=TIMEOUT, poll_interval=2)
     params.update(args)
-    return run_module(cloud, MODULE, params, check=check)
+    return run_module(cloud, MODULE, params, check=check, verbosity=verbosity)
+
+
+def assert_password_hidden(password, result, output):
+    """Not in what the operator sees, and not even masked in the result: never put there at all."""
+    assert password not in output
+    assert password not in json.dumps(result)
+    assert "********" not in json.dumps({k: v for k, v in result.items() if k != "invocation"})
 
 
 def assert_recovered(cloud, result, output, server_id, source, status):
@@ -98,17 +111,22 @@ def test_server_ends_where_and_as_it_should(clean_cloud, status, microversion):
     assert result["microversions"]["evacuate_stops_server"] is (used == "2.95")
 
 
-def test_target_host(clean_cloud):
+def test_target_host_with_admin_password_at_vvvv(clean_cloud):
     cloud = clean_cloud
     source, _other, target = cloud.computes[:3]
     (vm,) = cloud.boot(source, 1)
     fail_and_fence(cloud, source)
+    password = "Evac-pw-7f3c1a"
 
-    result, output = evacuate(cloud, dict(server=vm["name"], target_host=target))
+    result, output = evacuate(cloud, dict(server=vm["name"], target_host=target, admin_password=password),
+                              verbosity=4)
 
     now = assert_recovered(cloud, result, output, vm["id"], source, "ACTIVE")
     assert now["OS-EXT-SRV-ATTR:host"] == target
-    assert result["evacuation"]["request"] == {"evacuate": {"host": target}}
+    assert result["evacuation"]["request"] == {"evacuate": {"host": target, "adminPass": "<hidden>"}}
+    assert "ESTABLISH LOCAL CONNECTION FOR USER" in output  # -vvvv really was on: the whole result is printed
+    assert '"admin_password": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"' in output
+    assert_password_hidden(password, result, output)
 
 
 def test_user_locked_server_stays_locked(clean_cloud):
@@ -174,6 +192,33 @@ def test_source_not_fenced_is_a_clear_error(clean_cloud):
     assert evacuations(cloud, vm["id"]) == []
 
 
+def test_novas_still_in_use_answer_becomes_not_fenced(clean_cloud):
+    """The module refuses an unfenced host before asking Nova; when the host comes back between the plan
+    and the request (a fence undone, a race), Nova's own 400 "still in use" is what the operator reads."""
+    cloud = clean_cloud
+    source = cloud.computes[0]
+    (vm,) = cloud.boot(source, 1)
+    force_down(cloud, source)           # nova-compute keeps running: the host is healthy
+    conn = cloud.connect()
+    evacuator = engine.Engine(engine.SdkNova(conn))
+    (planned,) = [evacuator.plan(vm["id"], expected_source_host=source)]
+    assert planned.action == engine.ACTION_EVACUATE, planned.reason
+    force_down(cloud, source, forced_down=False)
+
+    evacuator.run([planned], timeout=60, poll_interval=2)
+
+    record = planned.record()
+    assert record["outcome"] == "failed" and record["kind"] == "not_fenced"
+    assert record["reason"].startswith(f"host {source} is not fenced/forced down: Nova says")
+    assert "still in use" in record["reason"] and record["attempts"][0]["request_id"] in record["reason"]
+    assert len(record["attempts"]) == 1     # a refusal is not retried
+    assert record["changed"] is False       # our lock was taken and removed again
+    assert "compute service set --down" in record["next_command"]
+    now = server(cloud, vm["id"])
+    assert now["OS-EXT-SRV-ATTR:host"] == source and now["status"] == "ACTIVE" and now["locked"] is False
+    assert evacuations(cloud, vm["id"]) == []
+
+
 def test_rerun_after_success_changes_nothing(clean_cloud):
     cloud = clean_cloud
     source = cloud.computes[0]
@@ -202,14 +247,17 @@ def test_check_mode_plans_and_changes_nothing(clean_cloud):
     (vm,) = cloud.boot(source, 1)
     fail_and_fence(cloud, source)
 
-    result, output = evacuate(cloud, dict(server=vm["id"], admin_password="n0t-in-output"), check=True)
+    result, output = evacuate(cloud, dict(server=vm["id"], admin_password="n0t-in-output"), check=True,
+                              verbosity=4)
 
     assert not result.get("failed"), output
     assert result["changed"] is True
     assert result["plan"]["action"] == "evacuate" and result["plan"]["microversion"] == "2.95"
     assert result["plan"]["request"] == {"evacuate": {"adminPass": "<hidden>"}}
     assert result["plan"]["expected_status"] == "ACTIVE"
-    assert "n0t-in-output" not in output
+    assert result["plan"]["lock"] is True
+    assert any("root disk is lost" in w for w in result["plan"]["warnings"])
+    assert_password_hidden("n0t-in-output", result, output)
     now = server(cloud, vm["id"])
     assert now["OS-EXT-SRV-ATTR:host"] == source and now["locked"] is False
     assert evacuations(cloud, vm["id"]) == []

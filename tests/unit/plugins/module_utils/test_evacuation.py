@@ -889,6 +889,116 @@ def test_forbidden_is_a_permission_error(nova, clock):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# no answer from the API: a dropped keep-alive connection, a restarting nova-api
+
+
+class _NoAnswer(object):
+    """Makes FakeNova fail requests the way a dropped connection does (no HTTP status at all)."""
+
+    def __init__(self, nova, method, path_prefix, times=1, after_processing=False):
+        self.nova, self.left = nova, times
+        self.method, self.prefix, self.after = method, path_prefix, after_processing
+        self._request = nova.request
+        nova.request = self
+
+    def __call__(self, method, path, microversion, body=None):
+        hit = self.left > 0 and method == self.method and path.startswith(self.prefix)
+        if hit and self.after:
+            self.left -= 1
+            self._request(method, path, microversion, body)   # Nova did it; the answer got lost
+        elif hit:
+            self.left -= 1
+            self.nova.calls.append((method, path, ev.mv_str(microversion), copy.deepcopy(body)))
+        if hit:
+            raise ev.NovaApiError(None, 'no answer from the compute API (Connection aborted)', method=method,
+                                  path=path)
+        return self._request(method, path, microversion, body)
+
+
+def test_a_failed_look_is_not_a_failed_evacuation(nova, clock):
+    sid = nova.add_server('web-1')
+    _NoAnswer(nova, 'GET', '/servers/detail', times=2)
+    rec = evacuate(nova, clock, sid)
+    assert rec['outcome'] == ev.OUTCOME_RECOVERED, rec['reason']
+    assert [a for a, _m, _b in nova.actions(sid)].count('evacuate') == 1
+
+
+def test_looks_failing_until_the_timeout_leave_it_in_progress_with_the_cause(nova, clock):
+    sid = nova.add_server('web-1')
+    _NoAnswer(nova, 'GET', '/servers/detail', times=1000)
+    rec = evacuate(nova, clock, sid, timeout=20)
+    assert rec['outcome'] == ev.OUTCOME_IN_PROGRESS and rec['kind'] == ev.KIND_TIMEOUT
+    assert 'the last look failed: watching the evacuations failed: no answer' in rec['reason']
+    assert 'HTTP' not in rec['reason']
+
+
+def test_evacuate_accepted_but_unanswered_is_adopted_not_reissued(nova, clock):
+    sid = nova.add_server('web-1')
+    _NoAnswer(nova, 'POST', '/servers/%s/action' % sid, after_processing=True)
+    rec = evacuate(nova, clock, sid, lock=False)
+    assert rec['outcome'] == ev.OUTCOME_RECOVERED, rec['reason']
+    assert [a for a, _m, _b in nova.actions(sid)].count('evacuate') == 1
+    assert any('already in flight' in w for w in rec['warnings'])
+    assert rec['migration']['status'] == 'done'
+
+
+def test_evacuate_never_received_is_retried(nova, clock):
+    sid = nova.add_server('web-1')
+    _NoAnswer(nova, 'POST', '/servers/%s/action' % sid)
+    rec = evacuate(nova, clock, sid, lock=False)
+    assert rec['outcome'] == ev.OUTCOME_RECOVERED, rec['reason']
+    attempts = rec['attempts']
+    assert [a['outcome'] for a in attempts] == [ev.OUTCOME_FAILED, ev.OUTCOME_RECOVERED]
+    assert 'no answer from the compute API' in attempts[0]['error'] and 'HTTP' not in attempts[0]['error']
+
+
+class _SdkResponse(object):
+    def __init__(self, status, payload):
+        self.status_code = status
+        self.headers = {'x-openstack-request-id': 'req-1', 'date': 'Fri, 21 Nov 2025 12:00:00 GMT'}
+        self.content = b'x'
+        self._payload = payload
+        self.text = str(payload)
+        self.reason = 'reason'
+
+    def json(self):
+        return self._payload
+
+
+class _SdkCompute(object):
+    def __init__(self, fail_with=None):
+        self.calls = []
+        self.fail_with = fail_with
+
+    def request(self, path, method, **kwargs):
+        self.calls.append((method, path, kwargs))
+        if self.fail_with is not None:
+            raise self.fail_with
+        return _SdkResponse(200, {'servers': []})
+
+
+def test_sdk_adapter_resends_reads_only():
+    compute = _SdkCompute()
+    nova = ev.SdkNova(type('Conn', (), {'compute': compute})())
+    nova.request('GET', '/servers/detail', (2, 96))
+    nova.request('POST', '/servers/x/action', (2, 95), {'evacuate': {}})
+    (get, post) = [kwargs for _m, _p, kwargs in compute.calls]
+    assert get['connect_retries'] >= 1 and get['microversion'] == '2.96'
+    assert post['connect_retries'] == 0 and post['json'] == {'evacuate': {}}
+
+
+def test_sdk_adapter_turns_no_answer_into_an_api_error_without_status():
+    ksa_exc = pytest.importorskip('keystoneauth1.exceptions')
+    compute = _SdkCompute(fail_with=ksa_exc.ConnectFailure('Connection aborted.'))
+    nova = ev.SdkNova(type('Conn', (), {'compute': compute})())
+    with pytest.raises(ev.NovaApiError) as caught:
+        nova.request('GET', '/servers/detail', (2, 96))
+    assert caught.value.status_code is None and 'Connection aborted' in caught.value.details
+    error = ev.explain_api_error(caught.value, 'watching')
+    assert error.kind == ev.KIND_API and 'HTTP' not in error.msg
+
+
+# ---------------------------------------------------------------------------------------------------------
 # many servers: the watcher's request count, the window, exclusive groups
 
 
