@@ -179,7 +179,7 @@ def connect(cloud="novaha-admin"):
 
 def down(log=print):
     names = proc.known_services()
-    computes = [n for n in names if n.startswith("compute-")]
+    computes = [n for n in names if n.startswith(("compute-", "standby-compute-"))]
     others = [n for n in names if n not in computes]
     # Computes and API services first, the message queue and database last.
     ordered = computes + [n for n in reversed(SERVICE_ORDER) if n in others]
@@ -213,7 +213,9 @@ def status():
     for name in names:
         alive = proc.running(name)
         state = "running" if alive else "stopped"
-        if name.endswith("-bmc") or name.startswith("compute-"):
+        if name.startswith("standby-"):
+            state = "standby (warmed up, waits for revive)" if alive else "stopped"
+        elif name.endswith("-bmc") or name.startswith("compute-"):
             pid = proc.pid_of(name)
             if alive and _is_stopped(pid):
                 state = "frozen (unreachable)"
@@ -245,6 +247,7 @@ def fail_host(host, power="on"):
         raise proc.CloudError(f"--power must be on, off, stuck or unreachable, not {power!r}")
     bmcs.set_state(host, power)
     proc.kill(f"compute-{host}")
+    services.prepare_compute(host)
 
 
 def revive_host(host, wait=True):

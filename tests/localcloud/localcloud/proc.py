@@ -42,6 +42,11 @@ def start(name, argv, env=None, cwd=None):
     return proc.pid
 
 
+def rename(old, new):
+    """A running service takes another name (its pid file moves; its log stays where it is)."""
+    pid_file(old).rename(pid_file(new))
+
+
 def pid_of(name):
     try:
         return int(pid_file(name).read_text())

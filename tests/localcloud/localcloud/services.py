@@ -204,15 +204,44 @@ def compute_conf_path(host):
     return _etc("nova") / f"compute-{host}.conf"
 
 
-def start_compute(host):
-    """One nova-compute process for one host, its node identity kept in its own state dir."""
+def _compute_argv(host):
     state = config.STATE / "nova" / "computes" / host
     state.mkdir(parents=True, exist_ok=True)
     _write_conf(compute_conf_path(host), {
         "DEFAULT": {"host": host, "state_path": state, "instances_path": state / "instances"},
     })
+    return [config.PYTHON, "-m", "localcloud.compute_launcher", "--config-file", str(nova_conf_path()),
+            "--config-file", str(compute_conf_path(host))]
+
+
+def _compute_env():
     pythonpath = [str(config.PACKAGE_DIR.parent), os.environ.get("PYTHONPATH")]
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, pythonpath))}
-    proc.start(f"compute-{host}", [config.PYTHON, "-m", "localcloud.compute_launcher",
-                                   "--config-file", str(nova_conf_path()),
-                                   "--config-file", str(compute_conf_path(host))], env=env)
+    return {"PYTHONPATH": os.pathsep.join(filter(None, pythonpath))}
+
+
+def _go_file(host):
+    return proc.run_dir() / f"standby-compute-{host}.go"
+
+
+def start_compute(host):
+    """nova-compute for `host` runs (again), its node identity kept in its own state dir.
+
+    A warmed-up standby process (see prepare_compute) is told to go; otherwise a new process
+    starts.
+    """
+    standby = f"standby-compute-{host}"
+    if proc.running(standby):
+        _go_file(host).touch()
+        proc.rename(standby, f"compute-{host}")
+        return
+    proc.stop(standby)
+    proc.start(f"compute-{host}", _compute_argv(host), env=_compute_env())
+
+
+def prepare_compute(host):
+    """Warm up the process that will be `host`'s nova-compute when it is revived."""
+    standby = f"standby-compute-{host}"
+    if proc.running(standby) or proc.running(f"compute-{host}"):
+        return
+    _go_file(host).unlink(missing_ok=True)
+    proc.start(standby, _compute_argv(host) + ["--standby-file", str(_go_file(host))], env=_compute_env())
