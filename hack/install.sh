@@ -3,7 +3,8 @@
 #   - Debian packages for the local cloud and the BMC checks (only those missing;
 #     the package index is refreshed only when something has to be installed);
 #   - .venv/cloud from tests/localcloud/requirements.txt (the local cloud's services);
-#   - .venv/dev from tests/requirements-dev.txt (ansible-core, linters, pytest, molecule).
+#   - .venv/dev from tests/requirements-dev.txt (ansible-core, linters, pytest, molecule,
+#     ansible-rulebook, ansible-builder).
 # A virtualenv is (re)installed only when its requirement files or the Python changed:
 # the sha256 of those inputs is kept in .venv/<name>/.novaha-stamp.
 # Works without a TTY (CI=true). Override the interpreter with PYTHON=/path/to/python3.11.
@@ -17,7 +18,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 export PIP_NO_INPUT=1
 
 # ansible-test sanity checks shell scripts with the shellcheck package (and skips that without it).
-APT_PACKAGES=(mariadb-server rabbitmq-server ipmitool openssl shellcheck)
+# ansible-rulebook (the Event-Driven Ansible rulebook's test) runs its rule engine on Java 17.
+APT_PACKAGES=(mariadb-server rabbitmq-server ipmitool openssl shellcheck openjdk-17-jre-headless)
 # name:requirements file
 VENVS=("cloud:tests/localcloud/requirements.txt" "dev:tests/requirements-dev.txt")
 
