@@ -1,0 +1,1061 @@
+# PRIVATE module_utils of novaha.recovery: not a public API, may change in any release without notice.
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, novaha.recovery contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Host-level evacuation on top of the engine: guards, selection, capacity, the run marker, resume, summary.
+
+No Ansible imports. Nova is reached through the engine's adapter (``request(method, path, microversion,
+body)``), Placement and Glance through adapters with the same shape, time through the engine's clock.
+
+One function per decision:
+
+- may this host be evacuated now ............................ ``check_preconditions``
+- is another run in progress (the marker) ................... ``parse_marker`` / ``judge_marker``
+- which servers are evacuated, in which order, and why not .. ``select_servers``
+- is there room for them .................................... ``check_capacity`` (``pack``)
+- where each one goes with reserved target hosts ............ ``assign_targets``
+- what the run amounts to ................................... ``summarize_run``
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import json
+import os
+import re
+import socket
+import traceback
+import uuid
+
+from urllib.parse import urlencode
+
+from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import (
+    ACTION_EVACUATE, ACTION_NONE, ACTION_RECONCILE, ACTION_WAIT, MIGRATION_DONE, MIGRATION_FAILED,
+    OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED, EvacuationError, NovaApiError, Response, evacuate_request, explain_api_error,
+    parse_lock_reason, summarize,
+)
+
+COMPUTE = 'nova-compute'
+SCHEDULER = 'nova-scheduler'
+
+MV_SERVER_GROUPS = (2, 64)     # server group "policy" (singular) and "rules"
+MV_AGGREGATES = (2, 41)        # aggregate uuid
+MV_HYPERVISORS = (2, 53)       # hypervisor id is the compute node / resource provider uuid; stats until 2.87
+MV_HYPERVISOR_STATS_GONE = (2, 88)
+
+GROUP_POLICIES = ('anti-affinity', 'affinity', 'soft-anti-affinity', 'soft-affinity')
+
+DEFAULT_PRIORITY_KEY = 'HA_Priority'
+
+# Instance metadata noting the status to return to, on servers this run cannot lock (locked by their users,
+# or lock=false) while Nova leaves evacuated servers stopped (2.95+): a run killed between the evacuation and
+# the start would otherwise forget that the server was ACTIVE. Removed once the server is recovered.
+NOTE_KEY = 'novaha.recovery:expected_status'
+
+# ---------------------------------------------------------------------------------------------------------
+# Errors
+
+
+class HostEvacuationError(Exception):
+    """A failure already phrased for the operator; ``details`` go next to ``msg`` in the result."""
+
+    def __init__(self, msg, **details):
+        super(HostEvacuationError, self).__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+class MissingLibraryError(HostEvacuationError):
+    """An optional Python library is needed for what was asked (jmespath for ``query``)."""
+
+    def __init__(self, library, reason, import_traceback):
+        super(MissingLibraryError, self).__init__('%s is needed for %s' % (library, reason))
+        self.library = library
+        self.reason = reason
+        self.import_traceback = import_traceback
+
+
+def _get(nova, path, microversion, doing):
+    try:
+        return nova.request('GET', path, microversion)
+    except NovaApiError as err:
+        raise explain_api_error(err, doing)
+
+
+def _query(path, params):
+    params = [(k, v) for k, v in params if v is not None]
+    return '%s?%s' % (path, urlencode(params)) if params else path
+
+
+def list_pages(nova, path, params, key, microversion, doing, limit_pages=100):
+    """A Nova listing followed over its marker pages. Returns (items, server date of the first page)."""
+    items, date, marker = [], None, None
+    for _page in range(limit_pages):
+        resp = _get(nova, _query(path, list(params) + [('marker', marker)]), microversion, doing)
+        date = date or resp.date
+        page = (resp.body or {}).get(key) or []
+        items.extend(page)
+        links = (resp.body or {}).get(key + '_links') or []
+        if not page or not any(link.get('rel') == 'next' for link in links):
+            break
+        marker = page[-1].get('uuid') or page[-1].get('id')
+    return items, date
+
+
+def utc(value):
+    """A Nova/placement timestamp ('2025-11-21T12:00:01.000000', '...Z', '+00:00') as aware UTC, or None."""
+    if not value:
+        return None
+    if isinstance(value, datetime.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
+    text = str(value).strip().replace('Z', '+00:00')
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            parsed = datetime.datetime.strptime(text[:19], '%Y-%m-%dT%H:%M:%S')
+        except ValueError:
+            return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+
+
+def iso(moment):
+    return moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ') if moment else None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Preconditions
+
+
+def service_down(service):
+    """Down as Nova sees it: forced down, or its heartbeat is older than service_down_time."""
+    return bool(service.get('forced_down')) or service.get('state') == 'down'
+
+
+def service_usable(service):
+    """A compute that can take servers: enabled, up, not forced down."""
+    return service.get('status') == 'enabled' and service.get('state') == 'up' and not service.get('forced_down')
+
+
+class Check(object):
+    def __init__(self, name, ok, detail):
+        self.name = name
+        self.ok = ok
+        self.detail = detail
+
+    def to_dict(self):
+        return dict(name=self.name, ok=self.ok, detail=self.detail)
+
+
+def check_preconditions(services, host, max_down_percent, target_hosts=None):
+    """The guards that make evacuating ``host`` safe, each as a Check; plus the host's compute service.
+
+    ``services``: every service as GET /os-services lists them (all binaries).
+    """
+    computes = [s for s in services if s.get('binary') == COMPUTE]
+    mine = [s for s in computes if s.get('host') == host]
+    source = mine[0] if len(mine) == 1 else None
+    checks = []
+
+    if source is None:
+        known = sorted(s.get('host') for s in computes if s.get('host'))
+        close = [h for h in known if h.split('.')[0].lower() == host.split('.')[0].lower()]
+        if mine:
+            detail = 'host %s has %d nova-compute services; remove the stale ones first' % (host, len(mine))
+        else:
+            detail = ('%s is not a nova-compute host (exact match, as in "openstack compute service list"); %s'
+                      % (host, 'did you mean %s?' % ', '.join(close) if close else
+                         'compute hosts: %s' % ', '.join(known[:20]) if known else 'the cloud has no compute hosts'))
+        checks.append(Check('compute_host', False, detail))
+    else:
+        checks.append(Check('compute_host', True, '%s is a nova-compute host (service %s)' % (host, source.get('id'))))
+        if service_down(source):
+            how = 'forced down' if source.get('forced_down') else 'reported down (heartbeat older than service_down_time)'
+            detail = 'the nova-compute service of %s is %s' % (host, how)
+            if not source.get('forced_down'):
+                detail += '; not forced down: if the host comes back while its servers are rebuilt elsewhere both ' \
+                          'copies may run; fence it and force it down (novaha.recovery.os_fence_check)'
+            checks.append(Check('source_down', True, detail))
+        else:
+            checks.append(Check('source_down', False,
+                                'host %s is not fenced/forced down: its nova-compute service is up and not forced down, '
+                                'so Nova refuses to evacuate from it. Fence the host and force its service down first '
+                                '(novaha.recovery.os_fence_check)' % host))
+
+    others = [s for s in computes if s.get('host') != host]
+    usable = sorted(s.get('host') for s in others if service_usable(s))
+    if usable:
+        checks.append(Check('compute_remains', True, '%d other compute host%s enabled and up: %s'
+                            % (len(usable), '' if len(usable) == 1 else 's', ', '.join(usable[:10]))))
+    else:
+        checks.append(Check('compute_remains', False, 'no other nova-compute host is enabled and up; there is nowhere to '
+                                                      'evacuate the servers of %s to' % host))
+    if target_hosts:
+        unknown = [t for t in target_hosts if t not in set(s.get('host') for s in computes)]
+        unusable = [t for t in target_hosts if t not in unknown and t not in usable]
+        ok = not unknown and len(unusable) < len(target_hosts)
+        parts = []
+        if unknown:
+            parts.append('not compute hosts: %s' % ', '.join(unknown))
+        if unusable:
+            parts.append('not enabled and up: %s' % ', '.join(unusable))
+        if host in target_hosts:
+            ok = False
+            parts.append('%s is the failed host itself' % host)
+        checks.append(Check('target_hosts', ok, '; '.join(parts) if parts else 'target hosts enabled and up: %s'
+                            % ', '.join(target_hosts)))
+
+    down = sorted(s.get('host') for s in computes if service_down(s))
+    if computes:
+        percent = 100.0 * len(down) / len(computes)
+        ok = percent <= max_down_percent
+        detail = ('%d of %d nova-compute services are down (%.0f%%: %s); the limit is %s%%'
+                  % (len(down), len(computes), percent, ', '.join(down[:10]) or 'none', max_down_percent))
+        if not ok:
+            detail += ('. So many hosts down at once looks like a network partition or a control plane fault, not '
+                       'host failures; evacuating now could run servers twice. Raise max_down_percent only once you '
+                       'know the hosts are really dead')
+        checks.append(Check('down_percent', ok, detail))
+
+    schedulers = [s for s in services if s.get('binary') == SCHEDULER]
+    up = [s for s in schedulers if s.get('state') == 'up' and s.get('status') == 'enabled' and not s.get('forced_down')]
+    if up:
+        checks.append(Check('scheduler_up', True, '%d nova-scheduler up (%s)'
+                            % (len(up), ', '.join(sorted(s.get('host') for s in up)))))
+    else:
+        checks.append(Check('scheduler_up', False, 'no nova-scheduler service is up (%s); an evacuation would fail '
+                                                   'with no valid host' % (', '.join(
+                                                       '%s %s' % (s.get('host'), s.get('state')) for s in schedulers)
+                                                       or 'none registered')))
+    return checks, source
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The run marker (in the compute service's disabled reason)
+
+MARKER_PREFIX = 'novaha.recovery run '
+_MARKER_RE = re.compile(
+    r'^novaha\.recovery run (?P<run_id>[0-9A-Za-z_-]+) (?P<state>evacuating|interrupted) since (?P<since>\S+)'
+    r' by (?P<controller>\S+) pid (?P<pid>\d+); was: (?P<was>enabled|disabled)(?: \((?P<reason>.*)\))?$',
+    re.DOTALL)
+MARKER_RUNNING = 'evacuating'
+MARKER_INTERRUPTED = 'interrupted'
+REASON_MAX = 255
+
+
+class Marker(object):
+    """What the disabled reason says about a run: id, state, since, controller, pid, the service before it."""
+
+    def __init__(self, run_id, state, since, controller, pid, was_status, was_reason):
+        self.run_id = run_id
+        self.state = state
+        self.since = since
+        self.controller = controller
+        self.pid = int(pid)
+        self.was_status = was_status
+        self.was_reason = was_reason
+
+    def text(self):
+        head = '%s%s %s since %s by %s pid %d; was: %s' % (
+            MARKER_PREFIX, self.run_id, self.state, iso(self.since), self.controller, self.pid, self.was_status)
+        if self.was_status == 'disabled' and self.was_reason:
+            room = REASON_MAX - len(head) - 3
+            head += ' (%s)' % self.was_reason[:max(0, room)]
+        return head
+
+    def to_dict(self):
+        return dict(run_id=self.run_id, state=self.state, since=iso(self.since), controller=self.controller,
+                    pid=self.pid, was=dict(status=self.was_status, disabled_reason=self.was_reason))
+
+    def restore_body(self):
+        """The PUT /os-services/{id} body that puts the service back as it was before the first run."""
+        if self.was_status == 'enabled':
+            return {'status': 'enabled'}
+        body = {'status': 'disabled'}
+        if self.was_reason:
+            body['disabled_reason'] = self.was_reason
+        return body
+
+
+def parse_marker(reason):
+    match = _MARKER_RE.match(reason or '')
+    if not match:
+        return None
+    return Marker(match.group('run_id'), match.group('state'), utc(match.group('since')), match.group('controller'),
+                  match.group('pid'), match.group('was'), match.group('reason'))
+
+
+def new_marker(service, run_id, since, controller, pid, previous=None):
+    """Our marker for ``service``; after a takeover it keeps the first run's start and the service before it."""
+    if previous is not None:
+        return Marker(run_id, MARKER_RUNNING, min(previous.since, since) if previous.since else since, controller,
+                      pid, previous.was_status, previous.was_reason)
+    was = 'disabled' if service.get('status') == 'disabled' else 'enabled'
+    return Marker(run_id, MARKER_RUNNING, since, controller, pid, was,
+                  service.get('disabled_reason') if was == 'disabled' else None)
+
+
+def pid_running(pid):
+    """Whether process ``pid`` of this machine still runs (a zombie left by a killed parent does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    try:
+        with open('/proc/%d/stat' % pid) as stat:
+            return stat.read().rsplit(')', 1)[-1].split()[0] not in ('Z', 'X')
+    except (IOError, OSError, IndexError):
+        return True
+
+
+def judge_marker(marker, takeover, controller, pid_alive=pid_running):
+    """(Check, previous marker to carry over or None) for the marker found on the source service.
+
+    A run marked ``evacuating`` is presumed alive unless it ran on this controller and its process is gone
+    (then it was killed: resumed with a warning), or ``takeover`` is set. An ``interrupted`` run (timed out
+    or failed) is resumed.
+    """
+    if marker is None:
+        return Check('no_other_run', True, 'no other novaha.recovery run is in progress on this host'), None
+    first = 'run %s (since %s, on %s pid %d)' % (marker.run_id, iso(marker.since), marker.controller, marker.pid)
+    if marker.state == MARKER_INTERRUPTED:
+        return Check('no_other_run', True, 'resuming the interrupted %s' % first), marker
+    if takeover:
+        return Check('no_other_run', True, 'taking over %s (takeover=true)' % first), marker
+    if marker.controller == controller and not pid_alive(marker.pid):
+        return Check('no_other_run', True, 'resuming %s: its process is gone (killed); taking it over' % first), marker
+    return Check('no_other_run', False,
+                 'another novaha.recovery run is evacuating this host: %s. Wait for it to end; if it is dead '
+                 '(its controller crashed), re-run with takeover=true' % first), None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Selection
+
+
+def compile_query(expression):
+    """A compiled JMESPath expression. Missing library and bad syntax become clear errors."""
+    try:
+        import jmespath
+        import jmespath.exceptions
+    except ImportError:
+        raise MissingLibraryError('jmespath', 'the query option (JMESPath selection of servers)',
+                                  traceback.format_exc())
+    try:
+        return jmespath.compile(expression)
+    except jmespath.exceptions.JMESPathError as exc:
+        raise HostEvacuationError('query %r is not a valid JMESPath expression: %s. Nothing was changed'
+                                  % (expression, ' '.join(str(exc).split())), query=expression)
+
+
+def run_query(compiled, expression, views):
+    """The ids the query picks from ``views``. It must return a list of servers, ids or names."""
+    import jmespath.exceptions
+    try:
+        found = compiled.search(views)
+    except jmespath.exceptions.JMESPathError as exc:
+        raise HostEvacuationError('query %r failed on the server list: %s. Nothing was changed'
+                                  % (expression, ' '.join(str(exc).split())), query=expression)
+    if found is None:
+        return set()
+    if not isinstance(found, list):
+        raise HostEvacuationError('query %r must return a list of servers (or of their ids or names), not %s %s. '
+                                  'Write it as a filter, for example "[?metadata.HA_Enabled==\'True\']". '
+                                  'Nothing was changed' % (expression, type(found).__name__, json.dumps(found)[:80]),
+                                  query=expression)
+    by_name = {}
+    for view in views:
+        by_name.setdefault(view['name'], []).append(view['id'])
+    ids = set(view['id'] for view in views)
+    picked = set()
+    for item in found:
+        if isinstance(item, dict) and item.get('id') in ids:
+            picked.add(item['id'])
+        elif isinstance(item, str) and item in ids:
+            picked.add(item)
+        elif isinstance(item, str) and item in by_name:
+            picked.update(by_name[item])
+        else:
+            raise HostEvacuationError('query %r returned %s, which is not a server of the list (an object with its '
+                                      '"id", an id or a name). Nothing was changed'
+                                      % (expression, json.dumps(item)[:80]), query=expression)
+    return picked
+
+
+def server_view(body, groups=None, image_properties=None, aggregate_metadata=None):
+    """What selection and the JMESPath ``query`` see of one server: plain names, no Nova prefixes."""
+    flavor = body.get('flavor') or {}
+    image = body.get('image')
+    return dict(
+        id=body.get('id'),
+        name=body.get('name'),
+        project_id=body.get('tenant_id'),
+        user_id=body.get('user_id'),
+        status=body.get('status'),
+        vm_state=body.get('OS-EXT-STS:vm_state'),
+        task_state=body.get('OS-EXT-STS:task_state'),
+        host=body.get('OS-EXT-SRV-ATTR:host'),
+        locked=bool(body.get('locked', False)),
+        locked_reason=body.get('locked_reason'),
+        metadata=dict(body.get('metadata') or {}),
+        tags=list(body.get('tags') or []),
+        flavor=dict(name=flavor.get('original_name') or flavor.get('id'), vcpus=flavor.get('vcpus'),
+                    ram=flavor.get('ram'), disk=flavor.get('disk'), ephemeral=flavor.get('ephemeral', 0),
+                    swap=flavor.get('swap', 0), extra_specs=dict(flavor.get('extra_specs') or {})),
+        image_id=image.get('id') if isinstance(image, dict) else None,
+        image_properties=dict(image_properties or {}),
+        boot_from_volume=not image,
+        availability_zone=body.get('OS-EXT-AZ:availability_zone'),
+        server_groups=[dict(id=g.get('id'), name=g.get('name'), policy=g.get('policy')) for g in groups or []],
+        aggregate_metadata=dict(aggregate_metadata or {}),
+        created=body.get('created'),
+    )
+
+
+CRITERIA = (  # option key, what it is called in reasons, where it is in the view
+    ('metadata', 'metadata', 'metadata'),
+    ('flavor_extra_specs', 'flavor extra spec', None),
+    ('image_properties', 'image property', 'image_properties'),
+    ('aggregate_metadata', 'host aggregate metadata', 'aggregate_metadata'),
+)
+
+
+def _lookup(view, option):
+    if option == 'flavor_extra_specs':
+        return view['flavor']['extra_specs']
+    return view[dict((c[0], c[2]) for c in CRITERIA)[option]]
+
+
+def _value_matches(actual, wanted):
+    """'*' means present; a list means any of; otherwise equal as text, ignoring case (True == 'true')."""
+    if isinstance(wanted, (list, tuple)):
+        return any(_value_matches(actual, w) for w in wanted)
+    if wanted == '*':
+        return True
+    return str(actual).strip().lower() == str(_yaml_text(wanted)).strip().lower()
+
+
+def _yaml_text(value):
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    return value
+
+
+def _pair_matches(found, key, wanted):
+    return key in found and _value_matches(found[key], wanted)
+
+
+def _describe(key, wanted):
+    if wanted == '*':
+        return '%s present' % key
+    if isinstance(wanted, (list, tuple)):
+        return '%s in %s' % (key, ', '.join(str(_yaml_text(w)) for w in wanted))
+    return '%s=%s' % (key, _yaml_text(wanted))
+
+
+def selection_reason(view, include, exclude):
+    """None when the server passes the include/exclude criteria, else why not (in words)."""
+    include = include or {}
+    exclude = exclude or {}
+    for option, words, _where in CRITERIA:
+        for key, wanted in sorted((include.get(option) or {}).items()):
+            found = _lookup(view, option)
+            if not _pair_matches(found, key, wanted):
+                have = ('%s=%s' % (key, found[key])) if key in found else '%s missing' % key
+                return 'not selected: include.%s needs %s %s, the server has %s' % (
+                    option, words, _describe(key, wanted), have)
+    names = include.get('names') or []
+    if names and not any(fnmatch.fnmatchcase(view['name'] or '', pattern) for pattern in names):
+        return 'not selected: its name matches none of include.names (%s)' % ', '.join(names)
+    for option, words, _where in CRITERIA:
+        for key, wanted in sorted((exclude.get(option) or {}).items()):
+            found = _lookup(view, option)
+            if _pair_matches(found, key, wanted):
+                return 'excluded: exclude.%s matches %s %s=%s' % (option, words, key, found[key])
+    for pattern in exclude.get('names') or []:
+        if fnmatch.fnmatchcase(view['name'] or '', pattern):
+            return 'excluded: its name matches exclude.names pattern %s' % pattern
+    return None
+
+
+def priority_of(view, key):
+    """Higher first; a missing or non-numeric value counts as 0."""
+    if not key:
+        return 0
+    try:
+        return float(view['metadata'].get(key, 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def select_servers(views, include=None, exclude=None, query=None, priority_key=DEFAULT_PRIORITY_KEY,
+                   always=()):
+    """(selected views in evacuation order, skipped [{id, name, reason}]).
+
+    A server is selected when it passes ``include`` (every criterion), is hit by no ``exclude`` criterion,
+    and is picked by ``query`` when one is given. Servers in ``always`` (an evacuation of ours to finish)
+    are selected whatever the criteria. Order: priority metadata (higher first), then name, then id.
+    """
+    picked = None
+    if query:
+        compiled = compile_query(query)
+        picked = run_query(compiled, query, views)
+    selected, skipped = [], []
+    for view in views:
+        reason = None
+        if view['id'] not in always:
+            reason = selection_reason(view, include, exclude)
+            if reason is None and picked is not None and view['id'] not in picked:
+                reason = 'not selected: the query %s does not return it' % query
+        if reason is None:
+            selected.append(view)
+        else:
+            skipped.append(dict(id=view['id'], name=view['name'], project_id=view['project_id'],
+                                status=view['status'], reason=reason))
+    selected.sort(key=lambda v: (-priority_of(v, priority_key), v['name'] or '', v['id']))
+    skipped.sort(key=lambda s: (s['name'] or '', s['id']))
+    return selected, skipped
+
+
+def needs_option(include, exclude, option):
+    return bool((include or {}).get(option) or (exclude or {}).get(option))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Capacity
+
+RESOURCES = ('VCPU', 'MEMORY_MB', 'DISK_GB')
+
+
+def flavor_needs(view):
+    """What a server claims in Placement: VCPU, MEMORY_MB, DISK_GB (root disk only when booted from image)."""
+    flavor = view.get('flavor') or {}
+    disk = (0 if view.get('boot_from_volume') else (flavor.get('disk') or 0)) + (flavor.get('ephemeral') or 0)
+    swap = flavor.get('swap') or 0
+    disk += (swap + 1023) // 1024 if swap else 0
+    return dict(VCPU=flavor.get('vcpus') or 0, MEMORY_MB=flavor.get('ram') or 0, DISK_GB=disk)
+
+
+def free_from_placement(inventories, usages):
+    """{resource: (free, max_unit)} of one provider from its inventories and usages."""
+    free = {}
+    for rc in RESOURCES:
+        inv = inventories.get(rc)
+        if not inv:
+            free[rc] = (0, 0)
+            continue
+        capacity = int((inv.get('total', 0) - inv.get('reserved', 0)) * inv.get('allocation_ratio', 1.0))
+        free[rc] = (capacity - usages.get(rc, 0), inv.get('max_unit', capacity))
+    return free
+
+
+def pack(needs, free):
+    """First fit, largest memory first: {server id: host} and the ids that fit nowhere.
+
+    ``needs``: [(id, {rc: amount})]; ``free``: {host: {rc: (free, max_unit)}} (not modified).
+    """
+    left = dict((h, dict((rc, list(v)) for rc, v in res.items())) for h, res in free.items())
+    placed, unplaced = {}, []
+    for sid, need in sorted(needs, key=lambda item: (-item[1].get('MEMORY_MB', 0), -item[1].get('VCPU', 0))):
+        for host in sorted(left, key=lambda h: -left[h].get('MEMORY_MB', [0])[0]):
+            res = left[host]
+            if all(res.get(rc, [0, 0])[0] >= amount and res.get(rc, [0, 0])[1] >= amount
+                   for rc, amount in need.items() if amount):
+                for rc, amount in need.items():
+                    if amount:
+                        res[rc][0] -= amount
+                placed[sid] = host
+                break
+        else:
+            unplaced.append(sid)
+    return placed, unplaced
+
+
+def check_capacity(needs, free, source):
+    """A capacity report: needed and free totals, what fits nowhere, a warning text or None."""
+    placed, unplaced = pack(needs, free)
+    total_need = dict((rc, sum(n.get(rc, 0) for _sid, n in needs)) for rc in RESOURCES)
+    total_free = dict((rc, sum(max(0, res.get(rc, (0, 0))[0]) for res in free.values())) for rc in RESOURCES)
+    warning = None
+    if not free:
+        warning = 'capacity not checked: no usable host to evacuate to was found in %s' % source
+    elif unplaced:
+        warning = ('not enough free capacity for %d of %d servers to evacuate on %s (needed VCPU %s, MEMORY_MB %s, '
+                   'DISK_GB %s; free VCPU %s, MEMORY_MB %s, DISK_GB %s, per %s): some evacuations may fail with '
+                   '"No valid host"' % (len(unplaced), len(needs), ', '.join(sorted(free)), total_need['VCPU'],
+                                        total_need['MEMORY_MB'], total_need['DISK_GB'], total_free['VCPU'],
+                                        total_free['MEMORY_MB'], total_free['DISK_GB'], source))
+    return dict(source=source, hosts=sorted(free), needed=total_need, free=total_free, fits=not unplaced and bool(free),
+                unplaced=unplaced, placement=placed, warning=warning)
+
+
+def assign_targets(needs, free):
+    """Server id -> target host for reserved target hosts, by free capacity; the rest go to the scheduler."""
+    placed, _unplaced = pack(needs, free)
+    return placed
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Adapters for Placement and Glance (same shape as the engine's SdkNova)
+
+
+class SdkService(object):
+    """Raw requests to another service of an openstacksdk Connection (``placement``, ``image``)."""
+
+    def __init__(self, proxy):
+        self._proxy = proxy
+
+    def request(self, method, path, microversion=None, body=None):
+        kwargs = dict(raise_exc=False)
+        if microversion:
+            kwargs['microversion'] = microversion
+        if body is not None:
+            kwargs['json'] = body
+        resp = self._proxy.request(path, method, **kwargs)
+        headers = resp.headers or {}
+        request_id = headers.get('x-openstack-request-id')
+        payload = None
+        if resp.content:
+            try:
+                payload = resp.json()
+            except ValueError:
+                payload = None
+        if resp.status_code >= 400:
+            text = resp.text if isinstance(getattr(resp, 'text', None), str) else ''
+            raise NovaApiError(resp.status_code, text.strip()[:300] or resp.reason, request_id=request_id,
+                               method=method, path=path)
+        return Response(resp.status_code, payload, request_id=request_id)
+
+
+class CountingNova(object):
+    """Counts the requests made through a Nova adapter: the watch requests per poll are reported."""
+
+    def __init__(self, nova):
+        self._nova = nova
+        self.requests = 0
+        self.watch_requests = 0
+        self.polls = 0
+
+    @property
+    def last_date(self):
+        return self._nova.last_date
+
+    def microversion_range(self):
+        return self._nova.microversion_range()
+
+    def request(self, method, path, microversion, body=None):
+        self.requests += 1
+        if method == 'GET' and 'changes-since' in path:
+            self.watch_requests += 1
+            if path.startswith('/servers/detail'):
+                self.polls += 1
+        return self._nova.request(method, path, microversion, body)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The host evacuation
+
+
+def this_controller():
+    return (socket.gethostname() or 'localhost').split('.')[0][:60] or 'localhost'
+
+
+class HostPlan(object):
+    """Everything decided before acting: checks, marker, selection, per-server plans, capacity."""
+
+    def __init__(self, host):
+        self.host = host
+        self.checks = []
+        self.source_service = None
+        self.previous_marker = None
+        self.selected = []          # views
+        self.skipped = []
+        self.evacuations = []       # engine ServerEvacuation objects, in order
+        self.capacity = None
+        self.warnings = []
+        self.run_id = None
+
+    @property
+    def failed_checks(self):
+        return [c for c in self.checks if not c.ok]
+
+    @property
+    def work(self):
+        return [e for e in self.evacuations if e.action in (ACTION_EVACUATE, ACTION_WAIT, ACTION_RECONCILE)]
+
+    def plan_list(self):
+        out = []
+        for order, e in enumerate(self.evacuations, 1):
+            entry = e.plan()
+            entry.update(order=order, id=e.id, name=e.name, project_id=e.before.get('project_id'),
+                         status=e.before.get('status'), expected_target=e.target_host or (
+                             'the scheduler' if e.action == ACTION_EVACUATE else None),
+                         exclusive_groups=sorted(e.exclusive_groups), outcome=e.outcome)
+            out.append(entry)
+        return out
+
+
+class HostEvacuation(object):
+    """Plans and runs the evacuation of one failed host. ``engine``: an _evacuation.Engine whose ``nova``
+    is the adapter used here too; ``placement`` / ``image``: adapters or None."""
+
+    def __init__(self, engine, placement=None, image=None, controller=None, pid=None, pid_alive=pid_running,
+                 run_id=None):
+        self.engine = engine
+        self.nova = engine.nova
+        self.clock = engine.clock
+        self.placement = placement
+        self.image = image
+        self.controller = controller or this_controller()
+        self.pid = pid if pid is not None else os.getpid()
+        self.pid_alive = pid_alive
+        self.run_id = run_id or uuid.uuid4().hex[:10]
+        self.marker = None
+
+    @property
+    def mv(self):
+        return self.engine.mv
+
+    # -- reading -----------------------------------------------------------------------------------------
+
+    def services(self):
+        resp = _get(self.nova, '/os-services', self.mv.services, 'listing the Nova services')
+        return (resp.body or {}).get('services') or []
+
+    def servers_on(self, host):
+        items, _date = list_pages(self.nova, '/servers/detail', [('all_tenants', 'True'), ('host', host)], 'servers',
+                                  self.mv.read, 'listing the servers of host %s in all projects' % host)
+        return [s for s in items if s.get('OS-EXT-SRV-ATTR:host') == host]
+
+    def server(self, server_id):
+        try:
+            return self.nova.request('GET', '/servers/%s' % server_id, self.mv.read).body['server']
+        except NovaApiError as err:
+            if err.status_code == 404:
+                return None
+            raise explain_api_error(err, 'reading server %s' % server_id)
+
+    def server_groups(self):
+        groups, offset = [], 0
+        while True:
+            resp = _get(self.nova, _query('/os-server-groups', [('all_projects', 'True'), ('limit', 1000),
+                                                                ('offset', offset or None)]),
+                        MV_SERVER_GROUPS, 'listing the server groups of all projects')
+            page = (resp.body or {}).get('server_groups') or []
+            groups.extend(page)
+            if len(page) < 1000:
+                return groups
+            offset += len(page)
+
+    def aggregate_metadata(self, host):
+        resp = _get(self.nova, '/os-aggregates', MV_AGGREGATES, 'listing the host aggregates')
+        merged = {}
+        for agg in sorted((resp.body or {}).get('aggregates') or [], key=lambda a: a.get('id') or 0):
+            if host in (agg.get('hosts') or []):
+                merged.update(agg.get('metadata') or {})
+        return merged
+
+    def image_properties(self, image_id):
+        if self.image is None or not image_id:
+            return {}
+        try:
+            body = self.image.request('GET', '/v2/images/%s' % image_id).body or {}
+        except NovaApiError as err:
+            if err.status_code == 404:
+                return {}
+            raise explain_api_error(err, 'reading image %s for image_properties selection' % image_id)
+        standard = ('id', 'name', 'status', 'visibility', 'protected', 'os_hidden', 'checksum', 'os_hash_algo',
+                    'os_hash_value', 'owner', 'size', 'virtual_size', 'container_format', 'disk_format',
+                    'created_at', 'updated_at', 'tags', 'self', 'file', 'schema', 'min_disk', 'min_ram',
+                    'locations', 'direct_url', 'stores')
+        return dict((k, v) for k, v in body.items() if k not in standard)
+
+    # -- planning ----------------------------------------------------------------------------------------
+
+    def prepare(self, host, include=None, exclude=None, query=None, priority_key=DEFAULT_PRIORITY_KEY,
+                max_down_percent=50, target_hosts=None, takeover=False, reset_state=False, lock=True,
+                on_shared_storage=None, require_capacity=False):
+        """Read everything, decide everything, change nothing. Raises HostEvacuationError for a bad query."""
+        plan = HostPlan(host)
+        plan.run_id = self.run_id
+        services = self.services()
+        plan.checks, source = check_preconditions(services, host, max_down_percent, target_hosts)
+        plan.source_service = source
+        if source is not None:
+            check, previous = judge_marker(parse_marker(source.get('disabled_reason')), takeover, self.controller,
+                                           self.pid_alive)
+            plan.checks.append(check)
+            plan.previous_marker = previous
+            if previous is not None:
+                plan.warnings.append(check.detail)
+
+        bodies = self.servers_on(host) if source is not None else []
+        migrations = self.engine.evacuation_migrations(source_host=host) if source is not None else []
+        on_host = set(b['id'] for b in bodies)
+        finish = self._earlier_work(migrations, plan.previous_marker)
+        for sid in sorted(finish - on_host):
+            body = self.server(sid)
+            if body is not None:
+                bodies.append(body)
+        ours = set(b['id'] for b in bodies if b.get('locked')
+                   and (parse_lock_reason(b.get('locked_reason')) or {}).get('source') == host)
+        noted = set(b['id'] for b in bodies if NOTE_KEY in (b.get('metadata') or {}))
+        always = (finish | ours | noted)
+
+        groups_by_server = {}
+        if bodies:
+            for group in self.server_groups():
+                if group.get('policy') in GROUP_POLICIES:
+                    for member in group.get('members') or []:
+                        groups_by_server.setdefault(member, []).append(group)
+        aggregate_md = self.aggregate_metadata(host) if needs_option(include, exclude, 'aggregate_metadata') and bodies \
+            else {}
+        image_props = {}
+        if needs_option(include, exclude, 'image_properties') or (query and 'image_properties' in query):
+            for image_id in sorted(set((b.get('image') or {}).get('id') for b in bodies if isinstance(b.get('image'), dict))):
+                image_props[image_id] = self.image_properties(image_id)
+
+        views = []
+        for body in bodies:
+            image_id = (body.get('image') or {}).get('id') if isinstance(body.get('image'), dict) else None
+            views.append(server_view(body, groups_by_server.get(body['id']), image_props.get(image_id), aggregate_md))
+        plan.selected, plan.skipped = select_servers(views, include, exclude, query, priority_key, always)
+        by_id = dict((b['id'], b) for b in bodies)
+
+        targets = {}
+        evacuate_needs = []
+        for view in plan.selected:
+            evacuate_needs.append((view['id'], flavor_needs(view)))
+        usable = [s.get('host') for s in services if s.get('binary') == COMPUTE and s.get('host') != host
+                  and service_usable(s)]
+        candidate_hosts = [t for t in (target_hosts or usable) if t in usable]
+
+        for view in plan.selected:
+            evac = self.engine.plan(by_id[view['id']], expected_source_host=host, target_host=None,
+                                    on_shared_storage=on_shared_storage, reset_state=reset_state, lock=lock,
+                                    service=source, migrations=migrations)
+            evac.exclusive_groups = set(g['id'] for g in view['server_groups'])
+            if evac.before.get('server_groups') is None:
+                evac.before['server_groups'] = [g['id'] for g in view['server_groups']]
+            finish_noted(evac)
+            plan.evacuations.append(evac)
+
+        to_move = [e for e in plan.evacuations if e.action == ACTION_EVACUATE]
+        needs = [(sid, need) for sid, need in evacuate_needs if sid in set(e.id for e in to_move)]
+        if to_move and candidate_hosts:
+            free, where = self.free_capacity(candidate_hosts)
+            plan.capacity = check_capacity(needs, free, where)
+            if plan.capacity['warning']:
+                if require_capacity and free:
+                    plan.checks.append(Check('capacity', False, plan.capacity['warning']))
+                else:
+                    plan.warnings.append(plan.capacity['warning'])
+            elif require_capacity:
+                plan.checks.append(Check('capacity', True, 'the %d servers to evacuate fit on %s'
+                                         % (len(needs), ', '.join(plan.capacity['hosts']))))
+            if target_hosts and free:
+                targets = assign_targets(needs, free)
+        for e in to_move:
+            if target_hosts:
+                target = targets.get(e.id)
+                if target:
+                    self._retarget(e, target)
+                else:
+                    e.warnings.append('%s (%s) fits on none of the target hosts %s; the scheduler chooses its host'
+                                      % (e.name, e.id, ', '.join(target_hosts)))
+        self._serialisation_warnings(plan)
+        return plan
+
+    def _retarget(self, evac, target):
+        """Re-plan an evacuation for a target host (the engine builds the request and its warnings)."""
+        body, warnings = evacuate_request(self.mv.evacuate, target, None, evac.on_shared_storage)
+        evac.target_host = target
+        inner = dict(body['evacuate'])
+        evac.request = {'evacuate': inner}
+        evac.warnings.extend(warnings)
+
+    def _earlier_work(self, migrations, previous):
+        """Servers whose evacuation from this host is ours to finish: in flight, or started by the earlier run."""
+        ids = set()
+        since = previous.since - datetime.timedelta(seconds=60) if previous is not None and previous.since else None
+        for mig in migrations:
+            if mig.get('status') not in MIGRATION_DONE | MIGRATION_FAILED:
+                ids.add(mig.get('instance_uuid'))
+            elif since is not None and (utc(mig.get('created_at')) or since) >= since:
+                ids.add(mig.get('instance_uuid'))
+        ids.discard(None)
+        return ids
+
+    def _serialisation_warnings(self, plan):
+        members = {}
+        for e in plan.work:
+            for gid in e.exclusive_groups:
+                members.setdefault(gid, []).append(e)
+        for gid, evacs in sorted(members.items()):
+            if len(evacs) > 1:
+                plan.warnings.append('servers %s share server group %s: they are evacuated one after the other'
+                                     % (', '.join(e.name for e in evacs), gid))
+
+    def free_capacity(self, hosts):
+        """({host: {rc: (free, max_unit)}}, source) from Placement, else from hypervisor statistics."""
+        try:
+            resp = _get(self.nova, '/os-hypervisors/detail', MV_HYPERVISORS, 'listing the hypervisors')
+        except EvacuationError:
+            return {}, 'no source (the hypervisor listing failed)'
+        hypervisors = (resp.body or {}).get('hypervisors') or []
+        mine = [h for h in hypervisors if (h.get('service') or {}).get('host') in hosts]
+        if self.placement is not None:
+            try:
+                free = {}
+                for hyp in mine:
+                    rp = hyp.get('id')
+                    inv = self.placement.request('GET', '/resource_providers/%s/inventories' % rp, '1.0').body
+                    use = self.placement.request('GET', '/resource_providers/%s/usages' % rp, '1.0').body
+                    free[hyp['service']['host']] = free_from_placement((inv or {}).get('inventories') or {},
+                                                                       (use or {}).get('usages') or {})
+                return free, 'Placement inventories and usages'
+            except (NovaApiError, KeyError, TypeError):
+                pass
+        free = {}
+        for hyp in mine:
+            if hyp.get('memory_mb') is None:
+                continue
+            free[hyp['service']['host']] = dict(
+                VCPU=((hyp.get('vcpus') or 0) - (hyp.get('vcpus_used') or 0), hyp.get('vcpus') or 0),
+                MEMORY_MB=((hyp.get('memory_mb') or 0) - (hyp.get('memory_mb_used') or 0), hyp.get('memory_mb') or 0),
+                DISK_GB=((hyp.get('local_gb') or 0) - (hyp.get('local_gb_used') or 0), hyp.get('local_gb') or 0))
+        return free, 'hypervisor statistics (allocation ratios not applied)'
+
+    # -- notes of the expected status ------------------------------------------------------------------------
+
+    def _note(self, evac, status):
+        try:
+            self.nova.request('PUT', '/servers/%s/metadata/%s' % (evac.id, NOTE_KEY), (2, 1),
+                              {'meta': {NOTE_KEY: status}})
+        except NovaApiError as err:
+            raise explain_api_error(err, 'noting the expected status of %s (%s) in its metadata' % (evac.name, evac.id))
+        evac.before.setdefault('metadata', {})[NOTE_KEY] = status
+
+    def drop_notes(self, plan):
+        """Remove the notes of servers that need them no more (anything but in progress / not started)."""
+        for evac in plan.evacuations:
+            if NOTE_KEY not in (evac.before.get('metadata') or {}) or evac.outcome in (
+                    OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED):
+                continue
+            try:
+                self.nova.request('DELETE', '/servers/%s/metadata/%s' % (evac.id, NOTE_KEY), (2, 1))
+            except NovaApiError as err:
+                if err.status_code != 404:
+                    evac.warnings.append('could not remove the metadata %s novaha.recovery set on %s: %s (request id %s)'
+                                         % (NOTE_KEY, evac.id, err.details, err.request_id))
+
+    # -- the marker --------------------------------------------------------------------------------------
+
+    def _put_service(self, service, body, doing):
+        try:
+            self.nova.request('PUT', '/os-services/%s' % service['id'], self.mv.services, body)
+        except NovaApiError as err:
+            raise explain_api_error(err, doing)
+
+    def take_marker(self, plan):
+        """Write our marker into the source service's disabled reason; re-read to be sure it is ours."""
+        source = plan.source_service
+        since = self.nova.last_date or datetime.datetime.now(datetime.timezone.utc)
+        self.marker = new_marker(source, self.run_id, since, self.controller, self.pid, plan.previous_marker)
+        self._put_service(source, {'status': 'disabled', 'disabled_reason': self.marker.text()},
+                          'marking the nova-compute service of %s with run %s' % (plan.host, self.run_id))
+        now = [s for s in self.services() if s.get('binary') == COMPUTE and s.get('host') == plan.host]
+        found = parse_marker(now[0].get('disabled_reason')) if now else None
+        if found is None or found.run_id != self.run_id:
+            raise HostEvacuationError('another run marked host %s at the same time (%s); this run stops without '
+                                      'evacuating anything' % (plan.host, now[0].get('disabled_reason') if now else
+                                                               'service gone'))
+
+    def release_marker(self, plan, finished):
+        """Finished: the service goes back to how it was before the first run. Otherwise: marked interrupted."""
+        if self.marker is None:
+            return
+        if finished:
+            body = self.marker.restore_body()
+            doing = 'restoring the nova-compute service of %s after run %s' % (plan.host, self.run_id)
+        else:
+            self.marker.state = MARKER_INTERRUPTED
+            body = {'status': 'disabled', 'disabled_reason': self.marker.text()}
+            doing = 'marking run %s on %s interrupted' % (self.run_id, plan.host)
+        self._put_service(plan.source_service, body, doing)
+
+    # -- running -----------------------------------------------------------------------------------------
+
+    def execute(self, plan, wait=True, timeout=1800, poll_interval=5, retries=1, max_parallel=5, on_progress=None):
+        """Mark the host, run the engine over the planned servers, release the marker. Returns the summary."""
+        start = self.clock.now()
+        peak = dict(in_flight=0)
+
+        def progress(counts):
+            peak['in_flight'] = max(peak['in_flight'], counts.get('in_flight', 0))
+            if on_progress is not None:
+                on_progress(dict(counts, selected=len(plan.evacuations)))
+
+        if on_progress is not None:
+            on_progress(dict(summarize(plan.evacuations, 0.0), selected=len(plan.evacuations)))
+        self.take_marker(plan)
+        finished = False
+        try:
+            for evac in plan.evacuations:
+                if needs_note(evac, self.mv.evacuate_stops_server):
+                    self._note(evac, evac.expected_status)
+            self.engine.run(plan.evacuations, wait=wait, timeout=timeout, poll_interval=poll_interval,
+                            retries=retries, max_parallel=max_parallel, on_progress=progress)
+            finished = wait and not any(e.outcome in (OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED)
+                                        for e in plan.evacuations)
+        finally:
+            self.drop_notes(plan)
+            self.release_marker(plan, finished)
+        summary = summarize_run(plan, self.clock.now() - start)
+        summary['max_in_flight'] = peak['in_flight']
+        return summary
+
+
+def needs_note(evac, evacuate_stops_server):
+    """A server returned to ACTIVE after Nova stopped it, without a lock of ours carrying its status."""
+    return (evac.action == ACTION_EVACUATE and evacuate_stops_server and evac.expected_status == 'ACTIVE'
+            and evac.before.get('vm_state') == 'active' and (evac.user_locked or not evac.lock_wanted))
+
+
+def finish_noted(evac):
+    """A server an earlier run evacuated and noted, found stopped elsewhere: finish it (start it)."""
+    noted = (evac.before.get('metadata') or {}).get(NOTE_KEY)
+    if not noted or evac.action != ACTION_NONE or evac.before.get('status') == noted:
+        return
+    evac.action = ACTION_RECONCILE
+    evac.expected_status = noted
+    evac.outcome = OUTCOME_PLANNED
+    evac.reason = ('server %s (%s) was evacuated to %s by an earlier run and is %s; it is returned to %s (noted in '
+                   'its metadata %s)' % (evac.name, evac.id, evac.before.get('host'), evac.before.get('status'), noted,
+                                         NOTE_KEY))
+
+
+def summarize_run(plan, seconds=None):
+    """selected, recovered, failed, refused, nothing_to_do, in_progress, pending, skipped, seconds."""
+    counts = summarize(plan.evacuations)
+    out = dict(selected=len(plan.evacuations), recovered=counts['recovered'], failed=counts['failed'],
+               refused=counts['refused'], nothing_to_do=counts['nothing_to_do'], in_progress=counts['in_flight'],
+               pending=0, planned=0, skipped=len(plan.skipped), seconds=round(seconds, 1) if seconds is not None else None)
+    for e in plan.evacuations:
+        if e.outcome == OUTCOME_PENDING:
+            out['pending'] += 1
+        elif e.outcome == OUTCOME_PLANNED:
+            out['planned'] += 1
+    return out
+
+
+def progress_line(host, run_id, counts):
+    """The line operators read in the job output while the task waits."""
+    return ('os_host_evacuate %s (run %s): %d recovered, %d in flight, %d failed, %d pending of %d selected; '
+            '%ds elapsed' % (host, run_id, counts.get('recovered', 0), counts.get('in_flight', 0),
+                             counts.get('failed', 0), counts.get('pending', 0), counts.get('selected', 0),
+                             int(counts.get('elapsed', 0) or 0)))

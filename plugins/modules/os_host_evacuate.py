@@ -1,0 +1,601 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, novaha.recovery contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+DOCUMENTATION = r"""
+module: os_host_evacuate
+short_description: Evacuate the selected servers of a failed compute host, bounded and resumable
+version_added: 0.1.0
+description:
+  - Recovers the servers of one failed, fenced compute host with Nova's evacuate action, at most
+    O(max_parallel) at a time, and proves each one recovered the way
+    M(novaha.recovery.os_instance_evacuate) does (same engine, same per-server record).
+  - "Guards, checked before anything changes; every failed one is reported at once and the task fails:
+    O(host) is a C(nova-compute) host; its service is forced down or reported down; another enabled, up
+    compute host remains; no more than O(max_down_percent) of the compute services are down (more looks
+    like a partition or a control plane fault, not host failures); a C(nova-scheduler) is up; no other run
+    is evacuating the host (see O(takeover)); with O(require_capacity=true), the servers fit."
+  - Capacity pre-check. The flavors of the servers to evacuate are packed (first fit, largest memory first)
+    into the free capacity of the enabled, up hosts (or O(target_hosts)), from Placement inventories and
+    usages, or from hypervisor statistics when Placement cannot be read. Not fitting is a warning, or a
+    failed guard with O(require_capacity=true).
+  - Selection. By default every server on the host, in all projects. O(include) and O(exclude) select by
+    instance metadata, flavor extra specs, image properties, metadata of the host's aggregates and name
+    globs; O(query) is a JMESPath expression over the server list. Every server not selected is returned in
+    RV(skipped) with the reason. Selected servers are evacuated in the order of the O(priority_key)
+    metadata (higher first), then by name.
+  - Servers that share a server group (V(anti-affinity), V(affinity) and their soft variants) are not
+    evacuated at the same time as each other, so Nova's group checks see each placement before the next.
+  - Watching costs one server listing and one migrations listing per O(poll_interval) for the whole host
+    (C(changes-since)), whatever the number of servers (RV(summary.watch_requests_per_poll)).
+  - "Run marker. While it runs, the disabled reason of the host's C(nova-compute) service reads
+    C(novaha.recovery run RUN_ID evacuating since TIME by CONTROLLER pid PID; was: ...). A second run for
+    the same host refuses, naming the first run. When the run finishes, the service gets back the status
+    and disabled reason it had before. A run that times out or fails leaves the marker as C(interrupted)
+    so that the next run resumes it."
+  - Resume. Run again after a timeout, a failure or a killed controller, the module skips servers already
+    recovered, waits for evacuations in flight, finishes those the earlier run moved (power state, its
+    lock) and issues only what is left, so every server ends with exactly one evacuation migration.
+  - "Live progress. While it waits, the task prints a line at least every O(progress_interval) seconds
+    (and when the counts change) in the job output, in C(ansible-playbook) as in AWX:
+    C(os_host_evacuate node-28 (run 3f2a1c9e0b): 5 recovered, 2 in flight, 0 failed, 7 pending of 14
+    selected; 35s elapsed). How: a module cannot write to the job output while it runs, so this module has
+    an action plugin of the same name. The action plugin runs the module in a thread of the Ansible worker,
+    the module writes its counts to a progress file after every poll, and the action plugin reads that file
+    and prints with Ansible's C(Display), which AWX records as job events. This needs the module to run on
+    the controller (C(connection: local) or C(delegate_to: localhost), the usual way for cloud API modules);
+    on a remote host, or with C(async), the task runs without live progress."
+author:
+  - novaha.recovery maintainers (@novaha)
+options:
+  host:
+    description:
+      - The failed compute host, exactly as its C(nova-compute) service is named
+        (C(openstack compute service list)).
+    type: str
+    required: true
+  include:
+    description:
+      - Evacuate only servers that match every criterion given here. Values are compared as text, ignoring
+        case (V(true) matches C(True)); V(*) means the key is present; a list means any of its values.
+      - Servers with an evacuation of an earlier run to finish (in flight, or moved with a lock of ours) are
+        finished whatever the selection.
+    type: dict
+    suboptions:
+      metadata:
+        description: 'Instance metadata, for example C({HA_Enabled: "True"}).'
+        type: dict
+      flavor_extra_specs:
+        description: Extra specs of the server's flavor (as embedded in the server).
+        type: dict
+      image_properties:
+        description: Properties of the server's image in Glance (one request per distinct image).
+        type: dict
+      aggregate_metadata:
+        description:
+          - Metadata of the host aggregates O(host) belongs to (merged). It is the same for every server of
+            the host, so it selects or excludes the whole host.
+        type: dict
+      names:
+        description: Shell-style globs; the server's name must match one of them.
+        type: list
+        elements: str
+  exclude:
+    description:
+      - Do not evacuate servers hit by any criterion given here (same criteria and matching as O(include)).
+    type: dict
+    suboptions:
+      metadata:
+        description: Instance metadata.
+        type: dict
+      flavor_extra_specs:
+        description: Extra specs of the server's flavor.
+        type: dict
+      image_properties:
+        description: Properties of the server's image in Glance.
+        type: dict
+      aggregate_metadata:
+        description: Metadata of the host aggregates O(host) belongs to.
+        type: dict
+      names:
+        description: Shell-style globs of server names.
+        type: list
+        elements: str
+  query:
+    description:
+      - A JMESPath expression evaluated over the list of the host's servers; the servers it returns (objects
+        with their C(id), ids or names) are selected, on top of O(include) and O(exclude).
+      - "Each server has: C(id), C(name), C(project_id), C(user_id), C(status), C(vm_state), C(task_state),
+        C(host), C(locked), C(locked_reason), C(metadata), C(tags), C(flavor) (C(name), C(vcpus), C(ram),
+        C(disk), C(ephemeral), C(swap), C(extra_specs)), C(image_id), C(image_properties) (read when the
+        expression mentions them), C(boot_from_volume), C(availability_zone), C(server_groups) (C(id),
+        C(name), C(policy)), C(aggregate_metadata), C(created)."
+      - An invalid expression fails the task before anything changes.
+      - Needs the C(jmespath) Python library on the host that runs the module.
+    type: str
+  priority_key:
+    description:
+      - Instance metadata key whose numeric value orders the evacuations, higher first. Servers without it,
+        or with a value that is not a number, count as 0. Ties are ordered by name.
+    type: str
+    default: HA_Priority
+  max_parallel:
+    description:
+      - At most this many evacuations in flight at once (a sliding window).
+    type: int
+    default: 5
+  max_down_percent:
+    description:
+      - Refuse when more than this percentage of the C(nova-compute) services are down or forced down,
+        O(host) included.
+    type: int
+    default: 50
+  require_capacity:
+    description:
+      - Fail the capacity guard, changing nothing, when the servers to evacuate do not fit into the free
+        capacity. With V(false) it is a warning.
+    type: bool
+    default: false
+  target_hosts:
+    description:
+      - Reserved hosts to evacuate to. Each server gets one of them by free capacity; a server that fits on
+        none of them is left to the scheduler (with a warning). From microversion 2.29 the scheduler still
+        validates the host, and "no valid host" there is retried once with the scheduler choosing.
+      - Default is the scheduler for every server.
+    type: list
+    elements: str
+  takeover:
+    description:
+      - Take over a run that the marker says is still evacuating this host, for example after its
+        controller died. A run marked from this same controller whose process is gone is taken over
+        without this option.
+    type: bool
+    default: false
+  timeout:
+    description:
+      - Seconds the whole run may take. Servers still in flight then are reported V(in_progress), servers
+        not started V(pending); neither is failed, and running the task again resumes them.
+    type: int
+    default: 1800
+  poll_interval:
+    description:
+      - Seconds between two polls (one server listing and one migrations listing for the whole host).
+    type: int
+    default: 5
+  retries:
+    description:
+      - How many more evacuations to try for a server after one fails, as in
+        M(novaha.recovery.os_instance_evacuate).
+    type: int
+    default: 1
+  lock:
+    description:
+      - "Lock each server while it is moved (reason C(novaha.recovery: evacuating from HOST (was STATUS))) and
+        unlock it afterwards. Servers already locked by their users stay locked and are not unlocked."
+      - A server that carries no lock of this module (locked by its user, or O(lock=false)) and that must be
+        started after Nova stopped it at the destination (microversion 2.95 and later) gets the instance
+        metadata C(novaha.recovery:expected_status=ACTIVE) while it is moved, so that a run killed in between
+        is finished by the next one; it is removed once the server is recovered.
+    type: bool
+    default: true
+  reset_state:
+    description:
+      - Opt-in. Reset stuck task states and V(PAUSED), V(SUSPENDED) or V(RESCUE) servers before evacuating
+        them (C(os-resetState)). Without it they are refused and reported with the reason.
+    type: bool
+    default: false
+  on_shared_storage:
+    description:
+      - Whether instance directories are on shared storage. Sent to Nova only below microversion 2.14; from
+        then on it only decides the warning that data on image-backed root disks is lost.
+    type: bool
+  microversion:
+    description:
+      - The compute API microversion of the evacuate requests, as in M(novaha.recovery.os_instance_evacuate).
+        Default is negotiated up to V(2.95).
+    type: str
+  fail_on_partial:
+    description:
+      - Fail the task when a selected server failed, or when some are still in progress or pending at
+        O(timeout). With V(false) the task reports them (RV(summary), RV(servers)) without failing.
+      - Servers refused because of their state (for example V(PAUSED) without O(reset_state)) are reported
+        and warned about, not counted as failed.
+    type: bool
+    default: true
+  progress_interval:
+    description:
+      - Seconds between two progress lines in the job output at most (a line is also printed when the
+        counts change, at most every 2 seconds). Used by the action plugin.
+    type: int
+    default: 10
+  progress_file:
+    description:
+      - Where the module writes its progress counts after every poll. Set by the action plugin; there is no
+        need to set it.
+    type: path
+attributes:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: full
+    details:
+      - The action plugin prints live progress; the work is done by the module.
+  async:
+    description: Supports being used with the C(async) keyword.
+    support: full
+    details:
+      - With C(async) there is no live progress.
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - Returns the whole plan in RV(plan) (each server with its action, reason, expected target and final
+        status, warnings) and every failed guard in RV(preconditions); nothing is sent.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  idempotent:
+    description: When run twice in a row with the same arguments, the second run reports no change.
+    support: full
+    details:
+      - A second run finds the recovered servers off the host and reports V(changed=false).
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: all
+notes:
+  - Needs an account with the admin role (by default policy).
+  - The module evacuates; it does not fence. Fence the host and force its service down first with
+    M(novaha.recovery.os_fence_check).
+  - Two runs racing to write the marker within the same second can both believe they own it; each re-reads
+    the marker after writing it and stops if it is not its own.
+requirements:
+  - jmespath (only for O(query))
+seealso:
+  - module: novaha.recovery.os_fence_check
+  - module: novaha.recovery.os_instance_evacuate
+  - name: Nova - evacuate instances
+    description: What Nova does when it evacuates, and what it needs from the failed host.
+    link: https://docs.openstack.org/nova/latest/admin/evacuate.html
+extends_documentation_fragment:
+  - novaha.recovery.openstack
+"""
+
+EXAMPLES = r"""
+- name: Evacuate every server of node-28, five at a time
+  novaha.recovery.os_host_evacuate:
+    cloud: novaha-admin
+    host: node-28
+  delegate_to: localhost
+  register: node28
+
+- name: Show what happened to each server
+  ansible.builtin.debug:
+    msg: "{{ item.name }}: {{ item.outcome }} ({{ item.reason }})"
+  loop: "{{ node28.servers }}"
+  loop_control:
+    label: "{{ item.name }}"
+
+- name: Evacuate only HA servers, not the test ones, highest HA_Priority first, to the spare hosts
+  novaha.recovery.os_host_evacuate:
+    cloud: novaha-admin
+    host: node-28
+    include:
+      metadata:
+        HA_Enabled: "True"
+    exclude:
+      names: ["test-*"]
+    target_hosts: [node-spare-1, node-spare-2]
+    require_capacity: true
+    max_parallel: 2
+  delegate_to: localhost
+
+- name: Evacuate the running servers of one project, selected with JMESPath
+  novaha.recovery.os_host_evacuate:
+    cloud: novaha-admin
+    host: node-28
+    query: "[?project_id=='6f70656e737461636b20342065766572' && status=='ACTIVE']"
+  delegate_to: localhost
+
+- name: Show the plan and every failed guard, changing nothing
+  novaha.recovery.os_host_evacuate:
+    cloud: novaha-admin
+    host: node-28
+  check_mode: true
+  delegate_to: localhost
+  register: node28_plan
+
+- name: Resume a run whose controller died elsewhere
+  novaha.recovery.os_host_evacuate:
+    cloud: novaha-admin
+    host: node-28
+    takeover: true
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+msg:
+  description: What happened, in one sentence with the counts.
+  returned: always
+  type: str
+  sample: "host node-28 (run 3f2a1c9e0b): 12 of 14 selected servers recovered, 0 failed, 2 refused, 0 in progress; 3 skipped"
+run_id:
+  description: The id of this run, also written in the service's disabled reason while it runs.
+  returned: always
+  type: str
+  sample: 3f2a1c9e0b
+host:
+  description: The failed host.
+  returned: always
+  type: str
+summary:
+  description: Counts of the run.
+  returned: when the host's servers were listed
+  type: dict
+  contains:
+    selected:
+      description: Servers selected (including those with an earlier evacuation to finish).
+      type: int
+    recovered:
+      description: Servers recovered by this run.
+      type: int
+    failed:
+      description: Servers whose evacuation failed.
+      type: int
+    refused:
+      description: Selected servers that cannot be evacuated as they are (state); see RV(servers).
+      type: int
+    nothing_to_do:
+      description: Selected servers already recovered (for example by an earlier run).
+      type: int
+    in_progress:
+      description: Servers still being evacuated at O(timeout).
+      type: int
+    pending:
+      description: Servers not started at O(timeout).
+      type: int
+    planned:
+      description: Servers that would be evacuated (check mode).
+      type: int
+    skipped:
+      description: Servers not selected (see RV(skipped)).
+      type: int
+    seconds:
+      description: Duration of the run.
+      type: float
+    max_in_flight:
+      description: The most evacuations seen in flight at one poll.
+      type: int
+    api_requests:
+      description: Compute API requests made by the run.
+      type: int
+    polls:
+      description: Polls made while waiting.
+      type: int
+    watch_requests_per_poll:
+      description: Compute API requests per poll (2, plus paging on very large clouds).
+      type: float
+  sample: {selected: 14, recovered: 12, failed: 0, refused: 2, nothing_to_do: 0, in_progress: 0, pending: 0,
+           planned: 0, skipped: 3, seconds: 84.2, max_in_flight: 5, api_requests: 112, polls: 17,
+           watch_requests_per_poll: 2.0}
+servers:
+  description:
+    - The engine's record of every selected server, in evacuation order, as
+      RV(novaha.recovery.os_instance_evacuate#module:evacuation) documents it (id, name, action, outcome,
+      reason, kind, before, after, migration, attempts, lock, timings, request_ids, warnings, next_command).
+  returned: when the host's servers were listed
+  type: list
+  elements: dict
+skipped:
+  description: Servers of the host not selected, each with id, name, project_id, status and the reason.
+  returned: when the host's servers were listed
+  type: list
+  elements: dict
+  sample: [{id: 0b5c0f7e-56c6-4d3c-9bd0-f37f6fd2a8e1, name: test-1, project_id: 6f70656e737461636b20342065766572,
+            status: ACTIVE, reason: "excluded: its name matches exclude.names pattern test-*"}]
+plan:
+  description:
+    - Per selected server, what is (or would be) done - order, action, reason, expected_target, expected_status,
+      microversion, request, lock, exclusive_groups, warnings.
+  returned: when the host's servers were listed
+  type: list
+  elements: dict
+preconditions:
+  description: Every guard with its name, V(ok) and detail.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: source_down, ok: true, detail: "the nova-compute service of node-28 is forced down"},
+           {name: down_percent, ok: false, detail: "2 of 3 nova-compute services are down (67%: node-28, node-31); the limit is 50%"}]
+capacity:
+  description: The capacity pre-check - source, hosts, needed, free, fits, unplaced, warning.
+  returned: when servers are to be evacuated and a host can take them
+  type: dict
+microversions:
+  description: The microversion of each kind of request.
+  returned: when the cloud was reached
+  type: dict
+"""
+
+import json
+import os
+import time
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
+from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import (
+    ACTION_EVACUATE, ACTION_RECONCILE, Engine, EvacuationError, SdkNova,
+)
+from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import (
+    CountingNova, HostEvacuation, HostEvacuationError, MissingLibraryError, SdkService, summarize_run,
+)
+
+SELECT_SPEC = dict(
+    metadata=dict(type='dict'),
+    flavor_extra_specs=dict(type='dict'),
+    image_properties=dict(type='dict'),
+    aggregate_metadata=dict(type='dict'),
+    names=dict(type='list', elements='str'),
+)
+
+# Per-server warnings that every image-booted server carries: summarised in one task warning.
+_ROUTINE = ('root disk is lost', 'it is recreated empty', 'it is started afterwards')
+
+
+class HostEvacuate(NovahaModule):
+    argument_spec = dict(
+        host=dict(type='str', required=True),
+        include=dict(type='dict', options=SELECT_SPEC),
+        exclude=dict(type='dict', options=SELECT_SPEC),
+        query=dict(type='str'),
+        priority_key=dict(type='str', default='HA_Priority', no_log=False),
+        max_parallel=dict(type='int', default=5),
+        max_down_percent=dict(type='int', default=50),
+        require_capacity=dict(type='bool', default=False),
+        target_hosts=dict(type='list', elements='str'),
+        takeover=dict(type='bool', default=False),
+        timeout=dict(type='int', default=1800),
+        poll_interval=dict(type='int', default=5),
+        retries=dict(type='int', default=1),
+        lock=dict(type='bool', default=True),
+        reset_state=dict(type='bool', default=False),
+        on_shared_storage=dict(type='bool'),
+        microversion=dict(type='str'),
+        fail_on_partial=dict(type='bool', default=True),
+        progress_interval=dict(type='int', default=10),
+        progress_file=dict(type='path'),
+    )
+    module_kwargs = dict(supports_check_mode=True)
+
+    def run(self):
+        p = self.params
+        if p['max_parallel'] < 1 or p['timeout'] <= 0 or p['poll_interval'] <= 0 or p['retries'] < 0 \
+                or not 0 <= p['max_down_percent'] <= 100 or p['progress_interval'] <= 0:
+            self.fail('max_parallel, timeout, poll_interval and progress_interval must be more than 0, retries 0 or '
+                      'more, and max_down_percent between 0 and 100')
+        host = p['host']
+        self.results.update(host=host, preconditions=[])
+
+        nova = CountingNova(SdkNova(self.conn))
+        engine = Engine(nova, microversion=p['microversion'])
+        evacuation = HostEvacuation(engine, placement=SdkService(self.conn.placement),
+                                    image=SdkService(self.conn.image))
+        self.results['run_id'] = evacuation.run_id
+        try:
+            self.results['microversions'] = engine.mv.to_dict()
+            plan = evacuation.prepare(
+                host, include=p['include'], exclude=p['exclude'], query=p['query'], priority_key=p['priority_key'],
+                max_down_percent=p['max_down_percent'], target_hosts=p['target_hosts'], takeover=p['takeover'],
+                reset_state=p['reset_state'], lock=p['lock'], on_shared_storage=p['on_shared_storage'],
+                require_capacity=p['require_capacity'])
+        except MissingLibraryError as exc:
+            self.fail(missing_required_lib(exc.library, reason=exc.reason), exception=exc.import_traceback)
+        except HostEvacuationError as exc:
+            self.fail(exc.msg, **exc.details)
+        except EvacuationError as exc:
+            self.fail(exc.msg, **dict((k, v) for k, v in exc.details().items() if v is not None))
+
+        self.results.update(preconditions=[c.to_dict() for c in plan.checks], skipped=plan.skipped,
+                            plan=plan.plan_list(), capacity=plan.capacity)
+        self.report(plan, summarize_run(plan))
+        for warning in plan.warnings:
+            self.warn(warning)
+
+        failed = plan.failed_checks
+        if failed:
+            self.fail('%shost %s cannot be evacuated now: %s. Nothing was changed'
+                      % ('check mode: ' if self.check_mode else '', host, '; '.join(c.detail for c in failed)))
+
+        moving = [e for e in plan.work if e.action in (ACTION_EVACUATE, ACTION_RECONCILE)]
+        if self.check_mode:
+            self.exit(changed=bool(moving), msg='check mode: host %s: %s' % (host, self.describe_plan(plan)))
+        if not plan.work:
+            try:
+                evacuation.drop_notes(plan)
+            except EvacuationError as exc:
+                self.warn(exc.msg)
+            self.exit(changed=False, msg='host %s: nothing to do; %s' % (host, self.describe_plan(plan)))
+
+        progress = self.progress_writer(host, evacuation.run_id)
+        try:
+            summary = evacuation.execute(plan, timeout=p['timeout'], poll_interval=p['poll_interval'],
+                                         retries=p['retries'], max_parallel=p['max_parallel'], on_progress=progress)
+        except (HostEvacuationError, EvacuationError) as exc:
+            self.report(plan, summarize_run(plan), nova)
+            self.fail('host %s (run %s): %s' % (host, evacuation.run_id, exc.msg))
+        self.report(plan, summary, nova)
+        records = self.results['servers']
+        self.warn_records(records)
+
+        changed = any(r['changed'] for r in records)
+        msg = ('host %s (run %s): %d of %d selected servers recovered, %d failed, %d refused, %d already done, '
+               '%d in progress, %d pending; %d skipped; %ss'
+               % (host, evacuation.run_id, summary['recovered'], summary['selected'], summary['failed'],
+                  summary['refused'], summary['nothing_to_do'], summary['in_progress'], summary['pending'],
+                  summary['skipped'], summary['seconds']))
+        unfinished = summary['in_progress'] + summary['pending']
+        if unfinished:
+            msg += ('; %d servers are not finished after the timeout of %ss: run the task again to resume them'
+                    % (unfinished, p['timeout']))
+        if (summary['failed'] or unfinished) and p['fail_on_partial']:
+            failures = ['%s: %s' % (r['name'], r['reason']) for r in records if r['outcome'] == 'failed']
+            self.fail('%s%s' % (msg, '. Failed: %s' % ' | '.join(failures) if failures else ''), changed=changed)
+        self.exit(changed=changed, msg=msg)
+
+    def report(self, plan, summary, nova=None):
+        if nova is not None:
+            summary.update(api_requests=nova.requests, polls=nova.polls,
+                           watch_requests_per_poll=round(float(nova.watch_requests) / nova.polls, 2)
+                           if nova.polls else None)
+        self.results.update(summary=summary, servers=[e.record() for e in plan.evacuations],
+                            plan=plan.plan_list())
+
+    @staticmethod
+    def describe_plan(plan):
+        counts = {}
+        for e in plan.evacuations:
+            counts[e.action] = counts.get(e.action, 0) + 1
+        parts = ['%d to %s' % (n, action) for action, n in sorted(counts.items())]
+        return '%d servers selected (%s), %d skipped' % (len(plan.evacuations), ', '.join(parts) or 'none',
+                                                         len(plan.skipped))
+
+    def warn_records(self, records):
+        routine = 0
+        for record in records:
+            for warning in record['warnings']:
+                if any(text in warning for text in _ROUTINE):
+                    routine += 'root disk is lost' in warning
+                    continue
+                self.warn(warning)
+            if record['outcome'] == 'refused':
+                self.warn('not evacuated: %s' % record['reason'])
+        if routine:
+            self.warn('%d evacuated servers boot from an image: unless their instance directories are on shared '
+                      'storage, data written to their root disks is lost' % routine)
+
+    def progress_writer(self, host, run_id):
+        path = self.params['progress_file']
+        if not path:
+            return None
+        started = time.time()
+
+        def write(counts):
+            data = dict(counts, host=host, run_id=run_id, time=time.time(),
+                        elapsed=counts.get('elapsed', time.time() - started))
+            try:
+                with open(path + '.tmp', 'w') as handle:
+                    json.dump(data, handle)
+                os.replace(path + '.tmp', path)
+            except (IOError, OSError):
+                pass  # progress is a courtesy; the run does not depend on it
+        return write
+
+
+def main():
+    HostEvacuate()()
+
+
+if __name__ == '__main__':
+    main()

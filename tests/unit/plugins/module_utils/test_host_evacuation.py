@@ -1,0 +1,579 @@
+"""Unit tests of the host-level evacuation: guards, marker, selection, capacity, and whole runs against the
+engine's fake Nova (tests/unit/plugins/module_utils/test_evacuation.py), extended with the listings a host
+run makes (all services, servers of a host, server groups, aggregates, hypervisors, service updates).
+"""
+
+import re
+import sys
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
+from ansible_collections.novaha.recovery.plugins.module_utils import _host_evacuation as he
+
+from test_evacuation import DST, OTHER, SRC, FakeClock, FakeNova
+
+
+# ---------------------------------------------------------------------------------------------------------
+# guards
+
+
+def svc(host, binary='nova-compute', state='up', status='enabled', forced_down=False, reason=None):
+    return dict(id='svc-%s-%s' % (binary, host), host=host, binary=binary, state=state, status=status,
+                forced_down=forced_down, disabled_reason=reason, zone='nova')
+
+
+def cloud(*computes, scheduler='up'):
+    return list(computes) + [svc('ctl-1', 'nova-scheduler', state=scheduler), svc('ctl-1', 'nova-conductor')]
+
+
+def by_name(checks):
+    return dict((c.name, c) for c in checks)
+
+
+def test_all_guards_pass_for_a_forced_down_host():
+    checks, source = he.check_preconditions(cloud(svc('n1', state='down', forced_down=True), svc('n2'), svc('n3')),
+                                            'n1', 50)
+    assert source['host'] == 'n1'
+    assert all(c.ok for c in checks), [c.detail for c in checks]
+    assert by_name(checks)['down_percent'].detail.startswith('1 of 3 nova-compute services are down (33%')
+
+
+def test_unknown_host_names_the_close_ones():
+    checks, source = he.check_preconditions(cloud(svc('n1.example.org'), svc('n2')), 'n1', 50)
+    assert source is None
+    check = by_name(checks)['compute_host']
+    assert not check.ok and 'n1 is not a nova-compute host' in check.detail and 'did you mean n1.example.org' in check.detail
+
+
+def test_host_still_up_is_refused():
+    checks, _source = he.check_preconditions(cloud(svc('n1'), svc('n2')), 'n1', 50)
+    check = by_name(checks)['source_down']
+    assert not check.ok and 'host n1 is not fenced/forced down' in check.detail
+
+
+def test_reported_down_but_not_forced_down_passes_with_a_warning_in_the_detail():
+    checks, _source = he.check_preconditions(cloud(svc('n1', state='down'), svc('n2'), svc('n3')), 'n1', 50)
+    check = by_name(checks)['source_down']
+    assert check.ok and 'not forced down' in check.detail
+
+
+def test_no_other_usable_compute():
+    checks, _source = he.check_preconditions(
+        cloud(svc('n1', state='down', forced_down=True), svc('n2', status='disabled'), svc('n3', state='down')),
+        'n1', 100)
+    assert not by_name(checks)['compute_remains'].ok
+
+
+def test_percentage_guard_trips_with_two_of_three_down():
+    checks, _source = he.check_preconditions(
+        cloud(svc('n1', state='down', forced_down=True), svc('n2', forced_down=True), svc('n3')), 'n1', 50)
+    check = by_name(checks)['down_percent']
+    assert not check.ok and '2 of 3' in check.detail and '67%' in check.detail and 'partition' in check.detail
+    checks, _source = he.check_preconditions(
+        cloud(svc('n1', state='down', forced_down=True), svc('n2', forced_down=True), svc('n3')), 'n1', 70)
+    assert by_name(checks)['down_percent'].ok
+
+
+def test_scheduler_down_is_refused():
+    checks, _source = he.check_preconditions(cloud(svc('n1', state='down'), svc('n2'), scheduler='down'), 'n1', 50)
+    check = by_name(checks)['scheduler_up']
+    assert not check.ok and 'ctl-1 down' in check.detail
+
+
+def test_target_hosts_must_be_usable_computes():
+    services = cloud(svc('n1', state='down', forced_down=True), svc('n2'), svc('n3', status='disabled'))
+    checks, _source = he.check_preconditions(services, 'n1', 50, ['n3', 'n9'])
+    check = by_name(checks)['target_hosts']
+    assert not check.ok and 'not compute hosts: n9' in check.detail and 'not enabled and up: n3' in check.detail
+    checks, _source = he.check_preconditions(services, 'n1', 50, ['n2', 'n3'])
+    assert by_name(checks)['target_hosts'].ok
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the run marker
+
+
+def test_marker_round_trip_and_restore():
+    since = he.utc('2025-11-21T12:00:00Z')
+    marker = he.new_marker(svc('n1', status='disabled', reason='fenced by novaha.recovery'), 'abc123', since,
+                           'ctl', 4242)
+    text = marker.text()
+    assert text == ('novaha.recovery run abc123 evacuating since 2025-11-21T12:00:00Z by ctl pid 4242; '
+                    'was: disabled (fenced by novaha.recovery)')
+    back = he.parse_marker(text)
+    assert (back.run_id, back.state, back.since, back.controller, back.pid) == ('abc123', 'evacuating', since, 'ctl',
+                                                                                4242)
+    assert back.restore_body() == {'status': 'disabled', 'disabled_reason': 'fenced by novaha.recovery'}
+    enabled = he.new_marker(svc('n1'), 'abc123', since, 'ctl', 1)
+    assert he.parse_marker(enabled.text()).restore_body() == {'status': 'enabled'}
+    assert he.parse_marker('hardware failure, ticket OPS-1') is None
+
+
+def test_marker_fits_in_a_disabled_reason():
+    marker = he.new_marker(svc('n1', status='disabled', reason='x' * 300), 'abc123', he.utc('2025-11-21T12:00:00Z'),
+                           'c' * 60, 99999)
+    assert len(marker.text()) <= 255 and he.parse_marker(marker.text()).was_reason.startswith('xxx')
+
+
+def test_takeover_keeps_the_first_runs_start_and_service():
+    first = he.new_marker(svc('n1', status='disabled', reason='ops'), 'run1', he.utc('2025-11-21T12:00:00Z'),
+                          'ctl', 1)
+    second = he.new_marker(svc('n1', status='disabled', reason=first.text()), 'run2',
+                           he.utc('2025-11-21T12:05:00Z'), 'ctl', 2, previous=first)
+    assert (second.run_id, second.since, second.was_reason) == ('run2', first.since, 'ops')
+
+
+def test_a_live_run_refuses_a_second_one_naming_it():
+    marker = he.parse_marker('novaha.recovery run run1 evacuating since 2025-11-21T12:00:00Z by awx-1 pid 7; was: enabled')
+    check, previous = he.judge_marker(marker, False, 'awx-2', lambda pid: True)
+    assert not check.ok and previous is None
+    assert 'run run1 (since 2025-11-21T12:00:00Z, on awx-1 pid 7)' in check.detail and 'takeover=true' in check.detail
+    check, previous = he.judge_marker(marker, True, 'awx-2', lambda pid: True)
+    assert check.ok and previous is marker
+
+
+def test_a_killed_run_on_this_controller_is_resumed():
+    marker = he.parse_marker('novaha.recovery run run1 evacuating since 2025-11-21T12:00:00Z by ctl pid 7; was: enabled')
+    check, previous = he.judge_marker(marker, False, 'ctl', lambda pid: False)
+    assert check.ok and previous is marker and 'killed' in check.detail
+    check, previous = he.judge_marker(marker, False, 'ctl', lambda pid: True)
+    assert not check.ok
+
+
+def test_an_interrupted_run_is_resumed():
+    marker = he.parse_marker('novaha.recovery run run1 interrupted since 2025-11-21T12:00:00Z by x pid 7; was: enabled')
+    check, previous = he.judge_marker(marker, False, 'ctl', lambda pid: True)
+    assert check.ok and previous is marker and 'interrupted' in check.detail
+
+
+# ---------------------------------------------------------------------------------------------------------
+# selection
+
+
+def view(name, metadata=None, extra_specs=None, image_properties=None, aggregate=None, status='ACTIVE', sid=None,
+         project='p-1'):
+    body = {'id': sid or 'id-%s' % name, 'name': name, 'status': status, 'tenant_id': project,
+            'metadata': metadata or {}, 'image': {'id': 'img-1'},
+            'flavor': {'original_name': 'm1.tiny', 'vcpus': 1, 'ram': 512, 'disk': 1,
+                       'extra_specs': extra_specs or {}}}
+    return he.server_view(body, image_properties=image_properties, aggregate_metadata=aggregate)
+
+
+def test_include_metadata_matches_as_text_ignoring_case():
+    views = [view('a', {'HA_Enabled': 'True'}), view('b', {'HA_Enabled': 'false'}), view('c')]
+    selected, skipped = he.select_servers(views, include={'metadata': {'HA_Enabled': True}})
+    assert [v['name'] for v in selected] == ['a']
+    reasons = dict((s['name'], s['reason']) for s in skipped)
+    assert reasons['b'] == ('not selected: include.metadata needs metadata HA_Enabled=true, the server has '
+                            'HA_Enabled=false')
+    assert reasons['c'].endswith('the server has HA_Enabled missing')
+
+
+def test_exclude_by_name_flavor_extra_spec_image_property_and_aggregate():
+    views = [view('test-1'), view('gpu', extra_specs={'resources:VGPU': '1'}),
+             view('win', image_properties={'os_type': 'windows'}), view('web')]
+    selected, skipped = he.select_servers(views, exclude={
+        'names': ['test-*'], 'flavor_extra_specs': {'resources:VGPU': '*'}, 'image_properties': {'os_type': 'windows'}})
+    assert [v['name'] for v in selected] == ['web']
+    reasons = dict((s['name'], s['reason']) for s in skipped)
+    assert reasons == {'test-1': 'excluded: its name matches exclude.names pattern test-*',
+                       'gpu': 'excluded: exclude.flavor_extra_specs matches flavor extra spec resources:VGPU=1',
+                       'win': 'excluded: exclude.image_properties matches image property os_type=windows'}
+    hosted = [view('a', aggregate={'ha': 'off'}), view('b', aggregate={'ha': 'off'})]
+    selected, skipped = he.select_servers(hosted, exclude={'aggregate_metadata': {'ha': ['off', 'no']}})
+    assert not selected and len(skipped) == 2 and 'host aggregate metadata ha=off' in skipped[0]['reason']
+
+
+def test_include_names_and_image_properties():
+    views = [view('db-1', image_properties={'os_distro': 'ubuntu'}), view('db-2'), view('web-1')]
+    selected, skipped = he.select_servers(views, include={'names': ['db-*'], 'image_properties': {'os_distro': '*'}})
+    assert [v['name'] for v in selected] == ['db-1']
+    assert [s['name'] for s in skipped] == ['db-2', 'web-1']
+
+
+def test_order_by_priority_then_name():
+    views = [view('c'), view('b', {'HA_Priority': '10'}), view('a'), view('z', {'HA_Priority': '50'}),
+             view('y', {'HA_Priority': 'high'})]
+    selected, _skipped = he.select_servers(views)
+    assert [v['name'] for v in selected] == ['z', 'b', 'a', 'c', 'y']
+
+
+def test_jmespath_query_selects_and_explains():
+    views = [view('a', status='SHUTOFF'), view('b'), view('c', project='p-2')]
+    selected, skipped = he.select_servers(views, query="[?status=='ACTIVE' && project_id=='p-1']")
+    assert [v['name'] for v in selected] == ['b']
+    assert dict((s['name'], s['reason']) for s in skipped)['a'] == \
+        "not selected: the query [?status=='ACTIVE' && project_id=='p-1'] does not return it"
+    selected, _skipped = he.select_servers(views, query="[?metadata.HA_Enabled==null].name")
+    assert [v['name'] for v in selected] == ['a', 'b', 'c']
+    selected, _skipped = he.select_servers(views, query="[?flavor.name=='m1.tiny'].id | [0:1]")
+    assert [v['name'] for v in selected] == ['a']
+
+
+def test_bad_jmespath_is_a_clear_error():
+    with pytest.raises(he.HostEvacuationError) as err:
+        he.select_servers([view('a')], query="[?status=='ACTIVE'")
+    assert "query \"[?status=='ACTIVE'\" is not a valid JMESPath expression" in err.value.msg
+    assert err.value.msg.endswith('Nothing was changed')
+    with pytest.raises(he.HostEvacuationError) as err:
+        he.select_servers([view('a')], query="length(@)")
+    assert 'must return a list of servers' in err.value.msg
+    with pytest.raises(he.HostEvacuationError) as err:
+        he.select_servers([view('a')], query="[].flavor")
+    assert 'which is not a server of the list' in err.value.msg
+
+
+def test_missing_jmespath_library_is_named(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'jmespath', None)
+    with pytest.raises(he.MissingLibraryError) as err:
+        he.select_servers([view('a')], query='[]')
+    assert err.value.library == 'jmespath' and 'query' in err.value.reason
+    assert 'import jmespath' in err.value.import_traceback
+
+
+def test_servers_to_finish_are_selected_whatever_the_criteria():
+    views = [view('a'), view('b')]
+    selected, skipped = he.select_servers(views, include={'metadata': {'HA_Enabled': 'True'}}, always={'id-b'})
+    assert [v['name'] for v in selected] == ['b'] and [s['name'] for s in skipped] == ['a']
+
+
+# ---------------------------------------------------------------------------------------------------------
+# capacity
+
+
+def test_placement_free_capacity_applies_reserved_and_ratios():
+    free = he.free_from_placement(
+        {'VCPU': dict(total=8, reserved=0, allocation_ratio=4.0, max_unit=8),
+         'MEMORY_MB': dict(total=16384, reserved=512, allocation_ratio=1.0, max_unit=16384),
+         'DISK_GB': dict(total=100, reserved=0, allocation_ratio=1.0, max_unit=100)},
+        {'VCPU': 30, 'MEMORY_MB': 15000, 'DISK_GB': 10})
+    assert free == {'VCPU': (2, 8), 'MEMORY_MB': (872, 16384), 'DISK_GB': (90, 100)}
+
+
+def test_flavor_needs_boot_from_volume_has_no_root_disk():
+    bfv = he.server_view({'id': 'x', 'name': 'x', 'image': '', 'flavor': {'vcpus': 2, 'ram': 4096, 'disk': 40,
+                                                                          'ephemeral': 5, 'swap': 1025}})
+    assert he.flavor_needs(bfv) == dict(VCPU=2, MEMORY_MB=4096, DISK_GB=7)
+
+
+def test_capacity_packs_largest_first_and_warns():
+    free = {'n2': dict(VCPU=(4, 8), MEMORY_MB=(4096, 8192), DISK_GB=(100, 100)),
+            'n3': dict(VCPU=(4, 8), MEMORY_MB=(2048, 8192), DISK_GB=(100, 100))}
+    needs = [('a', dict(VCPU=1, MEMORY_MB=2048, DISK_GB=1)), ('b', dict(VCPU=1, MEMORY_MB=4096, DISK_GB=1)),
+             ('c', dict(VCPU=1, MEMORY_MB=2048, DISK_GB=1))]
+    report = he.check_capacity(needs, free, 'Placement')
+    assert report['fits'] and report['placement'] == {'b': 'n2', 'a': 'n3'} or report['unplaced'] == ['c']
+    assert report['unplaced'] == ['c'] and 'not enough free capacity for 1 of 3 servers' in report['warning']
+    ok = he.check_capacity(needs[:2], free, 'Placement')
+    assert ok['fits'] and ok['warning'] is None and ok['placement'] == {'b': 'n2', 'a': 'n3'}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# whole runs on the fake Nova
+
+
+class HostNova(FakeNova):
+    """The engine's fake Nova plus what a host run reads and writes."""
+
+    def __init__(self, clock, **kw):
+        super(HostNova, self).__init__(clock, **kw)
+        self.services[SRC].update(status='enabled', disabled_reason=None)
+        self.services[DST].update(status='enabled', disabled_reason=None)
+        self.services[OTHER].update(status='enabled', disabled_reason=None)
+        self.groups = []
+        self.windows = {}   # migration id -> [issued, done]
+        self.reasons = []   # every disabled reason written
+        self.notes = []     # metadata notes written and removed
+
+    def _svc(self, host):
+        s = self.services[host]
+        return dict(id='svc-' + host, binary='nova-compute', host=host, zone='nova', state=s['state'],
+                    status=s.get('status', 'enabled'), forced_down=s['forced_down'],
+                    disabled_reason=s.get('disabled_reason'), updated_at='2025-11-21T11:59:00.000000')
+
+    def _route(self, method, path, query, mv, body, rid):
+        if method == 'GET' and path == '/os-services' and 'host' not in query:
+            return {'services': [self._svc(h) for h in sorted(self.services)] + [
+                dict(id='svc-sched', binary='nova-scheduler', host='ctl', state='up', status='enabled',
+                     forced_down=False, disabled_reason=None)]}
+        m = re.match(r'^/os-services/svc-(.+)$', path)
+        if method == 'PUT' and m:
+            s = self.services[m.group(1)]
+            s['status'] = body['status']
+            s['disabled_reason'] = body.get('disabled_reason') if body['status'] == 'disabled' else None
+            self.reasons.append(s['disabled_reason'])
+            return {'service': self._svc(m.group(1))}
+        if method == 'GET' and path == '/servers/detail' and 'host' in query:
+            found = super(HostNova, self)._route(method, path, query, mv, body, rid)['servers']
+            return {'servers': [s for s in found if s['OS-EXT-SRV-ATTR:host'] == query['host']]}
+        m = re.match(r'^/servers/([^/]+)/metadata/(.+)$', path)
+        if m and method in ('PUT', 'DELETE'):
+            meta = self.servers[m.group(1)].setdefault('metadata', {})
+            self.notes.append((method, m.group(1), m.group(2)))
+            if method == 'PUT':
+                meta.update(body['meta'])
+                return {'meta': body['meta']}
+            if m.group(2) not in meta:
+                self._error(404, 'Metadata item was not found')
+            del meta[m.group(2)]
+            return None
+        if method == 'GET' and path == '/os-server-groups':
+            return {'server_groups': list(self.groups)}
+        if method == 'GET' and path == '/os-aggregates':
+            return {'aggregates': []}
+        if method == 'GET' and path == '/os-hypervisors/detail':
+            return {'hypervisors': [dict(id='rp-' + h, hypervisor_hostname=h, service=dict(host=h), vcpus=16,
+                                         vcpus_used=0, memory_mb=8192, memory_mb_used=0, local_gb=100,
+                                         local_gb_used=0) for h in sorted(self.services)]}
+        return super(HostNova, self)._route(method, path, query, mv, body, rid)
+
+    def _evacuate(self, sid, args, mv):
+        out = super(HostNova, self)._evacuate(sid, args, mv)
+        mig = self.migrations[-1]
+        self.windows[mig['id']] = [self.clock.t, None]
+        return out
+
+    def _mig_set(self, mig, status):
+        super(HostNova, self)._mig_set(mig, status)
+        if status in ('done', 'error', 'failed') and mig['id'] in self.windows:
+            self.windows[mig['id']][1] = self.clock.t
+
+    def max_overlap(self):
+        events = []
+        for start, end in self.windows.values():
+            events += [(start, 1), (end if end is not None else float('inf'), -1)]
+        peak = current = 0
+        for _t, delta in sorted(events, key=lambda e: (e[0], e[1])):
+            current += delta
+            peak = max(peak, current)
+        return peak
+
+    def evacuate_count(self, sid):
+        return len([a for a, _m, _b in self.actions(sid) if a == 'evacuate'])
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def nova(clock):
+    return HostNova(clock)
+
+
+def host_run(nova, clock, run=True, pid=100, controller='ctl', pid_alive=lambda pid: True, run_id=None,
+             progress=None, **opts):
+    run_opts = dict((k, opts.pop(k)) for k in ('timeout', 'poll_interval', 'retries', 'max_parallel') if k in opts)
+    run_opts.setdefault('poll_interval', 2)
+    counting = he.CountingNova(nova)
+    engine = ev.Engine(counting, clock)
+    evacuation = he.HostEvacuation(engine, controller=controller, pid=pid, pid_alive=pid_alive, run_id=run_id)
+    plan = evacuation.prepare(SRC, **opts)
+    summary = None
+    if run and not plan.failed_checks:
+        summary = evacuation.execute(plan, on_progress=progress, **run_opts)
+    return plan, summary, counting
+
+
+def test_a_host_run_recovers_every_server_within_max_parallel(nova, clock):
+    ids = [nova.add_server('web-%02d' % i, vm_state='stopped' if i % 3 == 0 else 'active') for i in range(10)]
+    seen = []
+    plan, summary, counting = host_run(nova, clock, max_parallel=2, progress=seen.append)
+    assert summary['recovered'] == 10 and summary['failed'] == 0 and summary['selected'] == 10
+    for sid in ids:
+        assert nova.status(sid)[0] == DST and nova.evacuate_count(sid) == 1
+        assert nova.servers[sid]['locked'] is False
+    assert nova.max_overlap() == 2
+    assert summary['max_in_flight'] <= 2 and all(p['in_flight'] <= 2 for p in seen)
+    assert seen[0]['pending'] == 10 and seen[-1]['recovered'] == 10 and seen[-1]['selected'] == 10
+    # Watching: two listings per poll, whatever the number of servers.
+    assert counting.watch_requests == 2 * counting.polls
+    # The marker was there while it ran, and the service is back as it was.
+    assert nova.reasons[0].startswith('novaha.recovery run %s evacuating since ' % plan.run_id)
+    assert nova.services[SRC]['status'] == 'enabled' and nova.services[SRC]['disabled_reason'] is None
+
+
+def test_watch_requests_do_not_grow_with_the_number_of_servers(clock):
+    per_poll = []
+    for count in (2, 12):
+        nova = HostNova(clock)
+        for i in range(count):
+            nova.add_server('web-%02d' % i)
+        _plan, _summary, counting = host_run(nova, clock, max_parallel=count)
+        per_poll.append(float(counting.watch_requests) / counting.polls)
+    assert per_poll == [2.0, 2.0]
+
+
+def test_server_group_members_are_not_evacuated_together(nova, clock):
+    a = nova.add_server('a')
+    b = nova.add_server('b')
+    c = nova.add_server('c')
+    nova.groups = [dict(id='g-1', name='pair', policy='soft-anti-affinity', members=[a, b])]
+    plan, summary, _counting = host_run(nova, clock, max_parallel=5)
+    assert summary['recovered'] == 3
+    wins = dict((m['instance_uuid'], nova.windows[m['id']]) for m in nova.migrations)
+    assert wins[b][0] >= wins[a][1] or wins[a][0] >= wins[b][1]
+    assert wins[c][0] < wins[a][1]  # c is not held back
+    assert any('share server group g-1' in w for w in plan.warnings)
+
+
+def test_selection_refusals_and_skips_are_reported(nova, clock):
+    ha = nova.add_server('ha-1')
+    nova.servers[ha]['metadata'] = {'HA_Enabled': 'True'}
+    paused = nova.add_server('paused-1', vm_state='paused')
+    nova.servers[paused]['metadata'] = {'HA_Enabled': 'True'}
+    other = nova.add_server('plain-1')
+    nova.servers[other]['metadata'] = {}
+    plan, summary, _counting = host_run(nova, clock, include={'metadata': {'HA_Enabled': 'True'}})
+    assert summary['recovered'] == 1 and summary['refused'] == 1 and summary['skipped'] == 1
+    assert nova.status(paused) == (SRC, 'PAUSED') and nova.status(other)[0] == SRC
+    assert plan.skipped[0]['id'] == other and 'include.metadata' in plan.skipped[0]['reason']
+    refused = [e for e in plan.evacuations if e.id == paused][0]
+    assert refused.outcome == ev.OUTCOME_REFUSED and 'PAUSED' in refused.reason
+
+
+def test_check_mode_plan_changes_nothing(nova, clock):
+    sid = nova.add_server('web-1')
+    plan, _summary, _counting = host_run(nova, clock, run=False)
+    entry = plan.plan_list()[0]
+    assert entry['action'] == 'evacuate' and entry['expected_status'] == 'ACTIVE'
+    assert entry['expected_target'] == 'the scheduler' and entry['outcome'] == 'planned'
+    assert any('root disk' in w for w in entry['warnings'])
+    assert not nova.actions() and not nova.reasons and nova.status(sid) == (SRC, 'ACTIVE')
+
+
+def test_a_second_run_is_refused_while_the_first_runs(nova, clock):
+    nova.add_server('web-1')
+    nova.services[SRC]['status'] = 'disabled'
+    nova.services[SRC]['disabled_reason'] = ('novaha.recovery run first1 evacuating since 2025-11-21T11:00:00Z by '
+                                             'awx-1 pid 7; was: enabled')
+    plan, summary, _counting = host_run(nova, clock)
+    assert summary is None
+    (failed,) = plan.failed_checks
+    assert failed.name == 'no_other_run' and 'run first1' in failed.detail
+    assert not nova.actions()
+
+
+def test_resume_after_a_killed_run_issues_only_what_is_left(nova, clock):
+    ids = [nova.add_server('web-%d' % i) for i in range(4)]
+    # The killed run: web-0 recovered, web-1 evacuated but left stopped at 2.95 with our lock, web-2 in flight.
+    first_marker = he.new_marker(nova._svc(SRC), 'first1', he.utc('2025-11-21T11:59:00Z'), 'ctl', 7)
+    nova.services[SRC].update(status='disabled', disabled_reason=first_marker.text())
+    mig0 = nova.add_migration(ids[0], 'done')
+    nova._set(ids[0], host=DST)
+    nova.add_migration(ids[1], 'done')
+    nova._set(ids[1], host=DST, vm_state='stopped', power=4)
+    nova.servers[ids[1]].update(locked=True, locked_reason=ev.lock_reason(SRC, 'ACTIVE'))
+    mig2 = nova.add_migration(ids[2], 'accepted', dest=None)
+    nova._set(ids[2], task_state='rebuilding')
+    nova.at(3, lambda: (nova._mig_set(mig2, 'done'), nova._set(ids[2], host=DST, task_state=None)))
+    assert mig0['status'] == 'done'
+
+    plan, summary, _counting = host_run(nova, clock, pid=8, pid_alive=lambda pid: False, max_parallel=2)
+    actions = dict((e.id, e.action) for e in plan.evacuations)
+    assert actions == {ids[0]: 'none', ids[1]: 'reconcile', ids[2]: 'wait', ids[3]: 'evacuate'}
+    assert any('killed' in w for w in plan.warnings)
+    assert summary['failed'] == 0 and summary['recovered'] == 3 and summary['nothing_to_do'] == 1
+    assert [nova.evacuate_count(sid) for sid in ids] == [0, 0, 0, 1]
+    for sid in ids:
+        assert nova.status(sid) == (DST, 'ACTIVE') and nova.servers[sid]['locked'] is False
+    assert nova.services[SRC]['status'] == 'enabled' and nova.services[SRC]['disabled_reason'] is None
+
+
+def test_timeout_leaves_servers_in_progress_and_the_marker_interrupted(nova, clock):
+    ids = [nova.add_server('web-%d' % i) for i in range(3)]
+    for sid in ids:
+        nova.plans[sid] = [dict(outcome='stuck')]
+    plan, summary, _counting = host_run(nova, clock, max_parallel=2, timeout=10)
+    assert summary['in_progress'] == 2 and summary['pending'] == 1 and summary['failed'] == 0
+    marker = he.parse_marker(nova.services[SRC]['disabled_reason'])
+    assert marker.run_id == plan.run_id and marker.state == 'interrupted'
+    # The next run resumes: waits for the two in flight, issues the third.
+    for sid in ids:
+        nova.plans[sid] = []
+    for mig in nova.migrations:
+        nova.at(2, lambda mig=mig: (nova._mig_set(mig, 'done'),
+                                    nova._set(mig['instance_uuid'], host=DST, task_state=None)))
+    plan2, summary2, _counting = host_run(nova, clock, max_parallel=2)
+    assert sorted(e.action for e in plan2.evacuations) == ['evacuate', 'wait', 'wait']
+    assert summary2['recovered'] == 3 and [nova.evacuate_count(sid) for sid in ids] == [1, 1, 1]
+    assert nova.services[SRC]['disabled_reason'] is None
+
+
+def test_require_capacity_fails_the_guard(nova, clock):
+    for i in range(3):
+        nova.add_server('big-%d' % i)
+    for sid in nova.servers:
+        nova.servers[sid]['flavor'] = dict(nova.servers[sid]['flavor'], ram=8192)
+    plan, summary, _counting = host_run(nova, clock, require_capacity=True)
+    assert summary is None
+    (failed,) = plan.failed_checks
+    assert failed.name == 'capacity' and 'not enough free capacity for 1 of 3 servers' in failed.detail
+    assert plan.capacity['source'].startswith('hypervisor statistics')
+
+
+def test_target_hosts_are_assigned_by_free_capacity(nova, clock):
+    sid = nova.add_server('web-1')
+    plan, summary, _counting = host_run(nova, clock, target_hosts=[OTHER])
+    assert plan.evacuations[0].target_host == OTHER and plan.plan_list()[0]['expected_target'] == OTHER
+    assert summary['recovered'] == 1 and nova.status(sid)[0] == OTHER
+
+
+def test_progress_line():
+    line = he.progress_line('node-28', 'abc', dict(recovered=5, in_flight=2, failed=0, pending=7, selected=14,
+                                                   elapsed=35.4))
+    assert line == ('os_host_evacuate node-28 (run abc): 5 recovered, 2 in flight, 0 failed, 7 pending of 14 '
+                    'selected; 35s elapsed')
+
+
+def test_query_string_helpers():
+    assert dict(parse_qsl(urlsplit(he._query('/x', [('a', 1), ('b', None)])).query)) == {'a': '1'}
+
+
+def test_each_poll_lists_migrations_before_servers(nova, clock):
+    # Nova saves the new host before it marks the migration done: read in the other order, a done migration
+    # can meet a server listing that still shows the source host (seen on the local cloud).
+    for i in range(3):
+        nova.add_server('web-%d' % i)
+    host_run(nova, clock, max_parallel=3)
+    watch = [path.split('?')[0] for method, path, _mv, _b in nova.calls if method == 'GET' and 'changes-since' in path]
+    assert watch and watch == ['/os-migrations', '/servers/detail'] * (len(watch) // 2)
+
+
+def test_user_locked_active_server_is_noted_then_the_note_removed(nova, clock):
+    sid = nova.add_server('web-1', locked=True, locked_reason='mine')
+    _plan, summary, _counting = host_run(nova, clock)
+    assert summary['recovered'] == 1 and nova.status(sid) == (DST, 'ACTIVE')
+    assert nova.notes == [('PUT', sid, he.NOTE_KEY), ('DELETE', sid, he.NOTE_KEY)]
+    assert he.NOTE_KEY not in nova.servers[sid]['metadata'] and nova.servers[sid]['locked_reason'] == 'mine'
+
+
+def test_a_noted_server_left_stopped_by_a_killed_run_is_started(nova, clock):
+    # The killed run evacuated a user-locked ACTIVE server at 2.95; Nova left it SHUTOFF and nobody started it.
+    sid = nova.add_server('web-1', locked=True, locked_reason='mine')
+    nova.servers[sid]['metadata'] = {he.NOTE_KEY: 'ACTIVE'}
+    first = he.new_marker(nova._svc(SRC), 'first1', he.utc('2025-11-21T11:59:00Z'), 'ctl', 7)
+    nova.services[SRC].update(status='disabled', disabled_reason=first.text())
+    nova.add_migration(sid, 'done')
+    nova._set(sid, host=DST, vm_state='stopped', power=4)
+    plan, summary, _counting = host_run(nova, clock, pid_alive=lambda pid: False)
+    assert plan.evacuations[0].action == 'reconcile' and plan.evacuations[0].power_actions == ['start']
+    assert summary['recovered'] == 1 and nova.status(sid) == (DST, 'ACTIVE') and nova.evacuate_count(sid) == 0
+    assert he.NOTE_KEY not in nova.servers[sid]['metadata'] and nova.servers[sid]['locked'] is True
+
+
+def test_no_note_below_2_95_or_with_our_own_lock(nova, clock):
+    nova.add_server('web-1', locked=True, locked_reason='mine')
+    nova.add_server('web-2')
+    _plan, summary, _counting = host_run(nova, clock)
+    assert summary['recovered'] == 2 and len(nova.notes) == 2  # web-2 carries our lock instead
+    older = HostNova(clock)
+    older.add_server('web-1', locked=True, locked_reason='mine')
+    counting = he.CountingNova(older)
+    evacuation = he.HostEvacuation(ev.Engine(counting, clock, microversion='2.94'), controller='ctl', pid=1)
+    plan = evacuation.prepare(SRC)
+    evacuation.execute(plan, poll_interval=2)
+    assert older.notes == []
