@@ -258,10 +258,27 @@ def version_str(version):
 
 
 def compute_max_microversion(conn):
-    """The highest compute API microversion the cloud offers, as a tuple (2, 1 if it offers none)."""
-    data = conn.compute.get_endpoint_data()
+    """The highest compute API microversion the cloud offers, as a tuple.
+
+    From keystoneauth's version discovery when it has it, else from the compute API's version document
+    (GET on the endpoint itself); an unreachable API raises, it is never taken for "2.1 only".
+    """
+    try:
+        data = conn.compute.get_endpoint_data()
+    except _api_exceptions():
+        data = None
     found = parse_version(getattr(data, 'max_microversion', None)) if data is not None else None
-    return found or (2, 1)
+    if found:
+        return found
+    response = conn.compute.get('/', raise_exc=False)
+    openstack.exceptions.raise_from_response(response, error_message='reading the compute API version')
+    document = response.json()
+    version = document.get('version') or {}
+    found = parse_version(version.get('version') or None)
+    if not found:
+        raise NovahaError('the compute API at %s reports no microversions (version document: %s)'
+                          % (response.url, document))
+    return found
 
 
 def compute_request(conn, method, url, microversion, doing, json=None, params=None):

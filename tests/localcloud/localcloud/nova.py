@@ -33,7 +33,14 @@ def _mapped_hosts():
 
 def _providers(conn):
     response = conn.placement.get("/resource_providers", microversion="1.14")
-    return {rp["name"] for rp in response.json().get("resource_providers", [])}
+    return {rp["name"]: rp["uuid"] for rp in response.json().get("resource_providers", [])}
+
+
+def _placement_disabled(conn, provider):
+    """Nova's scheduler skips providers with this trait; the compute syncs it from the service's
+    status, so right after enabling a restarting compute it may linger."""
+    traits = conn.placement.get(f"/resource_providers/{provider}/traits", microversion="1.6").json()
+    return "COMPUTE_STATUS_DISABLED" in traits.get("traits", [])
 
 
 def wait_schedulable(conn, hosts, timeout, restarted=None):
@@ -54,7 +61,10 @@ def wait_schedulable(conn, hosts, timeout, restarted=None):
                 return False
             if host in restarted and _heartbeat(s) < restarted[host]:
                 return False
-        return set(hosts) <= _mapped_hosts() and set(hosts) <= _providers(conn)
+        providers = _providers(conn)
+        if not set(hosts) <= _mapped_hosts() or not set(hosts) <= set(providers):
+            return False
+        return not any(_placement_disabled(conn, providers[host]) for host in hosts)
     proc.wait_for(f"computes {', '.join(hosts)} to be schedulable", ready, timeout)
 
 

@@ -142,7 +142,7 @@ def write_nova_conf(secrets, spawn_delay=0.0):
             "heal_instance_info_cache_interval": -1,
             "instance_usage_audit": "false",
             "sync_power_state_interval": -1,
-            "update_resources_interval": 30,
+            "update_resources_interval": 10,
             "osapi_compute_workers": 1,
             "metadata_workers": 1,
             "graceful_shutdown_timeout": 5,

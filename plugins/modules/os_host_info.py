@@ -1,0 +1,260 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, novaha.recovery contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+DOCUMENTATION = r"""
+module: os_host_info
+short_description: Snapshot a compute host - its Nova service, its servers, its evacuations
+version_added: 0.1.0
+description:
+  - Reads, in a handful of requests, what a recovery needs to know about one compute host and changes nothing.
+  - The C(nova-compute) service of O(host) with the age of its last heartbeat (measured against the clock of
+    the compute API, so a skewed controller clock does not matter), every C(nova-compute) and
+    C(nova-scheduler) service of the cloud, every server on O(host) in every project (the same snapshot the
+    evacuation engine takes), and the evacuation migrations whose source is O(host).
+  - With O(servers), also where each of those servers is now and in which state, wherever it is; the
+    recovery role watches evacuated servers with it.
+author:
+  - novaha.recovery maintainers (@novaha)
+options:
+  host:
+    description:
+      - The host name of the C(nova-compute) service, exactly as C(openstack compute service list) shows it.
+      - When no service matches exactly, the task fails and lists similar host names.
+    type: str
+    required: true
+  servers:
+    description:
+      - Ids of servers to report in RV(tracked), wherever they are now.
+    type: list
+    elements: str
+    default: []
+attributes:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - The module only reads; it runs the same in check mode.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  idempotent:
+    description: When run twice in a row with the same arguments, the second run reports no change.
+    support: full
+notes:
+  - Needs an account with the admin role (services, servers of all projects, migrations).
+seealso:
+  - module: novaha.recovery.os_host_evacuate
+  - module: novaha.recovery.os_compute_service
+extends_documentation_fragment:
+  - novaha.recovery.openstack
+"""
+
+EXAMPLES = r"""
+- name: Snapshot node-28 before recovering it
+  novaha.recovery.os_host_info:
+    cloud: novaha-admin
+    host: node-28
+  register: node28
+
+- name: Say what is on it
+  ansible.builtin.debug:
+    msg: >-
+      nova-compute on node-28 is {{ node28.service.state }} (heartbeat {{ node28.service.heartbeat_age }} s ago),
+      {{ node28.servers | length }} servers on it
+
+- name: Where are the servers that were on node-28 now?
+  novaha.recovery.os_host_info:
+    cloud: novaha-admin
+    host: node-28
+    servers: "{{ node28.servers | map(attribute='id') | list }}"
+  register: now
+"""
+
+RETURN = r"""
+service:
+  description: The C(nova-compute) service of O(host).
+  returned: always
+  type: dict
+  contains:
+    id:
+      description: Service id (a UUID from microversion 2.53 on).
+      type: str
+    host:
+      description: Host name.
+      type: str
+    state:
+      description: V(up) or V(down) as Nova reports it (a forced down service is always V(down)).
+      type: str
+    status:
+      description: V(enabled) or V(disabled).
+      type: str
+    forced_down:
+      description: Whether the service is forced down.
+      type: bool
+    disabled_reason:
+      description: Why it is disabled, or null.
+      type: str
+    updated_at:
+      description: Last heartbeat as Nova stores it (UTC, no zone).
+      type: str
+    heartbeat_age:
+      description: Seconds between the last heartbeat and the compute API's clock; null when unknown.
+      type: float
+  sample: {id: 5f0e9d5e-0b1c-4c47-9f5a-1b8c3c0d2e11, host: node-28, binary: nova-compute, zone: nova, state: down,
+           status: enabled, forced_down: false, disabled_reason: null, updated_at: "2025-11-21T23:58:40.000000",
+           heartbeat_age: 41.0}
+computes:
+  description: Every C(nova-compute) service of the cloud, with the same keys as RV(service).
+  returned: always
+  type: list
+  elements: dict
+schedulers:
+  description: Every C(nova-scheduler) service, with the same keys as RV(service).
+  returned: always
+  type: list
+  elements: dict
+servers:
+  description:
+    - Every server whose host is O(host), in every project, as the evacuation engine snapshots it (id, name,
+      project_id, status, vm_state, task_state, power_state, host, locked, locked_reason, flavor, image_id,
+      volumes, ports, server_groups, metadata, fault ...), sorted by name.
+  returned: always
+  type: list
+  elements: dict
+tracked:
+  description:
+    - One snapshot per id in O(servers), in the same order; a server that no longer exists is reported
+      with its V(id) and V(deleted=true).
+  returned: always
+  type: list
+  elements: dict
+migrations:
+  description:
+    - The evacuation migrations whose source is O(host), oldest first (id, uuid, instance_uuid, status,
+      source_compute, dest_compute, created_at, updated_at).
+  returned: always
+  type: list
+  elements: dict
+summary:
+  description: Counts of what was found.
+  returned: always
+  type: dict
+  sample: {servers: 4, computes: 3, computes_down: 1, computes_down_percent: 33.3, schedulers_up: 1,
+           migrations_unfinished: 0}
+"""
+
+import datetime
+
+from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule, find_compute_service
+from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import (
+    Engine, EvacuationError, NovaApiError, SdkNova, explain_api_error, snapshot,
+)
+from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import _list_all
+
+# Evacuation migration statuses that still block forcing the source service up.
+UNFINISHED_MIGRATIONS = ('accepted', 'pre-migrating', 'migrating', 'done')
+
+
+def heartbeat_age(updated_at, server_now):
+    """Seconds from a Nova ``updated_at`` (naive UTC) to the API's clock (aware datetime), or None."""
+    if not updated_at or server_now is None:
+        return None
+    try:
+        beat = datetime.datetime.fromisoformat(str(updated_at).replace('Z', ''))
+    except ValueError:
+        return None
+    if beat.tzinfo is None:
+        beat = beat.replace(tzinfo=datetime.timezone.utc)
+    return round((server_now - beat).total_seconds(), 1)
+
+
+def service_view(raw, server_now):
+    view = dict((k, raw.get(k)) for k in ('id', 'host', 'binary', 'zone', 'state', 'status',
+                                          'disabled_reason', 'updated_at'))
+    view['forced_down'] = bool(raw.get('forced_down', False))
+    view['heartbeat_age'] = heartbeat_age(raw.get('updated_at'), server_now)
+    return view
+
+
+class HostInfo(NovahaModule):
+    argument_spec = dict(
+        host=dict(type='str', required=True),
+        servers=dict(type='list', elements='str', default=[]),
+    )
+    module_kwargs = dict(supports_check_mode=True)
+
+    def get(self, engine, path, microversion, doing):
+        try:
+            return engine.nova.request('GET', path, microversion)
+        except NovaApiError as err:
+            raise explain_api_error(err, doing)
+
+    def run(self):
+        host = self.params['host']
+        # Fails with close matches when the host has no nova-compute service.
+        find_compute_service(self.conn, host)
+        engine = Engine(SdkNova(self.conn))
+        try:
+            self.read(engine, host)
+        except EvacuationError as exc:
+            details = dict((k, v) for k, v in exc.details().items() if v is not None)
+            self.fail(exc.msg, **details)
+        self.exit(changed=False)
+
+    def read(self, engine, host):
+        mv = engine.mv
+        resp = self.get(engine, '/os-services', mv.services, 'listing the Nova services')
+        now = resp.date
+        services = [service_view(s, now) for s in (resp.body or {}).get('services', [])]
+        computes = sorted((s for s in services if s['binary'] == 'nova-compute'), key=lambda s: s['host'] or '')
+        schedulers = [s for s in services if s['binary'] == 'nova-scheduler']
+        mine = [s for s in computes if s['host'] == host][0]
+
+        try:
+            on_host, _date = _list_all(engine.nova, '/servers/detail',
+                                       [('all_tenants', 'True'), ('host', host)], 'servers', mv.read)
+        except NovaApiError as err:
+            raise explain_api_error(err, 'listing the servers on %s' % host)
+        servers = sorted((snapshot(s) for s in on_host if s.get('OS-EXT-SRV-ATTR:host') == host),
+                         key=lambda s: (s['name'] or '', s['id']))
+
+        tracked = []
+        if self.params['servers']:
+            try:
+                everywhere, _date = _list_all(engine.nova, '/servers/detail', [('all_tenants', 'True')],
+                                              'servers', mv.read)
+            except NovaApiError as err:
+                raise explain_api_error(err, 'listing the servers of every project')
+            by_id = dict((s.get('id'), s) for s in everywhere)
+            for server_id in self.params['servers']:
+                body = by_id.get(server_id)
+                tracked.append(snapshot(body) if body else dict(id=server_id, deleted=True))
+
+        migrations = sorted(engine.evacuation_migrations(source_host=host), key=lambda m: m.get('id') or 0)
+        migrations = [dict((k, m.get(k)) for k in ('id', 'uuid', 'instance_uuid', 'status', 'source_compute',
+                                                   'dest_compute', 'created_at', 'updated_at'))
+                      for m in migrations]
+
+        down = [s for s in computes if s['state'] != 'up' or s['forced_down']]
+        self.results.update(
+            service=mine, computes=computes, schedulers=schedulers, servers=servers, tracked=tracked,
+            migrations=migrations,
+            summary=dict(
+                servers=len(servers),
+                computes=len(computes),
+                computes_down=len(down),
+                computes_down_percent=round(100.0 * len(down) / len(computes), 1) if computes else 0.0,
+                schedulers_up=len([s for s in schedulers if s['state'] == 'up']),
+                migrations_unfinished=len([m for m in migrations if m['status'] in UNFINISHED_MIGRATIONS]),
+            ))
+
+
+def main():
+    HostInfo()()
+
+
+if __name__ == '__main__':
+    main()
