@@ -19,7 +19,7 @@ ASSETS = yaml.safe_load(ASSETS_FILE.read_text())
 ROLE_OPTIONS = yaml.safe_load((ROOT / "roles" / "host_recovery" / "meta" / "argument_specs.yml").read_text())[
     "argument_specs"]["main"]["options"]
 # Inputs of playbooks/recover-host.yml itself (not role options).
-PLAYBOOK_INPUTS = {"recover_host", "recover_dry_run"}
+PLAYBOOK_INPUTS = {"recover_host"}
 # Natural keys by type, as awxkit builds them (organization-scoped assets carry the organization).
 NATURAL_KEY_FIELDS = {
     "credential_type": ("name", "kind"),
@@ -113,10 +113,14 @@ def test_job_template_runs_recover_host_one_at_a_time_and_notifies():
     assert any(c["credential_type"]["name"] == "novaha BMC" for c in related["credentials"])
 
 
-def test_survey_asks_host_dry_run_parallelism_and_fence_policy():
-    spec = by_type("job_template")["novaha recover host"]["related"]["survey_spec"]
+def test_survey_asks_host_parallelism_and_fence_policy_and_launch_asks_dry_run():
+    job = by_type("job_template")["novaha recover host"]
+    # The dry run is AWX's own job type "check" (ansible-playbook --check), asked at launch: the role
+    # runs every read and reports the plan. A survey variable could not switch check mode on.
+    assert job["job_type"] == "run" and job["ask_job_type_on_launch"] is True
+    spec = job["related"]["survey_spec"]
     questions = {q["variable"]: q for q in spec["spec"]}
-    assert set(questions) == {"recover_host", "recover_dry_run", "host_recovery_max_parallel",
+    assert set(questions) == {"recover_host", "host_recovery_max_parallel",
                               "host_recovery_fence", "host_recovery_attest_powered_off"}
     assert questions["recover_host"]["required"] is True and questions["recover_host"]["default"] == ""
     for variable, question in questions.items():
@@ -131,17 +135,9 @@ def test_survey_asks_host_dry_run_parallelism_and_fence_policy():
     assert questions["host_recovery_max_parallel"]["default"] == ROLE_OPTIONS["host_recovery_max_parallel"]["default"]
     assert questions["host_recovery_fence"]["default"] == "true"
     assert questions["host_recovery_attest_powered_off"]["default"] == "false"
-    assert questions["recover_dry_run"]["default"] == "false"
 
 
-@pytest.mark.parametrize("variable", [
-    "recover_host",
-    # The survey's "Dry run" needs recover-host.yml to run its plays in check mode when it is "true"
-    # (check_mode: "{{ recover_dry_run | default(false) | bool }}"); until then launch with job type
-    # "check". Strict: this fails as soon as the playbook reads it, so the marker goes.
-    pytest.param("recover_dry_run", marks=pytest.mark.xfail(
-        strict=True, reason="playbooks/recover-host.yml does not read recover_dry_run yet")),
-])
+@pytest.mark.parametrize("variable", sorted(PLAYBOOK_INPUTS))
 def test_recover_host_playbook_reads_its_survey_inputs(variable):
     playbook = (ROOT / "playbooks" / "recover-host.yml").read_text()
     assert variable in playbook, f"playbooks/recover-host.yml does not read {variable}"
