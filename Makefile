@@ -43,7 +43,7 @@ lint: install ## ansible-lint, production profile
 	bash $(ROOT)/hack/lint.sh
 
 integration: install ## Integration tests on the local cloud (started and stopped by the fixtures)
-	$(call pytest,tests/integration)
+	$(call pytest,tests/integration --durations=40)
 
 molecule: install ## Molecule scenarios under extensions/molecule/ on the local cloud (none: skipped)
 	bash $(ROOT)/hack/molecule.sh
