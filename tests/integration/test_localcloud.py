@@ -78,11 +78,11 @@ def test_member_cloud_cannot_list_compute_services(cloud):
     assert response.status_code == 403
 
 
-def test_every_compute_is_a_hypervisor_reporting_up(cloud):
-    conn = cloud.connect()
+def test_every_compute_is_a_hypervisor_reporting_up(clean_cloud):
+    conn = clean_cloud.connect()
     hypervisors = {h.name for h in conn.compute.hypervisors()}
-    assert set(cloud.computes) <= hypervisors
-    for host in cloud.computes:
+    assert set(clean_cloud.computes) <= hypervisors
+    for host in clean_cloud.computes:
         assert compute_service(conn, host)["state"] == "up"
 
 
