@@ -958,11 +958,11 @@ class Watcher(object):
         # Migrations first: Nova saves the instance's new host, then marks the migration done
         # (resource_tracker.finish_evacuation), so a done migration is never seen with a server listing
         # older than it (which would look like "done but still on the source host").
-        migrations, _date = _list_all(self.nova, '/os-migrations',
-                                      [('migration_type', 'evacuation'), ('source_compute', self.source_host),
-                                       ('changes-since', since)], 'migrations', self.mv.migrations)
-        servers, date = _list_all(self.nova, '/servers/detail',
-                                  [('all_tenants', 'True'), ('changes-since', since)], 'servers', self.mv.read)
+        migrations, _date = list_all(self.nova, '/os-migrations',
+                                     [('migration_type', 'evacuation'), ('source_compute', self.source_host),
+                                      ('changes-since', since)], 'migrations', self.mv.migrations)
+        servers, date = list_all(self.nova, '/servers/detail',
+                                 [('all_tenants', 'True'), ('changes-since', since)], 'servers', self.mv.read)
         self.polls += 1
         for body in servers:
             if body.get('id') in watched:
@@ -975,7 +975,7 @@ class Watcher(object):
             self.since = date - datetime.timedelta(seconds=self.MARGIN)
 
 
-def _list_all(nova, path, params, key, microversion, limit_pages=100):
+def list_all(nova, path, params, key, microversion, limit_pages=100):
     """A listing followed over its pages (Nova pages at [api]max_limit). Returns (items, server date)."""
     items = []
     date = None
@@ -1056,9 +1056,9 @@ class Engine(object):
     def evacuation_migrations(self, server_id=None, source_host=None):
         """Evacuation migration records of one server and/or one source host (all pages)."""
         try:
-            items, _date = _list_all(self.nova, '/os-migrations',
-                                     [('migration_type', 'evacuation'), ('instance_uuid', server_id),
-                                      ('source_compute', source_host)], 'migrations', self.mv.migrations)
+            items, _date = list_all(self.nova, '/os-migrations',
+                                    [('migration_type', 'evacuation'), ('instance_uuid', server_id),
+                                     ('source_compute', source_host)], 'migrations', self.mv.migrations)
         except NovaApiError as err:
             raise explain_api_error(err, 'listing evacuation migrations of %s' % (server_id or source_host))
         return [m for m in items if m.get('migration_type', 'evacuation') == 'evacuation']

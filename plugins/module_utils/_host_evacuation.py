@@ -34,7 +34,7 @@ from urllib.parse import urlencode
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import (
     ACTION_EVACUATE, ACTION_NONE, ACTION_RECONCILE, ACTION_WAIT, MIGRATION_DONE, MIGRATION_FAILED,
     OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED, EvacuationError, NovaApiError, Response, evacuate_request, explain_api_error,
-    parse_lock_reason, summarize,
+    list_all, parse_lock_reason, summarize,
 )
 
 COMPUTE = 'nova-compute'
@@ -91,17 +91,10 @@ def _query(path, params):
 
 def list_pages(nova, path, params, key, microversion, doing, limit_pages=100):
     """A Nova listing followed over its marker pages. Returns (items, server date of the first page)."""
-    items, date, marker = [], None, None
-    for _page in range(limit_pages):
-        resp = _get(nova, _query(path, list(params) + [('marker', marker)]), microversion, doing)
-        date = date or resp.date
-        page = (resp.body or {}).get(key) or []
-        items.extend(page)
-        links = (resp.body or {}).get(key + '_links') or []
-        if not page or not any(link.get('rel') == 'next' for link in links):
-            break
-        marker = page[-1].get('uuid') or page[-1].get('id')
-    return items, date
+    try:
+        return list_all(nova, path, params, key, microversion, limit_pages=limit_pages)
+    except NovaApiError as err:
+        raise explain_api_error(err, doing)
 
 
 def utc(value):
