@@ -152,7 +152,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._cloud import Nova
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import (
     Engine, EvacuationError, NovaApiError, SdkNova, explain_api_error, snapshot,
 )
-from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import _list_all
+from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import list_all
 
 # Evacuation migration statuses that still block forcing the source service up.
 UNFINISHED_MIGRATIONS = ('accepted', 'pre-migrating', 'migrating', 'done')
@@ -214,8 +214,8 @@ class HostInfo(NovahaModule):
         mine = [s for s in computes if s['host'] == host][0]
 
         try:
-            on_host, _date = _list_all(engine.nova, '/servers/detail',
-                                       [('all_tenants', 'True'), ('host', host)], 'servers', mv.read)
+            on_host, _date = list_all(engine.nova, '/servers/detail',
+                                      [('all_tenants', 'True'), ('host', host)], 'servers', mv.read)
         except NovaApiError as err:
             raise explain_api_error(err, 'listing the servers on %s' % host)
         servers = sorted((snapshot(s) for s in on_host if s.get('OS-EXT-SRV-ATTR:host') == host),
@@ -224,8 +224,8 @@ class HostInfo(NovahaModule):
         tracked = []
         if self.params['servers']:
             try:
-                everywhere, _date = _list_all(engine.nova, '/servers/detail', [('all_tenants', 'True')],
-                                              'servers', mv.read)
+                everywhere, _date = list_all(engine.nova, '/servers/detail', [('all_tenants', 'True')],
+                                             'servers', mv.read)
             except NovaApiError as err:
                 raise explain_api_error(err, 'listing the servers of every project')
             by_id = dict((s.get('id'), s) for s in everywhere)
