@@ -467,15 +467,18 @@ def plan_service_update(service, force_down=False, disable=False, disabled_reaso
 
 
 def predict_service(service, changes):
-    """The service as it will look after ``changes`` (for check mode)."""
+    """The service as it will look after ``changes`` (forced_down, disabled, disabled_reason), for check mode."""
     after = dict(service)
     if 'forced_down' in changes:
         after['forced_down'] = changes['forced_down']
         if changes['forced_down']:
             after['state'] = 'down'
-    if changes.get('disabled'):
+    if changes.get('disabled') is True:
         after['status'] = 'disabled'
-        after['disabled_reason'] = changes.get('disabled_reason', after.get('disabled_reason'))
+        after['disabled_reason'] = changes.get('disabled_reason') or service.get('disabled_reason')
+    elif changes.get('disabled') is False:
+        after['status'] = 'enabled'
+        after['disabled_reason'] = None
     return after
 
 

@@ -105,6 +105,7 @@ service:
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
     NovahaModule, find_compute_service, service_microversion, update_compute_service,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._fencing import predict_service
 
 
 def plan_changes(before, forced_down=None, enabled=None, disabled_reason=None):
@@ -119,21 +120,6 @@ def plan_changes(before, forced_down=None, enabled=None, disabled_reason=None):
         changes['disabled'] = True
         changes['disabled_reason'] = disabled_reason
     return changes
-
-
-def predict(before, changes):
-    after = dict(before)
-    if 'forced_down' in changes:
-        after['forced_down'] = changes['forced_down']
-        if changes['forced_down']:
-            after['state'] = 'down'
-    if changes.get('disabled') is True:
-        after['status'] = 'disabled'
-        after['disabled_reason'] = changes.get('disabled_reason') or before.get('disabled_reason')
-    elif changes.get('disabled') is False:
-        after['status'] = 'enabled'
-        after['disabled_reason'] = None
-    return after
 
 
 def describe(changes):
@@ -174,7 +160,7 @@ class ComputeService(NovahaModule):
         if not changes:
             self.exit(changed=False, msg='nova-compute on %s already has the wanted flags; nothing to do' % host)
         if self.check_mode:
-            self.results['service']['after'] = predict(before, changes)
+            self.results['service']['after'] = predict_service(before, changes)
             self.exit(changed=True, msg='check mode: nova-compute on %s would be %s' % (host, describe(changes)))
         with self.api('setting the flags of the nova-compute service of host %s (%s)' % (host, describe(changes))):
             after = update_compute_service(self.conn, before, forced_down=changes.get('forced_down'),
