@@ -83,6 +83,18 @@ options:
     type: str
     default: INFO
     choices: [INFO, DEBUG]
+  auth_cache:
+    description:
+      - A file in which the modules of one run share their Keystone token (and service catalog), so that a
+        module after the first neither authenticates again nor makes the APIs validate a new token (about
+        1.5 s less per module on the local cloud, see docs/benchmarks.md).
+      - The file is written with mode 0600, its directory created with mode 0700 when missing; a directory
+        open to other users is refused with a warning. A token saved for other credentials is never used; an
+        expired one, or one the API refuses, is replaced by a new authentication.
+      - It holds a bearer token until the token expires, so keep it in a private directory and remove it at
+        the end of the run, as the host_recovery role does (C(~/.ansible/tmp/novaha-recovery-RUN_ID.token)).
+      - Without it every module authenticates on its own.
+    type: path
 requirements:
   - python >= 3.9
   - openstacksdk >= 1.0.0

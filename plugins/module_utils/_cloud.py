@@ -12,6 +12,8 @@ the HTTP status and the request id an operator greps for in the Nova logs.
 
 import contextlib
 import difflib
+import json
+import os
 import re
 import socket
 import ssl
@@ -66,6 +68,7 @@ def cloud_argument_spec():
         api_timeout=dict(type='int'),
         sdk_log_path=dict(type='str'),
         sdk_log_level=dict(type='str', default='INFO', choices=['INFO', 'DEBUG']),
+        auth_cache=dict(type='path'),
     )
 
 
@@ -222,21 +225,108 @@ def connection_kwargs(params):
     return dict((k, v) for k, v in kwargs.items() if v is not None)
 
 
-def connect(params):
+def connect(params, warn=None):
     """An authenticated openstack.connection.Connection; clouds.yaml is found as openstacksdk does
-    (E(OS_CLIENT_CONFIG_FILE) first). Raises NovahaError with a readable cause."""
+    (E(OS_CLIENT_CONFIG_FILE) first). Raises NovahaError with a readable cause.
+
+    With ``auth_cache``, the token an earlier module of the run saved there is used while it is valid
+    (keystoneauth authenticates again when it has expired, or when the API refuses it), and a new one is saved.
+    """
     kwargs = connection_kwargs(params)
     cloud = kwargs.pop('cloud', None)
     where = "cloud '%s'" % cloud if isinstance(cloud, str) else 'the cloud'
+    cache = params.get('auth_cache')
     try:
         region = openstack.config.get_cloud_region(cloud=cloud, app_name=APP_NAME, **kwargs)
         conn = openstack.connection.Connection(config=region)
+        loaded = load_auth_state(cache, conn.session.auth) if cache else None
         # Authenticate now so a bad password fails here, named as such, not inside the first API call.
         conn.session.get_token()
     except _api_exceptions() as exc:
         msg, details = describe_api_error(exc, 'connecting to %s' % where)
         raise NovahaError(msg, **details)
+    if cache:
+        problem = save_auth_state(cache, conn.session.auth, loaded)
+        if problem and warn is not None:
+            warn('auth_cache %s not used: %s' % (cache, problem))
     return conn
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One Keystone token for the modules of a run (auth_cache)
+
+
+def _auth_cache_key(auth):
+    """keystoneauth's hash of the credentials, so a token is never used for other credentials; None when the
+    auth plugin cannot say."""
+    try:
+        return auth.get_cache_id()
+    except (AttributeError, NotImplementedError):
+        return None
+
+
+def _private_dir_problem(path):
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return 'cannot read directory %s: %s' % (path, exc)
+    if mode & 0o077:
+        return 'directory %s is open to other users (mode %o); a token is kept only in a private one' % (
+            path, mode & 0o777)
+    return None
+
+
+def load_auth_state(path, auth):
+    """Give ``auth`` the state (token and catalog) saved in ``path`` for the same credentials. Returns the
+    state given, or None (no file, other credentials, unreadable: the module authenticates as usual)."""
+    key = _auth_cache_key(auth)
+    if not key or _private_dir_problem(os.path.dirname(path) or '.'):
+        return None
+    try:
+        with open(path) as handle:
+            state = json.load(handle).get(key)
+    except (IOError, OSError, ValueError, AttributeError):
+        return None
+    if not state:
+        return None
+    try:
+        auth.set_auth_state(state)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return state
+
+
+def save_auth_state(path, auth, loaded=None):
+    """Save the state of ``auth`` in ``path`` (mode 0600, its directory 0700 when created) unless it is the
+    one loaded. Returns None, or why nothing was saved."""
+    key = _auth_cache_key(auth)
+    if not key:
+        return 'this auth type cannot share its token'
+    state = auth.get_auth_state()
+    if not state or state == loaded:
+        return None
+    parent = os.path.dirname(path) or '.'
+    try:
+        if not os.path.isdir(parent):
+            os.makedirs(parent, 0o700)
+        problem = _private_dir_problem(parent)
+        if problem:
+            return problem
+        try:
+            with open(path) as handle:
+                saved = json.load(handle)
+            saved = saved if isinstance(saved, dict) else {}
+        except (IOError, OSError, ValueError):
+            saved = {}
+        saved[key] = state
+        partial = '%s.%d' % (path, os.getpid())
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'w') as handle:
+            json.dump(saved, handle)
+        os.replace(partial, path)
+    except (IOError, OSError) as exc:
+        return str(exc)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -488,7 +578,7 @@ class NovahaModule(object):
 
     def connect(self):
         try:
-            return connect(self.params)
+            return connect(self.params, warn=self.warn)
         except NovahaError as exc:
             self.fail(exc.msg, **exc.details)
 

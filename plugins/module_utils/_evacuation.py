@@ -26,10 +26,13 @@ nova/compute/manager.py, nova/conductor/manager.py, Nova 34 / API 2.104):
 - Below 2.14 the request must carry ``onSharedStorage``; from 2.14 on it must not.
 - 2.29 to 2.67 accept ``force``; this engine never sends it (it would bypass the scheduler), and 2.68+
   reject it. Below 2.29 a target host always bypasses the scheduler: the plan warns about it.
+- Up to 2.94 Nova gives the evacuated server back the power state it had (ACTIVE stays ACTIVE, SHUTOFF
+  stays SHUTOFF): one request per server. The engine evacuates at 2.94 unless told otherwise.
 - From 2.95 Nova stops the server at the destination (except a server in ERROR, which it rebuilds
-  and leaves ACTIVE). The engine returns an originally ACTIVE server to ACTIVE by starting it, keeps
-  an originally SHUTOFF server SHUTOFF at every microversion, and an originally ERROR server ends
-  ACTIVE at every microversion (Nova rebuilds and spawns it; ERROR was never a running state to keep).
+  and leaves ACTIVE). Asked for 2.95 or later, the engine returns an originally ACTIVE server to ACTIVE
+  by starting it; an originally SHUTOFF server stays SHUTOFF at every microversion, and an originally
+  ERROR server ends ACTIVE at every microversion (Nova rebuilds and spawns it; ERROR was never a running
+  state to keep).
 - The API creates the evacuation migration record (status ``accepted``) before it answers; the
   conductor sets ``error`` (no valid host), the destination compute ``pre-migrating``, then ``done``
   after it moved the instance's host, or ``failed``; the source compute sets ``completed`` when it
@@ -116,9 +119,12 @@ MV_LOCK_REASON = (2, 73)           # lock with locked_reason; locked_reason show
 MV_SERVICES = (2, 53)              # os-services by uuid
 MV_SERVICES_FORCED_DOWN = (2, 11)
 MV_EVACUATE_STOPS = (2, 95)        # evacuated server left stopped at the destination
-# Newest evacuate behaviour this engine knows. 2.95 to 2.104 (Nova 34) evacuate identically; a later
-# microversion may change it again, so the negotiated default stops here.
-MV_EVACUATE_NEWEST = (2, 95)
+# The evacuate microversion unless the operator asks for another: the newest at which Nova restores the
+# server's power state itself. 2.95 would stop every server and need a start request and another look per
+# server (measured in docs/benchmarks.md); fencing is proven before any evacuation, so nothing is gained
+# by leaving the servers stopped. 2.29 onwards the scheduler validates a target host; 2.68 onwards there
+# is no 'force'.
+MV_EVACUATE_DEFAULT = (2, 94)
 # Reads: flavor embedded (2.47), server_groups in show (2.71), locked_reason (2.73), pinned AZ (2.96).
 # Not higher: 2.102 restricts query parameters and nothing later adds what the engine reads.
 MV_READ = (2, 96)
@@ -182,9 +188,9 @@ def choose_microversions(cloud_min, cloud_max, requested=None, client_default=No
     """Choose the microversion of each request from what the cloud offers.
 
     ``requested`` is the operator's explicit evacuate microversion (the module's ``microversion``
-    option), used as given. Otherwise the ceiling is ``client_default`` (a ``compute_api_version``
-    pinned in clouds.yaml) or the newest evacuate behaviour known here (2.95), and the cloud's
-    maximum caps it. Reads are separate from the evacuate request and use what they need.
+    option), used as given. Otherwise 2.94 (``MV_EVACUATE_DEFAULT``), lowered to a
+    ``compute_api_version`` pinned in clouds.yaml (``client_default``) and to the cloud's maximum.
+    Reads are separate from the evacuate request and use what they need.
     """
     low = parse_mv(cloud_min) or (2, 1)
     high = parse_mv(cloud_max)
@@ -204,7 +210,7 @@ def choose_microversions(cloud_min, cloud_max, requested=None, client_default=No
                                   % (mv_str(wanted), mv_str(low), mv_str(high)), kind=KIND_API)
         evacuate, negotiated = wanted, False
     else:
-        ceiling = parse_mv(client_default) or MV_EVACUATE_NEWEST
+        ceiling = min(parse_mv(client_default) or MV_EVACUATE_DEFAULT, MV_EVACUATE_DEFAULT)
         evacuate, negotiated = max(low, min(ceiling, high)), True
     return Microversions(
         evacuate=evacuate,
@@ -908,6 +914,9 @@ def _migration_view(mig):
 # Watching many servers: two listings per poll, whatever the number of servers
 
 
+FIRST_LOOK = 1.0  # seconds from an action, or from a look that saw a change, to the next look
+
+
 class Watcher(object):
     """Observes the servers being evacuated with ONE server listing (all projects, changes-since) and ONE
     evacuation-migrations listing (changes-since) per poll, independent of how many servers it watches.
@@ -953,6 +962,7 @@ class Watcher(object):
         self.migrations.setdefault(mig.get('instance_uuid'), {})[mig.get('id')] = mig
 
     def poll(self, server_ids):
+        """Look once; returns how many watched servers or their evacuation migrations changed since the last look."""
         watched = set(server_ids)
         since = self.since.strftime('%Y-%m-%dT%H:%M:%SZ') if self.since else None
         # Migrations first: Nova saves the instance's new host, then marks the migration done
@@ -964,15 +974,35 @@ class Watcher(object):
         servers, date = list_all(self.nova, '/servers/detail',
                                  [('all_tenants', 'True'), ('changes-since', since)], 'servers', self.mv.read)
         self.polls += 1
+        changes = 0
         for body in servers:
             if body.get('id') in watched:
-                self.servers[body['id']] = snapshot(body)
+                snap = snapshot(body)
+                changes += body['id'] in self.stale or _progress(self.servers.get(body['id'])) != _progress(snap)
+                self.servers[body['id']] = snap
                 self.stale.discard(body['id'])
         for mig in migrations:
             if mig.get('instance_uuid') in watched and mig.get('migration_type', 'evacuation') == 'evacuation':
+                known = self.migrations.get(mig.get('instance_uuid'), {}).get(mig.get('id'))
+                changes += known is None or known.get('status') != mig.get('status')
                 self._keep(mig)
         if date is not None:
             self.since = date - datetime.timedelta(seconds=self.MARGIN)
+        return changes
+
+
+def _progress(snap):
+    """What of a server tells that its evacuation moved on."""
+    if snap is None:
+        return None
+    return (snap.get('host'), snap.get('status'), snap.get('vm_state'), snap.get('task_state'))
+
+
+def next_poll_delay(poll_interval, quiet_polls):
+    """Seconds to wait before the next look: FIRST_LOOK after something changed (an action was sent, a watched
+    server or its migration moved on), doubling with each look that saw no change, at most ``poll_interval``.
+    Evacuations finish sooner than a fixed interval would notice, and a long quiet wait costs few requests."""
+    return min(float(poll_interval), FIRST_LOOK * 2 ** min(quiet_polls, 16))
 
 
 def list_all(nova, path, params, key, microversion, limit_pages=100):
@@ -1123,6 +1153,7 @@ class Engine(object):
         pending = list(todo)
         active = []
         window = max(1, max_parallel) if wait else len(todo)
+        quiet_polls = 0
         while pending or active:
             for e in list(pending):
                 if len(active) >= window:
@@ -1131,6 +1162,7 @@ class Engine(object):
                     continue
                 pending.remove(e)
                 self._begin(e, watcher, wait, retries)
+                quiet_polls = 0
                 if not e.done:
                     active.append(e)
             if not wait:
@@ -1138,13 +1170,15 @@ class Engine(object):
                 break
             if not active:
                 continue
-            self.clock.sleep(poll_interval)
+            self.clock.sleep(next_poll_delay(poll_interval, quiet_polls))
             try:
-                watcher.poll([e.id for e in active])
+                changes = watcher.poll([e.id for e in active])
             except NovaApiError as err:
                 # Nothing is decided on a failed look: the next poll, or the timeout, settles it.
                 watcher.failed_polls.append(explain_api_error(err, 'watching the evacuations').msg)
+                quiet_polls += 1
             else:
+                quiet_polls = 0 if changes else quiet_polls + 1
                 for e in list(active):
                     self._advance(e, watcher, retries)
                     if e.done:
@@ -1222,15 +1256,6 @@ class Engine(object):
         try:
             resp = self.nova.request('POST', '/servers/%s/action' % e.id, self.mv.evacuate, body)
         except NovaApiError as err:
-            if (err.status_code == 400 and 'microversion 2.95' in (err.details or '') and self.mv.negotiated
-                    and self.mv.evacuate >= MV_EVACUATE_STOPS):
-                # Computes older than service version 62 cannot stop at the destination; Nova asks for < 2.95.
-                e.warnings.append('the cloud refused microversion %s for evacuate (%s); used 2.94, at which Nova '
-                                  'keeps the server\'s state itself' % (mv_str(self.mv.evacuate), err.details))
-                self.mv.evacuate = (2, 94)
-                e.microversion = self.mv.evacuate
-                e.attempts.pop()
-                return self._issue(e, target_host, scheduler_fallback)
             attempt['request_id'] = err.request_id
             raise
         attempt['request_id'] = resp.request_id

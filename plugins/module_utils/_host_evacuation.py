@@ -983,7 +983,7 @@ class HostEvacuation(object):
 
     # -- running -----------------------------------------------------------------------------------------
 
-    def execute(self, plan, wait=True, timeout=1800, poll_interval=5, retries=1, max_parallel=5, on_progress=None):
+    def execute(self, plan, wait=True, timeout=1800, poll_interval=5, retries=1, max_parallel=20, on_progress=None):
         """Mark the host, run the engine over the planned servers, release the marker. Returns the summary."""
         start = self.clock.now()
         peak = dict(in_flight=0)

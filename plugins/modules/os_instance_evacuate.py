@@ -81,7 +81,9 @@ options:
     default: 600
   poll_interval:
     description:
-      - Seconds between two looks at the server and its migration record while waiting.
+      - The longest wait, in seconds, between two looks at the server and its migration record. The first
+        look comes 1 second after a request or a change seen, and the wait doubles while nothing changes, up
+        to this.
     type: int
     default: 5
   retries:
@@ -111,9 +113,10 @@ options:
   microversion:
     description:
       - The compute API microversion of the evacuate request, for example V(2.94).
-      - Default is the highest the cloud offers up to V(2.95) (the newest evacuate behaviour this module
-        knows; 2.95 to 2.104 behave the same), or lower when C(compute_api_version) is pinned in
-        C(clouds.yaml). When negotiated V(2.95) is refused because some computes are too old, V(2.94) is used.
+      - Default is V(2.94), the newest at which Nova gives the evacuated server back its power state itself
+        (one request per server), or lower when the cloud offers less or C(compute_api_version) is pinned
+        lower in C(clouds.yaml). V(2.95) and later (Nova leaves the server stopped) only when asked for here;
+        the module then starts an originally V(ACTIVE) server itself.
       - Other requests (reading servers and migrations, locking) use the microversion they need, independent
         of this option.
     type: str
@@ -180,12 +183,12 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ web3.evacuation.name }} is {{ web3.evacuation.after.status }} on {{ web3.evacuation.after.host }}"
 
-- name: Evacuate a server to a reserved host with the pre-2.95 behaviour, resetting a stuck task
+- name: Evacuate a server to a reserved host with Nova's 2.95 behaviour (stopped there, then started), resetting a stuck task
   novaha.recovery.os_instance_evacuate:
     cloud: novaha-admin
     server: 9168b536-cd40-4630-b43f-b259807c6e87
     target_host: node-spare-1
-    microversion: "2.94"
+    microversion: "2.95"
     reset_state: true
     timeout: 900
 
@@ -234,12 +237,14 @@ plan:
       elements: str
   sample:
     action: evacuate
-    microversion: "2.95"
+    microversion: "2.94"
     request: {"evacuate": {}}
     expected_status: ACTIVE
     reset_state_to: null
     lock: true
-    warnings: ["at microversion 2.95 Nova leaves the evacuated server stopped; it is started afterwards"]
+    warnings: ["server web-3 (9168b536-cd40-4630-b43f-b259807c6e87) boots from image 70a599e0-31e7-49b7-b260-868f441e862b:
+                unless its instance directory is on shared storage, Nova rebuilds the root disk from the image on
+                the new host and data written to the root disk is lost"]
 evacuation:
   description:
     - The engine's record of the server, the same for every module of the collection.
@@ -332,7 +337,7 @@ evacuation:
     source_host: node-28
     target_host: null
     expected_status: ACTIVE
-    microversion: "2.95"
+    microversion: "2.94"
     before: {host: node-28, status: ACTIVE, vm_state: active, task_state: null, power_state: RUNNING,
              locked: false, locked_reason: null}
     after: {host: node-27, status: ACTIVE, vm_state: active, task_state: null, power_state: RUNNING,
@@ -340,9 +345,9 @@ evacuation:
     migration: {id: 41, uuid: 42341d4b-346a-40d0-83c6-5f4f6892b650, status: done, source_compute: node-28,
                 dest_compute: node-27}
     attempts:
-      - {number: 1, target_host: null, microversion: "2.95", request_id: req-0c4e0d6c-5a2f-4a52-9d0e-6e1c2d8b7a10,
+      - {number: 1, target_host: null, microversion: "2.94", request_id: req-0c4e0d6c-5a2f-4a52-9d0e-6e1c2d8b7a10,
          migration_id: 41, migration_status: done, outcome: recovered}
-    power_actions: [start]
+    power_actions: []
     lock: {user_locked: false, locked_by_us: true, unlocked: true}
     timings: {requested_at: "2025-11-21T12:00:00Z", finished_at: "2025-11-21T12:00:41Z", seconds: 41.0}
     next_command: null
@@ -351,14 +356,14 @@ microversions:
   returned: when the cloud was reached
   type: dict
   sample:
-    evacuate: "2.95"
+    evacuate: "2.94"
     read: "2.96"
     lock: "2.73"
     migrations: "2.59"
     services: "2.53"
     cloud_max: "2.104"
     negotiated: true
-    evacuate_stops_server: true
+    evacuate_stops_server: false
     sends_on_shared_storage: false
     target_host_checked_by_scheduler: true
 request_id:

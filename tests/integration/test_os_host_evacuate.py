@@ -336,7 +336,10 @@ def test_06_jmespath_selection(cloud, scenario):
 
 
 def test_07_killed_mid_run_then_run_again(cloud, scenario):
-    args = dict(cloud=cloud.admin_cloud, host=HOST, poll_interval=2, max_parallel=1, progress_interval=5)
+    # At 2.95 Nova leaves each server stopped and the run starts it: the kill can fall between the two, the
+    # hardest case to resume (the default, 2.94, has no step after Nova's).
+    args = dict(cloud=cloud.admin_cloud, host=HOST, poll_interval=2, max_parallel=1, progress_interval=5,
+                microversion="2.95")
     run = Background(cloud, args, "killed")
     killed_run = run.wait_for("one recovered and one in flight",
                               lambda p: int(p["recovered"]) >= 1 and int(p["in_flight"]) >= 1)
@@ -344,7 +347,7 @@ def test_07_killed_mid_run_then_run_again(cloud, scenario):
     marker = compute_service(cloud)["disabled_reason"]
     assert marker.startswith(f"novaha.recovery run {killed_run['run']} evacuating since ")
 
-    result, output = evacuate(cloud, max_parallel=3)
+    result, output = evacuate(cloud, max_parallel=3, microversion="2.95")
     assert not result.get("failed"), output
     assert any(f"resuming run {killed_run['run']}" in w and "killed" in w for w in result["warnings"])
     now = servers(cloud)

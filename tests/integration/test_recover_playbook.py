@@ -10,6 +10,7 @@ import json
 import ssl
 import subprocess
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -137,6 +138,8 @@ def test_recover_end_to_end(clean_cloud, tmp_path):
     html = (directory / "report.html").read_text()
     assert "<svg" in html and all(s["name"] in html for s in report["servers"])
     assert "RECOVERED" in (directory / "report.md").read_text()
+    # The modules shared one Keystone token through a private file, removed at the end.
+    assert not (Path.home() / ".ansible" / "tmp" / f"novaha-recovery-{report['run_id']}.token").exists()
 
     # The last task output is the summary, naming the report.
     last = last_task_output(output)

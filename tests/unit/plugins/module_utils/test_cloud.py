@@ -69,3 +69,58 @@ def test_close_matches_suggest_the_host_meant(name, expected):
 
 def test_no_close_match_for_an_unrelated_name():
     assert not _cloud.close_matches("storage-9", ["node-27", "node-28"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# auth_cache: one Keystone token for the modules of a run
+
+
+class FakeAuth:
+    """The part of a keystoneauth identity plugin that auth_cache uses."""
+
+    def __init__(self, credentials="admin:secret@keystone", token=None):
+        self.credentials = credentials
+        self.state = None if token is None else '{"auth_token": "%s"}' % token
+
+    def get_cache_id(self):
+        return "id-" + str(abs(hash(self.credentials)))
+
+    def get_auth_state(self):
+        return self.state
+
+    def set_auth_state(self, state):
+        self.state = state
+
+
+def test_a_token_saved_by_one_module_is_used_by_the_next_with_the_same_credentials(tmp_path):
+    cache = tmp_path / "run.token"
+    tmp_path.chmod(0o700)
+    assert _cloud.save_auth_state(str(cache), FakeAuth(token="gAAAA-first")) is None
+    assert oct(cache.stat().st_mode & 0o777) == "0o600"
+    later = FakeAuth()
+    assert _cloud.load_auth_state(str(cache), later) == '{"auth_token": "gAAAA-first"}'
+    assert later.state == '{"auth_token": "gAAAA-first"}'
+    # other credentials never get it
+    stranger = FakeAuth(credentials="demo:other@keystone")
+    assert _cloud.load_auth_state(str(cache), stranger) is None and stranger.state is None
+
+
+def test_the_token_file_is_only_kept_in_a_private_directory(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    problem = _cloud.save_auth_state(str(shared / "run.token"), FakeAuth(token="gAAAA-first"))
+    assert "open to other users" in problem and not (shared / "run.token").exists()
+    fresh = tmp_path / "made" / "run.token"
+    tmp_path.chmod(0o700)
+    assert _cloud.save_auth_state(str(fresh), FakeAuth(token="gAAAA-first")) is None
+    assert oct(fresh.parent.stat().st_mode & 0o777) == "0o700"
+
+
+def test_an_unreadable_cache_means_authenticating_as_usual(tmp_path):
+    tmp_path.chmod(0o700)
+    cache = tmp_path / "run.token"
+    cache.write_text("not json")
+    auth = FakeAuth()
+    assert _cloud.load_auth_state(str(cache), auth) is None and auth.state is None
+    assert _cloud.load_auth_state(str(tmp_path / "missing"), auth) is None

@@ -486,9 +486,9 @@ def test_reset_state_does_not_unlock_everything(vm_state):
 # microversions
 
 
-def test_negotiated_microversion_stops_at_the_newest_known_behaviour():
+def test_negotiated_microversion_is_the_newest_that_keeps_the_power_state():
     mv = ev.choose_microversions('2.1', '2.104')
-    assert mv.evacuate == (2, 95) and mv.evacuate_stops_server and mv.negotiated
+    assert mv.evacuate == (2, 94) and not mv.evacuate_stops_server and mv.negotiated
     assert mv.read == (2, 96) and mv.lock == (2, 73) and mv.migrations == (2, 59) and mv.services == (2, 53)
 
 
@@ -499,6 +499,8 @@ def test_negotiated_microversion_follows_an_older_cloud():
 
 def test_client_pin_from_clouds_yaml_is_the_ceiling():
     assert ev.choose_microversions('2.1', '2.104', client_default='2.60').evacuate == (2, 60)
+    # a pin above 2.94 does not make Nova stop the evacuated servers: that takes the module's microversion
+    assert ev.choose_microversions('2.1', '2.104', client_default='2.100').evacuate == (2, 94)
 
 
 def test_requested_microversion_is_used_as_given():
@@ -637,7 +639,7 @@ def test_evacuation_ends_in_the_expected_state(nova, clock, mv, status, final, s
 
 def test_lock_carries_a_reason_and_is_removed(nova, clock):
     sid = nova.add_server('web-1')
-    rec = evacuate(nova, clock, sid)
+    rec = evacuate(nova, clock, sid, microversion='2.95')
     lock = [b for a, m, b in nova.actions(sid) if a == 'lock'][0]
     assert lock == {'lock': {'locked_reason': 'novaha.recovery: evacuating from node-1 (was ACTIVE)'}}
     assert nova.servers[sid]['locked'] is False
@@ -648,7 +650,7 @@ def test_lock_carries_a_reason_and_is_removed(nova, clock):
 
 def test_user_locked_server_stays_locked(nova, clock):
     sid = nova.add_server('web-1', locked=True, locked_reason='do not touch: db migration')
-    rec = evacuate(nova, clock, sid)
+    rec = evacuate(nova, clock, sid, microversion='2.95')
     assert rec['outcome'] == ev.OUTCOME_RECOVERED
     assert [a for a, _m, _b in nova.actions(sid)] == ['evacuate', 'os-start']
     assert nova.servers[sid]['locked'] is True
@@ -790,14 +792,13 @@ def test_evacuation_in_flight_is_waited_for_not_reissued(nova, clock):
     assert not nova.actions() and rec['migration']['id'] == mig['id']
 
 
-def test_2_95_refused_by_old_computes_falls_back_to_2_94(clock):
-    nova = FakeNova(clock, old_computes=True)
+def test_by_default_one_evacuate_request_and_nova_keeps_the_power_state(clock):
+    nova = FakeNova(clock, old_computes=True)  # computes too old for 2.95 take the default too
     sid = nova.add_server('web-1')
     rec = evacuate(nova, clock, sid)
     assert rec['outcome'] == ev.OUTCOME_RECOVERED and rec['microversion'] == '2.94'
-    assert [m for a, m, _b in nova.actions(sid) if a == 'evacuate'] == ['2.95', '2.94']
-    assert 'os-start' not in [a for a, _m, _b in nova.actions(sid)]
-    assert any('2.94' in w for w in rec['warnings'])
+    assert [a for a, _m, _b in nova.actions(sid)] == ['lock', 'evacuate', 'unlock']
+    assert nova.status(sid) == (DST, 'ACTIVE') and not rec['power_actions']
 
 
 def test_explicit_2_95_is_not_silently_lowered(clock):
@@ -841,11 +842,11 @@ def test_check_mode_plan_sends_nothing(nova, clock):
     rec = evacuate(nova, clock, sid, run=False, target_host=OTHER, admin_password='s3cret')
     assert not nova.actions()
     assert rec['outcome'] == ev.OUTCOME_PLANNED and not rec['changed'] and rec['next_command'] is None
-    assert rec['action'] == ev.ACTION_EVACUATE and rec['microversion'] == '2.95'
+    assert rec['action'] == ev.ACTION_EVACUATE and rec['microversion'] == '2.94'
     assert rec['request'] == {'evacuate': {'host': OTHER, 'adminPass': ev.HIDDEN}}
     assert rec['expected_status'] == 'ACTIVE'
     assert any('root disk' in w for w in rec['warnings'])
-    assert any('started afterwards' in w for w in rec['warnings'])
+    assert not any('started afterwards' in w for w in rec['warnings'])
     assert 's3cret' not in repr(rec)
 
 
@@ -1058,3 +1059,35 @@ def test_progress_summary(nova, clock):
     engine.run(plans, max_parallel=3, poll_interval=1, on_progress=seen.append)
     assert seen[-1]['recovered'] == 3 and seen[-1]['refused'] == 1 and seen[-1]['in_flight'] == 0
     assert ev.summarize(plans)['recovered'] == len(ids)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# when to look again
+
+
+def test_next_poll_delay_is_short_after_a_change_and_backs_off_to_the_poll_interval():
+    assert [ev.next_poll_delay(5, quiet) for quiet in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert ev.next_poll_delay(1, 0) == 1.0 and ev.next_poll_delay(1, 9) == 1.0
+
+
+def test_a_finished_evacuation_is_seen_about_a_second_after_nova_finished_it(nova, clock):
+    # Nova finishes each rebuild 3 s after the request; with poll_interval 10 a fixed rhythm would see it at 10 s.
+    ids = [nova.add_server('web-%d' % i) for i in range(4)]
+    engine = ev.Engine(nova, clock)
+    plans = [engine.plan(i, lock=False) for i in ids]
+    engine.run(plans, max_parallel=2, poll_interval=10)
+    assert all(p.outcome == ev.OUTCOME_RECOVERED for p in plans)
+    # the window refills as soon as one is seen done: the second pair starts within 2 s of Nova finishing the first
+    assert all(p.finished_at - p.requested_at <= 4 for p in plans)
+    assert plans[2].requested_at - plans[0].requested_at <= 5
+    assert max(clock.sleeps) <= 2
+
+
+def test_a_long_quiet_evacuation_is_polled_less_and_less_often(nova, clock):
+    sid = nova.add_server('web-1')
+    nova.plans[sid] = [dict(delay=60)]
+    engine = ev.Engine(nova, clock)
+    plan = engine.plan(sid, lock=False)
+    engine.run([plan], poll_interval=8)
+    assert plan.outcome == ev.OUTCOME_RECOVERED
+    assert max(clock.sleeps) == 8 and len(clock.sleeps) <= 14  # not 60 one-second looks
