@@ -167,7 +167,7 @@ options:
     description:
       - The longest wait, in seconds, between two polls (one server listing and one migrations listing for
         the whole host). A poll comes 1 second after an evacuation was requested or a poll saw a change, and
-        the wait doubles while nothing changes, up to this: servers are seen recovered, and the window
+        the wait doubles while nothing changes, up to this. So servers are seen recovered, and the window
         refilled, about a second after Nova finished them.
     type: int
     default: 5
