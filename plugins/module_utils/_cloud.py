@@ -552,6 +552,7 @@ class NovahaModule(object):
         self.check_mode = self.ansible.check_mode
         self.results = dict(changed=False)
         self._conn = None
+        self._auth_saved = None
         if self.needs_cloud:
             # auth and client_key are no_log already; a cloud *dictionary* may hold passwords too.
             for secret in collect_secrets({'cloud': self.params.get('cloud'),
@@ -578,20 +579,35 @@ class NovahaModule(object):
 
     def connect(self):
         try:
-            return connect(self.params, warn=self.warn)
+            conn = connect(self.params, warn=self.warn)
         except NovahaError as exc:
             self.fail(exc.msg, **exc.details)
+        if self.params.get('auth_cache'):
+            self._auth_saved = conn.session.auth.get_auth_state()
+        return conn
+
+    def _keep_auth(self):
+        """A token keystoneauth got during the run (the cached one expired or was refused) is saved for the
+        next module."""
+        if self._conn is None or not self.params.get('auth_cache'):
+            return
+        try:
+            save_auth_state(self.params['auth_cache'], self._conn.session.auth, self._auth_saved)
+        except Exception:  # pylint: disable=broad-except
+            pass  # a cache is a saving, never a reason to fail
 
     # -- results ------------------------------------------------------------------------------------------
 
     def exit(self, **result):
         merged = dict(self.results)
         merged.update(result)
+        self._keep_auth()
         self.ansible.exit_json(**merged)
 
     def fail(self, msg, **details):
         merged = dict(self.results)
         merged.update(details)
+        self._keep_auth()
         self.ansible.fail_json(msg=msg, **merged)
 
     def warn(self, msg):
