@@ -1168,6 +1168,8 @@ class Engine(object):
             if not wait:
                 self._settle_without_waiting(active)
                 break
+            if on_progress is not None:
+                on_progress(summarize(evacuations, self.clock.now() - start))  # the window as it is now
             if not active:
                 continue
             self.clock.sleep(next_poll_delay(poll_interval, quiet_polls))
@@ -1183,8 +1185,6 @@ class Engine(object):
                     self._advance(e, watcher, retries)
                     if e.done:
                         active.remove(e)
-            if on_progress is not None:
-                on_progress(summarize(evacuations, self.clock.now() - start))
             if (pending or active) and self.clock.now() >= deadline:
                 for e in active:
                     self._timed_out(e, timeout, watcher.failed_polls[-1:])
@@ -1192,6 +1192,8 @@ class Engine(object):
                     e.outcome = OUTCOME_PENDING
                     e.reason = 'not started: the run reached its timeout of %ss first' % timeout
                 break
+        if on_progress is not None and wait:
+            on_progress(summarize(evacuations, self.clock.now() - start))
         return evacuations
 
     # -- steps --------------------------------------------------------------------------------------------
