@@ -152,7 +152,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._cloud import Nova
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import (
     Engine, EvacuationError, NovaApiError, SdkNova, explain_api_error, snapshot,
 )
-from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import list_all
+from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import list_pages
 
 # Evacuation migration statuses that still block forcing the source service up.
 UNFINISHED_MIGRATIONS = ('accepted', 'pre-migrating', 'migrating', 'done')
@@ -213,21 +213,15 @@ class HostInfo(NovahaModule):
         schedulers = [s for s in services if s['binary'] == 'nova-scheduler']
         mine = [s for s in computes if s['host'] == host][0]
 
-        try:
-            on_host, _date = list_all(engine.nova, '/servers/detail',
-                                      [('all_tenants', 'True'), ('host', host)], 'servers', mv.read)
-        except NovaApiError as err:
-            raise explain_api_error(err, 'listing the servers on %s' % host)
+        on_host, _date = list_pages(engine.nova, '/servers/detail', [('all_tenants', 'True'), ('host', host)],
+                                    'servers', mv.read, 'listing the servers on %s' % host)
         servers = sorted((snapshot(s) for s in on_host if s.get('OS-EXT-SRV-ATTR:host') == host),
                          key=lambda s: (s['name'] or '', s['id']))
 
         tracked = []
         if self.params['servers']:
-            try:
-                everywhere, _date = list_all(engine.nova, '/servers/detail', [('all_tenants', 'True')],
-                                             'servers', mv.read)
-            except NovaApiError as err:
-                raise explain_api_error(err, 'listing the servers of every project')
+            everywhere, _date = list_pages(engine.nova, '/servers/detail', [('all_tenants', 'True')], 'servers',
+                                           mv.read, 'listing the servers of every project')
             by_id = dict((s.get('id'), s) for s in everywhere)
             for server_id in self.params['servers']:
                 body = by_id.get(server_id)
