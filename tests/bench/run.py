@@ -12,8 +12,8 @@ untimed evacuation of a few servers warms the cloud up (its services' own Keysto
 
 Measured per run: wall seconds (process start to exit), when each server reached ACTIVE elsewhere
 (its `updated` time in Nova), Nova API requests from the nova-api access log, polls, peak RSS of the
-contender's process tree, CPU seconds of the contender and of each service of the cloud. Also (a) with nothing to evacuate, and the local cloud's own numbers (cold
-`up`, `reset`, memory). Results go to build/bench/<time>/; with --docs also to docs/benchmarks.md
+contender's process tree, CPU seconds of the contender and of each service of the cloud. Also (a) with
+nothing to evacuate, and the local cloud's own numbers (cold `up`, `reset`, memory). Results go to build/bench/<time>/; with --docs also to docs/benchmarks.md
 (between the generated-section markers) and docs/benchmarks/*.svg. A benchmark, not a test: it
 prints which targets are met and exits 0 unless a run failed to recover its servers.
 """
@@ -658,7 +658,7 @@ def cpu_table(results):
     lines = ["", "CPU seconds during the run (medians): the contender's own processes, and the cloud's services "
                  "(computes: the remaining nova-computes together).", "",
              "| N | contender | contender | cloud, all | " + " | ".join(CPU_COLUMNS) + " | computes |",
-             "| --- | --- | --- | --- | " + " | ".join("---" for _ in CPU_COLUMNS) + " | --- |"]
+             "| --- | --- | --- | --- | " + " | ".join(["---"] * len(CPU_COLUMNS)) + " | --- |"]
     for count in sorted(set(r["servers"] for r in runs)):
         for key in CONTENDERS:
             mine = [r["cpu"] for r in runs if r["servers"] == count and r["contender"] == key]
