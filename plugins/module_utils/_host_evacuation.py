@@ -34,7 +34,7 @@ from urllib.parse import urlencode
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import (
     ACTION_EVACUATE, ACTION_NONE, ACTION_RECONCILE, ACTION_WAIT, MIGRATION_DONE, MIGRATION_FAILED,
     OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED, EvacuationError, NovaApiError, Response, evacuate_request, explain_api_error,
-    list_all, parse_lock_reason, summarize,
+    list_all, parse_lock_reason, snapshot, summarize,
 )
 
 COMPUTE = 'nova-compute'
@@ -95,6 +95,79 @@ def list_pages(nova, path, params, key, microversion, doing, limit_pages=100):
         return list_all(nova, path, params, key, microversion, limit_pages=limit_pages)
     except NovaApiError as err:
         raise explain_api_error(err, doing)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The host as it is: what os_host_info returns and the role saves as snapshot.json before anything changes
+
+# Evacuation migration statuses that still block forcing the source service up.
+UNFINISHED_MIGRATIONS = ('accepted', 'pre-migrating', 'migrating', 'done')
+
+
+def heartbeat_age(updated_at, server_now):
+    """Seconds from a Nova ``updated_at`` (naive UTC) to the API's clock (aware datetime), or None."""
+    if not updated_at or server_now is None:
+        return None
+    try:
+        beat = datetime.datetime.fromisoformat(str(updated_at).replace('Z', ''))
+    except ValueError:
+        return None
+    if beat.tzinfo is None:
+        beat = beat.replace(tzinfo=datetime.timezone.utc)
+    return round((server_now - beat).total_seconds(), 1)
+
+
+def service_view(raw, server_now):
+    view = dict((k, raw.get(k)) for k in ('id', 'host', 'binary', 'zone', 'state', 'status',
+                                          'disabled_reason', 'updated_at'))
+    view['forced_down'] = bool(raw.get('forced_down', False))
+    view['heartbeat_age'] = heartbeat_age(raw.get('updated_at'), server_now)
+    return view
+
+
+def read_host(engine, host, tracked_ids=()):
+    """The nova-compute service of ``host`` (None when it has none), every compute and scheduler service,
+    every server on the host, the servers of ``tracked_ids`` wherever they are, and the host's evacuation
+    migrations. Changes nothing."""
+    mv = engine.mv
+    resp = _get(engine.nova, '/os-services', mv.services, 'listing the Nova services')
+    now = resp.date
+    services = [service_view(s, now) for s in (resp.body or {}).get('services', [])]
+    computes = sorted((s for s in services if s['binary'] == COMPUTE), key=lambda s: s['host'] or '')
+    schedulers = [s for s in services if s['binary'] == SCHEDULER]
+    mine = ([s for s in computes if s['host'] == host] or [None])[0]
+
+    on_host, _date = list_pages(engine.nova, '/servers/detail', [('all_tenants', 'True'), ('host', host)],
+                                'servers', mv.read, 'listing the servers on %s' % host)
+    servers = sorted((snapshot(s) for s in on_host if s.get('OS-EXT-SRV-ATTR:host') == host),
+                     key=lambda s: (s['name'] or '', s['id']))
+
+    tracked = []
+    if tracked_ids:
+        everywhere, _date = list_pages(engine.nova, '/servers/detail', [('all_tenants', 'True')], 'servers',
+                                       mv.read, 'listing the servers of every project')
+        by_id = dict((s.get('id'), s) for s in everywhere)
+        for server_id in tracked_ids:
+            body = by_id.get(server_id)
+            tracked.append(snapshot(body) if body else dict(id=server_id, deleted=True))
+
+    migrations = sorted(engine.evacuation_migrations(source_host=host), key=lambda m: m.get('id') or 0)
+    migrations = [dict((k, m.get(k)) for k in ('id', 'uuid', 'instance_uuid', 'status', 'source_compute',
+                                               'dest_compute', 'created_at', 'updated_at'))
+                  for m in migrations]
+
+    down = [s for s in computes if s['state'] != 'up' or s['forced_down']]
+    return dict(
+        service=mine, computes=computes, schedulers=schedulers, servers=servers, tracked=tracked,
+        migrations=migrations,
+        summary=dict(
+            servers=len(servers),
+            computes=len(computes),
+            computes_down=len(down),
+            computes_down_percent=round(100.0 * len(down) / len(computes), 1) if computes else 0.0,
+            schedulers_up=len([s for s in schedulers if s['state'] == 'up']),
+            migrations_unfinished=len([m for m in migrations if m['status'] in UNFINISHED_MIGRATIONS]),
+        ))
 
 
 def utc(value):

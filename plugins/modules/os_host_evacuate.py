@@ -222,6 +222,13 @@ options:
       - Where the module writes its progress counts after every poll. Set by the action plugin; there is no
         need to set it.
     type: path
+  snapshot:
+    description:
+      - Also return RV(snapshot), the host as it is before anything is planned or changed, read in the same
+        module run. The role M(novaha.recovery.host_recovery) saves it as C(snapshot.json) and restores the
+        service flags from it when it rolls back; one module run then does the snapshot and the plan.
+    type: bool
+    default: false
 attributes:
   action:
     description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
@@ -423,6 +430,17 @@ microversions:
   description: The microversion of each kind of request.
   returned: when the cloud was reached
   type: dict
+snapshot:
+  description:
+    - The host before anything was planned or changed, with the keys M(novaha.recovery.os_host_info) returns -
+      C(service) (null when the host has no nova-compute service), C(computes), C(schedulers), C(servers),
+      C(tracked), C(migrations) and C(summary).
+    - Also returned when the task fails after reading it, for example when a guard refuses the host.
+  returned: when O(snapshot=true) and the cloud was read
+  type: dict
+  sample: {service: {host: node-28, state: down, status: enabled, forced_down: false, heartbeat_age: 75.2},
+           summary: {servers: 4, computes: 3, computes_down: 1, computes_down_percent: 33.3, schedulers_up: 1,
+                     migrations_unfinished: 0}}
 """
 
 import json
@@ -436,7 +454,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import
     ACTION_EVACUATE, ACTION_RECONCILE, Engine, EvacuationError, SdkNova,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import (
-    CountingNova, HostEvacuation, HostEvacuationError, MissingLibraryError, SdkService, summarize_run,
+    CountingNova, HostEvacuation, HostEvacuationError, MissingLibraryError, SdkService, read_host, summarize_run,
 )
 
 SELECT_SPEC = dict(
@@ -473,6 +491,7 @@ class HostEvacuate(NovahaModule):
         fail_on_partial=dict(type='bool', default=True),
         progress_interval=dict(type='int', default=10),
         progress_file=dict(type='path'),
+        snapshot=dict(type='bool', default=False),
     )
     module_kwargs = dict(supports_check_mode=True)
 
@@ -492,6 +511,8 @@ class HostEvacuate(NovahaModule):
         self.results['run_id'] = evacuation.run_id
         try:
             self.results['microversions'] = engine.mv.to_dict()
+            if p['snapshot']:
+                self.results['snapshot'] = read_host(engine, host)
             plan = evacuation.prepare(
                 host, include=p['include'], exclude=p['exclude'], query=p['query'], priority_key=p['priority_key'],
                 max_down_percent=p['max_down_percent'], target_hosts=p['target_hosts'], takeover=p['takeover'],

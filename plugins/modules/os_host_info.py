@@ -146,37 +146,9 @@ summary:
            migrations_unfinished: 0}
 """
 
-import datetime
-
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule, find_compute_service
-from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import (
-    Engine, EvacuationError, NovaApiError, SdkNova, explain_api_error, snapshot,
-)
-from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import list_pages
-
-# Evacuation migration statuses that still block forcing the source service up.
-UNFINISHED_MIGRATIONS = ('accepted', 'pre-migrating', 'migrating', 'done')
-
-
-def heartbeat_age(updated_at, server_now):
-    """Seconds from a Nova ``updated_at`` (naive UTC) to the API's clock (aware datetime), or None."""
-    if not updated_at or server_now is None:
-        return None
-    try:
-        beat = datetime.datetime.fromisoformat(str(updated_at).replace('Z', ''))
-    except ValueError:
-        return None
-    if beat.tzinfo is None:
-        beat = beat.replace(tzinfo=datetime.timezone.utc)
-    return round((server_now - beat).total_seconds(), 1)
-
-
-def service_view(raw, server_now):
-    view = dict((k, raw.get(k)) for k in ('id', 'host', 'binary', 'zone', 'state', 'status',
-                                          'disabled_reason', 'updated_at'))
-    view['forced_down'] = bool(raw.get('forced_down', False))
-    view['heartbeat_age'] = heartbeat_age(raw.get('updated_at'), server_now)
-    return view
+from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine, EvacuationError, SdkNova
+from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import read_host
 
 
 class HostInfo(NovahaModule):
@@ -186,64 +158,17 @@ class HostInfo(NovahaModule):
     )
     module_kwargs = dict(supports_check_mode=True)
 
-    def get(self, engine, path, microversion, doing):
-        try:
-            return engine.nova.request('GET', path, microversion)
-        except NovaApiError as err:
-            raise explain_api_error(err, doing)
-
     def run(self):
         host = self.params['host']
         # Fails with close matches when the host has no nova-compute service.
         find_compute_service(self.conn, host)
         engine = Engine(SdkNova(self.conn))
         try:
-            self.read(engine, host)
+            self.results.update(read_host(engine, host, self.params['servers']))
         except EvacuationError as exc:
             details = dict((k, v) for k, v in exc.details().items() if v is not None)
             self.fail(exc.msg, **details)
         self.exit(changed=False)
-
-    def read(self, engine, host):
-        mv = engine.mv
-        resp = self.get(engine, '/os-services', mv.services, 'listing the Nova services')
-        now = resp.date
-        services = [service_view(s, now) for s in (resp.body or {}).get('services', [])]
-        computes = sorted((s for s in services if s['binary'] == 'nova-compute'), key=lambda s: s['host'] or '')
-        schedulers = [s for s in services if s['binary'] == 'nova-scheduler']
-        mine = [s for s in computes if s['host'] == host][0]
-
-        on_host, _date = list_pages(engine.nova, '/servers/detail', [('all_tenants', 'True'), ('host', host)],
-                                    'servers', mv.read, 'listing the servers on %s' % host)
-        servers = sorted((snapshot(s) for s in on_host if s.get('OS-EXT-SRV-ATTR:host') == host),
-                         key=lambda s: (s['name'] or '', s['id']))
-
-        tracked = []
-        if self.params['servers']:
-            everywhere, _date = list_pages(engine.nova, '/servers/detail', [('all_tenants', 'True')], 'servers',
-                                           mv.read, 'listing the servers of every project')
-            by_id = dict((s.get('id'), s) for s in everywhere)
-            for server_id in self.params['servers']:
-                body = by_id.get(server_id)
-                tracked.append(snapshot(body) if body else dict(id=server_id, deleted=True))
-
-        migrations = sorted(engine.evacuation_migrations(source_host=host), key=lambda m: m.get('id') or 0)
-        migrations = [dict((k, m.get(k)) for k in ('id', 'uuid', 'instance_uuid', 'status', 'source_compute',
-                                                   'dest_compute', 'created_at', 'updated_at'))
-                      for m in migrations]
-
-        down = [s for s in computes if s['state'] != 'up' or s['forced_down']]
-        self.results.update(
-            service=mine, computes=computes, schedulers=schedulers, servers=servers, tracked=tracked,
-            migrations=migrations,
-            summary=dict(
-                servers=len(servers),
-                computes=len(computes),
-                computes_down=len(down),
-                computes_down_percent=round(100.0 * len(down) / len(computes), 1) if computes else 0.0,
-                schedulers_up=len([s for s in schedulers if s['state'] == 'up']),
-                migrations_unfinished=len([m for m in migrations if m['status'] in UNFINISHED_MIGRATIONS]),
-            ))
 
 
 def main():

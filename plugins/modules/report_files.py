@@ -10,7 +10,7 @@
 DOCUMENTATION = r"""
 module: report_files
 short_description: Write the files of a recovery report on the Ansible controller
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - Writes each of O(files) into the directory O(path) on the controller, creating the directory first,
     and removes the files listed in O(remove).

@@ -224,6 +224,13 @@ def test_01_host_still_up_is_refused(cloud, scenario):
     assert "host node-28 cannot be evacuated now" in result["msg"]
     assert "host node-28 is not fenced/forced down" in result["msg"] and "Nothing was changed" in result["msg"]
     assert [c["name"] for c in result["preconditions"] if not c["ok"]] == ["source_down"]
+    # The role waits on this: a refused plan still returns the host as it is, service up, every server on it.
+    result, output = evacuate(cloud, check=True, snapshot=True)
+    assert result.get("failed") and "host node-28 is not fenced/forced down" in result["msg"], output
+    snap = result["snapshot"]
+    assert snap["service"]["host"] == HOST and snap["service"]["state"] == "up" and not snap["service"]["forced_down"]
+    assert {s["id"] for s in snap["servers"]} == set(scenario["kinds"])
+    assert snap["summary"]["servers"] == len(scenario["kinds"]) and snap["summary"]["computes_down"] == 0
     unchanged(cloud, scenario)
 
 
