@@ -243,9 +243,17 @@ def test_up_refuses_ports_already_taken_and_starts_nothing(cloud, tmp_path):
     assert not processes_using(tmp_path / "second")
 
 
+def test_up_refuses_ports_in_the_ephemeral_range_and_starts_nothing(tmp_path):
+    # 21306 + 20000: MariaDB would sit where outgoing connections take their local ports.
+    result = cloud_cli(tmp_path / "ephemeral", 20000, "up")
+    assert result.returncode == 2
+    assert "41306" in result.stderr and "ephemeral range" in result.stderr
+    assert not processes_using(tmp_path / "ephemeral")
+
+
 @pytest.mark.slow
 def test_a_second_cloud_comes_up_and_down_leaves_no_process_or_port(cloud):
-    offset = int(os.environ.get("NOVAHA_LOCALCLOUD_PORT_OFFSET", "0")) + 500
+    offset = int(os.environ.get("NOVAHA_LOCALCLOUD_PORT_OFFSET", "0")) + 1000
     state = Path(tempfile.mkdtemp(prefix="lc-", dir="/tmp"))  # short: MariaDB's socket path
     up = cloud_cli(state, offset, "up", "--computes", "solo-1")
     assert up.returncode == 0, up.stdout + up.stderr
@@ -257,5 +265,5 @@ def test_a_second_cloud_comes_up_and_down_leaves_no_process_or_port(cloud):
         down = cloud_cli(state, offset, "down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert not processes_using(state)
-    ports = [41306, 41672, 41673, 41369, 41500, 41778, 41774, 41292, 41696, 41800, 41620]
+    ports = [21306, 21672, 21673, 21369, 21500, 21778, 21774, 21292, 21696, 21800, 21620]
     assert not [p + offset for p in ports if listening(p + offset)]

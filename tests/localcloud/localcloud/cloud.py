@@ -56,6 +56,7 @@ def up(computes=config.DEFAULT_COMPUTES, spawn_delay=0.0, log=print):
     ports = list(config.PORTS.values())
     for index in range(len(computes)):
         ports += list(config.compute_ports(index))
+    proc.check_ports_outside_ephemeral(ports)
     proc.check_ports_free(ports)
     started = time.monotonic()
     try:

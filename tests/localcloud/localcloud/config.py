@@ -15,22 +15,25 @@ HOST = "127.0.0.1"
 REGION = "RegionOne"
 
 # Non-default ports, one block, so nothing collides with a real service on this machine.
+# The block stays below Linux's ephemeral range (32768-60999): a port in that range may be the
+# local port of any outgoing connection, and a service binding it then fails at random.
 # NOVAHA_LOCALCLOUD_PORT_OFFSET shifts the block, so that several clouds (each with its own
-# NOVAHA_LOCALCLOUD_DIR) can run side by side.
+# NOVAHA_LOCALCLOUD_DIR) can run side by side; the block spans about 520 ports, so offsets
+# of 1000 apart never overlap ('up' refuses an offset that reaches the ephemeral range).
 PORT_OFFSET = int(os.environ.get("NOVAHA_LOCALCLOUD_PORT_OFFSET", "0"))
 PORTS = {name: port + PORT_OFFSET for name, port in {
-    "mariadb": 41306,
-    "rabbitmq": 41672,
-    "rabbitmq-dist": 41673,
-    "epmd": 41369,
-    "keystone": 41500,
-    "placement": 41778,
-    "nova-api": 41774,
-    "glance-stub": 41292,
-    "neutron-stub": 41696,
+    "mariadb": 21306,
+    "rabbitmq": 21672,
+    "rabbitmq-dist": 21673,
+    "epmd": 21369,
+    "keystone": 21500,
+    "placement": 21778,
+    "nova-api": 21774,
+    "glance-stub": 21292,
+    "neutron-stub": 21696,
 }.items()}
-REDFISH_BASE_PORT = 41800 + PORT_OFFSET
-IPMI_BASE_PORT = 41620 + PORT_OFFSET
+REDFISH_BASE_PORT = 21800 + PORT_OFFSET
+IPMI_BASE_PORT = 21620 + PORT_OFFSET
 
 DEFAULT_COMPUTES = ("node-27", "node-28", "node-31")
 

@@ -145,6 +145,28 @@ def port_open(port, host=config.HOST):
         return sock.connect_ex((host, port)) == 0
 
 
+def ephemeral_range(path="/proc/sys/net/ipv4/ip_local_port_range"):
+    """(low, high) of the ports the kernel hands to outgoing connections."""
+    try:
+        low, high = open(path).read().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def check_ports_outside_ephemeral(ports):
+    """Refuse ports the kernel may give any outgoing connection as its local port.
+
+    A service that binds such a port fails at random, when a client socket took it first.
+    """
+    low, high = ephemeral_range()
+    inside = [p for p in ports if low <= p <= high]
+    if inside:
+        raise CloudError(f"port(s) {', '.join(map(str, inside))} are in this machine's ephemeral "
+                         f"range {low}-{high}, where any outgoing connection may take them; "
+                         f"choose a smaller NOVAHA_LOCALCLOUD_PORT_OFFSET")
+
+
 def check_ports_free(ports):
     taken = [p for p in ports if port_open(p)]
     if taken:
