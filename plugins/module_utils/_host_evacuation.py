@@ -125,22 +125,39 @@ def service_view(raw, server_now):
     return view
 
 
-def read_host(engine, host, tracked_ids=()):
-    """The nova-compute service of ``host`` (None when it has none), every compute and scheduler service,
-    every server on the host, the servers of ``tracked_ids`` wherever they are, and the host's evacuation
-    migrations. Changes nothing."""
+class HostListing(object):
+    """The raw listings of one host, read once: what ``read_host`` shows and ``HostEvacuation.prepare``
+    plans from, so that a module doing both reads the cloud once."""
+
+    def __init__(self, services, date, servers, migrations):
+        self.services = services        # every Nova service (raw bodies)
+        self.date = date                # the API's clock at the services listing
+        self.servers = servers          # the servers whose host is this host (raw bodies)
+        self.migrations = migrations    # the host's evacuation migrations (raw records)
+
+
+def list_host(engine, host):
+    """Three GETs: the Nova services, the servers on ``host`` and its evacuation migrations."""
     mv = engine.mv
     resp = _get(engine.nova, '/os-services', mv.services, 'listing the Nova services')
-    now = resp.date
-    services = [service_view(s, now) for s in (resp.body or {}).get('services', [])]
+    on_host, _date = list_pages(engine.nova, '/servers/detail', [('all_tenants', 'True'), ('host', host)],
+                                'servers', mv.read, 'listing the servers on %s' % host)
+    return HostListing(services=(resp.body or {}).get('services') or [], date=resp.date,
+                       servers=[s for s in on_host if s.get('OS-EXT-SRV-ATTR:host') == host],
+                       migrations=engine.evacuation_migrations(source_host=host))
+
+
+def read_host(engine, host, tracked_ids=(), listing=None):
+    """The nova-compute service of ``host`` (None when it has none), every compute and scheduler service,
+    every server on the host, the servers of ``tracked_ids`` wherever they are, and the host's evacuation
+    migrations; from ``listing`` when given (see ``list_host``). Changes nothing."""
+    mv = engine.mv
+    listing = listing or list_host(engine, host)
+    services = [service_view(s, listing.date) for s in listing.services]
     computes = sorted((s for s in services if s['binary'] == COMPUTE), key=lambda s: s['host'] or '')
     schedulers = [s for s in services if s['binary'] == SCHEDULER]
     mine = ([s for s in computes if s['host'] == host] or [None])[0]
-
-    on_host, _date = list_pages(engine.nova, '/servers/detail', [('all_tenants', 'True'), ('host', host)],
-                                'servers', mv.read, 'listing the servers on %s' % host)
-    servers = sorted((snapshot(s) for s in on_host if s.get('OS-EXT-SRV-ATTR:host') == host),
-                     key=lambda s: (s['name'] or '', s['id']))
+    servers = sorted((snapshot(s) for s in listing.servers), key=lambda s: (s['name'] or '', s['id']))
 
     tracked = []
     if tracked_ids:
@@ -151,7 +168,7 @@ def read_host(engine, host, tracked_ids=()):
             body = by_id.get(server_id)
             tracked.append(snapshot(body) if body else dict(id=server_id, deleted=True))
 
-    migrations = sorted(engine.evacuation_migrations(source_host=host), key=lambda m: m.get('id') or 0)
+    migrations = sorted(listing.migrations, key=lambda m: m.get('id') or 0)
     migrations = [dict((k, m.get(k)) for k in ('id', 'uuid', 'instance_uuid', 'status', 'source_compute',
                                                'dest_compute', 'created_at', 'updated_at'))
                   for m in migrations]
@@ -844,11 +861,13 @@ class HostEvacuation(object):
 
     def prepare(self, host, include=None, exclude=None, query=None, priority_key=DEFAULT_PRIORITY_KEY,
                 max_down_percent=50, target_hosts=None, takeover=False, reset_state=False, lock=True,
-                on_shared_storage=None, require_capacity=False):
-        """Read everything, decide everything, change nothing. Raises HostEvacuationError for a bad query."""
+                on_shared_storage=None, require_capacity=False, listing=None):
+        """Read everything, decide everything, change nothing. Raises HostEvacuationError for a bad query.
+
+        ``listing`` (from ``list_host``) saves reading the services, the servers and the migrations again."""
         plan = HostPlan(host)
         plan.run_id = self.run_id
-        services = self.services()
+        services = listing.services if listing is not None else self.services()
         plan.checks, source = check_preconditions(services, host, max_down_percent, target_hosts)
         plan.source_service = source
         if source is not None:
@@ -859,8 +878,12 @@ class HostEvacuation(object):
             if previous is not None:
                 plan.warnings.append(check.detail)
 
-        bodies = self.servers_on(host) if source is not None else []
-        migrations = self.engine.evacuation_migrations(source_host=host) if source is not None else []
+        if source is None:
+            bodies, migrations = [], []
+        elif listing is not None:
+            bodies, migrations = list(listing.servers), list(listing.migrations)
+        else:
+            bodies, migrations = self.servers_on(host), self.engine.evacuation_migrations(source_host=host)
         on_host = set(b['id'] for b in bodies)
         finish = self._earlier_work(migrations, plan.previous_marker)
         for sid in sorted(finish - on_host):

@@ -44,17 +44,14 @@ options:
     type: str
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details:
       - Reads the service and returns in RV(service.after) what it would be.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
     details:
       - RV(service.before) and RV(service.after) show the change.
   idempotent:
-    description: When run twice in a row with the same arguments, the second run reports no change.
     support: full
 notes:
   - Needs an account with the admin role (by default policy). Forcing a service down needs compute API
@@ -63,6 +60,7 @@ seealso:
   - module: novaha.recovery.os_fence_check
   - module: novaha.recovery.os_host_info
 extends_documentation_fragment:
+  - novaha.recovery.attributes
   - novaha.recovery.openstack
 """
 

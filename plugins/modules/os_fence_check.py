@@ -135,18 +135,15 @@ options:
     default: true
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details:
       - Reads the BMC and the Nova service, returns the plan in RV(plan), powers nothing off and changes
         nothing in Nova. RV(fenced) is what the BMC reads now.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
     details:
       - RV(service.before) and RV(service.after) show the change of the Nova service.
   idempotent:
-    description: When run twice in a row with the same arguments, the second run reports no change.
     support: full
 notes:
   - Redfish uses HTTPS with basic authentication through Ansible's own URL library; proxy environment
@@ -160,6 +157,7 @@ seealso:
     description: Why a failed host must be fenced and its service forced down before evacuation.
     link: https://docs.openstack.org/nova/latest/admin/evacuate.html
 extends_documentation_fragment:
+  - novaha.recovery.attributes
   - novaha.recovery.openstack
 """
 

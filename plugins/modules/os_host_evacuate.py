@@ -224,39 +224,33 @@ options:
     type: path
   snapshot:
     description:
-      - Also return RV(snapshot), the host as it is before anything is planned or changed, read in the same
-        module run. The role M(novaha.recovery.host_recovery) saves it as C(snapshot.json) and restores the
-        service flags from it when it rolls back; one module run then does the snapshot and the plan.
+      - Also return RV(snapshot), the host as it is before anything is planned or changed. The plan is made
+        from the same reading of the services, the servers and the migrations, so the two always agree.
+      - The role M(novaha.recovery.host_recovery) saves it as C(snapshot.json) and restores the service flags
+        from it when it rolls back; one module run then does the snapshot and the plan.
     type: bool
     default: false
 attributes:
   action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
     support: full
     details:
       - The action plugin prints live progress; the work is done by the module.
   async:
-    description: Supports being used with the C(async) keyword.
     support: full
     details:
       - With C(async) there is no live progress.
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details:
       - Returns the whole plan in RV(plan) (each server with its action, reason, expected target and final
         status, warnings) and every failed guard in RV(preconditions); nothing is sent.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row with the same arguments, the second run reports no change.
     support: full
     details:
       - A second run finds the recovered servers off the host and reports V(changed=false).
   platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
     platforms: all
 notes:
   - Needs an account with the admin role (by default policy).
@@ -273,6 +267,9 @@ seealso:
     description: What Nova does when it evacuates, and what it needs from the failed host.
     link: https://docs.openstack.org/nova/latest/admin/evacuate.html
 extends_documentation_fragment:
+  - novaha.recovery.attributes
+  - novaha.recovery.attributes.flow
+  - novaha.recovery.attributes.platform
   - novaha.recovery.openstack
 """
 
@@ -454,7 +451,8 @@ from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import
     ACTION_EVACUATE, ACTION_RECONCILE, Engine, EvacuationError, SdkNova,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import (
-    CountingNova, HostEvacuation, HostEvacuationError, MissingLibraryError, SdkService, read_host, summarize_run,
+    CountingNova, HostEvacuation, HostEvacuationError, MissingLibraryError, SdkService, list_host, read_host,
+    summarize_run,
 )
 
 SELECT_SPEC = dict(
@@ -511,13 +509,14 @@ class HostEvacuate(NovahaModule):
         self.results['run_id'] = evacuation.run_id
         try:
             self.results['microversions'] = engine.mv.to_dict()
-            if p['snapshot']:
-                self.results['snapshot'] = read_host(engine, host)
+            listing = list_host(engine, host) if p['snapshot'] else None
+            if listing is not None:
+                self.results['snapshot'] = read_host(engine, host, listing=listing)
             plan = evacuation.prepare(
                 host, include=p['include'], exclude=p['exclude'], query=p['query'], priority_key=p['priority_key'],
                 max_down_percent=p['max_down_percent'], target_hosts=p['target_hosts'], takeover=p['takeover'],
                 reset_state=p['reset_state'], lock=p['lock'], on_shared_storage=p['on_shared_storage'],
-                require_capacity=p['require_capacity'])
+                require_capacity=p['require_capacity'], listing=listing)
         except MissingLibraryError as exc:
             self.fail(missing_required_lib(exc.library, reason=exc.reason), exception=exc.import_traceback)
         except HostEvacuationError as exc:

@@ -33,15 +33,12 @@ options:
     default: []
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details:
       - The module only reads; it runs the same in check mode.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row with the same arguments, the second run reports no change.
     support: full
 notes:
   - Needs an account with the admin role (services, servers of all projects, migrations).
@@ -49,6 +46,7 @@ seealso:
   - module: novaha.recovery.os_host_evacuate
   - module: novaha.recovery.os_compute_service
 extends_documentation_fragment:
+  - novaha.recovery.attributes
   - novaha.recovery.openstack
 """
 

@@ -122,18 +122,15 @@ options:
     type: str
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details:
       - Reads the server, its migrations and the source service, and returns the whole plan in RV(plan)
         (request, microversion, expected status, warnings) without sending anything.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
     details:
       - RV(evacuation.before) and RV(evacuation.after) show where and how the server was and is.
   idempotent:
-    description: When run twice in a row with the same arguments, the second run reports no change.
     support: full
 notes:
   - Evacuating needs an account with the admin role (by default policy); other accounts get a clear
@@ -160,6 +157,7 @@ seealso:
     description: The evacuate action and its microversions.
     link: https://docs.openstack.org/api-ref/compute/#evacuate-server-evacuate-action
 extends_documentation_fragment:
+  - novaha.recovery.attributes
   - novaha.recovery.openstack
 """
 

@@ -52,25 +52,18 @@ options:
     default: []
 attributes:
   action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
     support: full
   async:
-    description: Supports being used with the C(async) keyword.
     support: none
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details:
       - Reports what would be written or removed, and changes nothing.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row with the same arguments, the second run reports no change.
     support: full
   platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
     details:
       - Always the controller, whatever host the task runs for.
     platforms: posix
@@ -80,6 +73,10 @@ notes:
 seealso:
   - module: ansible.builtin.copy
   - module: ansible.builtin.template
+extends_documentation_fragment:
+  - novaha.recovery.attributes
+  - novaha.recovery.attributes.flow
+  - novaha.recovery.attributes.platform
 """
 
 EXAMPLES = r"""

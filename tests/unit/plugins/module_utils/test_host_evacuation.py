@@ -445,6 +445,26 @@ def test_check_mode_plan_changes_nothing(nova, clock):
     assert not nova.actions() and not nova.reasons and nova.status(sid) == (SRC, 'ACTIVE')
 
 
+def test_snapshot_and_plan_read_the_host_once(nova, clock):
+    ids = sorted(nova.add_server('web-%d' % i) for i in range(3))
+
+    def preflight(shared):
+        counting = he.CountingNova(nova)
+        engine = ev.Engine(counting, clock)
+        listing = he.list_host(engine, SRC) if shared else None
+        snap = he.read_host(engine, SRC, listing=listing)
+        plan = he.HostEvacuation(engine, controller='ctl', pid=100, run_id='r-1').prepare(SRC, listing=listing)
+        return snap, plan, counting.requests
+
+    twice = preflight(shared=False)
+    once = preflight(shared=True)
+    # Same snapshot and same plan, three GETs fewer (services, servers on the host, migrations).
+    assert [s['id'] for s in once[0]['servers']] == ids and once[0]['service']['host'] == SRC
+    assert once[0] == twice[0] and once[1].plan_list() == twice[1].plan_list()
+    assert twice[2] - once[2] == 3
+    assert not nova.actions()
+
+
 def test_a_second_run_is_refused_while_the_first_runs(nova, clock):
     nova.add_server('web-1')
     nova.services[SRC]['status'] = 'disabled'
