@@ -19,13 +19,17 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import DEV_BIN
+from conftest import DEV_BIN, ROOT
+
+sys.path.insert(0, str(ROOT / "tests" / "localcloud"))
+from localcloud import bmc  # noqa: E402  (the package lives outside the test tree)
 
 pytestmark = pytest.mark.slow
 
@@ -50,9 +54,7 @@ def java_home():
 
 
 def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return bmc.free_port(bmc.REDFISH)  # a TCP port no outgoing connection can take meanwhile
 
 
 def alert(name, host, status="firing", **labels):

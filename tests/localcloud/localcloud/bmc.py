@@ -22,6 +22,7 @@ that time has passed, so clients have to poll as they do with real hardware.
 import json
 import os
 import pickle
+import random
 import socket
 import sqlite3
 import ssl
@@ -159,12 +160,23 @@ def ipmi_argv(pair, python=None):
             "--power-delay", pair.ipmi_power_delay]
 
 
+# Where free_port looks: below Linux's ephemeral range (32768 and up), where no outgoing connection
+# takes a port between the moment it is found free and the moment an emulator binds it, and above the
+# local clouds' port blocks (21xxx to 27xxx).
+FREE_PORTS = range(29000, 32000)
+
+
 def free_port(kind):
     """A port on 127.0.0.1 free right now: TCP for Redfish, UDP for IPMI."""
     sock_type = socket.SOCK_STREAM if kind == REDFISH else socket.SOCK_DGRAM
-    with socket.socket(socket.AF_INET, sock_type) as sock:
-        sock.bind((DEFAULT_LISTEN, 0))
-        return sock.getsockname()[1]
+    for port in random.sample(FREE_PORTS, 200):
+        with socket.socket(socket.AF_INET, sock_type) as sock:
+            try:
+                sock.bind((DEFAULT_LISTEN, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in %d-%d" % (FREE_PORTS[0], FREE_PORTS[-1]))
 
 
 def make_certs(cert_dir):
