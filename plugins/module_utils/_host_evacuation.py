@@ -136,15 +136,18 @@ class HostListing(object):
         self.migrations = migrations    # the host's evacuation migrations (raw records)
 
 
+def servers_on(engine, host):
+    """The servers of every project whose host is ``host`` (all pages)."""
+    items, _date = list_pages(engine.nova, '/servers/detail', [('all_tenants', 'True'), ('host', host)], 'servers',
+                              engine.mv.read, 'listing the servers of host %s in all projects' % host)
+    return [s for s in items if s.get('OS-EXT-SRV-ATTR:host') == host]
+
+
 def list_host(engine, host):
     """Three GETs: the Nova services, the servers on ``host`` and its evacuation migrations."""
-    mv = engine.mv
-    resp = _get(engine.nova, '/os-services', mv.services, 'listing the Nova services')
-    on_host, _date = list_pages(engine.nova, '/servers/detail', [('all_tenants', 'True'), ('host', host)],
-                                'servers', mv.read, 'listing the servers on %s' % host)
+    resp = _get(engine.nova, '/os-services', engine.mv.services, 'listing the Nova services')
     return HostListing(services=(resp.body or {}).get('services') or [], date=resp.date,
-                       servers=[s for s in on_host if s.get('OS-EXT-SRV-ATTR:host') == host],
-                       migrations=engine.evacuation_migrations(source_host=host))
+                       servers=servers_on(engine, host), migrations=engine.evacuation_migrations(source_host=host))
 
 
 def read_host(engine, host, tracked_ids=(), listing=None):
@@ -809,11 +812,6 @@ class HostEvacuation(object):
         resp = _get(self.nova, '/os-services', self.mv.services, 'listing the Nova services')
         return (resp.body or {}).get('services') or []
 
-    def servers_on(self, host):
-        items, _date = list_pages(self.nova, '/servers/detail', [('all_tenants', 'True'), ('host', host)], 'servers',
-                                  self.mv.read, 'listing the servers of host %s in all projects' % host)
-        return [s for s in items if s.get('OS-EXT-SRV-ATTR:host') == host]
-
     def server(self, server_id):
         try:
             return self.nova.request('GET', '/servers/%s' % server_id, self.mv.read).body['server']
@@ -883,7 +881,7 @@ class HostEvacuation(object):
         elif listing is not None:
             bodies, migrations = list(listing.servers), list(listing.migrations)
         else:
-            bodies, migrations = self.servers_on(host), self.engine.evacuation_migrations(source_host=host)
+            bodies, migrations = servers_on(self.engine, host), self.engine.evacuation_migrations(source_host=host)
         on_host = set(b['id'] for b in bodies)
         finish = self._earlier_work(migrations, plan.previous_marker)
         for sid in sorted(finish - on_host):

@@ -148,7 +148,8 @@ def port_open(port, host=config.HOST):
 def ephemeral_range(path="/proc/sys/net/ipv4/ip_local_port_range"):
     """(low, high) of the ports the kernel hands to outgoing connections."""
     try:
-        low, high = open(path).read().split()
+        with open(path) as handle:
+            low, high = handle.read().split()
         return int(low), int(high)
     except (OSError, ValueError):
         return 32768, 60999
