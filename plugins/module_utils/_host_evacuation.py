@@ -11,7 +11,7 @@ body)``), Placement and Glance through adapters with the same shape, time throug
 One function per decision:
 
 - may this host be evacuated now ............................ ``check_preconditions``
-- is another run in progress (the marker) ................... ``parse_marker`` / ``judge_marker``
+- is another run in progress ................................ ``_run.judge_holder`` / ``holder_check``
 - which servers are evacuated, in which order, and why not .. ``select_servers``
 - is there room for them .................................... ``check_capacity`` (``pack``)
 - where each one goes with reserved target hosts ............ ``assign_targets``
@@ -23,9 +23,6 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import json
-import os
-import re
-import socket
 import traceback
 import uuid
 
@@ -35,6 +32,10 @@ from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import
     ACTION_EVACUATE, ACTION_NONE, ACTION_RECONCILE, ACTION_WAIT, MIGRATION_DONE, MIGRATION_FAILED,
     OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED, EvacuationError, NovaApiError, Response, evacuate_request, explain_api_error,
     list_all, parse_lock_reason, snapshot, summarize,
+)
+from ansible_collections.novaha.recovery.plugins.module_utils._run import (
+    DEFAULT_LEASE, DEFAULT_SETTLE, PHASE_EVACUATING, PHASE_INTERRUPTED, PHASE_VERIFYING, HostRun, RunError,
+    controller_identity, judge_holder, parse_marker,
 )
 
 COMPUTE = 'nova-compute'
@@ -319,104 +320,27 @@ def check_preconditions(services, host, max_down_percent, target_hosts=None):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The run marker (in the compute service's disabled reason)
-
-MARKER_PREFIX = 'novaha.recovery run '
-_MARKER_RE = re.compile(
-    r'^novaha\.recovery run (?P<run_id>[0-9A-Za-z_-]+) (?P<state>evacuating|interrupted) since (?P<since>\S+)'
-    r' by (?P<controller>\S+) pid (?P<pid>\d+); was: (?P<was>enabled|disabled)(?: \((?P<reason>.*)\))?$',
-    re.DOTALL)
-MARKER_RUNNING = 'evacuating'
-MARKER_INTERRUPTED = 'interrupted'
-REASON_MAX = 255
+# Who holds the host (the run marker lives in _run)
 
 
-class Marker(object):
-    """What the disabled reason says about a run: id, state, since, controller, pid, the service before it."""
-
-    def __init__(self, run_id, state, since, controller, pid, was_status, was_reason):
-        self.run_id = run_id
-        self.state = state
-        self.since = since
-        self.controller = controller
-        self.pid = int(pid)
-        self.was_status = was_status
-        self.was_reason = was_reason
-
-    def text(self):
-        head = '%s%s %s since %s by %s pid %d; was: %s' % (
-            MARKER_PREFIX, self.run_id, self.state, iso(self.since), self.controller, self.pid, self.was_status)
-        if self.was_status == 'disabled' and self.was_reason:
-            room = REASON_MAX - len(head) - 3
-            head += ' (%s)' % self.was_reason[:max(0, room)]
-        return head
-
-    def to_dict(self):
-        return dict(run_id=self.run_id, state=self.state, since=iso(self.since), controller=self.controller,
-                    pid=self.pid, was=dict(status=self.was_status, disabled_reason=self.was_reason))
-
-    def restore_body(self):
-        """The PUT /os-services/{id} body that puts the service back as it was before the first run."""
-        if self.was_status == 'enabled':
-            return {'status': 'enabled'}
-        body = {'status': 'disabled'}
-        if self.was_reason:
-            body['disabled_reason'] = self.was_reason
-        return body
-
-
-def parse_marker(reason):
-    match = _MARKER_RE.match(reason or '')
-    if not match:
-        return None
-    return Marker(match.group('run_id'), match.group('state'), utc(match.group('since')), match.group('controller'),
-                  match.group('pid'), match.group('was'), match.group('reason'))
-
-
-def new_marker(service, run_id, since, controller, pid, previous=None):
-    """Our marker for ``service``; after a takeover it keeps the first run's start and the service before it."""
-    if previous is not None:
-        return Marker(run_id, MARKER_RUNNING, min(previous.since, since) if previous.since else since, controller,
-                      pid, previous.was_status, previous.was_reason)
-    was = 'disabled' if service.get('status') == 'disabled' else 'enabled'
-    return Marker(run_id, MARKER_RUNNING, since, controller, pid, was,
-                  service.get('disabled_reason') if was == 'disabled' else None)
-
-
-def pid_running(pid):
-    """Whether process ``pid`` of this machine still runs (a zombie left by a killed parent does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    try:
-        with open('/proc/%d/stat' % pid) as stat:
-            return stat.read().rsplit(')', 1)[-1].split()[0] not in ('Z', 'X')
-    except (IOError, OSError, IndexError):
-        return True
-
-
-def judge_marker(marker, takeover, controller, pid_alive=pid_running):
-    """(Check, previous marker to carry over or None) for the marker found on the source service.
-
-    A run marked ``evacuating`` is presumed alive unless it ran on this controller and its process is gone
-    (then it was killed: resumed with a warning), or ``takeover`` is set. An ``interrupted`` run (timed out
-    or failed) is resumed.
-    """
-    if marker is None:
-        return Check('no_other_run', True, 'no other novaha.recovery run is in progress on this host'), None
-    first = 'run %s (since %s, on %s pid %d)' % (marker.run_id, iso(marker.since), marker.controller, marker.pid)
-    if marker.state == MARKER_INTERRUPTED:
-        return Check('no_other_run', True, 'resuming the interrupted %s' % first), marker
-    if takeover:
-        return Check('no_other_run', True, 'taking over %s (takeover=true)' % first), marker
-    if marker.controller == controller and not pid_alive(marker.pid):
-        return Check('no_other_run', True, 'resuming %s: its process is gone (killed); taking it over' % first), marker
-    return Check('no_other_run', False,
-                 'another novaha.recovery run is evacuating this host: %s. Wait for it to end; if it is dead '
-                 '(its controller crashed), re-run with takeover=true' % first), None
+def holder_check(holder, wait_for_run=0):
+    """The ``no_other_run`` guard for what ``_run.judge_holder`` found on the source service."""
+    if holder.kind == 'free':
+        return Check('no_other_run', True, 'no other novaha.recovery run holds this host')
+    if holder.kind == 'ours':
+        return Check('no_other_run', True, 'this run holds the host: %s' % holder.describe())
+    if holder.kind == 'ended':
+        return Check('no_other_run', True, 'resuming the recovery of the ended %s' % holder.describe())
+    if holder.kind == 'stale':
+        return Check('no_other_run', True, 'taking over %s: its heartbeat is older than its lease, so its '
+                                           'controller is gone' % holder.describe())
+    if holder.kind == 'overridden':
+        return Check('no_other_run', True, 'taking over %s (takeover=true)' % holder.describe())
+    if wait_for_run > 0:
+        return Check('no_other_run', True, 'a live %s holds the host; this run waits up to %ss for it to end'
+                     % (holder.describe(), wait_for_run))
+    return Check('no_other_run', False, 'another novaha.recovery run holds this host: %s. Wait for it to end; '
+                 'once its heartbeat is older than its lease the same command takes over' % holder.describe())
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -746,10 +670,6 @@ class CountingNova(object):
 # The host evacuation
 
 
-def this_controller():
-    return (socket.gethostname() or 'localhost').split('.')[0][:60] or 'localhost'
-
-
 class HostPlan(object):
     """Everything decided before acting: checks, marker, selection, per-server plans, capacity."""
 
@@ -757,7 +677,7 @@ class HostPlan(object):
         self.host = host
         self.checks = []
         self.source_service = None
-        self.previous_marker = None
+        self.holder = None          # _run.Holder: who held the host when it was read
         self.selected = []          # views
         self.skipped = []
         self.evacuations = []       # engine ServerEvacuation objects, in order
@@ -789,18 +709,21 @@ class HostEvacuation(object):
     """Plans and runs the evacuation of one failed host. ``engine``: an _evacuation.Engine whose ``nova``
     is the adapter used here too; ``placement`` / ``image``: adapters or None."""
 
-    def __init__(self, engine, placement=None, image=None, controller=None, pid=None, pid_alive=pid_running,
-                 run_id=None):
+    def __init__(self, engine, placement=None, image=None, controller=None, run_id=None, joined=False,
+                 lease=DEFAULT_LEASE, settle=DEFAULT_SETTLE):
         self.engine = engine
         self.nova = engine.nova
         self.clock = engine.clock
         self.placement = placement
         self.image = image
-        self.controller = controller or this_controller()
-        self.pid = pid if pid is not None else os.getpid()
-        self.pid_alive = pid_alive
+        self.controller = controller or controller_identity()
         self.run_id = run_id or uuid.uuid4().hex[:10]
-        self.marker = None
+        # joined: the run was claimed before this module (the role's os_recovery_run) and stays held after it;
+        # otherwise this evacuation is a run of its own, claimed in execute() and given back when finished.
+        self.joined = joined
+        self.lease = lease
+        self.settle = settle
+        self.run = None
 
     @property
     def mv(self):
@@ -859,7 +782,7 @@ class HostEvacuation(object):
 
     def prepare(self, host, include=None, exclude=None, query=None, priority_key=DEFAULT_PRIORITY_KEY,
                 max_down_percent=50, target_hosts=None, takeover=False, reset_state=False, lock=True,
-                on_shared_storage=None, require_capacity=False, listing=None):
+                on_shared_storage=None, require_capacity=False, listing=None, wait_for_run=0):
         """Read everything, decide everything, change nothing. Raises HostEvacuationError for a bad query.
 
         ``listing`` (from ``list_host``) saves reading the services, the servers and the migrations again."""
@@ -869,11 +792,11 @@ class HostEvacuation(object):
         plan.checks, source = check_preconditions(services, host, max_down_percent, target_hosts)
         plan.source_service = source
         if source is not None:
-            check, previous = judge_marker(parse_marker(source.get('disabled_reason')), takeover, self.controller,
-                                           self.pid_alive)
+            now = (listing.date if listing is not None else None) or self.nova.last_date
+            plan.holder = judge_holder(parse_marker(source.get('disabled_reason')), self.run_id, now, takeover)
+            check = holder_check(plan.holder, wait_for_run)
             plan.checks.append(check)
-            plan.previous_marker = previous
-            if previous is not None:
+            if plan.holder.kind in ('stale', 'overridden'):
                 plan.warnings.append(check.detail)
 
         if source is None:
@@ -883,7 +806,7 @@ class HostEvacuation(object):
         else:
             bodies, migrations = servers_on(self.engine, host), self.engine.evacuation_migrations(source_host=host)
         on_host = set(b['id'] for b in bodies)
-        finish = self._earlier_work(migrations, plan.previous_marker)
+        finish = self._earlier_work(migrations, plan.holder.marker if plan.holder is not None else None)
         for sid in sorted(finish - on_host):
             body = self.server(sid)
             if body is not None:
@@ -966,9 +889,11 @@ class HostEvacuation(object):
         evac.warnings.extend(warnings)
 
     def _earlier_work(self, migrations, previous):
-        """Servers whose evacuation from this host is ours to finish: in flight, or started by the earlier run."""
+        """Servers whose evacuation from this host is ours to finish: in flight, or started by an earlier run of
+        this recovery (since the first run's start, kept in the marker)."""
         ids = set()
-        since = previous.since - datetime.timedelta(seconds=60) if previous is not None and previous.since else None
+        since = previous.started_at - datetime.timedelta(seconds=60) if previous is not None and previous.started_at \
+            else None
         for mig in migrations:
             if mig.get('status') not in MIGRATION_DONE | MIGRATION_FAILED:
                 ids.add(mig.get('instance_uuid'))
@@ -1040,40 +965,30 @@ class HostEvacuation(object):
                     evac.warnings.append('could not remove the metadata %s novaha.recovery set on %s: %s (request id %s)'
                                          % (NOTE_KEY, evac.id, err.details, err.request_id))
 
-    # -- the marker --------------------------------------------------------------------------------------
+    # -- the hold on the host ----------------------------------------------------------------------------
 
-    def _put_service(self, service, body, doing):
-        try:
-            self.nova.request('PUT', '/os-services/%s' % service['id'], self.mv.services, body)
-        except NovaApiError as err:
-            raise explain_api_error(err, doing)
-
-    def take_marker(self, plan):
-        """Write our marker into the source service's disabled reason; re-read to be sure it is ours."""
-        source = plan.source_service
-        since = self.nova.last_date or datetime.datetime.now(datetime.timezone.utc)
-        self.marker = new_marker(source, self.run_id, since, self.controller, self.pid, plan.previous_marker)
-        self._put_service(source, {'status': 'disabled', 'disabled_reason': self.marker.text()},
-                          'marking the nova-compute service of %s with run %s' % (plan.host, self.run_id))
-        now = [s for s in self.services() if s.get('binary') == COMPUTE and s.get('host') == plan.host]
-        found = parse_marker(now[0].get('disabled_reason')) if now else None
-        if found is None or found.run_id != self.run_id:
-            raise HostEvacuationError('another run marked host %s at the same time (%s); this run stops without '
-                                      'evacuating anything' % (plan.host, now[0].get('disabled_reason') if now else
-                                                               'service gone'))
-
-    def release_marker(self, plan, finished):
-        """Finished: the service goes back to how it was before the first run. Otherwise: marked interrupted."""
-        if self.marker is None:
+    def begin(self, plan):
+        """Hold the host for the evacuation: a joined run must already hold it (its phase moves on to
+        evacuating); an evacuation of its own claims it."""
+        self.run = HostRun(self.nova, plan.host, self.run_id, self.clock, controller=self.controller,
+                           lease=self.lease, settle=self.settle, microversion=self.mv.services)
+        if self.joined:
+            self.run.advance(PHASE_EVACUATING)
             return
-        if finished:
-            body = self.marker.restore_body()
-            doing = 'restoring the nova-compute service of %s after run %s' % (plan.host, self.run_id)
+        self.run.claim(takeover=plan.holder is not None and plan.holder.kind == 'overridden')
+        self.run.advance(PHASE_EVACUATING)
+
+    def end(self, finished):
+        """A joined run stays held for its verification; an evacuation of its own gives the host back as it
+        was when finished, and is marked interrupted otherwise (the next run resumes it)."""
+        if self.run is None or self.run.marker is None:
+            return
+        if self.joined:
+            self.run.advance(PHASE_VERIFYING)
+        elif finished:
+            self.run.release()
         else:
-            self.marker.state = MARKER_INTERRUPTED
-            body = {'status': 'disabled', 'disabled_reason': self.marker.text()}
-            doing = 'marking run %s on %s interrupted' % (self.run_id, plan.host)
-        self._put_service(plan.source_service, body, doing)
+            self.run.advance(PHASE_INTERRUPTED)
 
     # -- running -----------------------------------------------------------------------------------------
 
@@ -1089,19 +1004,30 @@ class HostEvacuation(object):
 
         if on_progress is not None:
             on_progress(dict(summarize(plan.evacuations, 0.0), selected=len(plan.evacuations)))
-        self.take_marker(plan)
+        self.begin(plan)
+
+        def keep_holding(counts):
+            # The heartbeat of the lease, and proof every quarter lease that no other run took the host.
+            self.run.renew_if_due()
+            progress(counts)
+
         finished = False
+        lost = False
         try:
             for evac in plan.evacuations:
                 if needs_note(evac, self.mv.evacuate_stops_server):
                     self._note(evac, evac.expected_status)
             self.engine.run(plan.evacuations, wait=wait, timeout=timeout, poll_interval=poll_interval,
-                            retries=retries, max_parallel=max_parallel, on_progress=progress)
+                            retries=retries, max_parallel=max_parallel, on_progress=keep_holding)
             finished = wait and not any(e.outcome in (OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED)
                                         for e in plan.evacuations)
+        except RunError as exc:
+            lost = exc.kind == 'lost'
+            raise
         finally:
             self.drop_notes(plan)
-            self.release_marker(plan, finished)
+            if not lost:
+                self.end(finished)
         summary = summarize_run(plan, self.clock.now() - start)
         summary['max_in_flight'] = peak['in_flight']
         return summary

@@ -30,11 +30,17 @@ description:
     evacuated at the same time as each other, so Nova's group checks see each placement before the next.
   - Watching costs one server listing and one migrations listing per poll for the whole host
     (C(changes-since)), whatever the number of servers (RV(summary.watch_requests_per_poll)).
-  - "Run marker. While it runs, the disabled reason of the host's C(nova-compute) service reads
-    C(novaha.recovery run RUN_ID evacuating since TIME by CONTROLLER pid PID; was: ...). A second run for
-    the same host refuses, naming the first run. When the run finishes, the service gets back the status
-    and disabled reason it had before. A run that times out or fails leaves the marker as C(interrupted)
-    so that the next run resumes it."
+  - "Run marker. While a run holds the host, the disabled reason of its C(nova-compute) service reads
+    C(novaha.recovery run RUN_ID PHASE ctl CONTROLLER start TIME beat TIME lease SECONDS; was: ...): the run,
+    its phase, a heartbeat the running module renews every quarter of the lease, and the service as it was
+    before the first run (an operator's disabled reason is kept there). A second run refuses a host whose
+    holder's heartbeat is fresh, naming that run; a holder whose heartbeat is older than its lease (its
+    controller died, also in another container or AWX pod) is taken over automatically with a warning.
+    Without O(run_id) the module claims the host itself and, when every server is finished, gives the
+    service back the status and disabled reason it had before; a run that times out or fails is marked
+    C(interrupted) so that the next run resumes it. With O(run_id) the host must already be held by that
+    run (the M(novaha.recovery.os_recovery_run) module claims it in the C(host_recovery) role), and stays
+    held, in phase C(verifying), when the module ends."
   - Resume. Run again after a timeout, a failure or a killed controller, the module skips servers already
     recovered, waits for evacuations in flight, finishes those the earlier run moved (power state, its
     lock) and issues only what is left, so every server ends with exactly one evacuation migration.
@@ -152,11 +158,28 @@ options:
     elements: str
   takeover:
     description:
-      - Take over a run that the marker says is still evacuating this host, for example after its
-        controller died. A run marked from this same controller whose process is gone is taken over
-        without this option.
+      - Take over a run whose heartbeat still looks fresh. A run whose heartbeat is older than its lease is
+        taken over without this option; use it only when you know the holder is gone before its lease ends.
     type: bool
     default: false
+  run_id:
+    description:
+      - The recovery run that holds the host (claimed with M(novaha.recovery.os_recovery_run)). The module
+        then checks before evacuating that the marker is this run's, renews its heartbeat while it waits, and
+        stops at once if another run took the host.
+      - Default is a run of its own, claimed before the first evacuation and given back when finished.
+    type: str
+  lease:
+    description:
+      - Seconds a run's heartbeat stays valid when the module claims the host itself (without O(run_id)).
+    type: int
+    default: 300
+  wait_for_run:
+    description:
+      - In check mode, the guard C(no_other_run) passes for a host a live run holds when the caller waits
+        up to this many seconds for that run (the C(host_recovery) role does, in its claim step).
+    type: int
+    default: 0
   timeout:
     description:
       - Seconds the whole run may take. Servers still in flight then are reported V(in_progress), servers
@@ -317,11 +340,10 @@ EXAMPLES = r"""
   delegate_to: localhost
   register: node28_plan
 
-- name: Resume a run whose controller died elsewhere
+- name: Resume a run whose controller died (taken over once its heartbeat is older than its lease)
   novaha.recovery.os_host_evacuate:
     cloud: novaha-admin
     host: node-28
-    takeover: true
   delegate_to: localhost
 """
 
@@ -412,6 +434,15 @@ plan:
   returned: when the host's servers were listed
   type: list
   elements: dict
+holder:
+  description:
+    - Who held the host when it was read - C(kind) (V(free), V(ours), V(ended), V(stale), V(overridden),
+      V(live)), C(heartbeat_age) (seconds, on the API's clock), C(marker) (run_id, phase, controller,
+      started_at, heartbeat_at, lease, C(was) - the service before the first run) and C(detail) in words.
+  returned: when the host has a nova-compute service
+  type: dict
+  sample: {kind: stale, heartbeat_age: 412.0, detail: "run 3f9a1c0b2e (controller awx-job-41@1a2b3c4d, phase
+           evacuating, started 2025-11-22T00:20:01Z, last heartbeat 412s ago, lease 300s)"}
 preconditions:
   description: Every guard with its name, V(ok) and detail.
   returned: always
@@ -454,6 +485,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation i
     CountingNova, HostEvacuation, HostEvacuationError, MissingLibraryError, SdkService, list_host, read_host,
     summarize_run,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._run import RunError, valid_run_id
 
 SELECT_SPEC = dict(
     metadata=dict(type='dict'),
@@ -490,6 +522,9 @@ class HostEvacuate(NovahaModule):
         progress_interval=dict(type='int', default=10),
         progress_file=dict(type='path'),
         snapshot=dict(type='bool', default=False),
+        run_id=dict(type='str'),
+        lease=dict(type='int', default=300),
+        wait_for_run=dict(type='int', default=0),
     )
     module_kwargs = dict(supports_check_mode=True)
 
@@ -504,8 +539,14 @@ class HostEvacuate(NovahaModule):
 
         nova = CountingNova(SdkNova(self.conn))
         engine = Engine(nova, microversion=p['microversion'])
+        if p['run_id'] is not None and not valid_run_id(p['run_id']):
+            self.fail('run_id %r is not valid: 1 to 32 letters, digits, "-" or "_"; nothing was changed'
+                      % p['run_id'])
+        if p['lease'] < 10 or p['wait_for_run'] < 0:
+            self.fail('lease must be 10 seconds or more and wait_for_run 0 or more; nothing was changed')
         evacuation = HostEvacuation(engine, placement=SdkService(self.conn.placement),
-                                    image=SdkService(self.conn.image))
+                                    image=SdkService(self.conn.image), run_id=p['run_id'],
+                                    joined=p['run_id'] is not None, lease=p['lease'])
         self.results['run_id'] = evacuation.run_id
         try:
             self.results['microversions'] = engine.mv.to_dict()
@@ -516,7 +557,7 @@ class HostEvacuate(NovahaModule):
                 host, include=p['include'], exclude=p['exclude'], query=p['query'], priority_key=p['priority_key'],
                 max_down_percent=p['max_down_percent'], target_hosts=p['target_hosts'], takeover=p['takeover'],
                 reset_state=p['reset_state'], lock=p['lock'], on_shared_storage=p['on_shared_storage'],
-                require_capacity=p['require_capacity'], listing=listing)
+                require_capacity=p['require_capacity'], listing=listing, wait_for_run=p['wait_for_run'])
         except MissingLibraryError as exc:
             self.fail(missing_required_lib(exc.library, reason=exc.reason), exception=exc.import_traceback)
         except HostEvacuationError as exc:
@@ -525,7 +566,8 @@ class HostEvacuate(NovahaModule):
             self.fail(exc.msg, **dict((k, v) for k, v in exc.details().items() if v is not None))
 
         self.results.update(preconditions=[c.to_dict() for c in plan.checks], skipped=plan.skipped,
-                            plan=plan.plan_list(), capacity=plan.capacity)
+                            plan=plan.plan_list(), capacity=plan.capacity,
+                            holder=plan.holder.to_dict() if plan.holder is not None else None)
         self.report(plan, summarize_run(plan))
         for warning in plan.warnings:
             self.warn(warning)
@@ -549,9 +591,10 @@ class HostEvacuate(NovahaModule):
         try:
             summary = evacuation.execute(plan, timeout=p['timeout'], poll_interval=p['poll_interval'],
                                          retries=p['retries'], max_parallel=p['max_parallel'], on_progress=progress)
-        except (HostEvacuationError, EvacuationError) as exc:
+        except (HostEvacuationError, EvacuationError, RunError) as exc:
             self.report(plan, summarize_run(plan), nova)
-            self.fail('host %s (run %s): %s' % (host, evacuation.run_id, exc.msg))
+            self.fail('host %s (run %s): %s' % (host, evacuation.run_id, exc.msg),
+                      **(exc.details() if isinstance(exc, RunError) else {}))
         self.report(plan, summary, nova)
         records = self.results['servers']
         self.warn_records(records)

@@ -3,6 +3,7 @@ engine's fake Nova (tests/unit/plugins/module_utils/test_evacuation.py), extende
 run makes (all services, servers of a host, server groups, aggregates, hypervisors, service updates).
 """
 
+import datetime
 import re
 import sys
 from urllib.parse import parse_qsl, urlsplit
@@ -11,6 +12,7 @@ import pytest
 
 from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
 from ansible_collections.novaha.recovery.plugins.module_utils import _host_evacuation as he
+from ansible_collections.novaha.recovery.plugins.module_utils import _run as run
 
 from test_evacuation import DST, OTHER, SRC, FakeClock, FakeNova
 
@@ -92,60 +94,18 @@ def test_target_hosts_must_be_usable_computes():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# the run marker
+# who holds the host (the marker itself is tested in test_run.py)
 
 
-def test_marker_round_trip_and_restore():
-    since = he.utc('2025-11-21T12:00:00Z')
-    marker = he.new_marker(svc('n1', status='disabled', reason='fenced by novaha.recovery'), 'abc123', since,
-                           'ctl', 4242)
-    text = marker.text()
-    assert text == ('novaha.recovery run abc123 evacuating since 2025-11-21T12:00:00Z by ctl pid 4242; '
-                    'was: disabled (fenced by novaha.recovery)')
-    back = he.parse_marker(text)
-    assert (back.run_id, back.state, back.since, back.controller, back.pid) == ('abc123', 'evacuating', since, 'ctl',
-                                                                                4242)
-    assert back.restore_body() == {'status': 'disabled', 'disabled_reason': 'fenced by novaha.recovery'}
-    enabled = he.new_marker(svc('n1'), 'abc123', since, 'ctl', 1)
-    assert he.parse_marker(enabled.text()).restore_body() == {'status': 'enabled'}
-    assert he.parse_marker('hardware failure, ticket OPS-1') is None
-
-
-def test_marker_fits_in_a_disabled_reason():
-    marker = he.new_marker(svc('n1', status='disabled', reason='x' * 300), 'abc123', he.utc('2025-11-21T12:00:00Z'),
-                           'c' * 60, 99999)
-    assert len(marker.text()) <= 255 and he.parse_marker(marker.text()).was_reason.startswith('xxx')
-
-
-def test_takeover_keeps_the_first_runs_start_and_service():
-    first = he.new_marker(svc('n1', status='disabled', reason='ops'), 'run1', he.utc('2025-11-21T12:00:00Z'),
-                          'ctl', 1)
-    second = he.new_marker(svc('n1', status='disabled', reason=first.text()), 'run2',
-                           he.utc('2025-11-21T12:05:00Z'), 'ctl', 2, previous=first)
-    assert (second.run_id, second.since, second.was_reason) == ('run2', first.since, 'ops')
-
-
-def test_a_live_run_refuses_a_second_one_naming_it():
-    marker = he.parse_marker('novaha.recovery run run1 evacuating since 2025-11-21T12:00:00Z by awx-1 pid 7; was: enabled')
-    check, previous = he.judge_marker(marker, False, 'awx-2', lambda pid: True)
-    assert not check.ok and previous is None
-    assert 'run run1 (since 2025-11-21T12:00:00Z, on awx-1 pid 7)' in check.detail and 'takeover=true' in check.detail
-    check, previous = he.judge_marker(marker, True, 'awx-2', lambda pid: True)
-    assert check.ok and previous is marker
-
-
-def test_a_killed_run_on_this_controller_is_resumed():
-    marker = he.parse_marker('novaha.recovery run run1 evacuating since 2025-11-21T12:00:00Z by ctl pid 7; was: enabled')
-    check, previous = he.judge_marker(marker, False, 'ctl', lambda pid: False)
-    assert check.ok and previous is marker and 'killed' in check.detail
-    check, previous = he.judge_marker(marker, False, 'ctl', lambda pid: True)
-    assert not check.ok
-
-
-def test_an_interrupted_run_is_resumed():
-    marker = he.parse_marker('novaha.recovery run run1 interrupted since 2025-11-21T12:00:00Z by x pid 7; was: enabled')
-    check, previous = he.judge_marker(marker, False, 'ctl', lambda pid: True)
-    assert check.ok and previous is marker and 'interrupted' in check.detail
+def test_holder_check_refuses_only_a_live_run_nobody_waits_for():
+    now = he.utc('2025-11-21T12:00:00Z')
+    live = run.RunMarker('first1', 'evacuating', 'awx-1@aa', now, now, 300)
+    held = run.judge_holder(live, 'second', now)
+    check = he.holder_check(held)
+    assert not check.ok and 'run first1 (controller awx-1@aa, phase evacuating' in check.detail
+    assert he.holder_check(held, wait_for_run=60).ok
+    stale = run.judge_holder(live, 'second', now + datetime.timedelta(seconds=301))
+    assert stale.kind == 'stale' and he.holder_check(stale).ok and 'controller is gone' in he.holder_check(stale).detail
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -294,15 +254,18 @@ class HostNova(FakeNova):
                     disabled_reason=s.get('disabled_reason'), updated_at='2025-11-21T11:59:00.000000')
 
     def _route(self, method, path, query, mv, body, rid):
-        if method == 'GET' and path == '/os-services' and 'host' not in query:
-            return {'services': [self._svc(h) for h in sorted(self.services)] + [
+        if method == 'GET' and path == '/os-services':
+            found = [self._svc(h) for h in sorted(self.services)] + [
                 dict(id='svc-sched', binary='nova-scheduler', host='ctl', state='up', status='enabled',
-                     forced_down=False, disabled_reason=None)]}
+                     forced_down=False, disabled_reason=None)]
+            return {'services': [s for s in found if all(s.get(k) == v for k, v in query.items())]}
         m = re.match(r'^/os-services/svc-(.+)$', path)
         if method == 'PUT' and m:
             s = self.services[m.group(1)]
-            s['status'] = body['status']
-            s['disabled_reason'] = body.get('disabled_reason') if body['status'] == 'disabled' else None
+            s['status'] = body.get('status', s.get('status', 'enabled'))
+            s['disabled_reason'] = body.get('disabled_reason') if s['status'] == 'disabled' else None
+            if 'forced_down' in body:
+                s['forced_down'] = body['forced_down']
             self.reasons.append(s['disabled_reason'])
             return {'service': self._svc(m.group(1))}
         if method == 'GET' and path == '/servers/detail' and 'host' in query:
@@ -364,13 +327,12 @@ def nova(clock):
     return HostNova(clock)
 
 
-def host_run(nova, clock, run=True, pid=100, controller='ctl', pid_alive=lambda pid: True, run_id=None,
-             progress=None, microversion=None, **opts):
+def host_run(nova, clock, run=True, controller='ctl@00', run_id=None, progress=None, microversion=None, **opts):
     run_opts = dict((k, opts.pop(k)) for k in ('timeout', 'poll_interval', 'retries', 'max_parallel') if k in opts)
     run_opts.setdefault('poll_interval', 2)
     counting = he.CountingNova(nova)
     engine = ev.Engine(counting, clock, microversion=microversion)
-    evacuation = he.HostEvacuation(engine, controller=controller, pid=pid, pid_alive=pid_alive, run_id=run_id)
+    evacuation = he.HostEvacuation(engine, controller=controller, run_id=run_id)
     plan = evacuation.prepare(SRC, **opts)
     summary = None
     if run and not plan.failed_checks:
@@ -391,8 +353,9 @@ def test_a_host_run_recovers_every_server_within_max_parallel(nova, clock):
     assert seen[0]['pending'] == 10 and seen[-1]['recovered'] == 10 and seen[-1]['selected'] == 10
     # Watching: two listings per poll, whatever the number of servers.
     assert counting.watch_requests == 2 * counting.polls
-    # The marker was there while it ran, and the service is back as it was.
-    assert nova.reasons[0].startswith('novaha.recovery run %s evacuating since ' % plan.run_id)
+    # The marker was there while it ran (claimed, then evacuating), and the service is back as it was.
+    assert nova.reasons[0].startswith('novaha.recovery run %s claimed ctl ctl@00 start ' % plan.run_id)
+    assert nova.reasons[1].startswith('novaha.recovery run %s evacuating ctl ctl@00 start ' % plan.run_id)
     assert nova.services[SRC]['status'] == 'enabled' and nova.services[SRC]['disabled_reason'] is None
 
 
@@ -453,7 +416,7 @@ def test_snapshot_and_plan_read_the_host_once(nova, clock):
         engine = ev.Engine(counting, clock)
         listing = he.list_host(engine, SRC) if shared else None
         snap = he.read_host(engine, SRC, listing=listing)
-        plan = he.HostEvacuation(engine, controller='ctl', pid=100, run_id='r-1').prepare(SRC, listing=listing)
+        plan = he.HostEvacuation(engine, controller='ctl@00', run_id='r-1').prepare(SRC, listing=listing)
         return snap, plan, counting.requests
 
     twice = preflight(shared=False)
@@ -468,8 +431,9 @@ def test_snapshot_and_plan_read_the_host_once(nova, clock):
 def test_a_second_run_is_refused_while_the_first_runs(nova, clock):
     nova.add_server('web-1')
     nova.services[SRC]['status'] = 'disabled'
-    nova.services[SRC]['disabled_reason'] = ('novaha.recovery run first1 evacuating since 2025-11-21T11:00:00Z by '
-                                             'awx-1 pid 7; was: enabled')
+    # Its heartbeat is 60 s old, its lease 300 s: alive.
+    nova.services[SRC]['disabled_reason'] = ('novaha.recovery run first1 evacuating ctl awx-1@aa start 20251121T114500Z '
+                                             'beat 20251121T115900Z lease 300; was: enabled')
     plan, summary, _counting = host_run(nova, clock)
     assert summary is None
     (failed,) = plan.failed_checks
@@ -480,7 +444,9 @@ def test_a_second_run_is_refused_while_the_first_runs(nova, clock):
 def test_resume_after_a_killed_run_issues_only_what_is_left(nova, clock):
     ids = [nova.add_server('web-%d' % i) for i in range(4)]
     # The killed run: web-0 recovered, web-1 evacuated but left stopped at 2.95 with our lock, web-2 in flight.
-    first_marker = he.new_marker(nova._svc(SRC), 'first1', he.utc('2025-11-21T11:59:00Z'), 'ctl', 7)
+    # Its controller died ten minutes ago: the heartbeat is older than the lease.
+    first_marker = run.claim_marker(nova._svc(SRC), 'first1', 'awx-7@bb', he.utc('2025-11-21T11:49:00Z'), 300)
+    first_marker.phase = 'evacuating'
     nova.services[SRC].update(status='disabled', disabled_reason=first_marker.text())
     mig0 = nova.add_migration(ids[0], 'done')
     nova._set(ids[0], host=DST)
@@ -492,10 +458,10 @@ def test_resume_after_a_killed_run_issues_only_what_is_left(nova, clock):
     nova.at(3, lambda: (nova._mig_set(mig2, 'done'), nova._set(ids[2], host=DST, task_state=None)))
     assert mig0['status'] == 'done'
 
-    plan, summary, _counting = host_run(nova, clock, pid=8, pid_alive=lambda pid: False, max_parallel=2)
+    plan, summary, _counting = host_run(nova, clock, max_parallel=2)
     actions = dict((e.id, e.action) for e in plan.evacuations)
     assert actions == {ids[0]: 'none', ids[1]: 'reconcile', ids[2]: 'wait', ids[3]: 'evacuate'}
-    assert any('killed' in w for w in plan.warnings)
+    assert plan.holder.kind == 'stale' and any('controller is gone' in w for w in plan.warnings)
     assert summary['failed'] == 0 and summary['recovered'] == 3 and summary['nothing_to_do'] == 1
     assert [nova.evacuate_count(sid) for sid in ids] == [0, 0, 0, 1]
     for sid in ids:
@@ -509,8 +475,8 @@ def test_timeout_leaves_servers_in_progress_and_the_marker_interrupted(nova, clo
         nova.plans[sid] = [dict(outcome='stuck')]
     plan, summary, _counting = host_run(nova, clock, max_parallel=2, timeout=10)
     assert summary['in_progress'] == 2 and summary['pending'] == 1 and summary['failed'] == 0
-    marker = he.parse_marker(nova.services[SRC]['disabled_reason'])
-    assert marker.run_id == plan.run_id and marker.state == 'interrupted'
+    marker = run.parse_marker(nova.services[SRC]['disabled_reason'])
+    assert marker.run_id == plan.run_id and marker.phase == 'interrupted'
     # The next run resumes: waits for the two in flight, issues the third.
     for sid in ids:
         nova.plans[sid] = []
@@ -575,11 +541,11 @@ def test_a_noted_server_left_stopped_by_a_killed_run_is_started(nova, clock):
     # The killed run evacuated a user-locked ACTIVE server at 2.95; Nova left it SHUTOFF and nobody started it.
     sid = nova.add_server('web-1', locked=True, locked_reason='mine')
     nova.servers[sid]['metadata'] = {he.NOTE_KEY: 'ACTIVE'}
-    first = he.new_marker(nova._svc(SRC), 'first1', he.utc('2025-11-21T11:59:00Z'), 'ctl', 7)
+    first = run.claim_marker(nova._svc(SRC), 'first1', 'ctl@00', he.utc('2025-11-21T11:49:00Z'), 300)
     nova.services[SRC].update(status='disabled', disabled_reason=first.text())
     nova.add_migration(sid, 'done')
     nova._set(sid, host=DST, vm_state='stopped', power=4)
-    plan, summary, _counting = host_run(nova, clock, pid_alive=lambda pid: False)
+    plan, summary, _counting = host_run(nova, clock)
     assert plan.evacuations[0].action == 'reconcile' and plan.evacuations[0].power_actions == ['start']
     assert summary['recovered'] == 1 and nova.status(sid) == (DST, 'ACTIVE') and nova.evacuate_count(sid) == 0
     assert he.NOTE_KEY not in nova.servers[sid]['metadata'] and nova.servers[sid]['locked'] is True

@@ -1,0 +1,422 @@
+# PRIVATE module_utils of novaha.recovery: not a public API, may change in any release without notice.
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, novaha.recovery contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The run of a host recovery: its marker in the nova-compute service's disabled reason, and who holds the host.
+
+No Ansible imports. Nova is reached through the engine's adapter (``request(method, path, microversion, body)``
+and ``last_date``, the API's clock), time through a clock with ``now()`` and ``sleep()``.
+
+One recovery run holds one host. The marker is the only record of it that survives a dead controller, so it
+carries everything a later run needs: the run id, the controller, the phase, the start of the first run of
+this recovery, a heartbeat (the lease a live run keeps renewing) and the service as it was before the first
+run (status, forced down, disabled reason: an operator's reason is kept, never lost).
+
+One function per decision:
+
+- what a disabled reason says about a run .................. ``parse_marker`` (``RunMarker.text`` writes it)
+- whether a marker's run still holds the host ............... ``judge_holder``
+- the marker a run writes when it takes the host ............ ``claim_marker``
+- taking, renewing and ending the hold ...................... ``HostRun``
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import re
+import socket
+
+from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import NovaApiError
+
+COMPUTE = 'nova-compute'
+MV_SERVICES = (2, 53)   # os-services addressed by uuid; the engine needs 2.59 anyway
+REASON_MAX = 255        # Nova's column for disabled_reason
+
+MARKER_PREFIX = 'novaha.recovery run '
+# Phases while a run holds the host (its heartbeat counts), and phases of a run that ended (the host is free
+# for the next run, which resumes the recovery).
+PHASE_CLAIMED = 'claimed'
+PHASE_ISOLATED = 'isolated'
+PHASE_EVACUATING = 'evacuating'
+PHASE_VERIFYING = 'verifying'
+PHASE_DONE = 'done'
+PHASE_INTERRUPTED = 'interrupted'
+HELD_PHASES = (PHASE_CLAIMED, PHASE_ISOLATED, PHASE_EVACUATING, PHASE_VERIFYING)
+ENDED_PHASES = (PHASE_DONE, PHASE_INTERRUPTED)
+
+DEFAULT_LEASE = 300
+DEFAULT_SETTLE = 2.0
+
+_STAMP = '%Y%m%dT%H%M%SZ'
+_RUN_ID_RE = re.compile(r'^[0-9A-Za-z_-]{1,32}$')
+_MARKER_RE = re.compile(
+    r'^novaha\.recovery run (?P<run_id>[0-9A-Za-z_-]{1,32}) (?P<phase>[a-z]+) ctl (?P<controller>\S+)'
+    r' start (?P<start>\d{8}T\d{6}Z) beat (?P<beat>\d{8}T\d{6}Z) lease (?P<lease>\d+);'
+    r' was: (?P<was>enabled|disabled)(?P<down>,forced_down)?(?: \((?P<reason>.*)\))?$', re.DOTALL)
+# Markers written by releases before 1.1 (the evacuation module's own, and the role's): read as interrupted
+# runs so that an upgrade in the middle of a recovery resumes it.
+_LEGACY_EVACUATE_RE = re.compile(
+    r'^novaha\.recovery run (?P<run_id>[0-9A-Za-z_-]+) (?:evacuating|interrupted) since (?P<since>\S+)'
+    r' by (?P<controller>\S+) pid \d+; was: (?P<was>enabled|disabled)(?: \((?P<reason>.*)\))?$', re.DOTALL)
+_LEGACY_ROLE_RE = re.compile(r'^novaha\.recovery: host recovery (?P<run_id>\S+) since (?P<since>\S+)')
+
+
+class RunError(Exception):
+    """A failure of the run's hold on a host, phrased for the operator. ``kind``: held (a live run holds the
+    host), lost (another run took it), no_service, api."""
+
+    def __init__(self, msg, kind='api', holder=None, request_id=None, http_status=None):
+        super(RunError, self).__init__(msg)
+        self.msg = msg
+        self.kind = kind
+        self.holder = holder
+        self.request_id = request_id
+        self.http_status = http_status
+
+    def details(self):
+        out = dict(kind=self.kind)
+        if self.holder is not None:
+            out['holder'] = self.holder.to_dict()
+        if self.request_id:
+            out['request_id'] = self.request_id
+        if self.http_status:
+            out['http_status'] = self.http_status
+        return out
+
+
+def stamp(moment):
+    return moment.astimezone(datetime.timezone.utc).strftime(_STAMP)
+
+
+def _parse_stamp(text):
+    return datetime.datetime.strptime(text, _STAMP).replace(tzinfo=datetime.timezone.utc)
+
+
+def _parse_iso(text):
+    try:
+        return datetime.datetime.strptime(text[:19], '%Y-%m-%dT%H:%M:%S').replace(tzinfo=datetime.timezone.utc)
+    except (TypeError, ValueError):
+        return None
+
+
+def iso(moment):
+    return moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ') if moment else None
+
+
+def valid_run_id(run_id):
+    return bool(_RUN_ID_RE.match(run_id or ''))
+
+
+def controller_identity(hostname=None, namespace=None):
+    """Who runs this: the short host name and a fingerprint of the machine and process namespace.
+
+    Two containers (or AWX pods) may share a host name; they never share a pid namespace on one kernel, and two
+    machines never share a boot id, so the fingerprint tells them apart. Informative only: whether a run is
+    alive is judged by its heartbeat, never by its controller."""
+    name = (hostname if hostname is not None else socket.gethostname() or 'localhost').split('.')[0]
+    name = re.sub(r'[^0-9A-Za-z_-]', '-', name)[:24] or 'localhost'
+    if namespace is None:
+        parts = []
+        for path in ('/proc/sys/kernel/random/boot_id', '/proc/self/ns/pid'):
+            try:
+                parts.append(os.readlink(path) if path.endswith('/pid') else open(path).read().strip())
+            except (IOError, OSError):
+                parts.append('')
+        namespace = '|'.join(parts)
+    return '%s@%s' % (name, hashlib.sha256(namespace.encode('utf-8')).hexdigest()[:8])
+
+
+class RunMarker(object):
+    """What the disabled reason says about a run (see the module docstring)."""
+
+    def __init__(self, run_id, phase, controller, started_at, heartbeat_at, lease, was_status='enabled',
+                 was_forced_down=False, was_reason=None, legacy=False):
+        self.run_id = run_id
+        self.phase = phase
+        self.controller = controller
+        self.started_at = started_at
+        self.heartbeat_at = heartbeat_at
+        self.lease = int(lease)
+        self.was_status = was_status
+        self.was_forced_down = bool(was_forced_down)
+        self.was_reason = was_reason if was_status == 'disabled' else None
+        self.legacy = legacy
+
+    @property
+    def held(self):
+        return self.phase in HELD_PHASES
+
+    def text(self):
+        head = '%s%s %s ctl %s start %s beat %s lease %d; was: %s%s' % (
+            MARKER_PREFIX, self.run_id, self.phase, self.controller, stamp(self.started_at),
+            stamp(self.heartbeat_at), self.lease, self.was_status, ',forced_down' if self.was_forced_down else '')
+        if self.was_reason:
+            room = REASON_MAX - len(head) - 3
+            reason = self.was_reason if len(self.was_reason) <= room else self.was_reason[:max(0, room - 3)] + '...'
+            head += ' (%s)' % reason
+        return head
+
+    def to_dict(self):
+        return dict(run_id=self.run_id, phase=self.phase, controller=self.controller,
+                    started_at=iso(self.started_at), heartbeat_at=iso(self.heartbeat_at), lease=self.lease,
+                    was=dict(status=self.was_status, forced_down=self.was_forced_down,
+                             disabled_reason=self.was_reason), legacy=self.legacy)
+
+    def restore_body(self):
+        """The PUT /os-services/{id} body that puts the service back as it was before the first run."""
+        body = dict(status=self.was_status, forced_down=self.was_forced_down)
+        if self.was_status == 'disabled' and self.was_reason:
+            body['disabled_reason'] = self.was_reason
+        return body
+
+
+def parse_marker(reason):
+    """The RunMarker a disabled reason holds, or None for any other reason (an operator's, or none)."""
+    text = reason or ''
+    match = _MARKER_RE.match(text)
+    if match:
+        return RunMarker(match.group('run_id'), match.group('phase'), match.group('controller'),
+                         _parse_stamp(match.group('start')), _parse_stamp(match.group('beat')),
+                         int(match.group('lease')), match.group('was'), bool(match.group('down')),
+                         match.group('reason'))
+    match = _LEGACY_EVACUATE_RE.match(text)
+    if match:
+        since = _parse_iso(match.group('since'))
+        legacy_role = _LEGACY_ROLE_RE.match(match.group('reason') or '')
+        was, reason = match.group('was'), match.group('reason')
+        if legacy_role:  # the role's marker was there before the evacuation: the state before is unknown
+            was, reason = 'enabled', None
+        return RunMarker(match.group('run_id'), PHASE_INTERRUPTED, match.group('controller'), since, since, 0, was,
+                         False, reason, legacy=True)
+    match = _LEGACY_ROLE_RE.match(text)
+    if match:
+        since = _parse_iso(match.group('since'))
+        return RunMarker(match.group('run_id'), PHASE_INTERRUPTED, 'unknown', since, since, 0, legacy=True)
+    return None
+
+
+class Holder(object):
+    """The judgement of a marker found on the service. ``kind``:
+
+    - ``free``: no run marker; the host may be taken.
+    - ``ours``: this run's own marker.
+    - ``ended``: a run that ended (done or interrupted); taken and its recovery resumed.
+    - ``stale``: a run whose heartbeat is older than its lease (its controller died); taken over, with a warning.
+    - ``overridden``: a live-looking run the operator told us to take over (``takeover``).
+    - ``live``: a run that holds the host now; never a second evacuator beside it.
+    """
+
+    def __init__(self, kind, marker=None, age=None):
+        self.kind = kind
+        self.marker = marker
+        self.age = age
+
+    @property
+    def may_take(self):
+        return self.kind != 'live'
+
+    def describe(self):
+        m = self.marker
+        if m is None:
+            return 'no novaha.recovery run holds this host'
+        beat = 'last heartbeat %ss ago' % int(self.age) if self.age is not None else 'no heartbeat'
+        return ('run %s (controller %s, phase %s, started %s, %s, lease %ss)'
+                % (m.run_id, m.controller, m.phase, iso(m.started_at), beat, m.lease))
+
+    def to_dict(self):
+        out = dict(kind=self.kind, heartbeat_age=round(self.age, 1) if self.age is not None else None)
+        out['marker'] = self.marker.to_dict() if self.marker is not None else None
+        out['detail'] = self.describe()
+        return out
+
+
+def judge_holder(marker, run_id, now, takeover=False):
+    """Who holds the host, judged on the API's clock ``now`` (aware datetime)."""
+    if marker is None:
+        return Holder('free')
+    age = (now - marker.heartbeat_at).total_seconds() if now and marker.heartbeat_at else None
+    if marker.run_id == run_id:
+        return Holder('ours', marker, age)
+    if not marker.held:
+        return Holder('ended', marker, age)
+    if age is None or age > marker.lease:
+        return Holder('stale', marker, age)
+    if takeover:
+        return Holder('overridden', marker, age)
+    return Holder('live', marker, age)
+
+
+def claim_marker(service, run_id, controller, now, lease, previous=None):
+    """The marker a run writes when it takes the host. It keeps, from a marker it takes over, the start of the
+    first run and the service as it was before it, so that the recovery resumes and the operator's reason
+    survives; otherwise it records the service as it is now."""
+    if previous is not None:
+        start = min(previous.started_at, now) if previous.started_at else now
+        return RunMarker(run_id, PHASE_CLAIMED, controller, start, now, lease, previous.was_status,
+                         previous.was_forced_down, previous.was_reason)
+    disabled = service.get('status') == 'disabled'
+    return RunMarker(run_id, PHASE_CLAIMED, controller, now, now, lease, 'disabled' if disabled else 'enabled',
+                     bool(service.get('forced_down')), service.get('disabled_reason') if disabled else None)
+
+
+def held_message(host, holder, waited=None):
+    """Why a run refuses a host a live run holds, and what to do."""
+    waited_text = ' after waiting %ds' % waited if waited else ''
+    return ('host %s is held by a live novaha.recovery run%s: %s. This run changed nothing and starts no second '
+            'evacuator. Watch it with: openstack compute service list --service nova-compute --host %s --long '
+            '(the disabled reason shows its phase and heartbeat); when its controller is gone the same command '
+            'takes over once the heartbeat is older than the lease; takeover=true overrides a live-looking run'
+            % (host, waited_text, holder.describe(), host))
+
+
+class HostRun(object):
+    """One run's hold on one host: claim it, move its phase on (renewing the heartbeat), end it.
+
+    Every write is preceded by a read that checks the marker is still ours, and a claim is written, left to
+    settle and read back: two runs that claim at the same moment cannot both go on."""
+
+    def __init__(self, nova, host, run_id, clock, controller=None, lease=DEFAULT_LEASE, settle=DEFAULT_SETTLE,
+                 microversion=MV_SERVICES):
+        if not valid_run_id(run_id):
+            raise RunError('run_id %r is not valid: 1 to 32 letters, digits, "-" or "_"' % (run_id,),
+                           kind='configuration')
+        self.nova = nova
+        self.host = host
+        self.run_id = run_id
+        self.clock = clock
+        self.controller = controller or controller_identity()
+        self.lease = int(lease)
+        self.settle = float(settle)
+        self.mv = microversion
+        self.marker = None
+        self.service = None
+        self.took_over = None
+        self.last_beat = None
+
+    # -- reading -----------------------------------------------------------------------------------------------
+
+    def _request(self, method, path, body, doing):
+        try:
+            return self.nova.request(method, path, self.mv, body)
+        except NovaApiError as err:
+            status, details, request_id = err.status_code, err.details, err.request_id
+            facts = ', '.join(x for x in ('HTTP %s' % status if status else '',
+                                          'request id %s' % request_id if request_id else '') if x)
+            raise RunError('%s failed: %s%s' % (doing, details, ' (%s)' % facts if facts else ''), kind='api',
+                           request_id=request_id, http_status=status)
+
+    def now(self):
+        """The API's clock (the Date of its last answer), else the local one."""
+        date = getattr(self.nova, 'last_date', None)
+        if date is not None:
+            return date
+        return datetime.datetime.fromtimestamp(self.clock.now(), datetime.timezone.utc)
+
+    def read(self):
+        """(service, marker found, Holder) as Nova has them now."""
+        resp = self._request('GET', '/os-services?binary=%s&host=%s' % (COMPUTE, self.host), None,
+                             'reading the nova-compute service of %s' % self.host)
+        found = [s for s in (resp.body or {}).get('services') or []
+                 if s.get('binary') == COMPUTE and s.get('host') == self.host]
+        if not found:
+            raise RunError('host %s has no nova-compute service: check the host name (openstack compute service '
+                           'list --service nova-compute)' % self.host, kind='no_service')
+        service = found[0]
+        marker = parse_marker(service.get('disabled_reason'))
+        self.service = service
+        return service, marker, judge_holder(marker, self.run_id, self.now())
+
+    # -- writing -----------------------------------------------------------------------------------------------
+
+    def _put(self, body, doing):
+        resp = self._request('PUT', '/os-services/%s' % self.service['id'], body, doing)
+        updated = (resp.body or {}).get('service') if resp is not None else None
+        if isinstance(updated, dict):
+            self.service = dict(self.service, **updated)
+        return self.service
+
+    def _write(self, marker, doing, forced_down=None):
+        body = {'status': 'disabled', 'disabled_reason': marker.text()}
+        if forced_down is not None:
+            body['forced_down'] = forced_down
+        self._put(body, doing)
+        self.marker = marker
+        self.last_beat = self.clock.now()
+
+    def claim(self, takeover=False, wait_timeout=0, wait_interval=10, on_wait=None):
+        """Take the host for this run. A live run is waited for (up to ``wait_timeout`` s) and then refused;
+        a stale or ended run is taken over, keeping its start and the service before it. Returns the Holder
+        found. Raises RunError(kind='held') or RunError(kind='lost')."""
+        started = self.clock.now()
+        while True:
+            read_at = self.clock.now()  # the answer may be as old as the request
+            service, found, holder = self.read()
+            if holder.kind == 'live' and not takeover:
+                waited = self.clock.now() - started
+                if waited >= wait_timeout:
+                    raise RunError(held_message(self.host, holder, waited), kind='held', holder=holder)
+                if on_wait is not None:
+                    on_wait(holder, waited)
+                self.clock.sleep(min(wait_interval, max(1, wait_timeout - waited)))
+                continue
+            if holder.kind == 'live':
+                holder = Holder('overridden', holder.marker, holder.age)
+            previous = found if holder.kind != 'free' else None
+            if holder.kind == 'ours':
+                marker = found
+                marker.heartbeat_at = self.now()
+                marker.lease = self.lease
+            else:
+                marker = claim_marker(service, self.run_id, self.controller, self.now(), self.lease, previous)
+            # A claim is only sound when it was written right after the read it decided on: a slow write could
+            # land after another run's claim settled. Too slow: read again.
+            if self.clock.now() - read_at > self.settle / 2:
+                continue
+            self._write(marker, 'marking the nova-compute service of %s with run %s' % (self.host, self.run_id))
+            self.clock.sleep(self.settle)
+            _service, now_found, now_holder = self.read()
+            if now_holder.kind != 'ours':
+                raise RunError('another novaha.recovery run claimed host %s at the same moment: %s. This run stops '
+                               'here; the other one goes on' % (self.host, now_holder.describe()), kind='lost',
+                               holder=now_holder)
+            self.marker = now_found
+            if holder.kind in ('ended', 'stale', 'overridden'):
+                self.took_over = holder
+            return holder
+
+    def hold(self):
+        """The marker, read now, must be ours; returns it. Raises RunError(kind='lost') otherwise."""
+        service, found, holder = self.read()
+        if holder.kind != 'ours':
+            raise RunError('run %s no longer holds host %s: %s. This run stops without changing anything more'
+                           % (self.run_id, self.host, holder.describe() if found else 'the service carries no run '
+                              'marker (disabled reason: %r)' % service.get('disabled_reason')),
+                           kind='lost', holder=holder)
+        self.marker = found
+        return found
+
+    def advance(self, phase, forced_down=None):
+        """Move to ``phase`` with a fresh heartbeat (and set forced down when asked), once sure the host is ours."""
+        marker = self.hold()
+        marker.phase = phase
+        marker.heartbeat_at = self.now()
+        self._write(marker, 'moving run %s on %s to phase %s' % (self.run_id, self.host, phase), forced_down)
+        return marker
+
+    def renew_if_due(self):
+        """Renew the heartbeat when a quarter of the lease has passed since the last one (cheap to call often)."""
+        if self.last_beat is None or self.clock.now() - self.last_beat >= self.lease / 4.0:
+            self.advance(self.marker.phase if self.marker is not None else PHASE_EVACUATING)
+            return True
+        return False
+
+    def release(self):
+        """Put the service back as it was before the first run of this recovery (only with our marker on it)."""
+        marker = self.hold()
+        self._put(marker.restore_body(), 'restoring the nova-compute service of %s as it was before run %s'
+                  % (self.host, self.run_id))
+        self.marker = None
+        return marker

@@ -1,0 +1,74 @@
+"""Test fakes for the run of a host recovery (_run): the nova-compute services of Nova, on a fake clock.
+
+A helper module, not a test file: test files import it (``from run_fakes import ...``)."""
+
+import datetime
+import re
+from urllib.parse import parse_qsl, urlsplit
+
+from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
+
+EPOCH = datetime.datetime(2025, 11, 21, 12, 0, 0, tzinfo=datetime.timezone.utc).timestamp()
+
+
+class Clock(object):
+    def __init__(self, t=EPOCH):
+        self.t = t
+        self.sleeps = []
+        self.on_sleep = []   # callables run (and dropped) at the next sleep: another process acting meanwhile
+
+    def now(self):
+        return self.t
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.t += seconds
+        actions, self.on_sleep = self.on_sleep, []
+        for action in actions:
+            action()
+
+
+class ServiceNova(object):
+    """GET /os-services (binary and host filters) and PUT /os-services/{id}, as Nova 2.53+ answers them.
+    ``requests`` records (method, path, body); ``fail_next`` makes the next request answer an HTTP error."""
+
+    def __init__(self, clock, hosts=('node-28', 'node-27')):
+        self.clock = clock
+        self.services = dict((h, dict(id='svc-%s' % h, binary='nova-compute', host=h, zone='nova', state='down',
+                                      status='enabled', forced_down=False, disabled_reason=None,
+                                      updated_at='2025-11-21T11:50:00.000000')) for h in hosts)
+        self.requests = []
+        self.fail_next = None
+        self.last_date = None
+
+    def request(self, method, path, microversion, body=None):
+        self.requests.append((method, path, body))
+        self.last_date = datetime.datetime.fromtimestamp(int(self.clock.t), datetime.timezone.utc)
+        if self.fail_next:
+            status, self.fail_next = self.fail_next, None
+            raise ev.NovaApiError(status, 'Service Unavailable', request_id='req-fail', method=method, path=path)
+        parts = urlsplit(path)
+        query = dict(parse_qsl(parts.query))
+        if method == 'GET' and parts.path == '/os-services':
+            found = [dict(s) for s in self.services.values() if all(s.get(k) == v for k, v in query.items())]
+            return ev.Response(200, {'services': found}, request_id='req-get', date=self.last_date)
+        match = re.match(r'^/os-services/svc-(.+)$', parts.path)
+        if method == 'PUT' and match:
+            self.write(match.group(1), body)
+            return ev.Response(200, {'service': dict(self.services[match.group(1)])}, request_id='req-put',
+                               date=self.last_date)
+        raise AssertionError('unexpected request %s %s' % (method, path))
+
+    def write(self, host, body):
+        """What Nova does with a PUT body (also used by tests to play another run writing)."""
+        service = self.services[host]
+        if 'status' in body:
+            if body['status'] == 'enabled' and body.get('disabled_reason'):
+                raise ev.NovaApiError(400, 'Specifying a disabled_reason with status enabled is invalid.')
+            service['status'] = body['status']
+            service['disabled_reason'] = body.get('disabled_reason') if body['status'] == 'disabled' else None
+        if 'forced_down' in body:
+            service['forced_down'] = body['forced_down']
+
+    def writes(self):
+        return [body for method, _path, body in self.requests if method == 'PUT']
