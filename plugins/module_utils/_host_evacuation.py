@@ -684,6 +684,7 @@ class HostPlan(object):
         self.capacity = None
         self.warnings = []
         self.run_id = None
+        self.wait_for_run = 0
 
     @property
     def failed_checks(self):
@@ -788,6 +789,7 @@ class HostEvacuation(object):
         ``listing`` (from ``list_host``) saves reading the services, the servers and the migrations again."""
         plan = HostPlan(host)
         plan.run_id = self.run_id
+        plan.wait_for_run = wait_for_run
         services = listing.services if listing is not None else self.services()
         plan.checks, source = check_preconditions(services, host, max_down_percent, target_hosts)
         plan.source_service = source
@@ -975,7 +977,8 @@ class HostEvacuation(object):
         if self.joined:
             self.run.advance(PHASE_EVACUATING)
             return
-        self.run.claim(takeover=plan.holder is not None and plan.holder.kind == 'overridden')
+        self.run.claim(takeover=plan.holder is not None and plan.holder.kind == 'overridden',
+                       wait_timeout=plan.wait_for_run)
         self.run.advance(PHASE_EVACUATING)
 
     def end(self, finished):

@@ -413,6 +413,20 @@ class HostRun(object):
             return True
         return False
 
+    def restore(self, override=False, check_mode=False):
+        """Return a repaired host to service as ``plan_restore`` decides. Returns (RestorePlan, service before,
+        service after or None). Raises RunError(kind='refused') when it must not."""
+        service, _found, holder = self.read()
+        plan = plan_restore(service, holder, override)
+        if plan.refusal:
+            raise RunError('refusing to return %s to service, nothing changed: %s' % (self.host, plan.refusal),
+                           kind='refused', holder=holder)
+        before = dict(service)
+        if plan.body is None or check_mode:
+            return plan, before, None
+        return plan, before, dict(self._put(plan.body, 'returning the nova-compute service of %s to service'
+                                            % self.host))
+
     def release(self):
         """Put the service back as it was before the first run of this recovery (only with our marker on it)."""
         marker = self.hold()
@@ -420,3 +434,51 @@ class HostRun(object):
                   % (self.host, self.run_id))
         self.marker = None
         return marker
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Returning a repaired host to service
+
+
+class RestorePlan(object):
+    """What restoring a repaired host does: ``body`` (the PUT, None for nothing to do), ``msg`` in words, and
+    ``refusal`` (why it must not, or None)."""
+
+    def __init__(self, body=None, msg='', refusal=None, keeps_disabled_reason=None):
+        self.body = body
+        self.msg = msg
+        self.refusal = refusal
+        self.keeps_disabled_reason = keeps_disabled_reason
+
+
+def plan_restore(service, holder, override=False):
+    """The way back to service for a repaired host, decided from its service and the marker's holder.
+
+    A recovery's marker gives the service back what it had before the first run (an operator's disabled
+    reason stays: the host stays disabled for it), never forced down. A live run is never cut short. A host
+    disabled by someone else (no marker) is left alone unless ``override``."""
+    host = service.get('host')
+    marker = holder.marker
+    if holder.kind == 'live':
+        return RestorePlan(refusal='a novaha.recovery run still holds %s: %s; wait for it to end' % (
+            host, holder.describe()))
+    if marker is not None:
+        body = dict(status=marker.was_status, forced_down=False)
+        if marker.was_status == 'disabled':
+            body['disabled_reason'] = marker.was_reason or 'disabled before novaha.recovery run %s' % marker.run_id
+            return RestorePlan(body, 'forced down cleared; left disabled with the reason it had before the recovery: '
+                                     '%s' % body['disabled_reason'], keeps_disabled_reason=body['disabled_reason'])
+        return RestorePlan(body, 'forced down cleared and enabled (the recovery marker of run %s is removed)'
+                           % marker.run_id)
+    if service.get('status') == 'disabled' and not override:
+        return RestorePlan(refusal='%s is disabled, but not by novaha.recovery (disabled reason: %r); it is left '
+                                   'as it is. Enable it yourself, or run again with override=true (restore-host.yml: '
+                                   '-e restore_override=true) to enable it anyway' % (host, service.get('disabled_reason')))
+    if service.get('status') == 'enabled' and not service.get('forced_down'):
+        return RestorePlan(None, '%s is enabled and not forced down; nothing to do' % host)
+    words = []
+    if service.get('forced_down'):
+        words.append('forced down cleared')
+    if service.get('status') == 'disabled':
+        words.append('enabled (override: it was disabled for %r)' % service.get('disabled_reason'))
+    return RestorePlan(dict(status='enabled', forced_down=False), ', '.join(words))

@@ -230,6 +230,13 @@ fenced:
   returned: always
   type: bool
   sample: true
+would_power_off:
+  description:
+    - In check mode, whether the task would power the host off (O(fence=true) and the BMC reads power On), so
+      that a playbook's dry run goes on to show the rest of its plan.
+  returned: always
+  type: bool
+  sample: false
 msg:
   description: The verdict in one sentence, or why the task failed.
   returned: always
@@ -377,7 +384,7 @@ class FenceCheck(NovahaModule):
         if p['power_timeout'] < 0 or (p['bmc'] and p['bmc']['timeout'] <= 0):
             self.fail('power_timeout must be 0 or more and bmc.timeout more than 0')
 
-        self.results.update(fenced=False, plan=[])
+        self.results.update(fenced=False, plan=[], would_power_off=False)
         with self.api('looking up the nova-compute service of host %s' % host):
             microversion = service_microversion(self.conn)
             before = find_compute_service(self.conn, host, microversion)
@@ -391,7 +398,7 @@ class FenceCheck(NovahaModule):
         if outcome['power_changed'] or outcome['would_power_off']:
             plan.append('power off %s (%s)' % (host, evidence['bmc']))
         self.results.update(fenced=outcome['fenced'], evidence=evidence,
-                            changed=outcome['power_changed'])
+                            changed=outcome['power_changed'], would_power_off=bool(outcome['would_power_off']))
 
         if outcome.get('bmc_error'):
             self.warn('%s; relying on the operator attestation' % outcome['bmc_error'])

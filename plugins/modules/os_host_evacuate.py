@@ -176,8 +176,9 @@ options:
     default: 300
   wait_for_run:
     description:
-      - In check mode, the guard C(no_other_run) passes for a host a live run holds when the caller waits
-        up to this many seconds for that run (the C(host_recovery) role does, in its claim step).
+      - Seconds to wait for a live run that holds the host to end (or for its heartbeat to go stale) before
+        refusing. The guard C(no_other_run) then passes for a live holder; the wait happens when the module
+        claims the host (without O(run_id)), or in the caller's claim (the C(host_recovery) role's).
     type: int
     default: 0
   timeout:
@@ -596,6 +597,9 @@ class HostEvacuate(NovahaModule):
             self.fail('host %s (run %s): %s' % (host, evacuation.run_id, exc.msg),
                       **(exc.details() if isinstance(exc, RunError) else {}))
         self.report(plan, summary, nova)
+        took_over = evacuation.run.took_over if evacuation.run is not None else None
+        if took_over is not None and took_over.kind == 'stale' and plan.holder.kind != 'stale':
+            self.warn('taking over %s: its heartbeat went stale while this run waited' % took_over.describe())
         records = self.results['servers']
         self.warn_records(records)
 

@@ -289,8 +289,8 @@ def test_05_ha_servers_first_max_parallel_concurrent_run_refused_live_progress(c
     # A second run for the same host while the first one runs: refused, naming the first.
     second, output = evacuate(cloud)
     assert second.get("failed"), output
-    assert f"another novaha.recovery run is evacuating this host: run {first['run']}" in second["msg"]
-    assert "takeover=true" in second["msg"]
+    assert f"another novaha.recovery run holds this host: run {first['run']} (controller " in second["msg"]
+    assert "phase evacuating" in second["msg"] and "the same command takes over" in second["msg"]
     result = run.result()
     assert not result.get("failed"), run.output()
     assert result["changed"] is True and result["run_id"] == first["run"]
@@ -346,18 +346,25 @@ def test_06_jmespath_selection(cloud, scenario):
 def test_07_killed_mid_run_then_run_again(cloud, scenario):
     # At 2.95 Nova leaves each server stopped and the run starts it: the kill can fall between the two, the
     # hardest case to resume (the default, 2.94, has no step after Nova's).
+    # A short lease, so that the run's heartbeat goes stale soon after the kill.
     args = dict(cloud=cloud.admin_cloud, host=HOST, poll_interval=2, max_parallel=1, progress_interval=5,
-                microversion="2.95")
+                microversion="2.95", lease=20)
     run = Background(cloud, args, "killed")
     killed_run = run.wait_for("one recovered and one in flight",
                               lambda p: int(p["recovered"]) >= 1 and int(p["in_flight"]) >= 1)
     run.kill()
     marker = compute_service(cloud)["disabled_reason"]
-    assert marker.startswith(f"novaha.recovery run {killed_run['run']} evacuating since ")
+    assert marker.startswith(f"novaha.recovery run {killed_run['run']} evacuating ctl ")
+    assert marker.endswith(" lease 20; was: enabled")
 
-    result, output = evacuate(cloud, max_parallel=3, microversion="2.95")
+    # The same command, from a controller that knows nothing of the killed one: it waits for the heartbeat
+    # to go stale and takes over.
+    started = time.monotonic()
+    result, output = evacuate(cloud, max_parallel=3, microversion="2.95", wait_for_run=90)
     assert not result.get("failed"), output
-    assert any(f"resuming run {killed_run['run']}" in w and "killed" in w for w in result["warnings"])
+    assert time.monotonic() - started >= 10, "taken over before the killed run's heartbeat went stale"
+    assert any(f"taking over run {killed_run['run']}" in w and ("stale" in w or "controller is gone" in w)
+               for w in result["warnings"]), result["warnings"]
     now = servers(cloud)
     (paused,) = ids(scenario, "paused")
     for sid, kind in scenario["kinds"].items():

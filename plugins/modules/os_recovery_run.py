@@ -1,0 +1,282 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, novaha.recovery contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+DOCUMENTATION = r"""
+module: os_recovery_run
+short_description: Claim a failed compute host for one recovery run, move the run through its phases, end it
+version_added: 1.1.0
+description:
+  - One recovery run holds one host. Its record is the disabled reason of the host's C(nova-compute) service
+    (the run marker) - C(novaha.recovery run RUN_ID PHASE ctl CONTROLLER start TIME beat TIME lease SECONDS;
+    was: STATUS[,forced_down] (REASON)) - which survives a dead controller, a new AWX pod, anything.
+  - O(state=claimed) takes the host. A host held by a live run (its heartbeat younger than its lease) is
+    waited for up to O(wait_for_run) seconds and then refused, naming that run, its controller, phase and
+    last heartbeat; nothing is changed. A run whose heartbeat is older than its lease (its controller died)
+    and a run that ended are taken over, keeping the start of the first run and the service as it was before
+    it. The claim disables the service with the marker, waits O(settle) seconds and reads it back: of two runs
+    claiming at the same moment exactly one goes on, the other fails without changing anything more.
+  - O(state=isolated) forces the service down (after the host is proven fenced); O(state=verifying),
+    O(state=done) and O(state=interrupted) move the run to that phase. Each renews the heartbeat and first
+    checks that the marker is still this run's; a run whose host was taken stops there.
+  - O(state=released) gives the service back what it had before the first run (status, forced down, disabled
+    reason), for a run that stopped before any evacuation.
+  - O(state=restored) returns a repaired host to service (the restore playbook checks the power and the
+    heartbeat first) - forced down cleared, and the status and disabled reason it had before the recovery, so
+    a host an operator had disabled stays disabled for the operator's reason. A host disabled by someone else
+    (no run marker) is refused unless O(override=true); a live run is never cut short. O(run_id) is not needed.
+author:
+  - novaha.recovery maintainers (@novaha)
+options:
+  host:
+    description:
+      - The host name of the C(nova-compute) service, exactly as C(openstack compute service list) shows it.
+    type: str
+    required: true
+  run_id:
+    description:
+      - The id of this recovery run, made once per host recovery and given to every module of the run
+        (1 to 32 letters, digits, C(-) or C(_)). Required unless O(state=restored).
+    type: str
+  state:
+    description:
+      - What to do with the run; see the description.
+    type: str
+    required: true
+    choices: [claimed, isolated, verifying, done, interrupted, released, restored]
+  lease:
+    description:
+      - Seconds the heartbeat of this run stays valid. Another run takes the host over once the heartbeat is
+        older. Every module of the run renews it; M(novaha.recovery.os_host_evacuate) every quarter lease.
+    type: int
+    default: 300
+  wait_for_run:
+    description:
+      - With O(state=claimed), seconds to wait for a live run that holds the host to end before refusing.
+    type: int
+    default: 0
+  settle:
+    description:
+      - With O(state=claimed), seconds between writing the claim and reading it back.
+    type: float
+    default: 2.0
+  takeover:
+    description:
+      - With O(state=claimed), take over a run whose heartbeat still looks fresh. Only for a holder you know is
+        gone; a stale one is taken over without this.
+    type: bool
+    default: false
+  override:
+    description:
+      - With O(state=restored), enable a host disabled by someone else (without a run marker).
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reads the service, judges who holds the host and returns what would be done; writes nothing.
+  diff_mode:
+    support: none
+  idempotent:
+    support: partial
+    details:
+      - Every state but V(claimed) and V(restored) renews the heartbeat, so it reports a change each time.
+notes:
+  - Needs an account with the admin role (by default policy) and compute API microversion 2.53 or later.
+  - The operator's disabled reason is kept inside the marker, cut to fit Nova's 255 characters (C(...) marks a
+    cut); the role's snapshot.json keeps it whole.
+seealso:
+  - module: novaha.recovery.os_host_evacuate
+  - module: novaha.recovery.os_fence_check
+extends_documentation_fragment:
+  - novaha.recovery.attributes
+  - novaha.recovery.openstack
+"""
+
+EXAMPLES = r"""
+- name: Claim node-28 for this recovery, waiting up to 6 minutes for a live run
+  novaha.recovery.os_recovery_run:
+    cloud: novaha-admin
+    host: node-28
+    run_id: "{{ recovery_run_id }}"
+    state: claimed
+    wait_for_run: 360
+  delegate_to: localhost
+
+- name: Isolate node-28 once it is proven fenced
+  novaha.recovery.os_recovery_run:
+    cloud: novaha-admin
+    host: node-28
+    run_id: "{{ recovery_run_id }}"
+    state: isolated
+  delegate_to: localhost
+
+- name: Return the repaired node-28 to service
+  novaha.recovery.os_recovery_run:
+    cloud: novaha-admin
+    host: node-28
+    state: restored
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+msg:
+  description: What was done, or why not, in one sentence.
+  returned: always
+  type: str
+  sample: "run 3f9a1c0b2e holds node-28 (phase claimed); took over the stale run 00aa11bb22"
+run:
+  description:
+    - The marker of this run after the task - run_id, phase, controller, started_at, heartbeat_at, lease and
+      C(was) (status, forced_down, disabled_reason before the first run); null after V(released) and V(restored).
+  returned: always
+  type: dict
+holder:
+  description:
+    - Who held the host when it was read - C(kind) (V(free), V(ours), V(ended), V(stale), V(overridden),
+      V(live)), C(heartbeat_age), C(marker), C(detail). For a claim refused, the live run.
+  returned: when the service was read
+  type: dict
+took_over:
+  description: The run this claim took over (a C(holder) entry), or null.
+  returned: with O(state=claimed)
+  type: dict
+service:
+  description: The nova-compute service before and after the task (C(before), C(after)).
+  returned: when the service was read
+  type: dict
+keeps_disabled_reason:
+  description: With O(state=restored), the disabled reason from before the recovery that the host keeps (it stays
+    disabled for it), or null.
+  returned: with O(state=restored)
+  type: str
+kind:
+  description:
+    - Why the task failed, as a flag for playbooks - V(held) (a live run holds the host), V(lost) (another run
+      took it), V(refused) (restore refused), V(no_service), V(api), V(configuration).
+  returned: on failure
+  type: str
+"""
+
+from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
+from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import SdkNova, SystemClock
+from ansible_collections.novaha.recovery.plugins.module_utils._run import (
+    PHASE_DONE, PHASE_INTERRUPTED, PHASE_ISOLATED, PHASE_VERIFYING, HostRun, RunError, plan_restore, valid_run_id,
+)
+
+PHASES = dict(isolated=PHASE_ISOLATED, verifying=PHASE_VERIFYING, done=PHASE_DONE, interrupted=PHASE_INTERRUPTED)
+SERVICE_KEYS = ('id', 'host', 'state', 'status', 'forced_down', 'disabled_reason', 'updated_at')
+
+
+def brief(service):
+    return dict((k, service.get(k)) for k in SERVICE_KEYS) if service else None
+
+
+class RecoveryRun(NovahaModule):
+    argument_spec = dict(
+        host=dict(type='str', required=True),
+        run_id=dict(type='str'),
+        state=dict(type='str', required=True, choices=['claimed', 'isolated', 'verifying', 'done', 'interrupted',
+                                                       'released', 'restored']),
+        lease=dict(type='int', default=300),
+        wait_for_run=dict(type='int', default=0),
+        settle=dict(type='float', default=2.0),
+        takeover=dict(type='bool', default=False),
+        override=dict(type='bool', default=False),
+    )
+    module_kwargs = dict(supports_check_mode=True)
+
+    def run(self):
+        p = self.params
+        if p['state'] != 'restored' and not valid_run_id(p['run_id']):
+            self.fail('run_id %r is not valid: state=%s needs the id of this run (1 to 32 letters, digits, "-" or '
+                      '"_"); nothing was changed' % (p['run_id'], p['state']), kind='configuration')
+        if p['lease'] < 10 or p['wait_for_run'] < 0 or p['settle'] < 0:
+            self.fail('lease must be 10 seconds or more, wait_for_run and settle 0 or more; nothing was changed',
+                      kind='configuration')
+        self.results.update(run=None)
+        host_run = HostRun(SdkNova(self.conn), p['host'], p['run_id'] or 'restore', SystemClock(),
+                           lease=p['lease'], settle=p['settle'])
+        try:
+            getattr(self, 'do_' + ('phase' if p['state'] in PHASES else p['state']))(host_run)
+        except RunError as exc:
+            self.fail(exc.msg, **exc.details())
+
+    def _done(self, host_run, before, msg, changed=True):
+        after = host_run.service
+        self.results['service'] = dict(before=brief(before), after=brief(after))
+        if host_run.marker is not None:
+            self.results['run'] = host_run.marker.to_dict()
+        self.exit(changed=changed, msg=msg)
+
+    def do_claimed(self, host_run):
+        p = self.params
+        service, _found, holder = host_run.read()
+        self.results['holder'] = holder.to_dict()
+        self.results['took_over'] = None
+        if self.check_mode:
+            if holder.kind == 'live' and not p['takeover']:
+                verb = 'would wait up to %ss for' % p['wait_for_run'] if p['wait_for_run'] else 'would refuse: held by'
+                self.exit(changed=False, msg='check mode: %s %s' % (verb, holder.describe()))
+            self.exit(changed=holder.kind != 'ours', msg='check mode: would claim %s for run %s (%s)'
+                      % (p['host'], p['run_id'], holder.describe()))
+        holder = host_run.claim(takeover=p['takeover'], wait_timeout=p['wait_for_run'])
+        self.results['holder'] = holder.to_dict()
+        msg = 'run %s holds %s (phase claimed)' % (p['run_id'], p['host'])
+        if host_run.took_over is not None:
+            self.results['took_over'] = host_run.took_over.to_dict()
+            msg += '; took over the %s %s' % (host_run.took_over.kind, host_run.took_over.describe())
+            if host_run.took_over.kind in ('stale', 'overridden'):
+                self.warn('%s: took over %s' % (p['host'], host_run.took_over.describe()))
+        self._done(host_run, service, msg)
+
+    def do_phase(self, host_run):
+        p = self.params
+        phase = PHASES[p['state']]
+        if self.check_mode:
+            # A dry run claimed nothing: say what would be done from what the host shows now.
+            service, _found, holder = host_run.read()
+            self.results.update(holder=holder.to_dict(), service=dict(before=brief(service), after=None))
+            self.exit(changed=True, msg='check mode: run %s would move to phase %s on %s (%s)'
+                      % (p['run_id'], phase, p['host'], holder.describe()))
+        before = dict(host_run.service or {})
+        host_run.advance(phase, forced_down=True if phase == PHASE_ISOLATED else None)
+        words = 'forced down, disabled, phase %s' % phase if phase == PHASE_ISOLATED else 'phase %s' % phase
+        self._done(host_run, before or host_run.service, 'run %s on %s: %s' % (p['run_id'], p['host'], words))
+
+    def do_released(self, host_run):
+        p = self.params
+        marker = host_run.hold()
+        before = dict(host_run.service)
+        if self.check_mode:
+            self.exit(changed=True, msg='check mode: would give %s back its service flags from before run %s (%s)'
+                      % (p['host'], p['run_id'], marker.restore_body()))
+        host_run.release()
+        self._done(host_run, before, 'the nova-compute service of %s is back as it was before run %s: %s'
+                   % (p['host'], p['run_id'], marker.restore_body()))
+
+    def do_restored(self, host_run):
+        p = self.params
+        if self.check_mode:
+            service, _found, holder = host_run.read()
+            plan = plan_restore(service, holder, p['override'])
+            if plan.refusal:
+                self.fail('check mode: refusing to return %s to service: %s' % (p['host'], plan.refusal),
+                          kind='refused', holder=holder.to_dict())
+            self.exit(changed=plan.body is not None, msg='check mode: %s' % plan.msg,
+                      service=dict(before=brief(service), after=None))
+        plan, before, after = host_run.restore(override=p['override'])
+        self.results['service'] = dict(before=brief(before), after=brief(after or before))
+        self.exit(changed=plan.body is not None, msg='%s: %s' % (p['host'], plan.msg),
+                  keeps_disabled_reason=plan.keeps_disabled_reason)
+
+
+def main():
+    RecoveryRun()()
+
+
+if __name__ == '__main__':
+    main()
