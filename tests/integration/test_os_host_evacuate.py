@@ -355,7 +355,7 @@ def test_07_killed_mid_run_then_run_again(cloud, scenario):
     run.kill()
     marker = compute_service(cloud)["disabled_reason"]
     assert marker.startswith(f"novaha.recovery run {killed_run['run']} evacuating ctl ")
-    assert marker.endswith(" lease 20; was: enabled")
+    assert marker.endswith(" lease 20; was: enabled,forced_down")  # the test forced it down before
 
     # The same command, from a controller that knows nothing of the killed one: it waits for the heartbeat
     # to go stale and takes over.
