@@ -116,7 +116,7 @@ def test_recover_end_to_end(clean_cloud, tmp_path):
     assert power_of(cloud, HOST) == "Off"
     svc = service(cloud, HOST)
     assert svc["forced_down"] is True and svc["status"] == "disabled"
-    assert svc["disabled_reason"].startswith(f"novaha.recovery: host recovery {report['run_id']}")
+    assert svc["disabled_reason"].startswith(f"novaha.recovery run {report['run_id']} done ctl ")
 
     # The report says the same.
     assert report["schema_version"] == 1 and report["outcome"] == "recovered", report["reason"]
