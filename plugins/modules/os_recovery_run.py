@@ -230,7 +230,8 @@ class RecoveryRun(NovahaModule):
             self.results['took_over'] = host_run.took_over.to_dict()
             msg += '; took over the %s %s' % (host_run.took_over.kind, host_run.took_over.describe())
             if host_run.took_over.kind in ('stale', 'overridden'):
-                self.warn('%s: took over %s' % (p['host'], host_run.took_over.describe()))
+                self.warn('%s: took over the %s %s' % (p['host'], host_run.took_over.kind,
+                                                       host_run.took_over.describe()))
         self._done(host_run, service, msg)
 
     def do_phase(self, host_run):

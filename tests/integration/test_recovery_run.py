@@ -1,0 +1,260 @@
+"""One recovery, one run holding the host: recover-host.yml and restore-host.yml on the local cloud when the
+controller dies, when two runs start together, when a dead controller's marker is found, and with an
+operator's own disabled reason on the service.
+
+Every assertion reads the outcome back from Nova: where each server is and in which state, how many evacuation
+migrations it has, our locks and metadata, the service's flags and disabled reason; and the report.
+"""
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import DEV_BIN, ROOT
+
+HOST = "node-28"
+OTHERS = {"node-27", "node-31"}
+LOCK_PREFIX = "novaha.recovery:"
+NOTE_KEY = "novaha.recovery:expected_status"
+# Rebuilds that take a few seconds, so that a run is caught with evacuations in flight.
+SLOW = {"novaha_fake:rebuild_delay": "5"}
+
+pytestmark = pytest.mark.slow
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running the playbooks
+
+
+def command(cloud, name, host, reports, **extra):
+    var = "recover_host" if name.startswith("recover") else "restore_host"
+    extra_vars = {"host_recovery_report_root": str(reports), **extra}
+    return [str(DEV_BIN / "ansible-playbook"), "-i", str(cloud.inventory), str(ROOT / "playbooks" / name),
+            "-e", f"{var}={host}", "-e", json.dumps(extra_vars)]
+
+
+def run(cloud, name, host, reports, **extra):
+    proc = subprocess.run(command(cloud, name, host, reports, **extra), env=cloud.env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=900, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def reports_of(reports, host=HOST):
+    """Every report.json written for ``host``, oldest first."""
+    return [json.loads(p.read_text()) for p in sorted(reports.glob(f"{host}-*/report.json"),
+                                                      key=lambda p: p.stat().st_mtime)]
+
+
+def process_tree(root):
+    children = {}
+    for line in subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True,
+                               check=True).stdout.splitlines():
+        pid, ppid = (int(x) for x in line.split())
+        children.setdefault(ppid, []).append(pid)
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def kill(proc, whole_tree):
+    """SIGKILL the controller: the whole tree (its machine or pod died), or only ansible-playbook (its workers
+    and the running module live on in sessions of their own)."""
+    tree = process_tree(proc.pid)
+    assert len(tree) >= 3, tree
+    for pid in tree if whole_tree else [proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(30)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading Nova
+
+
+def get(cloud, path, microversion):
+    response = cloud.connect().compute.get(path, microversion=microversion)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def servers(cloud):
+    return dict((s["id"], s) for s in get(cloud, "/servers/detail?all_tenants=True", "2.96")["servers"])
+
+
+def evacuations(cloud, host=HOST):
+    return get(cloud, f"/os-migrations?migration_type=evacuation&source_compute={host}", "2.59")["migrations"]
+
+
+def service(cloud, host=HOST):
+    (found,) = [s for s in get(cloud, "/os-services?binary=nova-compute", "2.53")["services"] if s["host"] == host]
+    return found
+
+
+def set_service(cloud, body, host=HOST):
+    response = cloud.connect().compute.put(f"/os-services/{service(cloud, host)['id']}", json=body,
+                                           microversion="2.53")
+    assert response.status_code == 200, response.text
+
+
+def stamp(seconds_ago):
+    moment = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds_ago)
+    return moment.strftime("%Y%m%dT%H%M%SZ")
+
+
+def assert_recovered_once(cloud, before):
+    """Every server on a healthy host in the state it had, exactly one evacuation migration each, and nothing
+    of ours left on it (lock, metadata note)."""
+    now = servers(cloud)
+    for sid, status in before.items():
+        server = now[sid]
+        assert server["OS-EXT-SRV-ATTR:host"] in OTHERS and server["status"] == status, (sid, server["status"])
+        assert not server["OS-EXT-STS:task_state"]
+        assert not (server.get("locked_reason") or "").startswith(LOCK_PREFIX), server.get("locked_reason")
+        assert NOTE_KEY not in server["metadata"]
+    per_server = {}
+    for mig in evacuations(cloud):
+        per_server[mig["instance_uuid"]] = per_server.get(mig["instance_uuid"], 0) + 1
+    assert per_server == dict((sid, 1) for sid in before), per_server
+
+
+def boot(cloud, count=4, **opts):
+    booted = cloud.boot(HOST, count=count - 1, metadata=SLOW, **opts)
+    booted += cloud.boot(HOST, count=1, status="SHUTOFF", name="stopped", metadata=SLOW)
+    return dict((s["id"], s["status"]) for s in booted)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The tests
+
+
+@pytest.mark.parametrize("whole_tree", [True, False], ids=["pod-gone", "playbook-killed"])
+def test_controller_killed_while_evacuating_then_the_same_command_completes(clean_cloud, tmp_path, whole_tree):
+    cloud = clean_cloud
+    before = boot(cloud)
+    cloud.fail_host(HOST, power="on")
+    # The same command both times; a short lease so that a dead run's heartbeat goes stale in seconds.
+    extra = dict(host_recovery_lease=20, host_recovery_max_parallel=1, host_recovery_poll_interval=2)
+    cmd = command(cloud, "recover-host.yml", HOST, tmp_path / "reports", **extra)
+    first = subprocess.Popen(cmd, env=cloud.env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        migs = evacuations(cloud)
+        if any(m["status"] in ("done", "completed") for m in migs) and len(migs) >= 2:
+            break
+        assert first.poll() is None, "the first run ended before it was killed"
+        time.sleep(0.5)
+    else:
+        raise AssertionError("no evacuation in flight after 240 s")
+    kill(first, whole_tree)
+    marker = service(cloud)["disabled_reason"]
+    assert marker.startswith("novaha.recovery run ") and " lease 20; was: enabled" in marker, marker
+    killed_run = marker.split()[2]
+
+    proc = subprocess.run(cmd, env=cloud.env(), cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert f"took over the stale run {killed_run}" in output or f"took over the ended run {killed_run}" in output
+
+    assert_recovered_once(cloud, before)
+    report = reports_of(tmp_path / "reports")[-1]
+    assert report["outcome"] == "recovered" and report["run_id"] != killed_run
+    # One report lists every server, those the killed run moved too.
+    assert sorted(s["id"] for s in report["servers"]) == sorted(before)
+    svc = service(cloud)
+    assert svc["forced_down"] is True and svc["status"] == "disabled"
+    assert svc["disabled_reason"].startswith(f"novaha.recovery run {report['run_id']} done ")
+
+
+def test_two_runs_started_together_only_one_evacuates(clean_cloud, tmp_path):
+    cloud = clean_cloud
+    before = boot(cloud)
+    cloud.fail_host(HOST, power="on")
+    extra = dict(host_recovery_wait_for_run=240, host_recovery_poll_interval=2)
+    procs = []
+    for name in ("alert", "operator"):
+        cmd = command(cloud, "recover-host.yml", HOST, tmp_path / name, **extra)
+        procs.append(subprocess.Popen(cmd, env=cloud.env(), cwd=ROOT, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True, start_new_session=True))
+        time.sleep(0.3)
+    outputs = [p.communicate(timeout=900)[0] for p in procs]
+    codes = [p.returncode for p in procs]
+
+    assert_recovered_once(cloud, before)
+    for output in outputs:
+        assert "not proven fenced" not in output and "is not fenced" not in output, output
+    # One run did the work; the other waited for it and found nothing left, or lost the claim and said so.
+    assert 0 in codes, outputs
+    waited = [o for o in outputs if "a live novaha.recovery run holds node-28" in o or "took over the ended run" in o]
+    lost = [o for o in outputs if "claimed host node-28 at the same moment" in o]
+    assert len(waited) + len(lost) >= 1, outputs
+    if lost:
+        (loser,) = [r for name in ("alert", "operator") for r in reports_of(tmp_path / name)
+                    if "at the same moment" in (r["reason"] or "")]
+        assert loser["outcome"] == "aborted" and loser["rollback"]["performed"] is False
+
+
+def test_a_stale_marker_of_a_gone_controller_is_taken_over(clean_cloud, tmp_path):
+    cloud = clean_cloud
+    before = boot(cloud, count=2)
+    cloud.fail_host(HOST, power="on")
+    # A run in an AWX pod that is gone: another host name, a heartbeat ten minutes old.
+    dead = (f"novaha.recovery run deadrun01 evacuating ctl awx-job-gone@0badc0de start {stamp(700)} "
+            f"beat {stamp(600)} lease 300; was: enabled")
+    set_service(cloud, {"status": "disabled", "disabled_reason": dead, "forced_down": True})
+
+    rc, output = run(cloud, "recover-host.yml", HOST, tmp_path / "reports")
+    assert rc == 0, output
+    assert "took over the stale run deadrun01 (controller awx-job-gone@0badc0de" in output
+    assert_recovered_once(cloud, before)
+    report = reports_of(tmp_path / "reports")[-1]
+    assert report["outcome"] == "recovered"
+    # The service as it was before the dead run is carried on.
+    assert service(cloud)["disabled_reason"].endswith("lease 300; was: enabled")
+
+
+def test_an_operators_reason_survives_recovery_and_restore(clean_cloud, tmp_path):
+    cloud = clean_cloud
+    before = boot(cloud, count=2)
+    set_service(cloud, {"status": "disabled", "disabled_reason": "RMA-4711, do not enable"})
+    cloud.fail_host(HOST, power="on")
+
+    rc, output = run(cloud, "recover-host.yml", HOST, tmp_path / "reports")
+    assert rc == 0, output
+    assert_recovered_once(cloud, before)
+    assert service(cloud)["disabled_reason"].endswith("; was: disabled (RMA-4711, do not enable)")
+
+    cloud.revive_host(HOST)
+    rc, output = run(cloud, "restore-host.yml", HOST, tmp_path / "reports")
+    assert rc == 0, output
+    svc = service(cloud)
+    assert (svc["forced_down"], svc["status"], svc["disabled_reason"]) == (False, "disabled",
+                                                                           "RMA-4711, do not enable")
+    assert "left disabled with the reason it had before the recovery: RMA-4711, do not enable" in output
+
+
+def test_restore_refuses_a_host_disabled_for_someone_elses_reason(clean_cloud, tmp_path):
+    cloud = clean_cloud
+    set_service(cloud, {"status": "disabled", "disabled_reason": "storage team maintenance"})
+
+    rc, output = run(cloud, "restore-host.yml", HOST, tmp_path / "reports")
+    assert rc != 0, output
+    assert "is disabled, but not by novaha.recovery (disabled reason: 'storage team maintenance')" in output
+    assert "restore_override=true" in output
+    svc = service(cloud)
+    assert (svc["status"], svc["disabled_reason"]) == ("disabled", "storage team maintenance")
+
+    rc, output = run(cloud, "restore-host.yml", HOST, tmp_path / "reports", restore_override=True)
+    assert rc == 0, output
+    svc = service(cloud)
+    assert (svc["forced_down"], svc["status"], svc["disabled_reason"]) == (False, "enabled", None)
