@@ -15,7 +15,7 @@ description:
     C(nova-scheduler) service of the cloud, every server on O(host) in every project (the same snapshot the
     evacuation engine takes), and the evacuation migrations whose source is O(host).
   - With O(servers), also where each of those servers is now and in which state, wherever it is; the
-    recovery role watches evacuated servers with it.
+    recovery role watches evacuated servers with it, with O(list_host_servers=false).
 author:
   - novaha.recovery maintainers (@novaha)
 options:
@@ -31,6 +31,14 @@ options:
     type: list
     elements: str
     default: []
+  list_host_servers:
+    description:
+      - List the servers on O(host) (RV(servers)).
+      - V(false) - a watch over O(servers) only - RV(servers) is empty, and each server of O(servers) is read
+        by its id instead of from a listing of every server of every project. The services and the evacuation
+        migrations of O(host) are read either way.
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full
@@ -68,6 +76,14 @@ EXAMPLES = r"""
     cloud: novaha-admin
     host: node-28
     servers: "{{ node28.servers | map(attribute='id') | list }}"
+  register: now
+
+- name: Only the servers evacuated from node-28 (a watch that repeats this task)
+  novaha.recovery.os_host_info:
+    cloud: novaha-admin
+    host: node-28
+    servers: "{{ node28.servers | map(attribute='id') | list }}"
+    list_host_servers: false
   register: now
 """
 
@@ -146,13 +162,14 @@ summary:
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule, find_compute_service
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine, EvacuationError, SdkNova
-from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import read_host
+from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import read_host, read_tracked
 
 
 class HostInfo(NovahaModule):
     argument_spec = dict(
         host=dict(type='str', required=True),
         servers=dict(type='list', elements='str', default=[]),
+        list_host_servers=dict(type='bool', default=True),
     )
     module_kwargs = dict(supports_check_mode=True)
 
@@ -162,7 +179,10 @@ class HostInfo(NovahaModule):
         find_compute_service(self.conn, host)
         engine = Engine(SdkNova(self.conn))
         try:
-            self.results.update(read_host(engine, host, self.params['servers']))
+            if self.params['list_host_servers']:
+                self.results.update(read_host(engine, host, self.params['servers']))
+            else:
+                self.results.update(read_tracked(engine, host, self.params['servers']))
         except EvacuationError as exc:
             details = dict((k, v) for k, v in exc.details().items() if v is not None)
             self.fail(exc.msg, **details)

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.slow
 
 
 def playbook(cloud, name, host, tmp_path, check=False, verbosity=0, **extra):
-    """Run playbooks/<name> for ``host``; returns (returncode, output, report or None)."""
+    """Run playbooks/<name> for ``host`` (or several, "node-28,node-31"); returns (returncode, output, the
+    report of the first host or None)."""
     reports = tmp_path / "reports"
     extra_vars = {"host_recovery_report_root": str(reports), **extra}
     var = "recover_host" if name.startswith("recover") else "restore_host"
@@ -36,9 +37,14 @@ def playbook(cloud, name, host, tmp_path, check=False, verbosity=0, **extra):
     proc = subprocess.run(cmd, env=cloud.env(), cwd=ROOT, capture_output=True, text=True, timeout=900,
                           check=False)
     output = proc.stdout + proc.stderr
+    return proc.returncode, output, report_of(tmp_path, host.split(",")[0])
+
+
+def report_of(tmp_path, host):
+    """The last report.json written for ``host``, or None."""
+    reports = tmp_path / "reports"
     found = sorted(reports.glob(f"{host}-*/report.json")) if reports.exists() else []
-    report = json.loads(found[-1].read_text()) if found else None
-    return proc.returncode, output, report
+    return json.loads(found[-1].read_text()) if found else None
 
 
 def servers(cloud):
@@ -119,7 +125,7 @@ def test_recover_end_to_end(clean_cloud, tmp_path):
     assert svc["disabled_reason"].startswith(f"novaha.recovery run {report['run_id']} done ctl ")
 
     # The report says the same.
-    assert report["schema_version"] == 1 and report["outcome"] == "recovered", report["reason"]
+    assert report["schema_version"] == 2 and report["outcome"] == "recovered", report["reason"]
     assert report["fencing"]["fenced"] is True and report["fencing"]["method"] == "redfish"
     assert report["fencing"]["power_state_before"] == "on" and report["fencing"]["power_state"] == "off"
     assert [p["name"] for p in report["phases"]] == ["preflight", "fence", "isolate", "evacuate", "verify", "report"]
@@ -141,9 +147,9 @@ def test_recover_end_to_end(clean_cloud, tmp_path):
     # The modules shared one Keystone token through a private file, removed at the end.
     assert not (Path.home() / ".ansible" / "tmp" / f"novaha-recovery-{report['run_id']}.token").exists()
 
-    # The last task output is the summary, naming the report.
+    # The last task output is the summary, one line per host naming its report.
     last = last_task_output(output)
-    assert "Report - summary" in last and f"{HOST}: RECOVERED" in last and str(directory) in last
+    assert "Summary - one line per host" in last and f"{HOST}: RECOVERED" in last and str(directory) in last
 
 
 def test_abort_unfenced_evacuates_nothing_and_restores_flags(clean_cloud, tmp_path):
@@ -263,3 +269,41 @@ def test_partial_failure_keeps_host_isolated_and_lists_what_is_left(clean_cloud,
     assert any(step.startswith("paused-1: ") for step in report["next_steps"])
     assert all(s["verified"] is True for s in report["servers"] if s["id"] != paused["id"])
     assert "PARTIAL" in last_task_output(output)
+
+
+def test_two_failed_hosts_are_both_recovered_and_the_partial_one_is_named(clean_cloud, tmp_path):
+    cloud = clean_cloud
+    first, second = HOST, "node-31"
+    active = cloud.boot(first, count=2)
+    (paused,) = cloud.boot(first, count=1, status="PAUSED", name="paused")
+    others = cloud.boot(second, count=2, name="db")
+    cloud.fail_host(first, power="on")
+    cloud.fail_host(second, power="on")
+
+    # Two of three computes down is above the default partition guard (50 %): the operator raises it.
+    rc, output, _report = playbook(cloud, "recover-host.yml", f"{first},{second}", tmp_path,
+                                   host_recovery_max_down_percent=70)
+    assert rc != 0, output
+
+    # Both hosts fenced and isolated; every evacuable server on node-27, the paused one left on node-28.
+    now = servers(cloud)
+    assert all(now[s["id"]][:2] == ("node-27", "ACTIVE") for s in active + others), now
+    assert now[paused["id"]][:2] == (first, "PAUSED")
+    for host in (first, second):
+        assert power_of(cloud, host) == "Off"
+        svc = service(cloud, host)
+        assert svc["forced_down"] is True and svc["status"] == "disabled", svc
+
+    # Two report directories, one per host, with what each one amounts to.
+    reports = {host: report_of(tmp_path, host) for host in (first, second)}
+    written = sorted(p.parent.name.rsplit("-", 2)[0] for p in (tmp_path / "reports").glob("*/report.json"))
+    assert written == [first, second]
+    assert reports[first]["outcome"] == "partial" and reports[first]["stopped"]["phase"] == "verify"
+    assert reports[second]["outcome"] == "recovered" and reports[second]["rollback"] is None
+    assert {s["id"] for s in reports[second]["servers"]} == {s["id"] for s in others}
+
+    # The summary has a line per host, and the play fails naming the partial host only.
+    last = last_task_output(output)
+    assert "Summary - one line per host" in last
+    assert f"{first}: PARTIAL" in last and f"{second}: RECOVERED" in last
+    assert f"not recovered: {first} (PARTIAL) - 1 of 2 hosts" in last and f"{second} (" not in last
