@@ -355,7 +355,8 @@ def build_report(run, finished_at):
 
     ``run``: what the role registered, by name: host, run_id, check_mode, started_at, failure, plan (the
     preflight's os_host_evacuate in check mode), evacuation, verdicts, now (the verify phase's last reading),
-    snapshot, fencing, isolation, marker, phases, report_started_at, after_rollback, rollback, report_dir.
+    snapshot, fencing, claim (os_recovery_run state=claimed), isolation, marker, reason (the operator's words for
+    the recovery), phases, report_started_at, after_rollback, rollback, report_dir.
     Missing or null entries stand for phases that did not run.
     """
     host = run.get('host')
@@ -380,7 +381,9 @@ def build_report(run, finished_at):
         service=dict(snapshot=_get(run, 'snapshot', 'service'), after=_service_after(run)),
         fencing=_fencing(run.get('fencing')),
         isolation=dict(marker=run.get('marker'), changed=_get(run, 'isolation', 'changed'),
-                       msg=_get(run, 'isolation', 'msg')),
+                       msg=_get(run, 'isolation', 'msg'), reason=run.get('reason')),
+        claim=dict(holder=_get(run, 'claim', 'holder'), took_over=_get(run, 'claim', 'took_over'),
+                   msg=_get(run, 'claim', 'msg')),
         guards=plan.get('preconditions') or [],
         evacuation=dict(run_id=evacuation.get('run_id', plan.get('run_id')), msg=evacuation.get('msg'),
                         summary=evacuation.get('summary', plan.get('summary'))),

@@ -312,8 +312,10 @@ def test_the_report_keeps_every_field_of_the_schema():
     records = [recovered('web-1', 1)]
     report = rp.build_report(run(plan_of(records), result(records), [ok(records[0])]), FINISHED)
     assert set(report) == {'schema', 'schema_version', 'run_id', 'host', 'check_mode', 'started_at', 'finished_at',
-                           'outcome', 'reason', 'stopped', 'phases', 'service', 'fencing', 'isolation', 'guards',
-                           'evacuation', 'servers', 'skipped', 'rollback', 'next_steps', 'files'}
+                           'outcome', 'reason', 'stopped', 'phases', 'service', 'fencing', 'claim', 'isolation',
+                           'guards', 'evacuation', 'servers', 'skipped', 'rollback', 'next_steps', 'files'}
+    assert set(report['claim']) == {'holder', 'took_over', 'msg'} and set(report['isolation']) == {
+        'marker', 'changed', 'msg', 'reason'}
     assert set(report['servers'][0]) >= {'id', 'name', 'project_id', 'action', 'outcome', 'reason', 'kind', 'before',
                                          'after', 'expected_status', 'migration', 'attempts', 'requested_at',
                                          'finished_at', 'seconds', 'verified', 'verified_at', 'now', 'next_command'}
