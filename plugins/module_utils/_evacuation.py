@@ -1019,6 +1019,11 @@ def list_all(nova, path, params, key, microversion, limit_pages=100):
         if not page or not any(link.get('rel') == 'next' for link in links):
             break
         marker = page[-1].get('uuid') or page[-1].get('id')
+    else:
+        # A cut list would silently leave servers or migrations out of every decision made from it.
+        raise EvacuationError('listing %s stopped after %d pages (%d items) with more still to come; nothing is '
+                              'decided from a partial list. Raise Nova\'s [api]max_limit, or narrow the listing'
+                              % (path, limit_pages, len(items)), kind=KIND_API)
     return items, date
 
 

@@ -14,6 +14,8 @@ import pytest
 
 from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
 
+from nova_fakes import PagingNova
+
 SRC = 'node-1'
 DST = 'node-2'
 OTHER = 'node-3'
@@ -1092,3 +1094,21 @@ def test_a_long_quiet_evacuation_is_polled_less_and_less_often(nova, clock):
     engine.run([plan], poll_interval=8)
     assert plan.outcome == ev.OUTCOME_RECOVERED
     assert max(clock.sleeps) == 8 and len(clock.sleeps) <= 14  # not 60 one-second looks
+
+
+# -- listings are whole or an error (list_all, used by every reading of a host) -----------------
+
+
+def test_a_listing_follows_every_page():
+    nova = PagingNova('servers', total=25, per_page=10)
+    items, _date = ev.list_all(nova, '/servers/detail', [('all_tenants', 'True')], 'servers', (2, 96))
+    assert len(items) == 25 and len(nova.requests) == 3
+
+
+def test_a_listing_cut_by_the_page_limit_is_an_error_not_a_short_list():
+    nova = PagingNova('servers', total=31, per_page=10)
+    with pytest.raises(ev.EvacuationError) as err:
+        ev.list_all(nova, '/servers/detail', [('all_tenants', 'True')], 'servers', (2, 96), limit_pages=3)
+    assert 'stopped after 3 pages (30 items) with more still to come' in err.value.msg
+    items, _date = ev.list_all(PagingNova('servers', 30, 10), '/servers/detail', [], 'servers', (2, 96), limit_pages=3)
+    assert len(items) == 30

@@ -6,7 +6,7 @@ import pytest
 
 from ansible_collections.novaha.recovery.plugins.module_utils import _run as run
 
-from run_fakes import Clock, ServiceNova
+from nova_fakes import Clock, ServiceNova
 
 HOST = 'node-28'
 T0 = datetime.datetime(2025, 11, 21, 12, 0, 0, tzinfo=datetime.timezone.utc)
@@ -221,3 +221,4 @@ def test_a_host_without_a_compute_service_is_named(nova, clock):
     with pytest.raises(run.RunError) as err:
         run.HostRun(nova, 'node-99', 'second', clock).claim()
     assert err.value.kind == 'no_service' and 'node-99' in err.value.msg
+

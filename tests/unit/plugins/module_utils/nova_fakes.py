@@ -1,6 +1,6 @@
-"""Test fakes for the run of a host recovery (_run): the nova-compute services of Nova, on a fake clock.
+"""Test fakes of Nova for the engine's small pieces: its services (for _run), paged listings, on a fake clock.
 
-A helper module, not a test file: test files import it (``from run_fakes import ...``)."""
+A helper module, not a test file: test files import it (``from nova_fakes import ...``)."""
 
 import datetime
 import re
@@ -72,3 +72,25 @@ class ServiceNova(object):
 
     def writes(self):
         return [body for method, _path, body in self.requests if method == 'PUT']
+
+
+class PagingNova(object):
+    """A listing of ``total`` items served ``per_page`` at a time with Nova's ``<key>_links`` next links."""
+
+    def __init__(self, key, total, per_page):
+        self.key = key
+        self.items = [dict(id='item-%04d' % i) for i in range(total)]
+        self.per_page = per_page
+        self.requests = []
+
+    def request(self, method, path, microversion, body=None):
+        self.requests.append(path)
+        query = dict(parse_qsl(urlsplit(path).query))
+        start = 0
+        if query.get('marker'):
+            start = [i['id'] for i in self.items].index(query['marker']) + 1
+        page = self.items[start:start + self.per_page]
+        out = {self.key: page}
+        if start + self.per_page < len(self.items):
+            out[self.key + '_links'] = [dict(rel='next', href='%s&marker=%s' % (path, page[-1]['id']))]
+        return ev.Response(200, out)
