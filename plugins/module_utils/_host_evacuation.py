@@ -151,6 +151,20 @@ def list_host(engine, host):
                        servers=servers_on(engine, host), migrations=engine.evacuation_migrations(source_host=host))
 
 
+def wait_for_service_down(engine, host, timeout, interval=5):
+    """Read only the host's nova-compute service until Nova reports it down or forced down, at most ``timeout``
+    seconds. Returns the seconds waited. A host without the service returns at once (the guards name it)."""
+    start = engine.clock.now()
+    path = _query('/os-services', [('binary', COMPUTE), ('host', host)])
+    while True:
+        resp = _get(engine.nova, path, engine.mv.services, 'reading the nova-compute service of %s' % host)
+        found = [s for s in (resp.body or {}).get('services') or [] if s.get('host') == host]
+        waited = engine.clock.now() - start
+        if not found or service_down(found[0]) or waited >= timeout:
+            return round(waited, 1)
+        engine.clock.sleep(min(interval, timeout - waited))
+
+
 def read_host(engine, host, tracked_ids=(), listing=None):
     """The nova-compute service of ``host`` (None when it has none), every compute and scheduler service,
     every server on the host, the servers of ``tracked_ids`` wherever they are, and the host's evacuation

@@ -56,13 +56,6 @@ _MARKER_RE = re.compile(
     r'^novaha\.recovery run (?P<run_id>[0-9A-Za-z_-]{1,32}) (?P<phase>[a-z]+) ctl (?P<controller>\S+)'
     r' start (?P<start>\d{8}T\d{6}Z) beat (?P<beat>\d{8}T\d{6}Z) lease (?P<lease>\d+);'
     r' was: (?P<was>enabled|disabled)(?P<down>,forced_down)?(?: \((?P<reason>.*)\))?$', re.DOTALL)
-# Markers written by releases before 1.1 (the evacuation module's own, and the role's): read as interrupted
-# runs so that an upgrade in the middle of a recovery resumes it.
-_LEGACY_EVACUATE_RE = re.compile(
-    r'^novaha\.recovery run (?P<run_id>[0-9A-Za-z_-]+) (?:evacuating|interrupted) since (?P<since>\S+)'
-    r' by (?P<controller>\S+) pid \d+; was: (?P<was>enabled|disabled)(?: \((?P<reason>.*)\))?$', re.DOTALL)
-_LEGACY_ROLE_RE = re.compile(r'^novaha\.recovery: host recovery (?P<run_id>\S+) since (?P<since>\S+)')
-
 
 class RunError(Exception):
     """A failure of the run's hold on a host, phrased for the operator. ``kind``: held (a live run holds the
@@ -93,13 +86,6 @@ def stamp(moment):
 
 def _parse_stamp(text):
     return datetime.datetime.strptime(text, _STAMP).replace(tzinfo=datetime.timezone.utc)
-
-
-def _parse_iso(text):
-    try:
-        return datetime.datetime.strptime(text[:19], '%Y-%m-%dT%H:%M:%S').replace(tzinfo=datetime.timezone.utc)
-    except (TypeError, ValueError):
-        return None
 
 
 def iso(moment):
@@ -133,7 +119,7 @@ class RunMarker(object):
     """What the disabled reason says about a run (see the module docstring)."""
 
     def __init__(self, run_id, phase, controller, started_at, heartbeat_at, lease, was_status='enabled',
-                 was_forced_down=False, was_reason=None, legacy=False):
+                 was_forced_down=False, was_reason=None):
         self.run_id = run_id
         self.phase = phase
         self.controller = controller
@@ -143,7 +129,6 @@ class RunMarker(object):
         self.was_status = was_status
         self.was_forced_down = bool(was_forced_down)
         self.was_reason = was_reason if was_status == 'disabled' else None
-        self.legacy = legacy
 
     @property
     def held(self):
@@ -163,7 +148,7 @@ class RunMarker(object):
         return dict(run_id=self.run_id, phase=self.phase, controller=self.controller,
                     started_at=iso(self.started_at), heartbeat_at=iso(self.heartbeat_at), lease=self.lease,
                     was=dict(status=self.was_status, forced_down=self.was_forced_down,
-                             disabled_reason=self.was_reason), legacy=self.legacy)
+                             disabled_reason=self.was_reason))
 
     def restore_body(self):
         """The PUT /os-services/{id} body that puts the service back as it was before the first run."""
@@ -182,19 +167,6 @@ def parse_marker(reason):
                          _parse_stamp(match.group('start')), _parse_stamp(match.group('beat')),
                          int(match.group('lease')), match.group('was'), bool(match.group('down')),
                          match.group('reason'))
-    match = _LEGACY_EVACUATE_RE.match(text)
-    if match:
-        since = _parse_iso(match.group('since'))
-        legacy_role = _LEGACY_ROLE_RE.match(match.group('reason') or '')
-        was, reason = match.group('was'), match.group('reason')
-        if legacy_role:  # the role's marker was there before the evacuation: the state before is unknown
-            was, reason = 'enabled', None
-        return RunMarker(match.group('run_id'), PHASE_INTERRUPTED, match.group('controller'), since, since, 0, was,
-                         False, reason, legacy=True)
-    match = _LEGACY_ROLE_RE.match(text)
-    if match:
-        since = _parse_iso(match.group('since'))
-        return RunMarker(match.group('run_id'), PHASE_INTERRUPTED, 'unknown', since, since, 0, legacy=True)
     return None
 
 

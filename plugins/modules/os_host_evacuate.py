@@ -250,10 +250,24 @@ options:
     description:
       - Also return RV(snapshot), the host as it is before anything is planned or changed. The plan is made
         from the same reading of the services, the servers and the migrations, so the two always agree.
-      - The role M(novaha.recovery.host_recovery) saves it as C(snapshot.json) and restores the service flags
-        from it when it rolls back; one module run then does the snapshot and the plan.
+      - The role M(novaha.recovery.host_recovery) saves it as C(snapshot.json); one module run then does the
+        snapshot and the plan.
     type: bool
     default: false
+  wait_for_service_down:
+    description:
+      - Seconds to wait, reading only the host's C(nova-compute) service every 5 seconds, until Nova reports it
+        down (its last heartbeat older than C(service_down_time)) or forced down; then the host is read and
+        planned once. A service still up after the wait fails the guard C(source_down) as usual.
+      - Default is to read and plan at once.
+    type: int
+    default: 0
+  fail_on_guards:
+    description:
+      - Fail the task when a guard refuses the host. With V(false) the task ends unchanged with RV(refused)
+        set and the reasons in RV(msg), so that a playbook can stop with that message alone.
+    type: bool
+    default: true
 attributes:
   action:
     support: full
@@ -435,6 +449,14 @@ plan:
   returned: when the host's servers were listed
   type: list
   elements: dict
+refused:
+  description: Whether a guard refused the host (see O(fail_on_guards)); the reasons are in RV(msg).
+  returned: when the guards were evaluated
+  type: bool
+waited_for_service_down:
+  description: Seconds waited for Nova to report the service down (see O(wait_for_service_down)).
+  returned: when O(wait_for_service_down) is more than 0
+  type: float
 holder:
   description:
     - Who held the host when it was read - C(kind) (V(free), V(ours), V(ended), V(stale), V(overridden),
@@ -484,7 +506,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import (
     CountingNova, HostEvacuation, HostEvacuationError, MissingLibraryError, SdkService, list_host, read_host,
-    summarize_run,
+    summarize_run, wait_for_service_down,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._run import RunError, valid_run_id
 
@@ -526,6 +548,8 @@ class HostEvacuate(NovahaModule):
         run_id=dict(type='str'),
         lease=dict(type='int', default=300),
         wait_for_run=dict(type='int', default=0),
+        wait_for_service_down=dict(type='int', default=0),
+        fail_on_guards=dict(type='bool', default=True),
     )
     module_kwargs = dict(supports_check_mode=True)
 
@@ -551,6 +575,9 @@ class HostEvacuate(NovahaModule):
         self.results['run_id'] = evacuation.run_id
         try:
             self.results['microversions'] = engine.mv.to_dict()
+            if p['wait_for_service_down'] > 0:
+                self.results['waited_for_service_down'] = wait_for_service_down(engine, host,
+                                                                                p['wait_for_service_down'])
             listing = list_host(engine, host) if p['snapshot'] else None
             if listing is not None:
                 self.results['snapshot'] = read_host(engine, host, listing=listing)
@@ -574,9 +601,13 @@ class HostEvacuate(NovahaModule):
             self.warn(warning)
 
         failed = plan.failed_checks
+        self.results['refused'] = bool(failed)
         if failed:
-            self.fail('%shost %s cannot be evacuated now: %s. Nothing was changed'
-                      % ('check mode: ' if self.check_mode else '', host, '; '.join(c.detail for c in failed)))
+            msg = ('%shost %s cannot be evacuated now: %s. Nothing was changed'
+                   % ('check mode: ' if self.check_mode else '', host, '; '.join(c.detail for c in failed)))
+            if p['fail_on_guards']:
+                self.fail(msg)
+            self.exit(changed=False, msg=msg)
 
         moving = [e for e in plan.work if e.action in (ACTION_EVACUATE, ACTION_RECONCILE)]
         if self.check_mode:

@@ -7,7 +7,7 @@
 DOCUMENTATION = r"""
 module: os_recovery_run
 short_description: Claim a failed compute host for one recovery run, move the run through its phases, end it
-version_added: 1.1.0
+version_added: 0.1.0
 description:
   - One recovery run holds one host. Its record is the disabled reason of the host's C(nova-compute) service
     (the run marker) - C(novaha.recovery run RUN_ID PHASE ctl CONTROLLER start TIME beat TIME lease SECONDS;

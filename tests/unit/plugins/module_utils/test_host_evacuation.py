@@ -560,3 +560,21 @@ def test_no_note_below_2_95_or_with_our_own_lock(nova, clock):
     older.add_server('web-1', locked=True, locked_reason='mine')
     _plan, summary, _counting = host_run(older, clock)  # the default, 2.94: Nova keeps the power state
     assert summary['recovered'] == 1 and older.notes == []
+
+
+def test_waiting_for_the_service_down_reads_only_the_service(nova, clock):
+    nova.services[SRC].update(state='up', forced_down=False)
+    nova.at(12, lambda: nova.services[SRC].update(state='down'))
+    counting = he.CountingNova(nova)
+    engine = ev.Engine(counting, clock)
+    _mv = engine.mv
+    before = counting.requests
+    assert he.wait_for_service_down(engine, SRC, timeout=90) == 15
+    assert counting.requests - before == 4  # t = 0, 5, 10, 15: one service read each, nothing else
+
+
+def test_waiting_for_the_service_down_gives_up_at_the_timeout(nova, clock):
+    nova.services[SRC].update(state='up', forced_down=False)
+    engine = ev.Engine(he.CountingNova(nova), clock)
+    assert he.wait_for_service_down(engine, SRC, timeout=12) == 12
+    assert nova.services[SRC]['state'] == 'up'

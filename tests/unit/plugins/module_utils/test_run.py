@@ -60,15 +60,6 @@ def test_a_long_reason_is_cut_to_fit_nova_and_says_so():
     assert len(m.text()) <= 255 and run.parse_marker(m.text()).was_reason.endswith('x...')
 
 
-def test_markers_of_earlier_releases_are_read_as_interrupted_runs():
-    evacuate = run.parse_marker('novaha.recovery run abc123 evacuating since 2025-11-21T11:00:00Z by ctl pid 7; '
-                                'was: disabled (RMA-1)')
-    assert (evacuate.run_id, evacuate.phase, evacuate.was_reason, evacuate.legacy) == ('abc123', 'interrupted',
-                                                                                       'RMA-1', True)
-    role = run.parse_marker('novaha.recovery: host recovery 00aa since 2025-11-21T11:00:00Z (host failure)')
-    assert role.phase == 'interrupted' and role.was_status == 'enabled' and not role.held
-
-
 def test_controller_identity_tells_apart_containers_with_one_hostname():
     one = run.controller_identity('awx-job.example.org', 'boot-1|pid:[4026531836]')
     two = run.controller_identity('awx-job.example.org', 'boot-1|pid:[4026532999]')
