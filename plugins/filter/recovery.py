@@ -3,11 +3,11 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Filters of the host_recovery role: each passes what the role registered to the one function of
-module_utils/_report.py that decides it. Their documentation is in the YAML file of each filter's name."""
+module_utils/_report.py (or _run.py) that decides it. Their documentation is in the YAML file of each filter's name."""
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.novaha.recovery.plugins.module_utils import _report
+from ansible_collections.novaha.recovery.plugins.module_utils import _report, _run
 
 
 def _plain(value, what, kind=dict):
@@ -58,6 +58,11 @@ def host_recovery_summary(results):
     return _report.summarize_hosts(_plain(results, 'the results') or {})
 
 
+def restore_refusals(now, first=None, power_state=None, power_msg=None, waited=None):
+    return _run.restore_refusals(_plain(now, 'the reading'), _plain(first, 'first'), power_state or None,
+                                 power_msg or None, waited)
+
+
 class FilterModule(object):
     """novaha.recovery's host recovery filters."""
 
@@ -71,4 +76,5 @@ class FilterModule(object):
             recovery_verdicts=recovery_verdicts,
             recovery_not_recovered=recovery_not_recovered,
             recovery_rollback_record=recovery_rollback_record,
+            restore_refusals=restore_refusals,
         )

@@ -454,3 +454,31 @@ def plan_restore(service, holder, override=False):
     if service.get('status') == 'disabled':
         words.append('enabled (override: it was disabled for %r)' % service.get('disabled_reason'))
     return RestorePlan(dict(status='enabled', forced_down=False), ', '.join(words))
+
+
+UNFINISHED_MIGRATIONS = ('accepted', 'pre-migrating', 'migrating', 'done')
+
+
+def restore_refusals(now, first, power_state=None, power_msg=None, waited=None):
+    """Why a host is not repaired yet, from two readings of it (``os_host_info`` results, ``first`` taken before
+    waiting) and its BMC power state (None: not judged). An empty list: it may go back to service.
+
+    Repaired means powered On, its nova-compute reporting again (the heartbeat moved between the two readings)
+    and no evacuation from it left unfinished (Nova refuses to force a host up before its restarted
+    nova-compute has cleaned them up)."""
+    refusals = []
+    if power_state is not None and power_state != 'on':
+        refusals.append('the BMC does not read power On but %s%s' % (power_state or 'no reading',
+                                                                    ' - %s' % power_msg if power_msg else ''))
+    service = (now or {}).get('service') or {}
+    before = (first or {}).get('service') or {}
+    if not service.get('updated_at') or service.get('updated_at') == before.get('updated_at'):
+        refusals.append('nova-compute does not report: no heartbeat in %s s, the last one %s s ago; start '
+                        'nova-compute on the host' % (waited if waited is not None else '?',
+                                                      service.get('heartbeat_age', '?')))
+    unfinished = [str(m.get('id')) for m in (now or {}).get('migrations') or []
+                  if m.get('status') in UNFINISHED_MIGRATIONS]
+    if unfinished:
+        refusals.append('evacuations from it are not cleaned up yet, migrations %s are not completed; its restarted '
+                        'nova-compute completes them' % ', '.join(unfinished))
+    return refusals

@@ -213,3 +213,48 @@ def test_a_host_without_a_compute_service_is_named(nova, clock):
         run.HostRun(nova, 'node-99', 'second', clock).claim()
     assert err.value.kind == 'no_service' and 'node-99' in err.value.msg
 
+
+
+# -- is a recovered host repaired --------------------------------------------------------------------------------
+
+
+def reading(updated_at, migrations=(), age=3.0):
+    return dict(service=dict(updated_at=updated_at, heartbeat_age=age), migrations=list(migrations))
+
+
+def test_a_repaired_host_has_no_refusal():
+    first = reading('2025-11-21T12:00:00.000000', [dict(id=7, status='completed')])
+    now = reading('2025-11-21T12:00:10.000000', [dict(id=7, status='completed')])
+    assert run.restore_refusals(now, first, power_state='on', waited=45) == []
+
+
+def test_each_unmet_condition_is_named():
+    first = reading('2025-11-21T12:00:00.000000')
+    now = reading('2025-11-21T12:00:00.000000', [dict(id=7, status='done'), dict(id=8, status='completed')], 62.0)
+    refusals = run.restore_refusals(now, first, power_state='off', power_msg='Redfish reads Off', waited=45)
+    assert refusals == ['the BMC does not read power On but off - Redfish reads Off',
+                        'nova-compute does not report: no heartbeat in 45 s, the last one 62.0 s ago; start '
+                        'nova-compute on the host',
+                        'evacuations from it are not cleaned up yet, migrations 7 are not completed; its restarted '
+                        'nova-compute completes them']
+    # Without a power reading the power is not judged (the wait loop uses it so).
+    assert len(run.restore_refusals(now, first, waited=45)) == 2
+
+
+@pytest.mark.parametrize('service, marker_, override, body, refused', [
+    (dict(status='enabled', forced_down=True), None, False, {'status': 'enabled', 'forced_down': False}, None),
+    (dict(status='enabled', forced_down=False), None, False, None, None),
+    (dict(status='disabled', disabled_reason='storage team'), None, False, None, 'not by novaha.recovery'),
+    (dict(status='disabled', disabled_reason='storage team'), None, True, {'status': 'enabled', 'forced_down': False},
+     None),
+    (dict(status='disabled', forced_down=True), marker(phase='done', was_status='disabled', was_reason='RMA-1'), False,
+     {'status': 'disabled', 'forced_down': False, 'disabled_reason': 'RMA-1'}, None),
+    (dict(status='disabled', forced_down=True), marker(phase='done'), False,
+     {'status': 'enabled', 'forced_down': False}, None),
+    (dict(status='disabled', forced_down=True), marker(phase='evacuating', beat=0), True, None, 'still holds'),
+])
+def test_plan_restore(service, marker_, override, body, refused):
+    holder = run.judge_holder(marker_, 'restore', at(10))
+    plan = run.plan_restore(dict(service, host=HOST), holder, override)
+    assert plan.body == body
+    assert (plan.refusal is None) if refused is None else (refused in plan.refusal)
