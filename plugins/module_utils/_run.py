@@ -57,6 +57,7 @@ _MARKER_RE = re.compile(
     r' start (?P<start>\d{8}T\d{6}Z) beat (?P<beat>\d{8}T\d{6}Z) lease (?P<lease>\d+);'
     r' was: (?P<was>enabled|disabled)(?P<down>,forced_down)?(?: \((?P<reason>.*)\))?$', re.DOTALL)
 
+
 class RunError(Exception):
     """A failure of the run's hold on a host, phrased for the operator. ``kind``: held (a live run holds the
     host), lost (another run took it), no_service, api."""
@@ -468,8 +469,8 @@ def restore_refusals(now, first, power_state=None, power_msg=None, waited=None):
     nova-compute has cleaned them up)."""
     refusals = []
     if power_state is not None and power_state != 'on':
-        refusals.append('the BMC does not read power On but %s%s' % (power_state or 'no reading',
-                                                                    ' - %s' % power_msg if power_msg else ''))
+        refusals.append('the BMC does not read power On but %s%s'
+                        % (power_state or 'no reading', ' - %s' % power_msg if power_msg else ''))
     service = (now or {}).get('service') or {}
     before = (first or {}).get('service') or {}
     if not service.get('updated_at') or service.get('updated_at') == before.get('updated_at'):

@@ -9,14 +9,14 @@ module: os_recovery_run
 short_description: Claim a failed compute host for one recovery run, move the run through its phases, end it
 version_added: 0.1.0
 description:
-  - One recovery run holds one host. Its record is the disabled reason of the host's C(nova-compute) service
+  - "One recovery run holds one host. Its record is the disabled reason of the host's C(nova-compute) service
     (the run marker) - C(novaha.recovery run RUN_ID PHASE ctl CONTROLLER start TIME beat TIME lease SECONDS;
-    was: STATUS[,forced_down] (REASON)) - which survives a dead controller, a new AWX pod, anything.
+    was: STATUS[,forced_down] (REASON)) - which survives a dead controller, a new AWX pod, anything."
   - O(state=claimed) takes the host. A host held by a live run (its heartbeat younger than its lease) is
     waited for up to O(wait_for_run) seconds and then refused, naming that run, its controller, phase and
     last heartbeat; nothing is changed. A run whose heartbeat is older than its lease (its controller died)
     and a run that ended are taken over, keeping the start of the first run and the service as it was before
-    it. The claim disables the service with the marker, waits O(settle) seconds and reads it back: of two runs
+    it. The claim disables the service with the marker, waits O(settle) seconds and reads it back; of two runs
     claiming at the same moment exactly one goes on, the other fails without changing anything more.
   - O(state=isolated) forces the service down (after the host is proven fenced); O(state=verifying),
     O(state=done) and O(state=interrupted) move the run to that phase. Each renews the heartbeat and first

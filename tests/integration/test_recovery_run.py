@@ -258,3 +258,54 @@ def test_restore_refuses_a_host_disabled_for_someone_elses_reason(clean_cloud, t
     assert rc == 0, output
     svc = service(cloud)
     assert (svc["forced_down"], svc["status"], svc["disabled_reason"]) == (False, "enabled", None)
+
+
+def test_a_run_that_timed_out_is_not_recovered_and_the_same_command_finishes_it(clean_cloud, tmp_path):
+    cloud = clean_cloud
+    booted = cloud.boot(HOST, count=3, metadata={"novaha_fake:rebuild_delay": "20"})
+    before = dict((s["id"], s["status"]) for s in booted)
+    cloud.fail_host(HOST, power="on")
+    extra = dict(host_recovery_evacuate_timeout=6, host_recovery_verify_timeout=5, host_recovery_poll_interval=2)
+
+    rc, output = run(cloud, "recover-host.yml", HOST, tmp_path / "reports", **extra)
+    assert rc != 0, output
+    first = reports_of(tmp_path / "reports")[-1]
+    # Still moving at the timeout, our locks on them: never reported recovered.
+    assert first["outcome"] in ("partial", "failed"), first["outcome"]
+    assert all(s["outcome"] == "in_progress" for s in first["servers"]), [s["outcome"] for s in first["servers"]]
+    locked = [s for s in servers(cloud).values() if (s.get("locked_reason") or "").startswith(LOCK_PREFIX)]
+    assert len(locked) == 3
+
+    # Once Nova finished the rebuilds, the same command finishes the recovery: our locks go, nothing is
+    # evacuated twice.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all(m["status"] in ("done", "completed") for m in evacuations(cloud)):
+        time.sleep(2)
+    rc, output = run(cloud, "recover-host.yml", HOST, tmp_path / "reports", **extra)
+    assert rc == 0, output
+    assert_recovered_once(cloud, before)
+    second = reports_of(tmp_path / "reports")[-1]
+    assert second["outcome"] == "recovered" and sorted(s["id"] for s in second["servers"]) == sorted(before)
+
+
+def test_the_same_state_gives_the_same_outcome_when_run_again(clean_cloud, tmp_path):
+    cloud = clean_cloud
+    active = cloud.boot(HOST, count=2)
+    (paused,) = cloud.boot(HOST, count=1, status="PAUSED", name="paused")
+    cloud.fail_host(HOST, power="on")
+
+    rc, output = run(cloud, "recover-host.yml", HOST, tmp_path / "first")
+    assert rc != 0, output
+    (first,) = reports_of(tmp_path / "first")
+    rc, output = run(cloud, "recover-host.yml", HOST, tmp_path / "again")
+    assert rc != 0, output
+    (again,) = reports_of(tmp_path / "again")
+
+    assert first["outcome"] == again["outcome"] == "partial", (first["reason"], again["reason"])
+    outcomes = dict((s["id"], s["outcome"]) for s in again["servers"])
+    assert outcomes[paused["id"]] == "refused" and set(outcomes) == {paused["id"]} | set(s["id"] for s in active)
+    # The host stays isolated for the paused server; nothing was evacuated twice.
+    svc = service(cloud)
+    assert svc["forced_down"] is True and svc["status"] == "disabled"
+    assert len(evacuations(cloud)) == 2
+    assert again["rollback"] is None or again["rollback"]["performed"] is False

@@ -214,7 +214,6 @@ def test_a_host_without_a_compute_service_is_named(nova, clock):
     assert err.value.kind == 'no_service' and 'node-99' in err.value.msg
 
 
-
 # -- is a recovered host repaired --------------------------------------------------------------------------------
 
 
