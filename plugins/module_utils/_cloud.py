@@ -25,6 +25,9 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.urls import open_url, ConnectionError as UrlsConnectionError
 
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import TransportError
+from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
+    MV_SERVICES, MV_SERVICES_FORCED_DOWN, mv_str, parse_mv,
+)
 
 try:
     import openstack
@@ -40,11 +43,6 @@ else:
     OPENSTACKSDK_IMPORT_ERROR = None
 
 APP_NAME = 'novaha.recovery'
-
-# Nova microversions: forced_down exists since 2.11; since 2.53 services are addressed by their UUID
-# (PUT /os-services/{id}) instead of by host + binary.
-MV_FORCED_DOWN = (2, 11)
-MV_SERVICE_UUID = (2, 53)
 
 COMPUTE_BINARY = 'nova-compute'
 
@@ -333,20 +331,6 @@ def save_auth_state(path, auth, loaded=None):
 # Microversions and the compute API
 
 
-def parse_version(value):
-    """'2.53' / (2, 53) / None -> tuple or None."""
-    if value is None:
-        return None
-    if isinstance(value, (tuple, list)):
-        return tuple(int(v) for v in value[:2])
-    major, _sep, minor = str(value).partition('.')
-    return (int(major), int(minor or 0))
-
-
-def version_str(version):
-    return '%d.%d' % tuple(version)
-
-
 def compute_max_microversion(conn):
     """The highest compute API microversion the cloud offers, as a tuple.
 
@@ -357,14 +341,14 @@ def compute_max_microversion(conn):
         data = conn.compute.get_endpoint_data()
     except _api_exceptions():
         data = None
-    found = parse_version(getattr(data, 'max_microversion', None)) if data is not None else None
+    found = parse_mv(getattr(data, 'max_microversion', None)) if data is not None else None
     if found:
         return found
     response = conn.compute.get('/', raise_exc=False)
     openstack.exceptions.raise_from_response(response, error_message='reading the compute API version')
     document = response.json()
     version = document.get('version') or {}
-    found = parse_version(version.get('version') or None)
+    found = parse_mv(version.get('version') or None)
     if not found:
         raise NovahaError('the compute API at %s reports no microversions (version document: %s)'
                           % (response.url, document))
@@ -377,7 +361,7 @@ def compute_request(conn, method, url, microversion, doing, json=None, params=No
     HTTP errors become openstack.exceptions.HttpException (with the response, hence the request id).
     """
     response = conn.compute.request(url, method, json=json, params=params,
-                                    microversion=version_str(microversion), raise_exc=False)
+                                    microversion=mv_str(microversion), raise_exc=False)
     openstack.exceptions.raise_from_response(response, error_message=doing)
     if response.content:
         return response.json()
@@ -444,12 +428,12 @@ def find_compute_service(conn, host, microversion=None):
 def service_microversion(conn):
     """2.53 when the cloud offers it, else 2.11; older clouds cannot force a service down."""
     best = compute_max_microversion(conn)
-    if best >= MV_SERVICE_UUID:
-        return MV_SERVICE_UUID
-    if best >= MV_FORCED_DOWN:
-        return MV_FORCED_DOWN
+    if best >= MV_SERVICES:
+        return MV_SERVICES
+    if best >= MV_SERVICES_FORCED_DOWN:
+        return MV_SERVICES_FORCED_DOWN
     raise NovahaError('the compute API offers microversions up to %s; forcing a service down needs %s '
-                      'or later' % (version_str(best), version_str(MV_FORCED_DOWN)))
+                      'or later' % (mv_str(best), mv_str(MV_SERVICES_FORCED_DOWN)))
 
 
 def update_compute_service(conn, service, forced_down=None, disabled=None, disabled_reason=None,
@@ -461,7 +445,7 @@ def update_compute_service(conn, service, forced_down=None, disabled=None, disab
     microversion = microversion or service_microversion(conn)
     host = service['host']
     doing = 'updating the %s service of host %s' % (COMPUTE_BINARY, host)
-    if microversion >= MV_SERVICE_UUID:
+    if microversion >= MV_SERVICES:
         body = {}
         if forced_down is not None:
             body['forced_down'] = bool(forced_down)

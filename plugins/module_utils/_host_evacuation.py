@@ -33,6 +33,9 @@ from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import
     OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED, EvacuationError, NovaApiError, Response, evacuate_request, explain_api_error,
     list_all, parse_lock_reason, snapshot, summarize,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
+    MV_AGGREGATES, MV_BASE, MV_HYPERVISORS, MV_SERVER_GROUPS,
+)
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
     DEFAULT_LEASE, DEFAULT_SETTLE, PHASE_EVACUATING, PHASE_INTERRUPTED, PHASE_VERIFYING, HostRun, RunError,
     controller_identity, judge_holder, parse_marker,
@@ -40,11 +43,6 @@ from ansible_collections.novaha.recovery.plugins.module_utils._run import (
 
 COMPUTE = 'nova-compute'
 SCHEDULER = 'nova-scheduler'
-
-MV_SERVER_GROUPS = (2, 64)     # server group "policy" (singular) and "rules"
-MV_AGGREGATES = (2, 41)        # aggregate uuid
-MV_HYPERVISORS = (2, 53)       # hypervisor id is the compute node / resource provider uuid; stats until 2.87
-MV_HYPERVISOR_STATS_GONE = (2, 88)
 
 GROUP_POLICIES = ('anti-affinity', 'affinity', 'soft-anti-affinity', 'soft-affinity')
 
@@ -985,7 +983,7 @@ class HostEvacuation(object):
 
     def _note(self, evac, status):
         try:
-            self.nova.request('PUT', '/servers/%s/metadata/%s' % (evac.id, NOTE_KEY), (2, 1),
+            self.nova.request('PUT', '/servers/%s/metadata/%s' % (evac.id, NOTE_KEY), MV_BASE,
                               {'meta': {NOTE_KEY: status}})
         except NovaApiError as err:
             raise explain_api_error(err, 'noting the expected status of %s (%s) in its metadata' % (evac.name, evac.id))
@@ -998,7 +996,7 @@ class HostEvacuation(object):
                     OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED):
                 continue
             try:
-                self.nova.request('DELETE', '/servers/%s/metadata/%s' % (evac.id, NOTE_KEY), (2, 1))
+                self.nova.request('DELETE', '/servers/%s/metadata/%s' % (evac.id, NOTE_KEY), MV_BASE)
             except NovaApiError as err:
                 if err.status_code != 404:
                     evac.warnings.append('could not remove the metadata %s novaha.recovery set on %s: %s (request id %s)'

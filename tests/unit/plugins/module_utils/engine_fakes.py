@@ -13,6 +13,7 @@ import re
 from urllib.parse import parse_qsl, urlsplit
 
 from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
+from ansible_collections.novaha.recovery.plugins.module_utils._microversions import mv_str, parse_mv
 from ansible_collections.novaha.recovery.plugins.module_utils import _host_evacuation as he
 
 SRC = 'node-1'
@@ -191,11 +192,11 @@ class FakeNova(object):
     # -- the adapter interface ------------------------------------------------------------------------
 
     def microversion_range(self):
-        return ev.parse_mv('2.1'), ev.parse_mv(self.max_mv), ev.parse_mv(self.default_mv)
+        return parse_mv('2.1'), parse_mv(self.max_mv), parse_mv(self.default_mv)
 
     def request(self, method, path, microversion, body=None):
         self._tick()
-        self.calls.append((method, path, ev.mv_str(microversion), copy.deepcopy(body)))
+        self.calls.append((method, path, mv_str(microversion), copy.deepcopy(body)))
         self._req += 1
         rid = 'req-%04d' % self._req
         self.last_date = datetime.datetime.fromtimestamp(int(self.clock.t), datetime.timezone.utc)
@@ -290,11 +291,11 @@ class FakeNova(object):
     def _evacuate(self, sid, args, mv):
         server = self.servers[sid]
         # nova/api/openstack/compute/schemas/evacuate.py
-        assert 'force' not in args or mv < (2, 68), 'force sent at %s' % ev.mv_str(mv)
+        assert 'force' not in args or mv < (2, 68), 'force sent at %s' % mv_str(mv)
         if mv < (2, 14):
             assert 'onSharedStorage' in args
         else:
-            assert 'onSharedStorage' not in args, 'onSharedStorage sent at %s' % ev.mv_str(mv)
+            assert 'onSharedStorage' not in args, 'onSharedStorage sent at %s' % mv_str(mv)
         if mv >= (2, 95) and self.old_computes:
             self._error(400, 'Starting with microversion 2.95, evacuate API will stop instance on destination. '
                              'To evacuate before upgrades are complete please use an older microversion. Required '

@@ -9,6 +9,7 @@ import copy
 import pytest
 
 from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
+from ansible_collections.novaha.recovery.plugins.module_utils._microversions import mv_str
 
 from engine_fakes import DST, OTHER, RECORDED_SERVER, SRC, FakeNova
 from nova_fakes import EPOCH, Clock, PagingNova
@@ -538,7 +539,7 @@ class _NoAnswer(object):
             self._request(method, path, microversion, body)   # Nova did it; the answer got lost
         elif hit:
             self.left -= 1
-            self.nova.calls.append((method, path, ev.mv_str(microversion), copy.deepcopy(body)))
+            self.nova.calls.append((method, path, mv_str(microversion), copy.deepcopy(body)))
         if hit:
             raise ev.NovaApiError(None, 'no answer from the compute API (Connection aborted)', method=method,
                                   path=path)
