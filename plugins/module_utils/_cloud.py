@@ -11,7 +11,6 @@ the HTTP status and the request id an operator greps for in the Nova logs.
 """
 
 import contextlib
-import difflib
 import json
 import os
 import re
@@ -25,6 +24,7 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.urls import open_url, ConnectionError as UrlsConnectionError
 
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import TransportError
+from ansible_collections.novaha.recovery.plugins.module_utils._microversions import mv_str, parse_mv
 
 try:
     import openstack
@@ -40,13 +40,6 @@ else:
     OPENSTACKSDK_IMPORT_ERROR = None
 
 APP_NAME = 'novaha.recovery'
-
-# Nova microversions: forced_down exists since 2.11; since 2.53 services are addressed by their UUID
-# (PUT /os-services/{id}) instead of by host + binary.
-MV_FORCED_DOWN = (2, 11)
-MV_SERVICE_UUID = (2, 53)
-
-COMPUTE_BINARY = 'nova-compute'
 
 # Keys whose values are secrets wherever they appear in a cloud configuration.
 _SECRET_KEY = re.compile(r'(password|secret|token|passcode|client_key|^key$)', re.IGNORECASE)
@@ -333,20 +326,6 @@ def save_auth_state(path, auth, loaded=None):
 # Microversions and the compute API
 
 
-def parse_version(value):
-    """'2.53' / (2, 53) / None -> tuple or None."""
-    if value is None:
-        return None
-    if isinstance(value, (tuple, list)):
-        return tuple(int(v) for v in value[:2])
-    major, _sep, minor = str(value).partition('.')
-    return (int(major), int(minor or 0))
-
-
-def version_str(version):
-    return '%d.%d' % tuple(version)
-
-
 def compute_max_microversion(conn):
     """The highest compute API microversion the cloud offers, as a tuple.
 
@@ -357,14 +336,14 @@ def compute_max_microversion(conn):
         data = conn.compute.get_endpoint_data()
     except _api_exceptions():
         data = None
-    found = parse_version(getattr(data, 'max_microversion', None)) if data is not None else None
+    found = parse_mv(getattr(data, 'max_microversion', None)) if data is not None else None
     if found:
         return found
     response = conn.compute.get('/', raise_exc=False)
     openstack.exceptions.raise_from_response(response, error_message='reading the compute API version')
     document = response.json()
     version = document.get('version') or {}
-    found = parse_version(version.get('version') or None)
+    found = parse_mv(version.get('version') or None)
     if not found:
         raise NovahaError('the compute API at %s reports no microversions (version document: %s)'
                           % (response.url, document))
@@ -377,115 +356,11 @@ def compute_request(conn, method, url, microversion, doing, json=None, params=No
     HTTP errors become openstack.exceptions.HttpException (with the response, hence the request id).
     """
     response = conn.compute.request(url, method, json=json, params=params,
-                                    microversion=version_str(microversion), raise_exc=False)
+                                    microversion=mv_str(microversion), raise_exc=False)
     openstack.exceptions.raise_from_response(response, error_message=doing)
     if response.content:
         return response.json()
     return None
-
-
-def service_view(raw):
-    """The Nova service fields this collection reports, named as in the compute API."""
-    return dict(
-        id=raw.get('id'),
-        host=raw.get('host'),
-        binary=raw.get('binary'),
-        zone=raw.get('zone'),
-        state=raw.get('state'),
-        status=raw.get('status'),
-        forced_down=bool(raw.get('forced_down', False)),
-        disabled_reason=raw.get('disabled_reason'),
-        updated_at=raw.get('updated_at'),
-    )
-
-
-def close_matches(name, candidates, limit=5):
-    """Candidates that look like ``name`` (a typo, other case, short name vs FQDN)."""
-    candidates = sorted(set(candidates))
-    lowered = dict((c.lower(), c) for c in candidates)
-    matches = [lowered[c] for c in difflib.get_close_matches(name.lower(), list(lowered), n=limit,
-                                                             cutoff=0.6)]
-    short = name.split('.')[0].lower()
-    for candidate in candidates:
-        if candidate.split('.')[0].lower() == short and candidate not in matches:
-            matches.append(candidate)
-    return matches[:limit]
-
-
-def find_compute_service(conn, host, microversion=None):
-    """The nova-compute service of ``host`` (exact match) as a service_view dict.
-
-    Not found -> NovahaError naming close matches. ``microversion`` defaults to the cloud's best
-    of 2.53 / 2.11 so that ``forced_down`` and the service id are reported.
-    """
-    microversion = microversion or service_microversion(conn)
-    doing = 'looking up the %s service of host %s' % (COMPUTE_BINARY, host)
-    body = compute_request(conn, 'GET', '/os-services', microversion, doing,
-                           params={'binary': COMPUTE_BINARY})
-    services = [s for s in (body or {}).get('services', []) if s.get('binary') == COMPUTE_BINARY]
-    exact = [s for s in services if s.get('host') == host]
-    if len(exact) == 1:
-        return service_view(exact[0])
-    if len(exact) > 1:
-        raise NovahaError('host %s has %d %s services (ids %s); remove the stale ones first'
-                          % (host, len(exact), COMPUTE_BINARY, ', '.join(str(s.get('id')) for s in exact)))
-    hosts = [s.get('host') for s in services if s.get('host')]
-    similar = close_matches(host, hosts)
-    if similar:
-        hint = 'did you mean %s?' % ', '.join(similar)
-    elif hosts:
-        hint = 'known compute hosts: %s' % ', '.join(sorted(hosts)[:20])
-    else:
-        hint = 'the cloud has no %s services' % COMPUTE_BINARY
-    raise NovahaError('no %s service on host %s (exact match, as in openstack compute service list); %s'
-                      % (COMPUTE_BINARY, host, hint), similar_hosts=similar)
-
-
-def service_microversion(conn):
-    """2.53 when the cloud offers it, else 2.11; older clouds cannot force a service down."""
-    best = compute_max_microversion(conn)
-    if best >= MV_SERVICE_UUID:
-        return MV_SERVICE_UUID
-    if best >= MV_FORCED_DOWN:
-        return MV_FORCED_DOWN
-    raise NovahaError('the compute API offers microversions up to %s; forcing a service down needs %s '
-                      'or later' % (version_str(best), version_str(MV_FORCED_DOWN)))
-
-
-def update_compute_service(conn, service, forced_down=None, disabled=None, disabled_reason=None,
-                           microversion=None):
-    """Set forced_down and/or disabled (+ reason) on a service_view; returns the service re-read.
-
-    ``None`` leaves a field as it is. ``disabled_reason`` is only sent when disabling.
-    """
-    microversion = microversion or service_microversion(conn)
-    host = service['host']
-    doing = 'updating the %s service of host %s' % (COMPUTE_BINARY, host)
-    if microversion >= MV_SERVICE_UUID:
-        body = {}
-        if forced_down is not None:
-            body['forced_down'] = bool(forced_down)
-        if disabled is not None:
-            body['status'] = 'disabled' if disabled else 'enabled'
-            if disabled and disabled_reason:
-                body['disabled_reason'] = disabled_reason
-        if body:
-            compute_request(conn, 'PUT', '/os-services/%s' % service['id'], microversion, doing,
-                            json=body)
-    else:
-        target = dict(host=host, binary=service.get('binary') or COMPUTE_BINARY)
-        if forced_down is not None:
-            compute_request(conn, 'PUT', '/os-services/force-down', microversion, doing,
-                            json=dict(target, forced_down=bool(forced_down)))
-        if disabled:
-            if disabled_reason:
-                compute_request(conn, 'PUT', '/os-services/disable-log-reason', microversion, doing,
-                                json=dict(target, disabled_reason=disabled_reason))
-            else:
-                compute_request(conn, 'PUT', '/os-services/disable', microversion, doing, json=target)
-        elif disabled is not None:
-            compute_request(conn, 'PUT', '/os-services/enable', microversion, doing, json=target)
-    return find_compute_service(conn, host, microversion)
 
 
 # ---------------------------------------------------------------------------------------------------------

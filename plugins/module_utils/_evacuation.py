@@ -49,6 +49,11 @@ import time
 
 from urllib.parse import urlencode
 
+from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
+    MV_BASE, MV_EVACUATE_DEFAULT, MV_EVACUATE_STOPS, MV_LOCK_REASON, MV_MIGRATIONS, MV_MINIMUM, MV_READ, MV_SERVICES,
+    MV_SERVICES_FORCED_DOWN, MV_SHARED_STORAGE_GONE, MV_TARGET_SCHEDULED, mv_str, parse_mv,
+)
+
 # ---------------------------------------------------------------------------------------------------------
 # Vocabulary
 
@@ -109,44 +114,7 @@ _LOCK_REASON_RE = re.compile(r'^novaha\.recovery: evacuating from (?P<source>\S+
 HIDDEN = '<hidden>'
 
 # ---------------------------------------------------------------------------------------------------------
-# Microversions
-
-MV_SHARED_STORAGE_GONE = (2, 14)   # onSharedStorage removed from the request (Nova detects it)
-MV_TARGET_SCHEDULED = (2, 29)      # a target host is validated by the scheduler unless forced
-MV_FORCE_GONE = (2, 68)            # 'force' removed
-MV_MIGRATIONS = (2, 59)            # os-migrations: uuid, changes-since, paging
-MV_LOCK_REASON = (2, 73)           # lock with locked_reason; locked_reason shown
-MV_SERVICES = (2, 53)              # os-services by uuid
-MV_SERVICES_FORCED_DOWN = (2, 11)
-MV_EVACUATE_STOPS = (2, 95)        # evacuated server left stopped at the destination
-# The evacuate microversion unless the operator asks for another: the newest at which Nova restores the
-# server's power state itself. 2.95 would stop every server and need a start request and another look per
-# server (measured in docs/benchmarks.md); fencing is proven before any evacuation, so nothing is gained
-# by leaving the servers stopped. 2.29 onwards the scheduler validates a target host; 2.68 onwards there
-# is no 'force'.
-MV_EVACUATE_DEFAULT = (2, 94)
-# Reads: flavor embedded (2.47), server_groups in show (2.71), locked_reason (2.73), pinned AZ (2.96).
-# Not higher: 2.102 restricts query parameters and nothing later adds what the engine reads.
-MV_READ = (2, 96)
-MV_MINIMUM = MV_MIGRATIONS
-
-
-def parse_mv(value):
-    """'2.95' / (2, 95) / None -> (2, 95) / None."""
-    if value is None or value == '':
-        return None
-    if isinstance(value, (tuple, list)):
-        return (int(value[0]), int(value[1]) if len(value) > 1 else 0)
-    if isinstance(value, float):
-        value = repr(value)
-    major, _sep, minor = str(value).strip().partition('.')
-    if not major.isdigit() or (minor and not minor.isdigit()):
-        raise ValueError('not a microversion: %r' % (value,))
-    return (int(major), int(minor or 0))
-
-
-def mv_str(value):
-    return '%d.%d' % tuple(value)
+# Microversions (the constants and their parser: _microversions.py)
 
 
 class Microversions(object):
@@ -192,7 +160,7 @@ def choose_microversions(cloud_min, cloud_max, requested=None, client_default=No
     ``compute_api_version`` pinned in clouds.yaml (``client_default``) and to the cloud's maximum.
     Reads are separate from the evacuate request and use what they need.
     """
-    low = parse_mv(cloud_min) or (2, 1)
+    low = parse_mv(cloud_min) or MV_BASE
     high = parse_mv(cloud_max)
     if high is None:
         raise EvacuationError('the compute API announces no microversions; this engine needs %s or later'
@@ -215,7 +183,7 @@ def choose_microversions(cloud_min, cloud_max, requested=None, client_default=No
     return Microversions(
         evacuate=evacuate,
         read=min(high, MV_READ),
-        lock=MV_LOCK_REASON if high >= MV_LOCK_REASON else (2, 1),
+        lock=MV_LOCK_REASON if high >= MV_LOCK_REASON else MV_BASE,
         migrations=MV_MIGRATIONS,
         services=MV_SERVICES if high >= MV_SERVICES else MV_SERVICES_FORCED_DOWN,
         cloud_max=high,
@@ -1225,7 +1193,7 @@ class Engine(object):
             return None
         if e.reset_to:
             try:
-                self._action(e, 'reset_state', {'os-resetState': {'state': e.reset_to}}, (2, 1))
+                self._action(e, 'reset_state', {'os-resetState': {'state': e.reset_to}}, MV_BASE)
             except NovaApiError as err:
                 error = explain_api_error(err, 'resetting the state of %s to %s' % (ident, e.reset_to))
                 return self._finish(e, OUTCOME_FAILED, error.msg, error.kind)
@@ -1243,7 +1211,7 @@ class Engine(object):
         if not (e.locked_by_us or e.ours_from_earlier) or e.unlocked:
             return
         try:
-            self._action(e, 'unlock', {'unlock': None}, (2, 1))
+            self._action(e, 'unlock', {'unlock': None}, MV_BASE)
             e.unlocked = True
             if e.after is not None:
                 e.after = dict(e.after, locked=False, locked_reason=None)
@@ -1370,7 +1338,7 @@ class Engine(object):
                          '; Nova: %s' % now['fault']['message'] if now.get('fault') else ''))
             return self._finish(e, OUTCOME_FAILED, reason, KIND_POWER)
         try:
-            self._action(e, action, {'os-%s' % action: None}, (2, 1))
+            self._action(e, action, {'os-%s' % action: None}, MV_BASE)
         except NovaApiError as err:
             error = explain_api_error(err, 'sending os-%s to %s after its evacuation' % (action, ident))
             return self._finish(e, OUTCOME_FAILED, error.msg, KIND_POWER)

@@ -36,8 +36,6 @@ REDFISH_RESET = '#ComputerSystem.Reset'
 REDFISH_FORCE_OFF = 'ForceOff'
 IPMI_DEFAULT_PORT = 623
 
-DEFAULT_DISABLED_REASON = 'fenced by novaha.recovery.os_fence_check'
-
 
 class TransportError(Exception):
     """Raised by an injected HTTP function when no HTTP answer came back at all."""
@@ -449,41 +447,3 @@ def check_fence(host, bmc, fence=False, attested=False, power_timeout=60, check_
         result['error'] = 'host %s is not proven fenced%s: %s' % (
             host, ' (%s)' % evidence['bmc'] if evidence['bmc'] else '', verdict.reason)
     return result
-
-
-def plan_service_update(service, force_down=False, disable=False, disabled_reason=None):
-    """What must change on the Nova service (a dict for update_compute_service; empty: nothing)."""
-    changes = {}
-    if force_down and not service.get('forced_down'):
-        changes['forced_down'] = True
-    if disable:
-        if service.get('status') != 'disabled':
-            changes['disabled'] = True
-            changes['disabled_reason'] = disabled_reason or DEFAULT_DISABLED_REASON
-        elif disabled_reason and service.get('disabled_reason') != disabled_reason:
-            changes['disabled'] = True
-            changes['disabled_reason'] = disabled_reason
-    return changes
-
-
-def predict_service(service, changes):
-    """The service as it will look after ``changes`` (forced_down, disabled, disabled_reason), for check mode."""
-    after = dict(service)
-    if 'forced_down' in changes:
-        after['forced_down'] = changes['forced_down']
-        if changes['forced_down']:
-            after['state'] = 'down'
-    if changes.get('disabled') is True:
-        after['status'] = 'disabled'
-        after['disabled_reason'] = changes.get('disabled_reason') or service.get('disabled_reason')
-    elif changes.get('disabled') is False:
-        after['status'] = 'enabled'
-        after['disabled_reason'] = None
-    return after
-
-
-def stale_heartbeat(service, fence_result):
-    """Nova still reports the service up although the BMC reads power Off."""
-    evidence = fence_result['evidence']
-    return (service is not None and service.get('state') == 'up' and not service.get('forced_down')
-            and evidence.get('power_state') == POWER_OFF)

@@ -33,6 +33,9 @@ from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import
     OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED, EvacuationError, NovaApiError, Response, evacuate_request, explain_api_error,
     list_all, parse_lock_reason, snapshot, summarize,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
+    MV_AGGREGATES, MV_BASE, MV_HYPERVISORS, MV_SERVER_GROUPS,
+)
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
     DEFAULT_LEASE, DEFAULT_SETTLE, PHASE_EVACUATING, PHASE_INTERRUPTED, PHASE_VERIFYING, HostRun, RunError,
     controller_identity, judge_holder, parse_marker,
@@ -40,11 +43,6 @@ from ansible_collections.novaha.recovery.plugins.module_utils._run import (
 
 COMPUTE = 'nova-compute'
 SCHEDULER = 'nova-scheduler'
-
-MV_SERVER_GROUPS = (2, 64)     # server group "policy" (singular) and "rules"
-MV_AGGREGATES = (2, 41)        # aggregate uuid
-MV_HYPERVISORS = (2, 53)       # hypervisor id is the compute node / resource provider uuid; stats until 2.87
-MV_HYPERVISOR_STATS_GONE = (2, 88)
 
 GROUP_POLICIES = ('anti-affinity', 'affinity', 'soft-anti-affinity', 'soft-affinity')
 
@@ -828,7 +826,19 @@ class HostEvacuation(object):
         plan.run_id = self.run_id
         plan.wait_for_run = wait_for_run
         services = listing.services if listing is not None else self.services()
-        plan.checks, source = check_preconditions(services, host, max_down_percent, target_hosts)
+        source = self._check_host(plan, services, max_down_percent, target_hosts, listing, takeover, wait_for_run)
+        bodies, migrations, always = self._servers_to_consider(plan, source, listing)
+        views = self._server_views(host, bodies, include, exclude, query)
+        plan.selected, plan.skipped = select_servers(views, include, exclude, query, priority_key, always)
+        self._plan_servers(plan, bodies, source, migrations, on_shared_storage, reset_state, lock)
+        self._capacity_and_targets(plan, services, target_hosts, require_capacity)
+        self._serialisation_warnings(plan)
+        return plan
+
+    def _check_host(self, plan, services, max_down_percent, target_hosts, listing, takeover, wait_for_run):
+        """The guards and who holds the host, into ``plan``; returns the host's nova-compute service (None when
+        it has none)."""
+        plan.checks, source = check_preconditions(services, plan.host, max_down_percent, target_hosts)
         plan.source_service = source
         if source is not None:
             now = (listing.date if listing is not None else None) or self.nova.last_date
@@ -837,7 +847,13 @@ class HostEvacuation(object):
             plan.checks.append(check)
             if plan.holder.kind in ('stale', 'overridden'):
                 plan.warnings.append(check.detail)
+        return source
 
+    def _servers_to_consider(self, plan, source, listing):
+        """(bodies, migrations, always): the servers on the host and those whose evacuation from it is ours to
+        finish, the host's evacuation migrations, and the ids selected whatever the criteria (ours to finish,
+        locked by an evacuation from this host, or carrying our note)."""
+        host = plan.host
         if source is None:
             bodies, migrations = [], []
         elif listing is not None:
@@ -853,8 +869,11 @@ class HostEvacuation(object):
         ours = set(b['id'] for b in bodies if b.get('locked')
                    and (parse_lock_reason(b.get('locked_reason')) or {}).get('source') == host)
         noted = set(b['id'] for b in bodies if NOTE_KEY in (b.get('metadata') or {}))
-        always = (finish | ours | noted)
+        return bodies, migrations, (finish | ours | noted)
 
+    def _server_views(self, host, bodies, include, exclude, query):
+        """What selection looks at for each server: its body with its server groups, and the image properties and
+        aggregate metadata when a criterion needs them (read only then)."""
         groups_by_server = {}
         if bodies:
             for group in self.server_groups():
@@ -872,19 +891,13 @@ class HostEvacuation(object):
         for body in bodies:
             image_id = (body.get('image') or {}).get('id') if isinstance(body.get('image'), dict) else None
             views.append(server_view(body, groups_by_server.get(body['id']), image_props.get(image_id), aggregate_md))
-        plan.selected, plan.skipped = select_servers(views, include, exclude, query, priority_key, always)
+        return views
+
+    def _plan_servers(self, plan, bodies, source, migrations, on_shared_storage, reset_state, lock):
+        """The engine's plan of each selected server, in the order of selection, into ``plan.evacuations``."""
         by_id = dict((b['id'], b) for b in bodies)
-
-        targets = {}
-        evacuate_needs = []
         for view in plan.selected:
-            evacuate_needs.append((view['id'], flavor_needs(view)))
-        usable = [s.get('host') for s in services if s.get('binary') == COMPUTE and s.get('host') != host
-                  and service_usable(s)]
-        candidate_hosts = [t for t in (target_hosts or usable) if t in usable]
-
-        for view in plan.selected:
-            evac = self.engine.plan(by_id[view['id']], expected_source_host=host, target_host=None,
+            evac = self.engine.plan(by_id[view['id']], expected_source_host=plan.host, target_host=None,
                                     on_shared_storage=on_shared_storage, reset_state=reset_state, lock=lock,
                                     service=source, migrations=migrations)
             evac.exclusive_groups = set(g['id'] for g in view['server_groups'])
@@ -892,6 +905,18 @@ class HostEvacuation(object):
                 evac.before['server_groups'] = [g['id'] for g in view['server_groups']]
             finish_noted(evac)
             plan.evacuations.append(evac)
+
+    def _capacity_and_targets(self, plan, services, target_hosts, require_capacity):
+        """Capacity for the servers to evacuate on the usable computes (or the target hosts among them): a warning,
+        or a failed check with ``require_capacity``; with target hosts, the host each server is sent to."""
+        host = plan.host
+        targets = {}
+        evacuate_needs = []
+        for view in plan.selected:
+            evacuate_needs.append((view['id'], flavor_needs(view)))
+        usable = [s.get('host') for s in services if s.get('binary') == COMPUTE and s.get('host') != host
+                  and service_usable(s)]
+        candidate_hosts = [t for t in (target_hosts or usable) if t in usable]
 
         to_move = [e for e in plan.evacuations if e.action == ACTION_EVACUATE]
         needs = [(sid, need) for sid, need in evacuate_needs if sid in set(e.id for e in to_move)]
@@ -916,8 +941,6 @@ class HostEvacuation(object):
                 else:
                     e.warnings.append('%s (%s) fits on none of the target hosts %s; the scheduler chooses its host'
                                       % (e.name, e.id, ', '.join(target_hosts)))
-        self._serialisation_warnings(plan)
-        return plan
 
     def _retarget(self, evac, target):
         """Re-plan an evacuation for a target host (the engine builds the request and its warnings)."""
@@ -985,7 +1008,7 @@ class HostEvacuation(object):
 
     def _note(self, evac, status):
         try:
-            self.nova.request('PUT', '/servers/%s/metadata/%s' % (evac.id, NOTE_KEY), (2, 1),
+            self.nova.request('PUT', '/servers/%s/metadata/%s' % (evac.id, NOTE_KEY), MV_BASE,
                               {'meta': {NOTE_KEY: status}})
         except NovaApiError as err:
             raise explain_api_error(err, 'noting the expected status of %s (%s) in its metadata' % (evac.name, evac.id))
@@ -998,7 +1021,7 @@ class HostEvacuation(object):
                     OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED):
                 continue
             try:
-                self.nova.request('DELETE', '/servers/%s/metadata/%s' % (evac.id, NOTE_KEY), (2, 1))
+                self.nova.request('DELETE', '/servers/%s/metadata/%s' % (evac.id, NOTE_KEY), MV_BASE)
             except NovaApiError as err:
                 if err.status_code != 404:
                     evac.warnings.append('could not remove the metadata %s novaha.recovery set on %s: %s (request id %s)'

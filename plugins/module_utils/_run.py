@@ -30,9 +30,9 @@ import re
 import socket
 
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import NovaApiError
+from ansible_collections.novaha.recovery.plugins.module_utils._microversions import MV_SERVICES
 
 COMPUTE = 'nova-compute'
-MV_SERVICES = (2, 53)   # os-services addressed by uuid; the engine needs 2.59 anyway
 REASON_MAX = 255        # Nova's column for disabled_reason
 
 MARKER_PREFIX = 'novaha.recovery run '

@@ -100,10 +100,10 @@ service:
       type: dict
 """
 
-from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
-    NovahaModule, find_compute_service, service_microversion, update_compute_service,
+from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
+from ansible_collections.novaha.recovery.plugins.module_utils._service import (
+    find_compute_service, predict_service, service_microversion, update_compute_service,
 )
-from ansible_collections.novaha.recovery.plugins.module_utils._fencing import predict_service
 
 
 def plan_changes(before, forced_down=None, enabled=None, disabled_reason=None):

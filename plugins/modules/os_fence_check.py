@@ -329,11 +329,11 @@ request_id:
   sample: req-4f1c2b7e-9a0e-4a57-8d2b-d3a4a2a1b0c9
 """
 
-from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
-    NovahaModule, bmc_http, find_compute_service, service_microversion, update_compute_service,
-)
-from ansible_collections.novaha.recovery.plugins.module_utils._fencing import (
-    IpmiBmc, RedfishBmc, check_fence, plan_service_update, predict_service, stale_heartbeat,
+from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule, bmc_http
+from ansible_collections.novaha.recovery.plugins.module_utils._fencing import IpmiBmc, RedfishBmc, check_fence
+from ansible_collections.novaha.recovery.plugins.module_utils._service import (
+    find_compute_service, plan_service_update, predict_service, service_microversion, stale_heartbeat,
+    update_compute_service,
 )
 
 

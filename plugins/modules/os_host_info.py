@@ -160,9 +160,10 @@ summary:
            migrations_unfinished: 0}
 """
 
-from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule, find_compute_service
+from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine, EvacuationError, SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import read_host, read_tracked
+from ansible_collections.novaha.recovery.plugins.module_utils._service import find_compute_service
 
 
 class HostInfo(NovahaModule):

@@ -11,9 +11,11 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.novaha.recovery.plugins.filter import recovery
 from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
 
-# The record builders of the report's tests (tests/unit has no packages: each directory is on the path of its own tests).
+# The record builders shared with the report's tests, a helper module beside them (tests/unit has no packages:
+# each directory is on the path of its own tests only).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'module_utils'))
-from test_report import FINISHED, SRC, moved_earlier, ok, plan_of, recovered, refused_paused, result, run  # noqa: E402
+from engine_fakes import SRC  # noqa: E402
+from report_records import FINISHED, moved_earlier, ok, plan_of, recovered, refused_paused, result, run  # noqa: E402
 
 FILTERS = recovery.FilterModule().filters()
 

@@ -1,4 +1,5 @@
-"""Test fakes of Nova for the engine's small pieces: its services (for _run), paged listings, on a fake clock.
+"""Test fakes of Nova for the engine's small pieces: its services (for _run), paged listings; and ``Clock``, the
+fake clock of every unit test (the engine's whole fake Nova is in engine_fakes.py).
 
 A helper module, not a test file: test files import it (``from nova_fakes import ...``)."""
 

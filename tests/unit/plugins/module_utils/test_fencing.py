@@ -430,33 +430,3 @@ def test_no_bmc_needs_attestation():
     assert result["fenced"] is False and "no power reading and no attestation" in result["error"]
     result = run("node-27", None, clock, attested=True)
     assert result["fenced"] is True and result["evidence"]["method"] == "attestation"
-
-
-# --- Nova service plan ------------------------------------------------------------------------------
-
-
-SERVICE = dict(id="u1", host="node-28", binary="nova-compute", state="up", status="enabled",
-               forced_down=False, disabled_reason=None)
-
-
-def test_service_plan():
-    assert f.plan_service_update(SERVICE) == {}
-    assert f.plan_service_update(SERVICE, force_down=True) == {"forced_down": True}
-    assert f.plan_service_update(SERVICE, disable=True) == {
-        "disabled": True, "disabled_reason": f.DEFAULT_DISABLED_REASON}
-    done = dict(SERVICE, forced_down=True, status="disabled", disabled_reason="OPS-1")
-    assert f.plan_service_update(done, force_down=True, disable=True) == {}
-    assert f.plan_service_update(done, force_down=True, disable=True, disabled_reason="OPS-1") == {}
-    assert f.plan_service_update(done, disable=True, disabled_reason="OPS-2") == {
-        "disabled": True, "disabled_reason": "OPS-2"}
-
-
-def test_predicted_service_and_stale_heartbeat():
-    after = f.predict_service(SERVICE, {"forced_down": True, "disabled": True, "disabled_reason": "x"})
-    assert (after["state"], after["status"], after["forced_down"], after["disabled_reason"]) == (
-        "down", "disabled", True, "x")
-    off = {"evidence": {"power_state": "off"}}
-    on = {"evidence": {"power_state": "on"}}
-    assert f.stale_heartbeat(SERVICE, off)
-    assert not f.stale_heartbeat(SERVICE, on)
-    assert not f.stale_heartbeat(dict(SERVICE, state="down"), off)

@@ -1,10 +1,9 @@
-"""Unit tests of the host-level evacuation: guards, marker, selection, capacity, and whole runs against the
-engine's fake Nova (tests/unit/plugins/module_utils/test_evacuation.py), extended with the listings a host
-run makes (all services, servers of a host, server groups, aggregates, hypervisors, service updates).
+"""Unit tests of the host-level evacuation: guards, marker, selection, capacity, and whole runs against
+``HostNova`` (engine_fakes.py): the engine's fake Nova extended with the listings a host run makes (all
+services, servers of a host, server groups, aggregates, hypervisors, service updates).
 """
 
 import datetime
-import re
 import sys
 from urllib.parse import parse_qsl, urlsplit
 
@@ -14,7 +13,8 @@ from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation
 from ansible_collections.novaha.recovery.plugins.module_utils import _host_evacuation as he
 from ansible_collections.novaha.recovery.plugins.module_utils import _run as run
 
-from test_evacuation import DST, OTHER, SRC, FakeClock, FakeNova
+from engine_fakes import DST, OTHER, SRC, HostNova, host_run
+from nova_fakes import Clock
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -234,110 +234,14 @@ def test_capacity_packs_largest_first_and_warns():
 # whole runs on the fake Nova
 
 
-class HostNova(FakeNova):
-    """The engine's fake Nova plus what a host run reads and writes."""
-
-    def __init__(self, clock, **kw):
-        super(HostNova, self).__init__(clock, **kw)
-        self.services[SRC].update(status='enabled', disabled_reason=None)
-        self.services[DST].update(status='enabled', disabled_reason=None)
-        self.services[OTHER].update(status='enabled', disabled_reason=None)
-        self.groups = []
-        self.windows = {}   # migration id -> [issued, done]
-        self.reasons = []   # every disabled reason written
-        self.notes = []     # metadata notes written and removed
-
-    def _svc(self, host):
-        s = self.services[host]
-        return dict(id='svc-' + host, binary='nova-compute', host=host, zone='nova', state=s['state'],
-                    status=s.get('status', 'enabled'), forced_down=s['forced_down'],
-                    disabled_reason=s.get('disabled_reason'), updated_at='2025-11-21T11:59:00.000000')
-
-    def _route(self, method, path, query, mv, body, rid):
-        if method == 'GET' and path == '/os-services':
-            found = [self._svc(h) for h in sorted(self.services)] + [
-                dict(id='svc-sched', binary='nova-scheduler', host='ctl', state='up', status='enabled',
-                     forced_down=False, disabled_reason=None)]
-            return {'services': [s for s in found if all(s.get(k) == v for k, v in query.items())]}
-        m = re.match(r'^/os-services/svc-(.+)$', path)
-        if method == 'PUT' and m:
-            s = self.services[m.group(1)]
-            s['status'] = body.get('status', s.get('status', 'enabled'))
-            s['disabled_reason'] = body.get('disabled_reason') if s['status'] == 'disabled' else None
-            if 'forced_down' in body:
-                s['forced_down'] = body['forced_down']
-            self.reasons.append(s['disabled_reason'])
-            return {'service': self._svc(m.group(1))}
-        if method == 'GET' and path == '/servers/detail' and 'host' in query:
-            found = super(HostNova, self)._route(method, path, query, mv, body, rid)['servers']
-            return {'servers': [s for s in found if s['OS-EXT-SRV-ATTR:host'] == query['host']]}
-        m = re.match(r'^/servers/([^/]+)/metadata/(.+)$', path)
-        if m and method in ('PUT', 'DELETE'):
-            meta = self.servers[m.group(1)].setdefault('metadata', {})
-            self.notes.append((method, m.group(1), m.group(2)))
-            if method == 'PUT':
-                meta.update(body['meta'])
-                return {'meta': body['meta']}
-            if m.group(2) not in meta:
-                self._error(404, 'Metadata item was not found')
-            del meta[m.group(2)]
-            return None
-        if method == 'GET' and path == '/os-server-groups':
-            return {'server_groups': list(self.groups)}
-        if method == 'GET' and path == '/os-aggregates':
-            return {'aggregates': []}
-        if method == 'GET' and path == '/os-hypervisors/detail':
-            return {'hypervisors': [dict(id='rp-' + h, hypervisor_hostname=h, service=dict(host=h), vcpus=16,
-                                         vcpus_used=0, memory_mb=8192, memory_mb_used=0, local_gb=100,
-                                         local_gb_used=0) for h in sorted(self.services)]}
-        return super(HostNova, self)._route(method, path, query, mv, body, rid)
-
-    def _evacuate(self, sid, args, mv):
-        out = super(HostNova, self)._evacuate(sid, args, mv)
-        mig = self.migrations[-1]
-        self.windows[mig['id']] = [self.clock.t, None]
-        return out
-
-    def _mig_set(self, mig, status):
-        super(HostNova, self)._mig_set(mig, status)
-        if status in ('done', 'error', 'failed') and mig['id'] in self.windows:
-            self.windows[mig['id']][1] = self.clock.t
-
-    def max_overlap(self):
-        events = []
-        for start, end in self.windows.values():
-            events += [(start, 1), (end if end is not None else float('inf'), -1)]
-        peak = current = 0
-        for _t, delta in sorted(events, key=lambda e: (e[0], e[1])):
-            current += delta
-            peak = max(peak, current)
-        return peak
-
-    def evacuate_count(self, sid):
-        return len([a for a, _m, _b in self.actions(sid) if a == 'evacuate'])
-
-
 @pytest.fixture
 def clock():
-    return FakeClock()
+    return Clock()
 
 
 @pytest.fixture
 def nova(clock):
     return HostNova(clock)
-
-
-def host_run(nova, clock, run=True, controller='ctl@00', run_id=None, progress=None, microversion=None, **opts):
-    run_opts = dict((k, opts.pop(k)) for k in ('timeout', 'poll_interval', 'retries', 'max_parallel') if k in opts)
-    run_opts.setdefault('poll_interval', 2)
-    counting = he.CountingNova(nova)
-    engine = ev.Engine(counting, clock, microversion=microversion)
-    evacuation = he.HostEvacuation(engine, controller=controller, run_id=run_id)
-    plan = evacuation.prepare(SRC, **opts)
-    summary = None
-    if run and not plan.failed_checks:
-        summary = evacuation.execute(plan, on_progress=progress, **run_opts)
-    return plan, summary, counting
 
 
 def test_a_host_run_recovers_every_server_within_max_parallel(nova, clock):

@@ -4,12 +4,12 @@ server by its id and the host's evacuations, never a listing of servers."""
 from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
 from ansible_collections.novaha.recovery.plugins.module_utils import _host_evacuation as he
 
-from test_evacuation import DST, SRC, FakeClock
-from test_host_evacuation import HostNova, host_run
+from engine_fakes import DST, SRC, HostNova, host_run
+from nova_fakes import Clock
 
 
 def test_the_watch_reads_each_evacuated_server_by_id_and_lists_no_servers():
-    clock = FakeClock()
+    clock = Clock()
     nova = HostNova(clock)
     ids = [nova.add_server('web-%d' % i) for i in range(3)]
     left = nova.add_server('left-on-the-host')

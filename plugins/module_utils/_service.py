@@ -1,0 +1,174 @@
+# PRIVATE module_utils of novaha.recovery: not a public API, may change in any release without notice.
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2025, novaha.recovery contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The nova-compute service of a host: find it, read its flags, plan and make the change, predict it in check mode.
+
+The lookups and the update go through ``_cloud.compute_request`` on an openstacksdk Connection; the plan, the
+prediction and the stale heartbeat are pure functions on a service view.
+
+- the service fields reported ............................... ``service_view``
+- which service is the host's (hosts named like a typo) ..... ``find_compute_service`` (``close_matches``)
+- the microversion of the service requests .................. ``service_microversion``
+- making the change ......................................... ``update_compute_service``
+- what must change (forced down, disabled, reason) .......... ``plan_service_update``
+- the service after the change, for check mode .............. ``predict_service``
+- Nova reports up a host the BMC reads powered off .......... ``stale_heartbeat``
+"""
+
+import difflib
+
+from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
+    NovahaError, compute_max_microversion, compute_request,
+)
+from ansible_collections.novaha.recovery.plugins.module_utils._fencing import POWER_OFF
+from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
+    MV_SERVICES, MV_SERVICES_FORCED_DOWN, mv_str,
+)
+
+COMPUTE_BINARY = 'nova-compute'
+
+DEFAULT_DISABLED_REASON = 'fenced by novaha.recovery.os_fence_check'
+
+
+def service_view(raw):
+    """The Nova service fields this collection reports, named as in the compute API."""
+    return dict(
+        id=raw.get('id'),
+        host=raw.get('host'),
+        binary=raw.get('binary'),
+        zone=raw.get('zone'),
+        state=raw.get('state'),
+        status=raw.get('status'),
+        forced_down=bool(raw.get('forced_down', False)),
+        disabled_reason=raw.get('disabled_reason'),
+        updated_at=raw.get('updated_at'),
+    )
+
+
+def close_matches(name, candidates, limit=5):
+    """Candidates that look like ``name`` (a typo, other case, short name vs FQDN)."""
+    candidates = sorted(set(candidates))
+    lowered = dict((c.lower(), c) for c in candidates)
+    matches = [lowered[c] for c in difflib.get_close_matches(name.lower(), list(lowered), n=limit,
+                                                             cutoff=0.6)]
+    short = name.split('.')[0].lower()
+    for candidate in candidates:
+        if candidate.split('.')[0].lower() == short and candidate not in matches:
+            matches.append(candidate)
+    return matches[:limit]
+
+
+def find_compute_service(conn, host, microversion=None):
+    """The nova-compute service of ``host`` (exact match) as a service_view dict.
+
+    Not found -> NovahaError naming close matches. ``microversion`` defaults to the cloud's best
+    of 2.53 / 2.11 so that ``forced_down`` and the service id are reported.
+    """
+    microversion = microversion or service_microversion(conn)
+    doing = 'looking up the %s service of host %s' % (COMPUTE_BINARY, host)
+    body = compute_request(conn, 'GET', '/os-services', microversion, doing,
+                           params={'binary': COMPUTE_BINARY})
+    services = [s for s in (body or {}).get('services', []) if s.get('binary') == COMPUTE_BINARY]
+    exact = [s for s in services if s.get('host') == host]
+    if len(exact) == 1:
+        return service_view(exact[0])
+    if len(exact) > 1:
+        raise NovahaError('host %s has %d %s services (ids %s); remove the stale ones first'
+                          % (host, len(exact), COMPUTE_BINARY, ', '.join(str(s.get('id')) for s in exact)))
+    hosts = [s.get('host') for s in services if s.get('host')]
+    similar = close_matches(host, hosts)
+    if similar:
+        hint = 'did you mean %s?' % ', '.join(similar)
+    elif hosts:
+        hint = 'known compute hosts: %s' % ', '.join(sorted(hosts)[:20])
+    else:
+        hint = 'the cloud has no %s services' % COMPUTE_BINARY
+    raise NovahaError('no %s service on host %s (exact match, as in openstack compute service list); %s'
+                      % (COMPUTE_BINARY, host, hint), similar_hosts=similar)
+
+
+def service_microversion(conn):
+    """2.53 when the cloud offers it, else 2.11; older clouds cannot force a service down."""
+    best = compute_max_microversion(conn)
+    if best >= MV_SERVICES:
+        return MV_SERVICES
+    if best >= MV_SERVICES_FORCED_DOWN:
+        return MV_SERVICES_FORCED_DOWN
+    raise NovahaError('the compute API offers microversions up to %s; forcing a service down needs %s '
+                      'or later' % (mv_str(best), mv_str(MV_SERVICES_FORCED_DOWN)))
+
+
+def update_compute_service(conn, service, forced_down=None, disabled=None, disabled_reason=None,
+                           microversion=None):
+    """Set forced_down and/or disabled (+ reason) on a service_view; returns the service re-read.
+
+    ``None`` leaves a field as it is. ``disabled_reason`` is only sent when disabling.
+    """
+    microversion = microversion or service_microversion(conn)
+    host = service['host']
+    doing = 'updating the %s service of host %s' % (COMPUTE_BINARY, host)
+    if microversion >= MV_SERVICES:
+        body = {}
+        if forced_down is not None:
+            body['forced_down'] = bool(forced_down)
+        if disabled is not None:
+            body['status'] = 'disabled' if disabled else 'enabled'
+            if disabled and disabled_reason:
+                body['disabled_reason'] = disabled_reason
+        if body:
+            compute_request(conn, 'PUT', '/os-services/%s' % service['id'], microversion, doing,
+                            json=body)
+    else:
+        target = dict(host=host, binary=service.get('binary') or COMPUTE_BINARY)
+        if forced_down is not None:
+            compute_request(conn, 'PUT', '/os-services/force-down', microversion, doing,
+                            json=dict(target, forced_down=bool(forced_down)))
+        if disabled:
+            if disabled_reason:
+                compute_request(conn, 'PUT', '/os-services/disable-log-reason', microversion, doing,
+                                json=dict(target, disabled_reason=disabled_reason))
+            else:
+                compute_request(conn, 'PUT', '/os-services/disable', microversion, doing, json=target)
+        elif disabled is not None:
+            compute_request(conn, 'PUT', '/os-services/enable', microversion, doing, json=target)
+    return find_compute_service(conn, host, microversion)
+
+
+def plan_service_update(service, force_down=False, disable=False, disabled_reason=None):
+    """What must change on the Nova service (a dict for update_compute_service; empty: nothing)."""
+    changes = {}
+    if force_down and not service.get('forced_down'):
+        changes['forced_down'] = True
+    if disable:
+        if service.get('status') != 'disabled':
+            changes['disabled'] = True
+            changes['disabled_reason'] = disabled_reason or DEFAULT_DISABLED_REASON
+        elif disabled_reason and service.get('disabled_reason') != disabled_reason:
+            changes['disabled'] = True
+            changes['disabled_reason'] = disabled_reason
+    return changes
+
+
+def predict_service(service, changes):
+    """The service as it will look after ``changes`` (forced_down, disabled, disabled_reason), for check mode."""
+    after = dict(service)
+    if 'forced_down' in changes:
+        after['forced_down'] = changes['forced_down']
+        if changes['forced_down']:
+            after['state'] = 'down'
+    if changes.get('disabled') is True:
+        after['status'] = 'disabled'
+        after['disabled_reason'] = changes.get('disabled_reason') or service.get('disabled_reason')
+    elif changes.get('disabled') is False:
+        after['status'] = 'enabled'
+        after['disabled_reason'] = None
+    return after
+
+
+def stale_heartbeat(service, fence_result):
+    """Nova still reports the service up although the BMC reads power Off."""
+    evidence = fence_result['evidence']
+    return (service is not None and service.get('state') == 'up' and not service.get('forced_down')
+            and evidence.get('power_state') == POWER_OFF)
