@@ -166,13 +166,14 @@ from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
     PHASE_DONE, PHASE_INTERRUPTED, PHASE_ISOLATED, PHASE_VERIFYING, HostRun, RunError, plan_restore, valid_run_id,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._service import service_view
 
 PHASES = dict(isolated=PHASE_ISOLATED, verifying=PHASE_VERIFYING, done=PHASE_DONE, interrupted=PHASE_INTERRUPTED)
-SERVICE_KEYS = ('id', 'host', 'state', 'status', 'forced_down', 'disabled_reason', 'updated_at')
 
 
 def brief(service):
-    return dict((k, service.get(k)) for k in SERVICE_KEYS) if service else None
+    """The service as every module of the collection reports it."""
+    return service_view(service) if service else None
 
 
 class RecoveryRun(NovahaModule):
