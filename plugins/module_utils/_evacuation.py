@@ -108,6 +108,11 @@ EXPECTED_STATUS = {
 }
 RESETTABLE_VM_STATES = frozenset(['active', 'stopped', 'error', 'paused', 'suspended', 'rescued'])
 
+# Kinds of the warnings a server's record carries (``warning_kinds``, one per warning).
+WARNING_ROOT_DISK_LOST = 'root_disk_lost'      # image-booted, no shared storage: the root disk is rebuilt
+WARNING_DISK_RECREATED = 'disk_recreated'      # an ephemeral or swap disk is recreated empty
+WARNING_OTHER = 'other'
+
 LOCK_REASON_PREFIX = 'novaha.recovery:'
 _LOCK_REASON_RE = re.compile(r'^novaha\.recovery: evacuating from (?P<source>\S+) \(was (?P<status>[A-Z_]+)\)')
 
@@ -628,20 +633,33 @@ def evacuate_request(mv, target_host=None, admin_password=None, on_shared_storag
     return {'evacuate': body}, warnings
 
 
+class Note(str):
+    """A warning with its kind (``WARNING_*``): callers decide on the kind, never on the words."""
+
+    def __new__(cls, text, kind=WARNING_OTHER):
+        note = str.__new__(cls, text)
+        note.kind = kind
+        return note
+
+
+def warning_kind(warning):
+    return getattr(warning, 'kind', WARNING_OTHER)
+
+
 def disk_warnings(snap, on_shared_storage=None):
     """What the operator loses: local disks are rebuilt from the image on the new host."""
     warnings = []
     ident = '%s (%s)' % (snap.get('name'), snap.get('id'))
     if not snap.get('boot_from_volume') and not on_shared_storage:
-        warnings.append('server %s boots from image %s: unless its instance directory is on shared storage, '
-                        'Nova rebuilds the root disk from the image on the new host and data written to the '
-                        'root disk is lost' % (ident, snap.get('image_id')))
+        warnings.append(Note('server %s boots from image %s: unless its instance directory is on shared storage, '
+                             'Nova rebuilds the root disk from the image on the new host and data written to the '
+                             'root disk is lost' % (ident, snap.get('image_id')), WARNING_ROOT_DISK_LOST))
     flavor = snap.get('flavor') or {}
     for kind, unit in (('an ephemeral', 'GB'), ('a swap', 'MB')):
         size = flavor.get(kind.split()[1])
         if size and not on_shared_storage:
-            warnings.append('server %s has %s disk (%s %s) on its failed host; it is recreated empty'
-                            % (ident, kind, size, unit))
+            warnings.append(Note('server %s has %s disk (%s %s) on its failed host; it is recreated empty'
+                                 % (ident, kind, size, unit), WARNING_DISK_RECREATED))
     return warnings
 
 
@@ -833,7 +851,7 @@ class ServerEvacuation(object):
         return dict(action=self.action, reason=self.reason, microversion=mv_str(self.microversion)
                     if self.microversion else None, request=self.request, expected_status=self.expected_status,
                     reset_state_to=self.reset_to, lock=self.lock_wanted and not self.before.get('locked'),
-                    warnings=list(self.warnings))
+                    warnings=[str(w) for w in self.warnings], warning_kinds=[warning_kind(w) for w in self.warnings])
 
     def record(self):
         seconds = None
@@ -864,7 +882,8 @@ class ServerEvacuation(object):
             timings=dict(requested_at=isotime(self.requested_at), finished_at=isotime(self.finished_at),
                          seconds=seconds),
             request_ids=list(self.request_ids),
-            warnings=list(self.warnings),
+            warnings=[str(w) for w in self.warnings],
+            warning_kinds=[warning_kind(w) for w in self.warnings],
         )
         rec['next_command'] = None if self.outcome in (OUTCOME_RECOVERED, OUTCOME_NOTHING_TO_DO,
                                                        OUTCOME_PLANNED) else next_command(rec)

@@ -445,7 +445,7 @@ skipped:
 plan:
   description:
     - Per selected server, what is (or would be) done - order, action, reason, expected_target, expected_status,
-      microversion, request, lock, exclusive_groups, warnings.
+      microversion, request, lock, exclusive_groups, warnings, warning_kinds (the kind of each warning).
   returned: when the host's servers were listed
   type: list
   elements: dict
@@ -502,7 +502,8 @@ from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import (
-    ACTION_EVACUATE, ACTION_RECONCILE, Engine, EvacuationError, SdkNova,
+    ACTION_EVACUATE, ACTION_RECONCILE, WARNING_DISK_RECREATED, WARNING_ROOT_DISK_LOST, Engine, EvacuationError,
+    SdkNova,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import (
     CountingNova, HostEvacuation, HostEvacuationError, MissingLibraryError, SdkService, list_host, read_host,
@@ -519,7 +520,7 @@ SELECT_SPEC = dict(
 )
 
 # Per-server warnings that every image-booted server carries: summarised in one task warning.
-_ROUTINE = ('root disk is lost', 'it is recreated empty', 'it is started afterwards')
+_ROUTINE = (WARNING_ROOT_DISK_LOST, WARNING_DISK_RECREATED)
 
 
 class HostEvacuate(NovahaModule):
@@ -669,9 +670,9 @@ class HostEvacuate(NovahaModule):
     def warn_records(self, records):
         routine = 0
         for record in records:
-            for warning in record['warnings']:
-                if any(text in warning for text in _ROUTINE):
-                    routine += 'root disk is lost' in warning
+            for warning, kind in zip(record['warnings'], record['warning_kinds']):
+                if kind in _ROUTINE:
+                    routine += kind == WARNING_ROOT_DISK_LOST
                     continue
                 self.warn(warning)
             if record['outcome'] == 'refused':

@@ -321,6 +321,13 @@ evacuation:
       description: Warnings, also shown as task warnings.
       type: list
       elements: str
+    warning_kinds:
+      description:
+        - The kind of each warning, in the same order - V(root_disk_lost) (image-booted without shared storage),
+          V(disk_recreated) (an ephemeral or swap disk recreated empty) or V(other) - so that a playbook decides
+          on the kind, never on the words.
+      type: list
+      elements: str
     next_command:
       description: The command an operator runs next when the server was not recovered.
       type: str

@@ -260,6 +260,7 @@ def test_03_check_mode_is_the_full_plan_and_changes_nothing(cloud, scenario):
             assert entry["expected_status"] == scenario["final"][sid]
             assert entry["expected_target"] == "the scheduler"
             assert any("root disk" in w for w in entry["warnings"])
+            assert "root_disk_lost" in entry["warning_kinds"] and len(entry["warning_kinds"]) == len(entry["warnings"])
     pair = ids(scenario, "pair")
     assert plan[pair[0]]["exclusive_groups"] == plan[pair[1]]["exclusive_groups"] != []
     assert any("share server group" in w for w in result["warnings"])

@@ -740,3 +740,13 @@ def test_a_listing_cut_by_the_page_limit_is_an_error_not_a_short_list():
     assert 'stopped after 3 pages (30 items) with more still to come' in err.value.msg
     items, _date = ev.list_all(PagingNova('servers', 30, 10), '/servers/detail', [], 'servers', (2, 96), limit_pages=3)
     assert len(items) == 30
+
+
+def test_each_warning_of_a_record_has_its_kind():
+    snap = dict(id='s-1', name='web-1', image_id='img-1', boot_from_volume=False,
+                flavor=dict(ephemeral=10, swap=512))
+    warnings = ev.disk_warnings(snap)
+    assert [ev.warning_kind(w) for w in warnings] == ['root_disk_lost', 'disk_recreated', 'disk_recreated']
+    assert ev.disk_warnings(dict(snap, boot_from_volume=True, flavor={})) == []
+    assert ev.disk_warnings(snap, on_shared_storage=True) == []
+    assert ev.warning_kind('a plain string') == 'other'
