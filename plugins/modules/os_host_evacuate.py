@@ -15,8 +15,8 @@ description:
   - "Guards, checked before anything changes; every failed one is reported at once and the task fails:
     O(host) is a C(nova-compute) host; its service is forced down or reported down; another enabled, up
     compute host remains; no more than O(max_down_percent) of the compute services are down (more looks
-    like a partition or a control plane fault, not host failures); a C(nova-scheduler) is up; no other run
-    is evacuating the host (see O(takeover)); with O(require_capacity=true), the servers fit."
+    like a partition or a control plane fault, not host failures); a C(nova-scheduler) is up; no other live run
+    holds the host (see O(wait_for_run) and O(takeover)); with O(require_capacity=true), the servers fit."
   - Capacity pre-check. The flavors of the servers to evacuate are packed (first fit, largest memory first)
     into the free capacity of the enabled, up hosts (or O(target_hosts)), from Placement inventories and
     usages, or from hypervisor statistics when Placement cannot be read. Not fitting is a warning, or a
