@@ -143,7 +143,8 @@ def test_controller_killed_while_evacuating_then_the_same_command_completes(clea
     before = boot(cloud)
     cloud.fail_host(HOST, power="on")
     # The same command both times; a short lease so that a dead run's heartbeat goes stale in seconds.
-    extra = dict(host_recovery_lease=20, host_recovery_max_parallel=1, host_recovery_poll_interval=2)
+    extra = dict(host_recovery_lease=20, host_recovery_verify_timeout=15, host_recovery_max_parallel=1,
+                 host_recovery_poll_interval=2)
     cmd = command(cloud, "recover-host.yml", HOST, tmp_path / "reports", **extra)
     first = subprocess.Popen(cmd, env=cloud.env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
@@ -241,6 +242,16 @@ def test_an_operators_reason_survives_recovery_and_restore(clean_cloud, tmp_path
     assert (svc["forced_down"], svc["status"], svc["disabled_reason"]) == (False, "disabled",
                                                                            "RMA-4711, do not enable")
     assert "left disabled with the reason it had before the recovery: RMA-4711, do not enable" in output
+
+
+def test_a_lease_shorter_than_the_verify_phase_is_refused_before_anything_changes(clean_cloud, tmp_path):
+    cloud = clean_cloud
+    cloud.fail_host(HOST, power="on")
+    rc, output = run(cloud, "recover-host.yml", HOST, tmp_path / "reports", host_recovery_lease=60,
+                     host_recovery_verify_timeout=300)
+    assert rc != 0 and "host_recovery_lease (60 s) must be 10 or more and above host_recovery_verify_timeout" in output
+    svc = service(cloud)
+    assert (svc["forced_down"], svc["status"], svc["disabled_reason"]) == (False, "enabled", None)
 
 
 def test_restore_refuses_a_host_disabled_for_someone_elses_reason(clean_cloud, tmp_path):
