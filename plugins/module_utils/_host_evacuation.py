@@ -1029,16 +1029,22 @@ class HostEvacuation(object):
 
     # -- the hold on the host ----------------------------------------------------------------------------
 
-    def begin(self, plan):
-        """Hold the host for the evacuation: a joined run must already hold it (its phase moves on to
-        evacuating); an evacuation of its own claims it."""
+    def claim(self, plan):
+        """An evacuation of its own takes the host, waiting up to ``plan.wait_for_run`` for a live holder.
+        A plan made while another run held the host is out of date once it is taken: plan again."""
         self.run = HostRun(self.nova, plan.host, self.run_id, self.clock, controller=self.controller,
                            lease=self.lease, settle=self.settle, microversion=self.mv.services)
+        return self.run.claim(takeover=plan.holder is not None and plan.holder.kind == 'overridden',
+                              wait_timeout=plan.wait_for_run)
+
+    def begin(self, plan):
+        """Hold the host for the evacuation: a joined run must already hold it (its phase moves on to
+        evacuating); an evacuation of its own claims it unless it did already."""
         if self.joined:
-            self.run.advance(PHASE_EVACUATING)
-            return
-        self.run.claim(takeover=plan.holder is not None and plan.holder.kind == 'overridden',
-                       wait_timeout=plan.wait_for_run)
+            self.run = HostRun(self.nova, plan.host, self.run_id, self.clock, controller=self.controller,
+                               lease=self.lease, settle=self.settle, microversion=self.mv.services)
+        elif self.run is None or self.run.marker is None:
+            self.claim(plan)
         self.run.advance(PHASE_EVACUATING)
 
     def end(self, finished):
@@ -1049,7 +1055,7 @@ class HostEvacuation(object):
         if self.joined:
             self.run.advance(PHASE_VERIFYING)
         elif finished:
-            self.run.release()
+            self.run.release(evacuated=True)
         else:
             self.run.advance(PHASE_INTERRUPTED)
 
@@ -1076,6 +1082,7 @@ class HostEvacuation(object):
 
         finished = False
         lost = False
+        failed = False
         try:
             for evac in plan.evacuations:
                 if needs_note(evac, self.mv.evacuate_stops_server):
@@ -1086,11 +1093,19 @@ class HostEvacuation(object):
                                         for e in plan.evacuations)
         except RunError as exc:
             lost = exc.kind == 'lost'
+            failed = True
+            raise
+        except Exception:
+            failed = True
             raise
         finally:
             self.drop_notes(plan)
             if not lost:
-                self.end(finished)
+                try:
+                    self.end(finished)
+                except RunError:
+                    if not failed:
+                        raise  # otherwise the first error is the one to report
         summary = summarize_run(plan, self.clock.now() - start)
         summary['max_in_flight'] = peak['in_flight']
         return summary

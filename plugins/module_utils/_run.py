@@ -49,6 +49,7 @@ ENDED_PHASES = (PHASE_DONE, PHASE_INTERRUPTED)
 
 DEFAULT_LEASE = 300
 DEFAULT_SETTLE = 2.0
+CLAIM_ROUNDS = 3        # slow read-and-write rounds before a claim gives up
 
 _STAMP = '%Y%m%dT%H%M%SZ'
 _RUN_ID_RE = re.compile(r'^[0-9A-Za-z_-]{1,32}$')
@@ -151,9 +152,14 @@ class RunMarker(object):
                     was=dict(status=self.was_status, forced_down=self.was_forced_down,
                              disabled_reason=self.was_reason))
 
-    def restore_body(self):
-        """The PUT /os-services/{id} body that puts the service back as it was before the first run."""
-        body = dict(status=self.was_status, forced_down=self.was_forced_down)
+    def restore_body(self, current=None):
+        """The PUT /os-services/{id} body that puts the service back as it was before the first run.
+
+        Forced down is sent only when it differs from ``current`` (the service now): Nova refuses any request
+        carrying forced_down=false while evacuations from the host are left 'done' (its compute is dead)."""
+        body = dict(status=self.was_status)
+        if current is None or bool(current.get('forced_down')) != self.was_forced_down:
+            body['forced_down'] = self.was_forced_down
         if self.was_status == 'disabled' and self.was_reason:
             body['disabled_reason'] = self.was_reason
         return body
@@ -268,6 +274,7 @@ class HostRun(object):
         self.service = None
         self.took_over = None
         self.last_beat = None
+        self.renew_errors = []      # heartbeat renewals that failed and were tried again
 
     # -- reading -----------------------------------------------------------------------------------------------
 
@@ -322,8 +329,15 @@ class HostRun(object):
     def claim(self, takeover=False, wait_timeout=0, wait_interval=10, on_wait=None):
         """Take the host for this run. A live run is waited for (up to ``wait_timeout`` s) and then refused;
         a stale or ended run is taken over, keeping its start and the service before it. Returns the Holder
-        found. Raises RunError(kind='held') or RunError(kind='lost')."""
+        found. Raises RunError(kind='held'), RunError(kind='lost'), or RunError(kind='api') for an API too slow
+        to claim safely.
+
+        Why the claim is sound: a competitor that read the host free did so before our write landed, and it
+        writes at most ``settle`` seconds after its read started (it checks, as we do); we read back ``settle``
+        seconds after our write returned, so its write, if any, is there to see."""
         started = self.clock.now()
+        slow_rounds = 0
+        before = None       # who held the host before this run's first write
         while True:
             read_at = self.clock.now()  # the answer may be as old as the request
             service, found, holder = self.read()
@@ -337,18 +351,30 @@ class HostRun(object):
                 continue
             if holder.kind == 'live':
                 holder = Holder('overridden', holder.marker, holder.age)
-            previous = found if holder.kind != 'free' else None
+            if before is None or holder.kind != 'ours':
+                before = holder
             if holder.kind == 'ours':
                 marker = found
+                marker.phase = PHASE_CLAIMED
                 marker.heartbeat_at = self.now()
                 marker.lease = self.lease
             else:
-                marker = claim_marker(service, self.run_id, self.controller, self.now(), self.lease, previous)
-            # A claim is only sound when it was written right after the read it decided on: a slow write could
-            # land after another run's claim settled. Too slow: read again.
-            if self.clock.now() - read_at > self.settle / 2:
-                continue
+                marker = claim_marker(service, self.run_id, self.controller, self.now(), self.lease,
+                                      found if holder.kind != 'free' else None)
+                self.took_over = holder if holder.kind in ('ended', 'stale', 'overridden') else None
             self._write(marker, 'marking the nova-compute service of %s with run %s' % (self.host, self.run_id))
+            gap = self.clock.now() - read_at
+            if gap > self.settle:
+                # Read and write took longer than a competitor is allowed: not proven alone. Read again (a
+                # competitor's claim shows as a live run) and write again, a few times, then give up.
+                slow_rounds += 1
+                if slow_rounds >= CLAIM_ROUNDS:
+                    self._give_up(marker)
+                    raise RunError('the compute API took %.1f s to read and write the nova-compute service of %s, '
+                                   'more than settle (%ss), %d times: the claim cannot be proven alone. Nothing '
+                                   'else was changed; run again, or raise settle'
+                                   % (gap, self.host, self.settle, slow_rounds), kind='api')
+                continue
             self.clock.sleep(self.settle)
             _service, now_found, now_holder = self.read()
             if now_holder.kind != 'ours':
@@ -356,9 +382,16 @@ class HostRun(object):
                                'here; the other one goes on' % (self.host, now_holder.describe()), kind='lost',
                                holder=now_holder)
             self.marker = now_found
-            if holder.kind in ('ended', 'stale', 'overridden'):
-                self.took_over = holder
-            return holder
+            return before
+
+    def _give_up(self, marker):
+        """A claim that could not be proven is marked interrupted, so that no run waits a lease for it."""
+        marker.phase = PHASE_INTERRUPTED
+        try:
+            self.hold()
+            self._write(marker, 'marking the unproven claim of run %s on %s interrupted' % (self.run_id, self.host))
+        except RunError:
+            pass  # another run took the host meanwhile, or the API failed again: nothing of ours to undo
 
     def hold(self):
         """The marker, read now, must be ours; returns it. Raises RunError(kind='lost') otherwise."""
@@ -380,11 +413,20 @@ class HostRun(object):
         return marker
 
     def renew_if_due(self):
-        """Renew the heartbeat when a quarter of the lease has passed since the last one (cheap to call often)."""
-        if self.last_beat is None or self.clock.now() - self.last_beat >= self.lease / 4.0:
+        """Renew the heartbeat when a quarter of the lease has passed since the last one (cheap to call often).
+
+        A failed renewal is tried again at the next call while three quarters of the lease remain: one API error
+        does not end an evacuation. Another run holding the host (lost) always does."""
+        if self.last_beat is not None and self.clock.now() - self.last_beat < self.lease / 4.0:
+            return False
+        try:
             self.advance(self.marker.phase if self.marker is not None else PHASE_EVACUATING)
-            return True
-        return False
+        except RunError as exc:
+            if exc.kind == 'lost' or self.last_beat is None or self.clock.now() - self.last_beat >= self.lease / 2.0:
+                raise
+            self.renew_errors.append(exc.msg)
+            return False
+        return True
 
     def restore(self, override=False, check_mode=False):
         """Return a repaired host to service as ``plan_restore`` decides. Returns (RestorePlan, service before,
@@ -400,11 +442,18 @@ class HostRun(object):
         return plan, before, dict(self._put(plan.body, 'returning the nova-compute service of %s to service'
                                             % self.host))
 
-    def release(self):
-        """Put the service back as it was before the first run of this recovery (only with our marker on it)."""
+    def release(self, evacuated=False):
+        """Put the service back as it was before the first run of this recovery (only with our marker on it).
+
+        A run whose marker shows it reached the evacuation is refused unless ``evacuated`` (its evacuation
+        finished): servers may be moving, and the host stays isolated."""
         marker = self.hold()
-        self._put(marker.restore_body(), 'restoring the nova-compute service of %s as it was before run %s'
-                  % (self.host, self.run_id))
+        if marker.phase in (PHASE_EVACUATING, PHASE_VERIFYING) and not evacuated:
+            raise RunError('run %s reached phase %s on %s: servers may have left it, so it stays isolated (forced '
+                           'down, disabled); nothing was changed' % (self.run_id, marker.phase, self.host),
+                           kind='refused')
+        self._put(marker.restore_body(self.service), 'restoring the nova-compute service of %s as it was before '
+                  'run %s' % (self.host, self.run_id))
         self.marker = None
         return marker
 

@@ -582,17 +582,21 @@ class HostEvacuate(NovahaModule):
             listing = list_host(engine, host) if p['snapshot'] else None
             if listing is not None:
                 self.results['snapshot'] = read_host(engine, host, listing=listing)
-            plan = evacuation.prepare(
-                host, include=p['include'], exclude=p['exclude'], query=p['query'], priority_key=p['priority_key'],
-                max_down_percent=p['max_down_percent'], target_hosts=p['target_hosts'], takeover=p['takeover'],
-                reset_state=p['reset_state'], lock=p['lock'], on_shared_storage=p['on_shared_storage'],
-                require_capacity=p['require_capacity'], listing=listing, wait_for_run=p['wait_for_run'])
+            plan = self.make_plan(evacuation, host, listing)
+            if not self.check_mode and not p['run_id'] and plan.holder is not None and plan.holder.kind == 'live' \
+                    and not plan.failed_checks:
+                # Planned while another run moved servers: wait for it (or its heartbeat to go stale), take the
+                # host, and plan again from the servers as they are now.
+                evacuation.claim(plan)
+                plan = self.make_plan(evacuation, host, None)
         except MissingLibraryError as exc:
             self.fail(missing_required_lib(exc.library, reason=exc.reason), exception=exc.import_traceback)
         except HostEvacuationError as exc:
             self.fail(exc.msg, **exc.details)
         except EvacuationError as exc:
             self.fail(exc.msg, **dict((k, v) for k, v in exc.details().items() if v is not None))
+        except RunError as exc:
+            self.fail(exc.msg, **exc.details())
 
         self.results.update(preconditions=[c.to_dict() for c in plan.checks], skipped=plan.skipped,
                             plan=plan.plan_list(), capacity=plan.capacity,
@@ -606,6 +610,7 @@ class HostEvacuate(NovahaModule):
         if failed:
             msg = ('%shost %s cannot be evacuated now: %s. Nothing was changed'
                    % ('check mode: ' if self.check_mode else '', host, '; '.join(c.detail for c in failed)))
+            self.give_back(evacuation, finished=False)
             if p['fail_on_guards']:
                 self.fail(msg)
             self.exit(changed=False, msg=msg)
@@ -618,6 +623,7 @@ class HostEvacuate(NovahaModule):
                 evacuation.drop_notes(plan)
             except EvacuationError as exc:
                 self.warn(exc.msg)
+            self.give_back(evacuation, finished=True)
             self.exit(changed=False, msg='host %s: nothing to do; %s' % (host, self.describe_plan(plan)))
 
         progress = self.progress_writer(host, evacuation.run_id)
@@ -649,6 +655,23 @@ class HostEvacuate(NovahaModule):
             failures = ['%s: %s' % (r['name'], r['reason']) for r in records if r['outcome'] == 'failed']
             self.fail('%s%s' % (msg, '. Failed: %s' % ' | '.join(failures) if failures else ''), changed=changed)
         self.exit(changed=changed, msg=msg)
+
+    def give_back(self, evacuation, finished):
+        """A host this module claimed (waiting for another run) and then has nothing to do on: the end of its run."""
+        if evacuation.joined or evacuation.run is None or evacuation.run.marker is None:
+            return
+        try:
+            evacuation.end(finished)
+        except RunError as exc:
+            self.warn(exc.msg)
+
+    def make_plan(self, evacuation, host, listing):
+        p = self.params
+        return evacuation.prepare(
+            host, include=p['include'], exclude=p['exclude'], query=p['query'], priority_key=p['priority_key'],
+            max_down_percent=p['max_down_percent'], target_hosts=p['target_hosts'], takeover=p['takeover'],
+            reset_state=p['reset_state'], lock=p['lock'], on_shared_storage=p['on_shared_storage'],
+            require_capacity=p['require_capacity'], listing=listing, wait_for_run=p['wait_for_run'])
 
     def report(self, plan, summary, nova=None):
         if nova is not None:

@@ -22,7 +22,8 @@ description:
     O(state=done) and O(state=interrupted) move the run to that phase. Each renews the heartbeat and first
     checks that the marker is still this run's; a run whose host was taken stops there.
   - O(state=released) gives the service back what it had before the first run (status, forced down, disabled
-    reason), for a run that stopped before any evacuation.
+    reason), for a run that stopped before any evacuation. A run whose marker shows it reached the evacuation
+    is refused (V(refused)), since servers may have left the host, which stays isolated.
   - O(state=restored) returns a repaired host to service (the restore playbook checks the power and the
     heartbeat first) - forced down cleared, and the status and disabled reason it had before the recovery, so
     a host an operator had disabled stays disabled for the operator's reason. A host disabled by someone else
@@ -199,7 +200,9 @@ class RecoveryRun(NovahaModule):
             self.fail('lease must be 10 seconds or more, wait_for_run and settle 0 or more; nothing was changed',
                       kind='configuration')
         self.results.update(run=None)
-        host_run = HostRun(SdkNova(self.conn), p['host'], p['run_id'] or 'restore', SystemClock(),
+        # Restoring judges every run marker as someone else's: a live run is never cut short, whatever run_id says.
+        host_run = HostRun(SdkNova(self.conn), p['host'], 'restore' if p['state'] == 'restored' else p['run_id'],
+                           SystemClock(),
                            lease=p['lease'], settle=p['settle'])
         try:
             getattr(self, 'do_' + ('phase' if p['state'] in PHASES else p['state']))(host_run)
@@ -244,21 +247,25 @@ class RecoveryRun(NovahaModule):
             self.results.update(holder=holder.to_dict(), service=dict(before=brief(service), after=None))
             self.exit(changed=True, msg='check mode: run %s would move to phase %s on %s (%s)'
                       % (p['run_id'], phase, p['host'], holder.describe()))
-        before = dict(host_run.service or {})
+        host_run.hold()
+        before = dict(host_run.service)
         host_run.advance(phase, forced_down=True if phase == PHASE_ISOLATED else None)
         words = 'forced down, disabled, phase %s' % phase if phase == PHASE_ISOLATED else 'phase %s' % phase
-        self._done(host_run, before or host_run.service, 'run %s on %s: %s' % (p['run_id'], p['host'], words))
+        self._done(host_run, before, 'run %s on %s: %s' % (p['run_id'], p['host'], words))
 
     def do_released(self, host_run):
         p = self.params
+        if self.check_mode:
+            # A dry run claimed nothing: say what would be given back from what the host shows now.
+            service, _found, holder = host_run.read()
+            self.results.update(holder=holder.to_dict(), service=dict(before=brief(service), after=None))
+            self.exit(changed=True, msg='check mode: run %s would give %s back its service flags from before the '
+                                        'recovery (%s)' % (p['run_id'], p['host'], holder.describe()))
         marker = host_run.hold()
         before = dict(host_run.service)
-        if self.check_mode:
-            self.exit(changed=True, msg='check mode: would give %s back its service flags from before run %s (%s)'
-                      % (p['host'], p['run_id'], marker.restore_body()))
         host_run.release()
         self._done(host_run, before, 'the nova-compute service of %s is back as it was before run %s: %s'
-                   % (p['host'], p['run_id'], marker.restore_body()))
+                   % (p['host'], p['run_id'], marker.restore_body(before)))
 
     def do_restored(self, host_run):
         p = self.params

@@ -210,7 +210,8 @@ def test_a_stale_marker_of_a_gone_controller_is_taken_over(clean_cloud, tmp_path
     before = boot(cloud, count=2)
     cloud.fail_host(HOST, power="on")
     # A run in an AWX pod that is gone: another host name, a heartbeat ten minutes old.
-    dead = (f"novaha.recovery run deadrun01 evacuating ctl awx-job-gone@0badc0de start {stamp(700)} "
+    dead_start = stamp(700)
+    dead = (f"novaha.recovery run deadrun01 evacuating ctl awx-job-gone@0badc0de start {dead_start} "
             f"beat {stamp(600)} lease 300; was: enabled")
     set_service(cloud, {"status": "disabled", "disabled_reason": dead, "forced_down": True})
 
@@ -220,8 +221,10 @@ def test_a_stale_marker_of_a_gone_controller_is_taken_over(clean_cloud, tmp_path
     assert_recovered_once(cloud, before)
     report = reports_of(tmp_path / "reports")[-1]
     assert report["outcome"] == "recovered"
-    # The service as it was before the dead run is carried on.
-    assert service(cloud)["disabled_reason"].endswith("lease 300; was: enabled")
+    # The start of the dead run (where the resume looks for evacuations) and the service as it was before it
+    # are carried on.
+    marker = service(cloud)["disabled_reason"]
+    assert f" start {dead_start} " in marker and marker.endswith("; was: enabled"), marker
 
 
 def test_an_operators_reason_survives_recovery_and_restore(clean_cloud, tmp_path):

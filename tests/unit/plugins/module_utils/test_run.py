@@ -136,19 +136,42 @@ def test_two_claims_at_the_same_moment_only_one_goes_on(nova, clock):
     assert err.value.kind == 'lost' and 'run other1' in err.value.msg
 
 
-def test_a_slow_write_reads_again_before_claiming(nova, clock):
-    class SlowNova(ServiceNova):
-        slow = [3.0]
+class SlowNova(ServiceNova):
+    """Each GET takes the seconds popped from ``slow`` (then none)."""
 
-        def request(self, method, path, microversion, body=None):
-            if method == 'GET' and self.slow:
-                self.clock.t += self.slow.pop()
-            return super(SlowNova, self).request(method, path, microversion, body)
+    def __init__(self, clock, slow):
+        super(SlowNova, self).__init__(clock)
+        self.slow = list(slow)
 
-    slow = SlowNova(clock)
+    def request(self, method, path, microversion, body=None):
+        if method == 'GET' and self.slow:
+            self.clock.t += self.slow.pop(0)
+        return super(SlowNova, self).request(method, path, microversion, body)
+
+
+def test_a_slow_read_and_write_is_done_again_before_the_claim_counts(clock):
+    slow = SlowNova(clock, [3.0])
     r = host_run(slow, clock)
-    r.claim()
-    assert [m for m, _p, _b in slow.requests] == ['GET', 'GET', 'PUT', 'GET']
+    assert r.claim().kind == 'free'
+    # The slow round, then a fast one (which reads our own marker and refreshes it), then the read back.
+    assert [m for m, _p, _b in slow.requests] == ['GET', 'PUT', 'GET', 'PUT', 'GET']
+    assert run.parse_marker(slow.services[HOST]['disabled_reason']).phase == 'claimed'
+
+
+def test_an_api_too_slow_to_claim_safely_gives_up_and_leaves_no_live_claim(clock):
+    slow = SlowNova(clock, [3.0] * 10)
+    with pytest.raises(run.RunError) as err:
+        host_run(slow, clock).claim()
+    assert err.value.kind == 'api' and 'cannot be proven alone' in err.value.msg
+    left = run.parse_marker(slow.services[HOST]['disabled_reason'])
+    assert left.phase == 'interrupted' and not left.held
+
+
+def test_a_re_claim_with_the_same_run_id_holds_the_host_again(nova, clock):
+    nova.services[HOST]['disabled_reason'] = marker(run_id='second', phase='done').text()
+    r = host_run(nova, clock)
+    assert r.claim().kind == 'ours'
+    assert run.parse_marker(nova.services[HOST]['disabled_reason']).phase == 'claimed'
 
 
 # -- holding, renewing, releasing --------------------------------------------------------------------------------
@@ -162,6 +185,21 @@ def test_advance_renews_the_heartbeat_and_forces_down(nova, clock):
     found = run.parse_marker(nova.services[HOST]['disabled_reason'])
     assert found.phase == 'isolated' and found.heartbeat_at == at(102) and nova.services[HOST]['forced_down'] is True
     assert found.was_status == 'enabled' and found.was_forced_down is False
+
+
+def test_a_failed_renewal_is_tried_again_while_the_lease_is_safe(nova, clock):
+    r = host_run(nova, clock, lease=100)
+    r.claim()
+    clock.t += 30
+    nova.fail_next = 503
+    assert r.renew_if_due() is False and len(r.renew_errors) == 1 and 'HTTP 503' in r.renew_errors[0]
+    clock.t += 1
+    assert r.renew_if_due() is True
+    clock.t += 60
+    nova.fail_next = 503
+    clock.t += 10   # half the lease without a heartbeat: no more waiting
+    with pytest.raises(run.RunError):
+        r.renew_if_due()
 
 
 def test_renew_if_due_writes_once_a_quarter_lease(nova, clock):
@@ -182,6 +220,25 @@ def test_a_run_whose_host_was_taken_stops_without_writing(nova, clock):
     with pytest.raises(run.RunError) as err:
         r.advance('evacuating')
     assert err.value.kind == 'lost' and 'run other1' in err.value.msg and len(nova.writes()) == puts
+
+
+def test_release_refuses_a_run_that_reached_the_evacuation(nova, clock):
+    r = host_run(nova, clock)
+    r.claim()
+    r.advance('evacuating', forced_down=True)
+    with pytest.raises(run.RunError) as err:
+        r.release()
+    assert err.value.kind == 'refused' and nova.services[HOST]['forced_down'] is True
+    r.release(evacuated=True)  # the evacuation itself finished: the host goes back as it was
+    assert nova.services[HOST]['status'] == 'enabled'
+
+
+def test_release_sends_forced_down_only_when_it_changes(nova, clock):
+    # Nova refuses forced_down=false while evacuations from a dead host are left 'done'.
+    r = host_run(nova, clock)
+    r.claim()
+    r.release()
+    assert nova.writes()[-1] == {'status': 'enabled'}
 
 
 def test_release_puts_the_service_back_as_it_was_before_the_first_run(nova, clock):
