@@ -37,11 +37,10 @@ from ansible_collections.novaha.recovery.plugins.module_utils._microversions imp
     MV_AGGREGATES, MV_BASE, MV_HYPERVISORS, MV_SERVER_GROUPS,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
-    DEFAULT_LEASE, DEFAULT_SETTLE, PHASE_EVACUATING, PHASE_INTERRUPTED, PHASE_VERIFYING, HostRun, RunError,
-    controller_identity, judge_holder, parse_marker,
+    COMPUTE, DEFAULT_LEASE, DEFAULT_SETTLE, PHASE_EVACUATING, PHASE_INTERRUPTED, PHASE_VERIFYING,
+    UNFINISHED_MIGRATIONS, HostRun, RunError, controller_identity, judge_holder, parse_marker,
 )
 
-COMPUTE = 'nova-compute'
 SCHEDULER = 'nova-scheduler'
 
 GROUP_POLICIES = ('anti-affinity', 'affinity', 'soft-anti-affinity', 'soft-affinity')
@@ -98,9 +97,6 @@ def list_pages(nova, path, params, key, microversion, doing, limit_pages=100):
 
 # ---------------------------------------------------------------------------------------------------------
 # The host as it is: what os_host_info returns and the role saves as snapshot.json before anything changes
-
-# Evacuation migration statuses that still block forcing the source service up.
-UNFINISHED_MIGRATIONS = ('accepted', 'pre-migrating', 'migrating', 'done')
 
 
 def heartbeat_age(updated_at, server_now):
@@ -241,10 +237,6 @@ def utc(value):
         except ValueError:
             return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
-
-
-def iso(moment):
-    return moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ') if moment else None
 
 
 # ---------------------------------------------------------------------------------------------------------

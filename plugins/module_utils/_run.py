@@ -34,6 +34,9 @@ from ansible_collections.novaha.recovery.plugins.module_utils._microversions imp
 
 COMPUTE = 'nova-compute'
 REASON_MAX = 255        # Nova's column for disabled_reason
+# Evacuation migration statuses that still block forcing the source service up (Nova cleans them up when the
+# source's nova-compute starts again).
+UNFINISHED_MIGRATIONS = ('accepted', 'pre-migrating', 'migrating', 'done')
 
 MARKER_PREFIX = 'novaha.recovery run '
 # Phases while a run holds the host (its heartbeat counts), and phases of a run that ended (the host is free
@@ -504,9 +507,6 @@ def plan_restore(service, holder, override=False):
     if service.get('status') == 'disabled':
         words.append('enabled (override: it was disabled for %r)' % service.get('disabled_reason'))
     return RestorePlan(dict(status='enabled', forced_down=False), ', '.join(words))
-
-
-UNFINISHED_MIGRATIONS = ('accepted', 'pre-migrating', 'migrating', 'done')
 
 
 def restore_refusals(now, first, power_state=None, power_msg=None, waited=None):
