@@ -23,8 +23,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.urls import open_url, ConnectionError as UrlsConnectionError
 
+from ansible_collections.novaha.recovery.plugins.module_utils._errors import MissingLibraryError, NovahaError
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import TransportError
-from ansible_collections.novaha.recovery.plugins.module_utils._microversions import mv_str, parse_mv
 
 try:
     import openstack
@@ -63,15 +63,6 @@ def cloud_argument_spec():
         sdk_log_level=dict(type='str', default='INFO', choices=['INFO', 'DEBUG']),
         auth_cache=dict(type='path'),
     )
-
-
-class NovahaError(Exception):
-    """A failure already phrased for the operator; ``details`` are returned next to ``msg``."""
-
-    def __init__(self, msg, **details):
-        super(NovahaError, self).__init__(msg)
-        self.msg = msg
-        self.details = details
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -326,43 +317,6 @@ def save_auth_state(path, auth, loaded=None):
 # Microversions and the compute API
 
 
-def compute_max_microversion(conn):
-    """The highest compute API microversion the cloud offers, as a tuple.
-
-    From keystoneauth's version discovery when it has it, else from the compute API's version document
-    (GET on the endpoint itself); an unreachable API raises, it is never taken for "2.1 only".
-    """
-    try:
-        data = conn.compute.get_endpoint_data()
-    except _api_exceptions():
-        data = None
-    found = parse_mv(getattr(data, 'max_microversion', None)) if data is not None else None
-    if found:
-        return found
-    response = conn.compute.get('/', raise_exc=False)
-    openstack.exceptions.raise_from_response(response, error_message='reading the compute API version')
-    document = response.json()
-    version = document.get('version') or {}
-    found = parse_mv(version.get('version') or None)
-    if not found:
-        raise NovahaError('the compute API at %s reports no microversions (version document: %s)'
-                          % (response.url, document))
-    return found
-
-
-def compute_request(conn, method, url, microversion, doing, json=None, params=None):
-    """One compute API call at an explicit microversion; returns the decoded JSON body (or None).
-
-    HTTP errors become openstack.exceptions.HttpException (with the response, hence the request id).
-    """
-    response = conn.compute.request(url, method, json=json, params=params,
-                                    microversion=mv_str(microversion), raise_exc=False)
-    openstack.exceptions.raise_from_response(response, error_message=doing)
-    if response.content:
-        return response.json()
-    return None
-
-
 # ---------------------------------------------------------------------------------------------------------
 # HTTP for BMCs (Redfish) on ansible.module_utils.urls: no extra dependency on the controller
 
@@ -456,7 +410,7 @@ class NovahaModule(object):
         try:
             conn = connect(self.params, warn=self.warn)
         except NovahaError as exc:
-            self.fail(exc.msg, **exc.details)
+            self.fail_error(exc)
         if self.params.get('auth_cache'):
             self._auth_saved = conn.session.auth.get_auth_state()
         return conn
@@ -488,6 +442,16 @@ class NovahaModule(object):
     def warn(self, msg):
         self.ansible.warn(msg)
 
+    def fail_error(self, exc, **details):
+        """The single way a NovahaError becomes a failed task: its message, its kind and its facts."""
+        if isinstance(exc, MissingLibraryError):
+            self._keep_auth()
+            self.ansible.fail_json(msg=missing_required_lib(exc.library, reason=exc.reason),
+                                   exception=exc.import_traceback, **self.results)
+        facts = exc.result()
+        facts.update(details)
+        self.fail(exc.msg, **facts)
+
     def fail_api(self, exc, doing, **details):
         """The single way an SDK / keystoneauth exception becomes a failed task."""
         msg, facts = describe_api_error(exc, doing)
@@ -511,7 +475,7 @@ class NovahaModule(object):
         try:
             self.run()
         except NovahaError as exc:
-            self.fail(exc.msg, **exc.details)
+            self.fail_error(exc)
         except _api_exceptions() as exc:
             self.fail_api(exc, 'talking to the cloud')
         # run() is expected to exit; a subclass that returns just reports its results.

@@ -18,9 +18,15 @@ import time
 
 from urllib.parse import quote, urlsplit
 
+from ansible_collections.novaha.recovery.plugins.module_utils._errors import NovahaError
+
 POWER_ON = 'on'
 POWER_OFF = 'off'
 POWER_UNKNOWN = 'unknown'
+
+# Kinds of the errors below (FenceError: a BMC did not prove the host off; TransportError: no HTTP answer).
+KIND_NOT_PROVEN = 'not_proven_fenced'
+KIND_TRANSPORT = 'transport'
 
 # Why a BMC could not give a fresh Off reading; the module returns it as ``evidence.error_cause``.
 CAUSE_UNREACHABLE = 'unreachable'
@@ -37,20 +43,21 @@ REDFISH_FORCE_OFF = 'ForceOff'
 IPMI_DEFAULT_PORT = 623
 
 
-class TransportError(Exception):
+class TransportError(NovahaError):
     """Raised by an injected HTTP function when no HTTP answer came back at all."""
 
     def __init__(self, reason, timed_out=False):
-        super(TransportError, self).__init__(reason)
+        super(TransportError, self).__init__(reason, kind=KIND_TRANSPORT, timed_out=timed_out)
         self.reason = reason
         self.timed_out = timed_out
 
 
-class FenceError(Exception):
+class FenceError(NovahaError):
     """A BMC could not prove the host is off. ``cause`` is one of the CAUSE_* words."""
 
     def __init__(self, cause, detail, bmc=None):
-        super(FenceError, self).__init__('%s: %s' % (bmc, detail) if bmc else detail)
+        super(FenceError, self).__init__('%s: %s' % (bmc, detail) if bmc else detail, kind=KIND_NOT_PROVEN,
+                                         cause=cause, bmc=bmc)
         self.cause = cause
         self.detail = detail
         self.bmc = bmc

@@ -26,16 +26,22 @@ import json
 import traceback
 import uuid
 
-from urllib.parse import urlencode
 
-from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import (
+from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
     ACTION_EVACUATE, ACTION_NONE, ACTION_RECONCILE, ACTION_WAIT, MIGRATION_DONE, MIGRATION_FAILED,
-    OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED, EvacuationError, NovaApiError, Response, evacuate_request, explain_api_error,
-    list_all, parse_lock_reason, snapshot, summarize,
+    OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED, evacuate_request, parse_lock_reason, snapshot,
+)
+from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
+    EvacuationError, MissingLibraryError, NovahaError,
+)
+from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import summarize
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
+    NovaApiError, Response, explain_api_error, list_all, query,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
     MV_AGGREGATES, MV_BASE, MV_HYPERVISORS, MV_SERVER_GROUPS,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._service import service_view
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
     COMPUTE, DEFAULT_LEASE, DEFAULT_SETTLE, PHASE_EVACUATING, PHASE_INTERRUPTED, PHASE_VERIFYING,
     UNFINISHED_MIGRATIONS, HostRun, RunError, controller_identity, judge_holder, parse_marker,
@@ -52,39 +58,11 @@ DEFAULT_PRIORITY_KEY = 'HA_Priority'
 # the start would otherwise forget that the server was ACTIVE. Removed once the server is recovered.
 NOTE_KEY = 'novaha.recovery:expected_status'
 
-# ---------------------------------------------------------------------------------------------------------
-# Errors
-
-
-class HostEvacuationError(Exception):
-    """A failure already phrased for the operator; ``details`` go next to ``msg`` in the result."""
-
-    def __init__(self, msg, **details):
-        super(HostEvacuationError, self).__init__(msg)
-        self.msg = msg
-        self.details = details
-
-
-class MissingLibraryError(HostEvacuationError):
-    """An optional Python library is needed for what was asked (jmespath for ``query``)."""
-
-    def __init__(self, library, reason, import_traceback):
-        super(MissingLibraryError, self).__init__('%s is needed for %s' % (library, reason))
-        self.library = library
-        self.reason = reason
-        self.import_traceback = import_traceback
-
-
 def _get(nova, path, microversion, doing):
     try:
         return nova.request('GET', path, microversion)
     except NovaApiError as err:
         raise explain_api_error(err, doing)
-
-
-def _query(path, params):
-    params = [(k, v) for k, v in params if v is not None]
-    return '%s?%s' % (path, urlencode(params)) if params else path
 
 
 def list_pages(nova, path, params, key, microversion, doing, limit_pages=100):
@@ -97,27 +75,6 @@ def list_pages(nova, path, params, key, microversion, doing, limit_pages=100):
 
 # ---------------------------------------------------------------------------------------------------------
 # The host as it is: what os_host_info returns and the role saves as snapshot.json before anything changes
-
-
-def heartbeat_age(updated_at, server_now):
-    """Seconds from a Nova ``updated_at`` (naive UTC) to the API's clock (aware datetime), or None."""
-    if not updated_at or server_now is None:
-        return None
-    try:
-        beat = datetime.datetime.fromisoformat(str(updated_at).replace('Z', ''))
-    except ValueError:
-        return None
-    if beat.tzinfo is None:
-        beat = beat.replace(tzinfo=datetime.timezone.utc)
-    return round((server_now - beat).total_seconds(), 1)
-
-
-def service_view(raw, server_now):
-    view = dict((k, raw.get(k)) for k in ('id', 'host', 'binary', 'zone', 'state', 'status',
-                                          'disabled_reason', 'updated_at'))
-    view['forced_down'] = bool(raw.get('forced_down', False))
-    view['heartbeat_age'] = heartbeat_age(raw.get('updated_at'), server_now)
-    return view
 
 
 class HostListing(object):
@@ -149,7 +106,7 @@ def wait_for_service_down(engine, host, timeout, interval=5):
     """Read only the host's nova-compute service until Nova reports it down or forced down, at most ``timeout``
     seconds. Returns the seconds waited. A host without the service returns at once (the guards name it)."""
     start = engine.clock.now()
-    path = _query('/os-services', [('binary', COMPUTE), ('host', host)])
+    path = query('/os-services', [('binary', COMPUTE), ('host', host)])
     while True:
         resp = _get(engine.nova, path, engine.mv.services, 'reading the nova-compute service of %s' % host)
         found = [s for s in (resp.body or {}).get('services') or [] if s.get('host') == host]
@@ -374,7 +331,7 @@ def holder_check(holder, wait_for_run=0):
 # Selection
 
 
-def compile_query(expression):
+def compilequery(expression):
     """A compiled JMESPath expression. Missing library and bad syntax become clear errors."""
     try:
         import jmespath
@@ -385,22 +342,22 @@ def compile_query(expression):
     try:
         return jmespath.compile(expression)
     except jmespath.exceptions.JMESPathError as exc:
-        raise HostEvacuationError('query %r is not a valid JMESPath expression: %s. Nothing was changed'
+        raise NovahaError('query %r is not a valid JMESPath expression: %s. Nothing was changed'
                                   % (expression, ' '.join(str(exc).split())), query=expression)
 
 
-def run_query(compiled, expression, views):
+def runquery(compiled, expression, views):
     """The ids the query picks from ``views``. It must return a list of servers, ids or names."""
     import jmespath.exceptions
     try:
         found = compiled.search(views)
     except jmespath.exceptions.JMESPathError as exc:
-        raise HostEvacuationError('query %r failed on the server list: %s. Nothing was changed'
+        raise NovahaError('query %r failed on the server list: %s. Nothing was changed'
                                   % (expression, ' '.join(str(exc).split())), query=expression)
     if found is None:
         return set()
     if not isinstance(found, list):
-        raise HostEvacuationError('query %r must return a list of servers (or of their ids or names), not %s %s. '
+        raise NovahaError('query %r must return a list of servers (or of their ids or names), not %s %s. '
                                   'Write it as a filter, for example "[?metadata.HA_Enabled==\'True\']". '
                                   'Nothing was changed' % (expression, type(found).__name__, json.dumps(found)[:80]),
                                   query=expression)
@@ -417,7 +374,7 @@ def run_query(compiled, expression, views):
         elif isinstance(item, str) and item in by_name:
             picked.update(by_name[item])
         else:
-            raise HostEvacuationError('query %r returned %s, which is not a server of the list (an object with its '
+            raise NovahaError('query %r returned %s, which is not a server of the list (an object with its '
                                       '"id", an id or a name). Nothing was changed'
                                       % (expression, json.dumps(item)[:80]), query=expression)
     return picked
@@ -539,8 +496,8 @@ def select_servers(views, include=None, exclude=None, query=None, priority_key=D
     """
     picked = None
     if query:
-        compiled = compile_query(query)
-        picked = run_query(compiled, query, views)
+        compiled = compilequery(query)
+        picked = runquery(compiled, query, views)
     selected, skipped = [], []
     for view in views:
         reason = None
@@ -774,7 +731,7 @@ class HostEvacuation(object):
     def server_groups(self):
         groups, offset = [], 0
         while True:
-            resp = _get(self.nova, _query('/os-server-groups', [('all_projects', 'True'), ('limit', 1000),
+            resp = _get(self.nova, query('/os-server-groups', [('all_projects', 'True'), ('limit', 1000),
                                                                 ('offset', offset or None)]),
                         MV_SERVER_GROUPS, 'listing the server groups of all projects')
             page = (resp.body or {}).get('server_groups') or []
@@ -811,7 +768,7 @@ class HostEvacuation(object):
     def prepare(self, host, include=None, exclude=None, query=None, priority_key=DEFAULT_PRIORITY_KEY,
                 max_down_percent=50, target_hosts=None, takeover=False, reset_state=False, lock=True,
                 on_shared_storage=None, require_capacity=False, listing=None, wait_for_run=0):
-        """Read everything, decide everything, change nothing. Raises HostEvacuationError for a bad query.
+        """Read everything, decide everything, change nothing. Raises NovahaError for a bad query.
 
         ``listing`` (from ``list_host``) saves reading the services, the servers and the migrations again."""
         plan = HostPlan(host)
@@ -1017,7 +974,7 @@ class HostEvacuation(object):
             except NovaApiError as err:
                 if err.status_code != 404:
                     evac.warnings.append('could not remove the metadata %s novaha.recovery set on %s: %s (request id %s)'
-                                         % (NOTE_KEY, evac.id, err.details, err.request_id))
+                                         % (NOTE_KEY, evac.id, err.message, err.request_id))
 
     # -- the hold on the host ----------------------------------------------------------------------------
 

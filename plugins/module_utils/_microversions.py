@@ -7,8 +7,12 @@
 
 No Ansible imports. A microversion is a tuple such as ``(2, 94)``: ``parse_mv`` reads one from what an operator,
 clouds.yaml or keystoneauth gives, ``mv_str`` writes it for a request header or a result. Which microversion each
-request of a run uses is decided in ``_evacuation.choose_microversions``.
+request of a run uses is decided once per run in ``choose_microversions`` (below).
 """
+
+from __future__ import annotations
+
+from ansible_collections.novaha.recovery.plugins.module_utils._errors import KIND_API, EvacuationError
 
 MV_BASE = (2, 1)                   # the compute API v2.1 itself: actions and metadata need nothing newer
 MV_SERVICES_FORCED_DOWN = (2, 11)  # a service can be forced down
@@ -52,3 +56,81 @@ def parse_mv(value):
 def mv_str(value):
     """(2, 95) -> '2.95'."""
     return '%d.%d' % tuple(value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The microversion of each request of a run
+
+
+class Microversions(object):
+    """The microversion of each kind of request, chosen once per run."""
+
+    def __init__(self, evacuate, read, lock, migrations, services, cloud_max, negotiated):
+        self.evacuate = evacuate
+        self.read = read
+        self.lock = lock
+        self.migrations = migrations
+        self.services = services
+        self.cloud_max = cloud_max
+        self.negotiated = negotiated  # False when the operator asked for the evacuate microversion
+
+    @property
+    def evacuate_stops_server(self):
+        return self.evacuate >= MV_EVACUATE_STOPS
+
+    @property
+    def lock_reason(self):
+        return self.lock >= MV_LOCK_REASON
+
+    def to_dict(self):
+        return dict(
+            evacuate=mv_str(self.evacuate),
+            read=mv_str(self.read),
+            lock=mv_str(self.lock),
+            migrations=mv_str(self.migrations),
+            services=mv_str(self.services),
+            cloud_max=mv_str(self.cloud_max),
+            negotiated=self.negotiated,
+            evacuate_stops_server=self.evacuate_stops_server,
+            sends_on_shared_storage=self.evacuate < MV_SHARED_STORAGE_GONE,
+            target_host_checked_by_scheduler=self.evacuate >= MV_TARGET_SCHEDULED,
+        )
+
+
+def choose_microversions(cloud_min, cloud_max, requested=None, client_default=None):
+    """Choose the microversion of each request from what the cloud offers.
+
+    ``requested`` is the operator's explicit evacuate microversion (the module's ``microversion``
+    option), used as given. Otherwise 2.94 (``MV_EVACUATE_DEFAULT``), lowered to a
+    ``compute_api_version`` pinned in clouds.yaml (``client_default``) and to the cloud's maximum.
+    Reads are separate from the evacuate request and use what they need.
+    """
+    low = parse_mv(cloud_min) or MV_BASE
+    high = parse_mv(cloud_max)
+    if high is None:
+        raise EvacuationError('the compute API announces no microversions; this engine needs %s or later'
+                              % mv_str(MV_MINIMUM), kind=KIND_API)
+    if high < MV_MINIMUM:
+        raise EvacuationError('the compute API offers microversions up to %s; finding evacuation migrations '
+                              'needs %s or later' % (mv_str(high), mv_str(MV_MINIMUM)), kind=KIND_API)
+    try:
+        wanted = parse_mv(requested)
+    except ValueError:
+        raise EvacuationError('microversion %r is not a microversion such as 2.94' % (requested,), kind=KIND_API)
+    if wanted is not None:
+        if wanted[0] != 2 or not low <= wanted <= high:
+            raise EvacuationError('microversion %s is outside what the compute API offers (%s to %s)'
+                                  % (mv_str(wanted), mv_str(low), mv_str(high)), kind=KIND_API)
+        evacuate, negotiated = wanted, False
+    else:
+        ceiling = min(parse_mv(client_default) or MV_EVACUATE_DEFAULT, MV_EVACUATE_DEFAULT)
+        evacuate, negotiated = max(low, min(ceiling, high)), True
+    return Microversions(
+        evacuate=evacuate,
+        read=min(high, MV_READ),
+        lock=MV_LOCK_REASON if high >= MV_LOCK_REASON else MV_BASE,
+        migrations=MV_MIGRATIONS,
+        services=MV_SERVICES if high >= MV_SERVICES else MV_SERVICES_FORCED_DOWN,
+        cloud_max=high,
+        negotiated=negotiated,
+    )

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime
 
-from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import (
+from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
     ACTION_NONE, ACTION_RECONCILE, ACTION_WAIT, OUTCOME_IN_PROGRESS, OUTCOME_NOTHING_TO_DO, OUTCOME_PLANNED,
     OUTCOME_RECOVERED, judge,
 )

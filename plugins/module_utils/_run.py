@@ -29,8 +29,9 @@ import os
 import re
 import socket
 
-from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import NovaApiError
+from ansible_collections.novaha.recovery.plugins.module_utils._errors import NovahaError
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import MV_SERVICES
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import NovaApiError
 
 COMPUTE = 'nova-compute'
 REASON_MAX = 255        # Nova's column for disabled_reason
@@ -62,27 +63,14 @@ _MARKER_RE = re.compile(
     r' was: (?P<was>enabled|disabled)(?P<down>,forced_down)?(?: \((?P<reason>.*)\))?$', re.DOTALL)
 
 
-class RunError(Exception):
+class RunError(NovahaError):
     """A failure of the run's hold on a host, phrased for the operator. ``kind``: held (a live run holds the
-    host), lost (another run took it), no_service, api."""
+    host), lost (another run took it), no_service, api; ``holder``: the run found, returned as its dict."""
 
     def __init__(self, msg, kind='api', holder=None, request_id=None, http_status=None):
-        super(RunError, self).__init__(msg)
-        self.msg = msg
-        self.kind = kind
+        super(RunError, self).__init__(msg, kind=kind, request_id=request_id, http_status=http_status,
+                                       holder=holder.to_dict() if holder is not None else None)
         self.holder = holder
-        self.request_id = request_id
-        self.http_status = http_status
-
-    def details(self):
-        out = dict(kind=self.kind)
-        if self.holder is not None:
-            out['holder'] = self.holder.to_dict()
-        if self.request_id:
-            out['request_id'] = self.request_id
-        if self.http_status:
-            out['http_status'] = self.http_status
-        return out
 
 
 def stamp(moment):
@@ -285,7 +273,7 @@ class HostRun(object):
         try:
             return self.nova.request(method, path, self.mv, body)
         except NovaApiError as err:
-            status, details, request_id = err.status_code, err.details, err.request_id
+            status, details, request_id = err.status_code, err.message, err.request_id
             facts = ', '.join(x for x in ('HTTP %s' % status if status else '',
                                           'request id %s' % request_id if request_id else '') if x)
             raise RunError('%s failed: %s%s' % (doing, details, ' (%s)' % facts if facts else ''), kind='api',

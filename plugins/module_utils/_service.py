@@ -5,8 +5,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The nova-compute service of a host: find it, read its flags, plan and make the change, predict it in check mode.
 
-The lookups and the update go through ``_cloud.compute_request`` on an openstacksdk Connection; the plan, the
-prediction and the stale heartbeat are pure functions on a service view.
+No Ansible imports. The lookups and the update go through the compute API adapter (``_nova.SdkNova`` or a fake
+with its ``request`` / ``microversion_range``); the plan, the prediction and the stale heartbeat are pure
+functions on a service view.
 
 - the service fields reported ............................... ``service_view``
 - which service is the host's (hosts named like a typo) ..... ``find_compute_service`` (``close_matches``)
@@ -17,34 +18,51 @@ prediction and the stale heartbeat are pure functions on a service view.
 - Nova reports up a host the BMC reads powered off .......... ``stale_heartbeat``
 """
 
+from __future__ import annotations
+
+import datetime
 import difflib
 
-from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
-    NovahaError, compute_max_microversion, compute_request,
-)
+from ansible_collections.novaha.recovery.plugins.module_utils._errors import KIND_CONFIGURATION, NovahaError
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import POWER_OFF
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
     MV_SERVICES, MV_SERVICES_FORCED_DOWN, mv_str,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import NovaApiError, explain_api_error, query
 
 COMPUTE_BINARY = 'nova-compute'
 
 DEFAULT_DISABLED_REASON = 'fenced by novaha.recovery.os_fence_check'
 
 
-def service_view(raw):
-    """The Nova service fields this collection reports, named as in the compute API."""
-    return dict(
-        id=raw.get('id'),
-        host=raw.get('host'),
-        binary=raw.get('binary'),
-        zone=raw.get('zone'),
-        state=raw.get('state'),
-        status=raw.get('status'),
-        forced_down=bool(raw.get('forced_down', False)),
-        disabled_reason=raw.get('disabled_reason'),
-        updated_at=raw.get('updated_at'),
-    )
+def heartbeat_age(updated_at, server_now):
+    """Seconds from a Nova ``updated_at`` (naive UTC) to the API's clock (aware datetime), or None."""
+    if not updated_at or server_now is None:
+        return None
+    try:
+        beat = datetime.datetime.fromisoformat(str(updated_at).replace('Z', ''))
+    except ValueError:
+        return None
+    if beat.tzinfo is None:
+        beat = beat.replace(tzinfo=datetime.timezone.utc)
+    return round((server_now - beat).total_seconds(), 1)
+
+
+def service_view(raw, server_now=None):
+    """The Nova service fields this collection reports, named as in the compute API, and the age of its last
+    heartbeat on the API's clock (``server_now``, the Date of the answer; None when unknown)."""
+    view = dict((k, raw.get(k)) for k in ('id', 'host', 'binary', 'zone', 'state', 'status', 'disabled_reason',
+                                          'updated_at'))
+    view['forced_down'] = bool(raw.get('forced_down', False))
+    view['heartbeat_age'] = heartbeat_age(raw.get('updated_at'), server_now)
+    return view
+
+
+def _request(nova, method, path, microversion, doing, body=None):
+    try:
+        return nova.request(method, path, microversion, body)
+    except NovaApiError as err:
+        raise explain_api_error(err, doing)
 
 
 def close_matches(name, candidates, limit=5):
@@ -60,23 +78,23 @@ def close_matches(name, candidates, limit=5):
     return matches[:limit]
 
 
-def find_compute_service(conn, host, microversion=None):
+def find_compute_service(nova, host, microversion=None):
     """The nova-compute service of ``host`` (exact match) as a service_view dict.
 
     Not found -> NovahaError naming close matches. ``microversion`` defaults to the cloud's best
     of 2.53 / 2.11 so that ``forced_down`` and the service id are reported.
     """
-    microversion = microversion or service_microversion(conn)
+    microversion = microversion or service_microversion(nova)
     doing = 'looking up the %s service of host %s' % (COMPUTE_BINARY, host)
-    body = compute_request(conn, 'GET', '/os-services', microversion, doing,
-                           params={'binary': COMPUTE_BINARY})
-    services = [s for s in (body or {}).get('services', []) if s.get('binary') == COMPUTE_BINARY]
+    resp = _request(nova, 'GET', query('/os-services', [('binary', COMPUTE_BINARY)]), microversion, doing)
+    services = [s for s in (resp.body or {}).get('services', []) if s.get('binary') == COMPUTE_BINARY]
     exact = [s for s in services if s.get('host') == host]
     if len(exact) == 1:
-        return service_view(exact[0])
+        return service_view(exact[0], resp.date)
     if len(exact) > 1:
         raise NovahaError('host %s has %d %s services (ids %s); remove the stale ones first'
-                          % (host, len(exact), COMPUTE_BINARY, ', '.join(str(s.get('id')) for s in exact)))
+                          % (host, len(exact), COMPUTE_BINARY, ', '.join(str(s.get('id')) for s in exact)),
+                          kind=KIND_CONFIGURATION)
     hosts = [s.get('host') for s in services if s.get('host')]
     similar = close_matches(host, hosts)
     if similar:
@@ -86,12 +104,12 @@ def find_compute_service(conn, host, microversion=None):
     else:
         hint = 'the cloud has no %s services' % COMPUTE_BINARY
     raise NovahaError('no %s service on host %s (exact match, as in openstack compute service list); %s'
-                      % (COMPUTE_BINARY, host, hint), similar_hosts=similar)
+                      % (COMPUTE_BINARY, host, hint), kind=KIND_CONFIGURATION, similar_hosts=similar)
 
 
-def service_microversion(conn):
+def service_microversion(nova):
     """2.53 when the cloud offers it, else 2.11; older clouds cannot force a service down."""
-    best = compute_max_microversion(conn)
+    _low, best, _default = nova.microversion_range()
     if best >= MV_SERVICES:
         return MV_SERVICES
     if best >= MV_SERVICES_FORCED_DOWN:
@@ -100,13 +118,13 @@ def service_microversion(conn):
                       'or later' % (mv_str(best), mv_str(MV_SERVICES_FORCED_DOWN)))
 
 
-def update_compute_service(conn, service, forced_down=None, disabled=None, disabled_reason=None,
+def update_compute_service(nova, service, forced_down=None, disabled=None, disabled_reason=None,
                            microversion=None):
     """Set forced_down and/or disabled (+ reason) on a service_view; returns the service re-read.
 
     ``None`` leaves a field as it is. ``disabled_reason`` is only sent when disabling.
     """
-    microversion = microversion or service_microversion(conn)
+    microversion = microversion or service_microversion(nova)
     host = service['host']
     doing = 'updating the %s service of host %s' % (COMPUTE_BINARY, host)
     if microversion >= MV_SERVICES:
@@ -118,22 +136,21 @@ def update_compute_service(conn, service, forced_down=None, disabled=None, disab
             if disabled and disabled_reason:
                 body['disabled_reason'] = disabled_reason
         if body:
-            compute_request(conn, 'PUT', '/os-services/%s' % service['id'], microversion, doing,
-                            json=body)
+            _request(nova, 'PUT', '/os-services/%s' % service['id'], microversion, doing, body=body)
     else:
         target = dict(host=host, binary=service.get('binary') or COMPUTE_BINARY)
         if forced_down is not None:
-            compute_request(conn, 'PUT', '/os-services/force-down', microversion, doing,
-                            json=dict(target, forced_down=bool(forced_down)))
+            _request(nova, 'PUT', '/os-services/force-down', microversion, doing,
+                     body=dict(target, forced_down=bool(forced_down)))
         if disabled:
             if disabled_reason:
-                compute_request(conn, 'PUT', '/os-services/disable-log-reason', microversion, doing,
-                                json=dict(target, disabled_reason=disabled_reason))
+                _request(nova, 'PUT', '/os-services/disable-log-reason', microversion, doing,
+                         body=dict(target, disabled_reason=disabled_reason))
             else:
-                compute_request(conn, 'PUT', '/os-services/disable', microversion, doing, json=target)
+                _request(nova, 'PUT', '/os-services/disable', microversion, doing, body=target)
         elif disabled is not None:
-            compute_request(conn, 'PUT', '/os-services/enable', microversion, doing, json=target)
-    return find_compute_service(conn, host, microversion)
+            _request(nova, 'PUT', '/os-services/enable', microversion, doing, body=target)
+    return find_compute_service(nova, host, microversion)
 
 
 def plan_service_update(service, force_down=False, disable=False, disabled_reason=None):

@@ -101,6 +101,7 @@ service:
 """
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._service import (
     find_compute_service, predict_service, service_microversion, update_compute_service,
 )
@@ -144,9 +145,10 @@ class ComputeService(NovahaModule):
     def run(self):
         p = self.params
         host = p['host']
+        nova = SdkNova(self.conn)
         with self.api('looking up the nova-compute service of host %s' % host):
-            microversion = service_microversion(self.conn)
-            before = find_compute_service(self.conn, host, microversion)
+            microversion = service_microversion(nova)
+            before = find_compute_service(nova, host, microversion)
         self.results['service'] = dict(before=before, after=before)
 
         guard = p['only_if_disabled_reason']
@@ -161,7 +163,7 @@ class ComputeService(NovahaModule):
             self.results['service']['after'] = predict_service(before, changes)
             self.exit(changed=True, msg='check mode: nova-compute on %s would be %s' % (host, describe(changes)))
         with self.api('setting the flags of the nova-compute service of host %s (%s)' % (host, describe(changes))):
-            after = update_compute_service(self.conn, before, forced_down=changes.get('forced_down'),
+            after = update_compute_service(nova, before, forced_down=changes.get('forced_down'),
                                            disabled=changes.get('disabled'),
                                            disabled_reason=changes.get('disabled_reason'),
                                            microversion=microversion)

@@ -331,6 +331,7 @@ request_id:
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule, bmc_http
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import IpmiBmc, RedfishBmc, check_fence
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._service import (
     find_compute_service, plan_service_update, predict_service, service_microversion, stale_heartbeat,
     update_compute_service,
@@ -385,9 +386,10 @@ class FenceCheck(NovahaModule):
             self.fail('power_timeout must be 0 or more and bmc.timeout more than 0')
 
         self.results.update(fenced=False, plan=[], would_power_off=False)
+        nova = SdkNova(self.conn)
         with self.api('looking up the nova-compute service of host %s' % host):
-            microversion = service_microversion(self.conn)
-            before = find_compute_service(self.conn, host, microversion)
+            microversion = service_microversion(nova)
+            before = find_compute_service(nova, host, microversion)
         self.results['service'] = dict(before=before, after=before)
 
         bmc = self.build_bmc()
@@ -437,7 +439,7 @@ class FenceCheck(NovahaModule):
             with self.api('marking the nova-compute service of host %s %s after fencing'
                           % (host, ' and '.join(k.replace('_', ' ') for k in ('forced_down', 'disabled')
                                                 if k in changes))):
-                after = update_compute_service(self.conn, before, forced_down=changes.get('forced_down'),
+                after = update_compute_service(nova, before, forced_down=changes.get('forced_down'),
                                                disabled=changes.get('disabled'),
                                                disabled_reason=changes.get('disabled_reason'),
                                                microversion=microversion)

@@ -498,15 +498,15 @@ import json
 import os
 import time
 
-from ansible.module_utils.basic import missing_required_lib
-
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
-from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import (
-    ACTION_EVACUATE, ACTION_RECONCILE, WARNING_DISK_RECREATED, WARNING_ROOT_DISK_LOST, Engine, EvacuationError,
-    SdkNova,
+from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
+    ACTION_EVACUATE, ACTION_RECONCILE, WARNING_DISK_RECREATED, WARNING_ROOT_DISK_LOST,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._errors import EvacuationError, NovahaError
+from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import (
-    CountingNova, HostEvacuation, HostEvacuationError, MissingLibraryError, SdkService, list_host, read_host,
+    CountingNova, HostEvacuation, SdkService, list_host, read_host,
     summarize_run, wait_for_service_down,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._run import RunError, valid_run_id
@@ -574,29 +574,20 @@ class HostEvacuate(NovahaModule):
                                     image=SdkService(self.conn.image), run_id=p['run_id'],
                                     joined=p['run_id'] is not None, lease=p['lease'])
         self.results['run_id'] = evacuation.run_id
-        try:
-            self.results['microversions'] = engine.mv.to_dict()
-            if p['wait_for_service_down'] > 0:
-                self.results['waited_for_service_down'] = wait_for_service_down(engine, host,
-                                                                                p['wait_for_service_down'])
-            listing = list_host(engine, host) if p['snapshot'] else None
-            if listing is not None:
-                self.results['snapshot'] = read_host(engine, host, listing=listing)
-            plan = self.make_plan(evacuation, host, listing)
-            if not self.check_mode and not p['run_id'] and plan.holder is not None and plan.holder.kind == 'live' \
-                    and not plan.failed_checks:
-                # Planned while another run moved servers: wait for it (or its heartbeat to go stale), take the
-                # host, and plan again from the servers as they are now.
-                evacuation.claim(plan)
-                plan = self.make_plan(evacuation, host, None)
-        except MissingLibraryError as exc:
-            self.fail(missing_required_lib(exc.library, reason=exc.reason), exception=exc.import_traceback)
-        except HostEvacuationError as exc:
-            self.fail(exc.msg, **exc.details)
-        except EvacuationError as exc:
-            self.fail(exc.msg, **dict((k, v) for k, v in exc.details().items() if v is not None))
-        except RunError as exc:
-            self.fail(exc.msg, **exc.details())
+        self.results['microversions'] = engine.mv.to_dict()
+        if p['wait_for_service_down'] > 0:
+            self.results['waited_for_service_down'] = wait_for_service_down(engine, host,
+                                                                            p['wait_for_service_down'])
+        listing = list_host(engine, host) if p['snapshot'] else None
+        if listing is not None:
+            self.results['snapshot'] = read_host(engine, host, listing=listing)
+        plan = self.make_plan(evacuation, host, listing)
+        if not self.check_mode and not p['run_id'] and plan.holder is not None and plan.holder.kind == 'live' \
+                and not plan.failed_checks:
+            # Planned while another run moved servers: wait for it (or its heartbeat to go stale), take the
+            # host, and plan again from the servers as they are now.
+            evacuation.claim(plan)
+            plan = self.make_plan(evacuation, host, None)
 
         self.results.update(preconditions=[c.to_dict() for c in plan.checks], skipped=plan.skipped,
                             plan=plan.plan_list(), capacity=plan.capacity,
@@ -630,10 +621,9 @@ class HostEvacuate(NovahaModule):
         try:
             summary = evacuation.execute(plan, timeout=p['timeout'], poll_interval=p['poll_interval'],
                                          retries=p['retries'], max_parallel=p['max_parallel'], on_progress=progress)
-        except (HostEvacuationError, EvacuationError, RunError) as exc:
+        except NovahaError as exc:
             self.report(plan, summarize_run(plan), nova)
-            self.fail('host %s (run %s): %s' % (host, evacuation.run_id, exc.msg),
-                      **(exc.details() if isinstance(exc, RunError) else {}))
+            self.fail('host %s (run %s): %s' % (host, evacuation.run_id, exc.msg), **exc.result())
         self.report(plan, summary, nova)
         took_over = evacuation.run.took_over if evacuation.run is not None else None
         if took_over is not None and took_over.kind == 'stale' and plan.holder.kind != 'stale':

@@ -161,7 +161,8 @@ summary:
 """
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
-from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine, EvacuationError, SdkNova
+from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import read_host, read_tracked
 from ansible_collections.novaha.recovery.plugins.module_utils._service import find_compute_service
 
@@ -177,16 +178,13 @@ class HostInfo(NovahaModule):
     def run(self):
         host = self.params['host']
         # Fails with close matches when the host has no nova-compute service.
-        find_compute_service(self.conn, host)
-        engine = Engine(SdkNova(self.conn))
-        try:
-            if self.params['list_host_servers']:
-                self.results.update(read_host(engine, host, self.params['servers']))
-            else:
-                self.results.update(read_tracked(engine, host, self.params['servers']))
-        except EvacuationError as exc:
-            details = dict((k, v) for k, v in exc.details().items() if v is not None)
-            self.fail(exc.msg, **details)
+        nova = SdkNova(self.conn)
+        find_compute_service(nova, host)
+        engine = Engine(nova)
+        if self.params['list_host_servers']:
+            self.results.update(read_host(engine, host, self.params['servers']))
+        else:
+            self.results.update(read_tracked(engine, host, self.params['servers']))
         self.exit(changed=False)
 
 

@@ -384,10 +384,11 @@ next_command:
 """
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
-from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import (
-    ACTION_NONE, ACTION_REFUSE, ACTION_WAIT, OUTCOME_IN_PROGRESS, OUTCOME_RECOVERED, Engine, EvacuationError,
-    SdkNova,
+from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
+    ACTION_NONE, ACTION_REFUSE, ACTION_WAIT, OUTCOME_IN_PROGRESS, OUTCOME_RECOVERED,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
 
 
 class InstanceEvacuate(NovahaModule):
@@ -407,24 +408,17 @@ class InstanceEvacuate(NovahaModule):
     )
     module_kwargs = dict(supports_check_mode=True)
 
-    def fail_evacuation(self, exc):
-        details = dict((k, v) for k, v in exc.details().items() if v is not None)
-        self.fail(exc.msg, **details)
-
     def run(self):
         p = self.params
         if p['timeout'] <= 0 or p['poll_interval'] <= 0 or p['retries'] < 0:
             self.fail('timeout and poll_interval must be more than 0 and retries 0 or more')
 
         engine = Engine(SdkNova(self.conn), microversion=p['microversion'])
-        try:
-            self.results['microversions'] = engine.mv.to_dict()
-            evac = engine.plan(p['server'], expected_source_host=p['expected_source_host'],
-                               target_host=p['target_host'], admin_password=p['admin_password'],
-                               on_shared_storage=p['on_shared_storage'], reset_state=p['reset_state'],
-                               lock=p['lock'])
-        except EvacuationError as exc:
-            self.fail_evacuation(exc)
+        self.results['microversions'] = engine.mv.to_dict()
+        evac = engine.plan(p['server'], expected_source_host=p['expected_source_host'],
+                           target_host=p['target_host'], admin_password=p['admin_password'],
+                           on_shared_storage=p['on_shared_storage'], reset_state=p['reset_state'],
+                           lock=p['lock'])
 
         record = evac.record()
         self.results['evacuation'] = record

@@ -163,9 +163,9 @@ kind:
 """
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
-from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import SdkNova, SystemClock
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova, SystemClock
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
-    PHASE_DONE, PHASE_INTERRUPTED, PHASE_ISOLATED, PHASE_VERIFYING, HostRun, RunError, plan_restore, valid_run_id,
+    PHASE_DONE, PHASE_INTERRUPTED, PHASE_ISOLATED, PHASE_VERIFYING, HostRun, plan_restore, valid_run_id,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._service import service_view
 
@@ -204,10 +204,7 @@ class RecoveryRun(NovahaModule):
         host_run = HostRun(SdkNova(self.conn), p['host'], 'restore' if p['state'] == 'restored' else p['run_id'],
                            SystemClock(),
                            lease=p['lease'], settle=p['settle'])
-        try:
-            getattr(self, 'do_' + ('phase' if p['state'] in PHASES else p['state']))(host_run)
-        except RunError as exc:
-            self.fail(exc.msg, **exc.details())
+        getattr(self, 'do_' + ('phase' if p['state'] in PHASES else p['state']))(host_run)
 
     def _done(self, host_run, before, msg, changed=True):
         after = host_run.service

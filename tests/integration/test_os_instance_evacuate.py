@@ -14,6 +14,7 @@ import pytest
 from conftest import collections_path, run_module
 
 sys.path.insert(0, str(collections_path()))
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _nova  # noqa: E402
 from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as engine  # noqa: E402
 
 MODULE = "novaha.recovery.os_instance_evacuate"
@@ -200,9 +201,9 @@ def test_novas_still_in_use_answer_becomes_not_fenced(clean_cloud):
     (vm,) = cloud.boot(source, 1)
     force_down(cloud, source)           # nova-compute keeps running: the host is healthy
     conn = cloud.connect()
-    evacuator = engine.Engine(engine.SdkNova(conn))
+    evacuator = engine.Engine(_nova.SdkNova(conn))
     (planned,) = [evacuator.plan(vm["id"], expected_source_host=source)]
-    assert planned.action == engine.ACTION_EVACUATE, planned.reason
+    assert planned.action == _decisions.ACTION_EVACUATE, planned.reason
     force_down(cloud, source, forced_down=False)
 
     evacuator.run([planned], timeout=60, poll_interval=2)

@@ -9,7 +9,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.novaha.recovery.plugins.filter import recovery
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions
 
 # The record builders shared with the report's tests, a helper module beside them (tests/unit has no packages:
 # each directory is on the path of its own tests only).
@@ -48,7 +48,7 @@ def test_a_skipped_evacuation_reads_what_the_preflight_saw_moved_earlier():
     earlier = [moved_earlier('web-1', 1)]
     assert FILTERS['recovery_evacuation_started'](plan_of(earlier), dict(skipped=True, changed=False), host=SRC)
     assert not FILTERS['recovery_evacuation_started'](
-        plan_of([dict(recovered('web-2', 2), outcome=ev.OUTCOME_PLANNED, attempts=[], after=None)]), {}, host=SRC)
+        plan_of([dict(recovered('web-2', 2), outcome=_decisions.OUTCOME_PLANNED, attempts=[], after=None)]), {}, host=SRC)
 
 
 def test_a_wrong_input_is_named():

@@ -13,6 +13,7 @@ import re
 from urllib.parse import parse_qsl, urlsplit
 
 from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
+from ansible_collections.novaha.recovery.plugins.module_utils import _nova
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import mv_str, parse_mv
 from ansible_collections.novaha.recovery.plugins.module_utils import _host_evacuation as he
 
@@ -204,13 +205,13 @@ class FakeNova(object):
         query = parse_qsl(url.query)
         try:
             payload = self._route(method, url.path, dict(query), microversion, body, rid)
-        except ev.NovaApiError as err:
-            err.request_id = rid
+        except _nova.NovaApiError as err:
+            err.details['request_id'] = rid
             raise
-        return ev.Response(200, payload, request_id=rid, date=self.last_date)
+        return _nova.Response(200, payload, request_id=rid, date=self.last_date)
 
     def _error(self, status, message):
-        raise ev.NovaApiError(status, message)
+        raise _nova.NovaApiError(status, message)
 
     @staticmethod
     def _public(body):

@@ -7,7 +7,7 @@ import datetime
 import re
 from urllib.parse import parse_qsl, urlsplit
 
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
+from ansible_collections.novaha.recovery.plugins.module_utils import _nova
 
 EPOCH = datetime.datetime(2025, 11, 21, 12, 0, 0, tzinfo=datetime.timezone.utc).timestamp()
 
@@ -47,16 +47,16 @@ class ServiceNova(object):
         self.last_date = datetime.datetime.fromtimestamp(int(self.clock.t), datetime.timezone.utc)
         if self.fail_next:
             status, self.fail_next = self.fail_next, None
-            raise ev.NovaApiError(status, 'Service Unavailable', request_id='req-fail', method=method, path=path)
+            raise _nova.NovaApiError(status, 'Service Unavailable', request_id='req-fail', method=method, path=path)
         parts = urlsplit(path)
         query = dict(parse_qsl(parts.query))
         if method == 'GET' and parts.path == '/os-services':
             found = [dict(s) for s in self.services.values() if all(s.get(k) == v for k, v in query.items())]
-            return ev.Response(200, {'services': found}, request_id='req-get', date=self.last_date)
+            return _nova.Response(200, {'services': found}, request_id='req-get', date=self.last_date)
         match = re.match(r'^/os-services/svc-(.+)$', parts.path)
         if method == 'PUT' and match:
             self.write(match.group(1), body)
-            return ev.Response(200, {'service': dict(self.services[match.group(1)])}, request_id='req-put',
+            return _nova.Response(200, {'service': dict(self.services[match.group(1)])}, request_id='req-put',
                                date=self.last_date)
         raise AssertionError('unexpected request %s %s' % (method, path))
 
@@ -65,7 +65,7 @@ class ServiceNova(object):
         service = self.services[host]
         if 'status' in body:
             if body['status'] == 'enabled' and body.get('disabled_reason'):
-                raise ev.NovaApiError(400, 'Specifying a disabled_reason with status enabled is invalid.')
+                raise _nova.NovaApiError(400, 'Specifying a disabled_reason with status enabled is invalid.')
             service['status'] = body['status']
             service['disabled_reason'] = body.get('disabled_reason') if body['status'] == 'disabled' else None
         if 'forced_down' in body:
@@ -94,4 +94,4 @@ class PagingNova(object):
         out = {self.key: page}
         if start + self.per_page < len(self.items):
             out[self.key + '_links'] = [dict(rel='next', href='%s&marker=%s' % (path, page[-1]['id']))]
-        return ev.Response(200, out)
+        return _nova.Response(200, out)

@@ -7,6 +7,7 @@ A helper module, not a test file: the report's tests and the filters' tests impo
 import copy
 
 from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions
 
 from engine_fakes import DST, RECORDED_SERVER, SRC
 
@@ -20,14 +21,14 @@ def server(name, host=SRC, status='ACTIVE', vm_state='active', number=1):
     body = copy.deepcopy(RECORDED_SERVER['server'])
     body.update(id='%08d-0000-4000-8000-000000000000' % number, name=name, status=status,
                 **{'OS-EXT-SRV-ATTR:host': host, 'OS-EXT-STS:vm_state': vm_state})
-    return ev.snapshot(body)
+    return _decisions.snapshot(body)
 
 
-def record(name, number, outcome, action=ev.ACTION_EVACUATE, before_host=SRC, after_host=DST, status='ACTIVE',
+def record(name, number, outcome, action=_decisions.ACTION_EVACUATE, before_host=SRC, after_host=DST, status='ACTIVE',
            vm_state='active', attempts=1, locked_by_us=False, unlocked=True, kind=None):
     """An os_host_evacuate server record as the engine writes it."""
     snap = server(name, before_host, status, vm_state, number)
-    decision = ev.Decision(action, 'why %s' % name, kind=kind, expected_status=status if status != 'PAUSED' else None)
+    decision = _decisions.Decision(action, 'why %s' % name, kind=kind, expected_status=status if status != 'PAUSED' else None)
     evac = ev.ServerEvacuation(snap, decision, SRC)
     evac.outcome = outcome
     if after_host:
@@ -41,19 +42,19 @@ def record(name, number, outcome, action=ev.ACTION_EVACUATE, before_host=SRC, af
 
 
 def recovered(name, number):
-    return record(name, number, ev.OUTCOME_RECOVERED)
+    return record(name, number, _decisions.OUTCOME_RECOVERED)
 
 
 def refused_paused(number=9):
-    return record('paused-1', number, ev.OUTCOME_REFUSED, action=ev.ACTION_REFUSE, after_host=None,
-                  status='PAUSED', vm_state='paused', attempts=0, kind=ev.KIND_STATE)
+    return record('paused-1', number, _decisions.OUTCOME_REFUSED, action=_decisions.ACTION_REFUSE, after_host=None,
+                  status='PAUSED', vm_state='paused', attempts=0, kind=_decisions.KIND_STATE)
 
 
-def moved_earlier(name, number, where=DST, action=ev.ACTION_NONE):
+def moved_earlier(name, number, where=DST, action=_decisions.ACTION_NONE):
     """A server an earlier run of this recovery moved off SRC: the re-run finds it on ``where``."""
-    outcome = ev.OUTCOME_NOTHING_TO_DO if action == ev.ACTION_NONE else ev.OUTCOME_RECOVERED
+    outcome = _decisions.OUTCOME_NOTHING_TO_DO if action == _decisions.ACTION_NONE else _decisions.OUTCOME_RECOVERED
     return record(name, number, outcome, action=action, before_host=where, after_host=where if action ==
-                  ev.ACTION_RECONCILE else None, attempts=0)
+                  _decisions.ACTION_RECONCILE else None, attempts=0)
 
 
 def ok(rec):
@@ -73,7 +74,7 @@ def plan_of(records):
     return dict(changed=True, run_id='r1', msg='check mode: host %s: planned' % SRC, servers=records,
                 preconditions=[dict(name='source_down', ok=True, detail='down')], skipped=[],
                 plan=[dict(order=i + 1, id=r['id'], name=r['name'], project_id=r['project_id'], action=r['action'],
-                           outcome=ev.OUTCOME_PLANNED if r['action'] == ev.ACTION_EVACUATE else r['outcome'],
+                           outcome=_decisions.OUTCOME_PLANNED if r['action'] == _decisions.ACTION_EVACUATE else r['outcome'],
                            reason=r['reason'], status=r['before']['status'], expected_status=r['expected_status'],
                            expected_target='the scheduler') for i, r in enumerate(records)],
                 summary=dict(selected=len(records)))

@@ -10,6 +10,9 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions
+from ansible_collections.novaha.recovery.plugins.module_utils import _errors
+from ansible_collections.novaha.recovery.plugins.module_utils import _nova
 from ansible_collections.novaha.recovery.plugins.module_utils import _host_evacuation as he
 from ansible_collections.novaha.recovery.plugins.module_utils import _run as run
 
@@ -173,21 +176,21 @@ def test_jmespath_query_selects_and_explains():
 
 
 def test_bad_jmespath_is_a_clear_error():
-    with pytest.raises(he.HostEvacuationError) as err:
+    with pytest.raises(_errors.NovahaError) as err:
         he.select_servers([view('a')], query="[?status=='ACTIVE'")
     assert "query \"[?status=='ACTIVE'\" is not a valid JMESPath expression" in err.value.msg
     assert err.value.msg.endswith('Nothing was changed')
-    with pytest.raises(he.HostEvacuationError) as err:
+    with pytest.raises(_errors.NovahaError) as err:
         he.select_servers([view('a')], query="length(@)")
     assert 'must return a list of servers' in err.value.msg
-    with pytest.raises(he.HostEvacuationError) as err:
+    with pytest.raises(_errors.NovahaError) as err:
         he.select_servers([view('a')], query="[].flavor")
     assert 'which is not a server of the list' in err.value.msg
 
 
 def test_missing_jmespath_library_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, 'jmespath', None)
-    with pytest.raises(he.MissingLibraryError) as err:
+    with pytest.raises(_errors.MissingLibraryError) as err:
         he.select_servers([view('a')], query='[]')
     assert err.value.library == 'jmespath' and 'query' in err.value.reason
     assert 'import jmespath' in err.value.import_traceback
@@ -299,7 +302,7 @@ def test_selection_refusals_and_skips_are_reported(nova, clock):
     assert nova.status(paused) == (SRC, 'PAUSED') and nova.status(other)[0] == SRC
     assert plan.skipped[0]['id'] == other and 'include.metadata' in plan.skipped[0]['reason']
     refused = [e for e in plan.evacuations if e.id == paused][0]
-    assert refused.outcome == ev.OUTCOME_REFUSED and 'PAUSED' in refused.reason
+    assert refused.outcome == _decisions.OUTCOME_REFUSED and 'PAUSED' in refused.reason
 
 
 def test_check_mode_plan_changes_nothing(nova, clock):
@@ -356,7 +359,7 @@ def test_resume_after_a_killed_run_issues_only_what_is_left(nova, clock):
     nova._set(ids[0], host=DST)
     nova.add_migration(ids[1], 'done')
     nova._set(ids[1], host=DST, vm_state='stopped', power=4)
-    nova.servers[ids[1]].update(locked=True, locked_reason=ev.lock_reason(SRC, 'ACTIVE'))
+    nova.servers[ids[1]].update(locked=True, locked_reason=_decisions.lock_reason(SRC, 'ACTIVE'))
     mig2 = nova.add_migration(ids[2], 'accepted', dest=None)
     nova._set(ids[2], task_state='rebuilding')
     nova.at(3, lambda: (nova._mig_set(mig2, 'done'), nova._set(ids[2], host=DST, task_state=None)))
@@ -420,7 +423,7 @@ def test_progress_line():
 
 
 def test_query_string_helpers():
-    assert dict(parse_qsl(urlsplit(he._query('/x', [('a', 1), ('b', None)])).query)) == {'a': '1'}
+    assert dict(parse_qsl(urlsplit(_nova.query('/x', [('a', 1), ('b', None)])).query)) == {'a': '1'}
 
 
 def test_each_poll_lists_migrations_before_servers(nova, clock):

@@ -6,7 +6,7 @@ Records are what os_host_evacuate returns: built by the engine's own ServerEvacu
 
 import pytest
 
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions
 from ansible_collections.novaha.recovery.plugins.module_utils import _report as rp
 
 from engine_fakes import DST, OTHER, SRC
@@ -45,7 +45,7 @@ def test_a_refused_paused_server_makes_the_run_partial():
 
 
 def test_evacuations_that_all_failed_make_the_run_failed():
-    records = [record('web-1', 1, ev.OUTCOME_FAILED, after_host=SRC, kind=ev.KIND_NO_VALID_HOST)]
+    records = [record('web-1', 1, _decisions.OUTCOME_FAILED, after_host=SRC, kind=_decisions.KIND_NO_VALID_HOST)]
     report = rp.build_report(run(plan_of(records), result(records), failure=dict(
         phase='verify', task='Verify - stop', msg='web-1 failed')), FINISHED)
     assert report['outcome'] == 'failed'
@@ -55,7 +55,7 @@ def test_evacuations_that_all_failed_make_the_run_failed():
 def test_stopped_before_anything_moved_is_aborted():
     records = [recovered('web-1', 1)]
     failure = dict(phase='fence', task='Fence - stop', msg='node-1 is not proven fenced')
-    report = rp.build_report(run(plan_of([dict(r, outcome=ev.OUTCOME_PLANNED, attempts=[], after=None)
+    report = rp.build_report(run(plan_of([dict(r, outcome=_decisions.OUTCOME_PLANNED, attempts=[], after=None)
                                           for r in records]), failure=failure), FINISHED)
     assert report['outcome'] == 'aborted' and report['servers'] == []
     assert report['reason'] == 'node-1 is not proven fenced'
@@ -63,7 +63,7 @@ def test_stopped_before_anything_moved_is_aborted():
 
 
 def test_check_mode_is_planned_with_the_plan_as_servers():
-    records = [dict(recovered('web-1', 1), outcome=ev.OUTCOME_PLANNED, attempts=[], after=None)]
+    records = [dict(recovered('web-1', 1), outcome=_decisions.OUTCOME_PLANNED, attempts=[], after=None)]
     report = rp.build_report(run(plan_of(records), dict(skipped=True, changed=False), check_mode=True), FINISHED)
     assert report['outcome'] == 'planned' and report['check_mode'] is True
     (entry,) = report['servers']
@@ -101,14 +101,14 @@ def test_the_rerun_over_the_same_state_has_the_same_outcome():
 
 
 def test_a_rerun_that_finishes_what_an_earlier_run_moved_is_recovered():
-    again = [moved_earlier('web-1', 1, action=ev.ACTION_RECONCILE), moved_earlier('web-2', 2)]
+    again = [moved_earlier('web-1', 1, action=_decisions.ACTION_RECONCILE), moved_earlier('web-2', 2)]
     report = rp.build_report(run(plan_of(again), result(again), [ok(r) for r in again]), FINISHED)
     assert report['outcome'] == 'recovered'
 
 
 def test_a_rerun_stopped_at_the_fence_keeps_the_host_isolated_for_the_servers_moved_earlier():
     # The evacuation did not run; the preflight's records still show what an earlier run moved.
-    earlier = [moved_earlier('web-1', 1), dict(refused_paused(), outcome=ev.OUTCOME_REFUSED)]
+    earlier = [moved_earlier('web-1', 1), dict(refused_paused(), outcome=_decisions.OUTCOME_REFUSED)]
     plan = plan_of(earlier)
     assert rp.evacuation_started(rp.recovery_records(plan, {}), SRC)
     failure = dict(phase='fence', task='Fence - stop', msg='node-1 is not proven fenced')
@@ -120,13 +120,13 @@ def test_a_rerun_stopped_at_the_fence_keeps_the_host_isolated_for_the_servers_mo
 
 
 def test_a_fresh_host_stopped_at_the_fence_has_started_nothing():
-    planned = [dict(recovered('web-1', 1), outcome=ev.OUTCOME_PLANNED, attempts=[], after=None)]
+    planned = [dict(recovered('web-1', 1), outcome=_decisions.OUTCOME_PLANNED, attempts=[], after=None)]
     assert not rp.evacuation_started(rp.recovery_records(plan_of(planned), {}), SRC)
     assert not rp.evacuation_started(rp.recovery_records(plan_of(planned), dict(skipped=True)), SRC)
 
 
 def test_an_evacuation_in_flight_counts_as_started():
-    waiting = record('web-1', 1, ev.OUTCOME_PLANNED, action=ev.ACTION_WAIT, after_host=None, attempts=0)
+    waiting = record('web-1', 1, _decisions.OUTCOME_PLANNED, action=_decisions.ACTION_WAIT, after_host=None, attempts=0)
     assert rp.evacuation_started([waiting], SRC)
 
 
@@ -135,7 +135,7 @@ def test_an_evacuation_in_flight_counts_as_started():
 
 
 def test_a_timed_out_run_is_never_recovered_while_a_server_is_in_progress():
-    records = [recovered('web-1', 1), record('web-2', 2, ev.OUTCOME_IN_PROGRESS, after_host=SRC, unlocked=False,
+    records = [recovered('web-1', 1), record('web-2', 2, _decisions.OUTCOME_IN_PROGRESS, after_host=SRC, unlocked=False,
                                              locked_by_us=True)]
     # Even when the verify phase found web-2 in place meanwhile and nothing stopped the run.
     report = rp.build_report(run(plan_of(records), result(records), [ok(r) for r in records]), FINISHED)
@@ -145,13 +145,13 @@ def test_a_timed_out_run_is_never_recovered_while_a_server_is_in_progress():
 
 
 def test_a_pending_server_is_never_recovered():
-    records = [recovered('web-1', 1), record('web-2', 2, ev.OUTCOME_PENDING, after_host=None, attempts=0)]
+    records = [recovered('web-1', 1), record('web-2', 2, _decisions.OUTCOME_PENDING, after_host=None, attempts=0)]
     report = rp.build_report(run(plan_of(records), result(records), [ok(records[0])]), FINISHED)
     assert report['outcome'] == 'partial'
 
 
 def test_a_recovered_server_still_carrying_our_lock_is_not_recovered():
-    records = [record('web-1', 1, ev.OUTCOME_RECOVERED, locked_by_us=True, unlocked=False)]
+    records = [record('web-1', 1, _decisions.OUTCOME_RECOVERED, locked_by_us=True, unlocked=False)]
     report = rp.build_report(run(plan_of(records), result(records), [ok(records[0])]), FINISHED)
     assert report['outcome'] == 'failed'  # its only server is not recovered
     left = rp.left_behind(records, [ok(records[0])], SRC)
@@ -186,7 +186,7 @@ def test_verdict_is_the_engines_judgement_on_a_healthy_host():
 
 
 def test_verdict_waits_for_a_migration_in_progress_and_reads_the_latest_one():
-    rec = record('web-1', 1, ev.OUTCOME_IN_PROGRESS, after_host=SRC)
+    rec = record('web-1', 1, _decisions.OUTCOME_IN_PROGRESS, after_host=SRC)
     now = dict(rec['snapshot'], host=DST, task_state='rebuilding', status='REBUILD')
     reading = dict(tracked=[now], computes=computes(SRC),
                    migrations=[dict(id=1, instance_uuid=rec['id'], status='pre-migrating')])
@@ -209,7 +209,7 @@ def test_verdict_of_a_deleted_server_and_of_a_failed_reading():
 
 
 def test_verify_watches_what_left_the_host_never_what_was_refused():
-    records = [recovered('web-1', 1), record('web-2', 2, ev.OUTCOME_IN_PROGRESS, after_host=SRC), refused_paused(),
+    records = [recovered('web-1', 1), record('web-2', 2, _decisions.OUTCOME_IN_PROGRESS, after_host=SRC), refused_paused(),
                moved_earlier('web-3', 3)]
     assert list(rp.servers_to_verify(records, SRC)) == [records[0]['id'], records[1]['id'], records[3]['id']]
 
