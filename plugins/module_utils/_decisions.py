@@ -80,6 +80,8 @@ KIND_POWER = 'power_action_failed'
 KIND_IDENTITY = 'identity_changed'
 KIND_DELETED = 'deleted'
 KIND_TIMEOUT = 'timeout'
+KIND_API_OUTAGE = 'api_outage'          # the compute API failed for longer than the run rides out
+KIND_POWERED_ON = 'host_powered_on'     # the failed host read power On again: no new evacuation
 
 NOT_RETRYABLE = frozenset([KIND_STATE, KIND_NOT_FENCED, KIND_ELSEWHERE, KIND_NO_HOST, KIND_BAD_TARGET,
                            KIND_FORBIDDEN, KIND_NOT_FOUND, KIND_IDENTITY, KIND_DELETED, KIND_POWER])
@@ -523,7 +525,10 @@ def next_command(record):
             return 'openstack server set --state %s %s' % (
                 'active' if before.get('vm_state') == 'active' else 'error', sid)
         return 'openstack server show %s -c status -c OS-EXT-STS:vm_state -c OS-EXT-STS:task_state' % sid
-    if kind in (KIND_TIMEOUT,) or record.get('outcome') == OUTCOME_IN_PROGRESS:
+    if kind == KIND_POWERED_ON:
+        return ('power the host off again and prove it (novaha.recovery.os_fence_check host=%s), then run the same '
+                'recovery again' % source)
+    if kind in (KIND_TIMEOUT, KIND_API_OUTAGE) or record.get('outcome') == OUTCOME_IN_PROGRESS:
         return 'openstack --os-compute-api-version 2.59 server migration list --server %s --type evacuation' % sid
     if kind == KIND_FORBIDDEN:
         return 'openstack role assignment list --names --effective --user <the user of this cloud entry>'

@@ -22,7 +22,8 @@ import re
 
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
     ACTION_EVACUATE, ACTION_NONE, ACTION_RECONCILE, ACTION_REFUSE, ACTION_WAIT, HIDDEN, KIND_BAD_TARGET,
-    KIND_NO_VALID_HOST, KIND_NOT_FENCED, KIND_POWER, KIND_STATE, KIND_TIMEOUT, OUTCOME_FAILED, OUTCOME_IN_PROGRESS,
+    KIND_API_OUTAGE, KIND_NO_VALID_HOST, KIND_NOT_FENCED, KIND_POWER, KIND_POWERED_ON, KIND_STATE, KIND_TIMEOUT,
+    OUTCOME_FAILED, OUTCOME_IN_PROGRESS,
     OUTCOME_NOTHING_TO_DO, OUTCOME_PENDING, OUTCOME_PLANNED, OUTCOME_RECOVERED, OUTCOME_REFUSED, brief, decide,
     disk_warnings, evacuate_request, judge, lock_reason, next_command, parse_lock_reason, retry_decision, snapshot,
     warning_kind,
@@ -32,7 +33,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import MV_BASE, choose_microversions, mv_str
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
-    NovaApiError, SystemClock, explain_api_error, isotime, list_all, query,
+    NovaApiError, RetryingReads, SystemClock, explain_api_error, isotime, list_all, query, transient,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._watch import Watcher, next_poll_delay
 
@@ -76,6 +77,12 @@ class ServerEvacuation(object):
         self.requested_at = None
         self.finished_at = None
         self._admin_password = None
+        # Transient failures of the compute API (Engine.run pauses; see Engine._defer).
+        self.deferred = None            # the error that sent this server back to the queue
+        self.transient_failures = 0
+        self.check_first = None         # an evacuate request whose effect is still to be found out
+        self.reset_done = False
+        self.power_unknown = None       # os-start/os-stop sent, its answer lost
 
     @property
     def done(self):
@@ -148,17 +155,73 @@ def _migration_view(mig):
 # The engine
 
 
+MAX_TRANSIENT_PER_SERVER = 5   # transient failures of one server's requests while the API answers others
+UNLOCK_BACKOFF_MAX = 4.0       # an unlock is tried again after 1, 2 and 4 seconds
+
+
+class Outage(object):
+    """The compute API failing transiently, as a run sees it: since when, the last error, when to try an action
+    again (1, 2, 4, 8, 16, 16 ... seconds after each failure). Any request that succeeds ends it."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.since = None
+        self.last = None
+        self.failures = 0
+        self.next_try = 0.0
+        self.count = 0              # outages seen in the run
+        self.longest = 0.0          # seconds of the longest that ended
+
+    @property
+    def active(self):
+        return self.since is not None
+
+    def failed(self, err):
+        now = self.clock.now()
+        if self.since is None:
+            self.since = now
+            self.failures = 0
+            self.count += 1
+        self.failures += 1
+        self.last = getattr(err, 'msg', str(err))
+        self.next_try = now + min(2 ** (self.failures - 1), 16)
+
+    def ok(self):
+        if self.since is not None:
+            self.longest = max(self.longest, self.clock.now() - self.since)
+            self.since = None
+            self.failures = 0
+
+    def paused(self):
+        return self.since is not None and self.clock.now() < self.next_try
+
+    def wait(self):
+        return max(0.5, self.next_try - self.clock.now())
+
+    def lasted(self):
+        return 0.0 if self.since is None else self.clock.now() - self.since
+
+    def to_dict(self):
+        return dict(outages=self.count, longest_seconds=round(max(self.longest, self.lasted()), 1),
+                    ongoing=self.active, last_error=self.last)
+
+
 _UUID_RE = re.compile(r'^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$')
 
 
 class Engine(object):
     """Plans and runs evacuations. ``nova``: SdkNova or a fake; ``clock``: now()/sleep()."""
 
-    def __init__(self, nova, clock=None, microversion=None):
-        self.nova = nova
+    def __init__(self, nova, clock=None, microversion=None, read_retry_budget=30.0):
         self.clock = clock or SystemClock()
+        # Every read rides out a short outage (RetryingReads); actions are sent once and checked (see _defer).
+        self.nova = RetryingReads(nova, self.clock, read_retry_budget) if read_retry_budget else nova
         self._requested_mv = microversion
         self._mv = None
+        self.outage = Outage(self.clock)
+        self.interrupted = None         # why the last run() ended before its servers did (an API outage)
+        self.stopped = None             # the failed host read power On: no new evacuation was started
+        self.power_warnings = []
 
     # -- reading ------------------------------------------------------------------------------------------
 
@@ -257,11 +320,20 @@ class Engine(object):
     # -- running ------------------------------------------------------------------------------------------
 
     def run(self, evacuations, wait=True, timeout=900, poll_interval=5, retries=1, max_parallel=1,
-            on_progress=None):
+            on_progress=None, outage_timeout=120, power_check=None):
         """Carry out planned evacuations: at most ``max_parallel`` in flight, servers sharing an exclusive
         group never together, two listings per poll whatever the number of servers. Returns the same
         objects, updated. Servers still in flight at ``timeout`` stay ``in_progress`` (a re-run resumes).
+
+        While the compute API fails transiently (no answer, 5xx) no new evacuation starts: the server whose
+        request failed waits at the head of the queue and the window pauses, with backoff, until a request
+        succeeds again. An outage longer than ``outage_timeout`` seconds ends the run (``self.interrupted``
+        says why; servers in flight stay ``in_progress``, the others ``pending``, a re-run resumes them).
+        ``power_check()`` is asked before each new batch: a string (the host reads power On) stops every new
+        evacuation at once.
         """
+        self.interrupted = None
+        self.stopped = None
         todo = [e for e in evacuations if e.action in (ACTION_EVACUATE, ACTION_WAIT, ACTION_RECONCILE)]
         if not todo:
             return evacuations
@@ -276,15 +348,29 @@ class Engine(object):
         active = []
         window = max(1, max_parallel) if wait else len(todo)
         quiet_polls = 0
+        outage = self.outage = Outage(self.clock)
+        self.power_warnings = []
         while pending or active:
+            if pending and len(active) < window and not outage.paused() and power_check is not None:
+                self.stopped = self._power_stop(power_check, pending)
+                if self.stopped:
+                    pending = []
             for e in list(pending):
-                if len(active) >= window:
+                if len(active) >= window or outage.paused():
                     break
                 if any(e.exclusive_groups & other.exclusive_groups for other in active):
                     continue
                 pending.remove(e)
                 self._begin(e, watcher, wait, retries)
                 quiet_polls = 0
+                if e.deferred is not None:
+                    # The API failed transiently before this evacuation was accepted: back to the head of the
+                    # queue, and nothing new starts until the API answers again.
+                    outage.failed(e.deferred)
+                    e.deferred = None
+                    pending.insert(0, e)
+                    break
+                outage.ok()
                 if not e.done:
                     active.append(e)
             if not wait:
@@ -292,7 +378,12 @@ class Engine(object):
                 break
             if on_progress is not None:
                 on_progress(summarize(evacuations, self.clock.now() - start))  # the window as it is now
+            if outage.active and outage.lasted() >= outage_timeout:
+                self._interrupt(active, pending, outage, outage_timeout)
+                break
             if not active:
+                if pending and outage.paused():
+                    self.clock.sleep(outage.wait())
                 continue
             self.clock.sleep(next_poll_delay(poll_interval, quiet_polls))
             try:
@@ -300,13 +391,19 @@ class Engine(object):
             except NovaApiError as err:
                 # Nothing is decided on a failed look: the next poll, or the timeout, settles it.
                 watcher.failed_polls.append(explain_api_error(err, 'watching the evacuations').msg)
+                if transient(err):
+                    outage.failed(err)
                 quiet_polls += 1
             else:
+                outage.ok()
                 quiet_polls = 0 if changes else quiet_polls + 1
                 for e in list(active):
                     self._advance(e, watcher, retries)
                     if e.done:
                         active.remove(e)
+            if outage.active and outage.lasted() >= outage_timeout:
+                self._interrupt(active, pending, outage, outage_timeout)
+                break
             if (pending or active) and self.clock.now() >= deadline:
                 for e in active:
                     self._timed_out(e, timeout, watcher.failed_polls[-1:])
@@ -318,6 +415,40 @@ class Engine(object):
             on_progress(summarize(evacuations, self.clock.now() - start))
         return evacuations
 
+    def _power_stop(self, power_check, pending):
+        """Before a new batch: does the failed host still read power Off? A host that reads On stops every new
+        evacuation (the servers already moving go on: their rebuild elsewhere has begun)."""
+        try:
+            reading_on = power_check()
+        except Exception as exc:  # pylint: disable=broad-except
+            # The host was proven off before the run; a BMC that stops answering is noted, not a reason to stop.
+            self.power_warnings.append('the power of the failed host could not be read again (%s); it was proven '
+                                       'off before the run, evacuations go on' % getattr(exc, 'msg', exc))
+            return None
+        if not reading_on:
+            return None
+        for e in pending:
+            e.outcome = OUTCOME_PENDING
+            e.kind = KIND_POWERED_ON
+            e.reason = ('not started: the failed host %s reads power On again (%s); no evacuation is started while '
+                        'it may run its own copy of the server' % (e.source_host, reading_on))
+        return reading_on
+
+    def _interrupt(self, active, pending, outage, outage_timeout):
+        why = ('the compute API failed for %ss (longer than outage_timeout %ss; last error: %s)'
+               % (int(outage.lasted()), outage_timeout, outage.last))
+        self.interrupted = why
+        for e in active:
+            e.outcome = OUTCOME_IN_PROGRESS
+            e.kind = KIND_API_OUTAGE
+            e.reason = ('server %s (%s) is still being evacuated, not failed: %s. Re-run once the API answers to '
+                        'resume waiting%s' % (e.name, e.id, why, '; the lock novaha.recovery took stays until then'
+                                              if e.locked_by_us and not e.unlocked else ''))
+        for e in pending:
+            e.outcome = OUTCOME_PENDING
+            e.kind = KIND_API_OUTAGE
+            e.reason = 'not started: %s. Re-run once the API answers' % why
+
     # -- steps --------------------------------------------------------------------------------------------
 
     def _action(self, e, name, body, microversion):
@@ -326,27 +457,63 @@ class Engine(object):
         return resp
 
     def _begin(self, e, watcher, wait, retries):
-        e.requested_at = self.clock.now()
+        if e.requested_at is None:
+            e.requested_at = self.clock.now()
         e.outcome = OUTCOME_IN_PROGRESS
         ident = '%s (%s)' % (e.name, e.id)
-        if e.lock_wanted and not e.before.get('locked'):
+        if e.lock_wanted and not e.before.get('locked') and not e.locked_by_us:
             if wait:
                 try:
                     self._lock(e)
                 except NovaApiError as err:
+                    if transient(err):
+                        e.locked_by_us = True   # it may have taken effect: unlocked at the end either way
+                        return self._defer(e, err, 'locking %s before its evacuation' % ident)
                     error = explain_api_error(err, 'locking %s before its evacuation' % ident)
                     return self._finish(e, OUTCOME_FAILED, error.msg, error.kind)
             else:
                 e.warnings.append('%s was not locked: with wait=false nothing would unlock it afterwards' % ident)
         if e.action != ACTION_EVACUATE:
             return None
-        if e.reset_to:
+        if e.check_first:
+            # An earlier evacuate request got no usable answer and its effect could not be checked then.
+            adopted = self._adopt_in_flight(e, watcher)
+            if adopted is None:
+                return self._defer(e, e.check_first, 'finding out whether the evacuation of %s was accepted' % ident)
+            e.check_first = None
+            if adopted:
+                return None
+            self._drop_unaccepted_attempt(e)
+        if e.reset_to and not e.reset_done:
             try:
                 self._action(e, 'reset_state', {'os-resetState': {'state': e.reset_to}}, MV_BASE)
+                e.reset_done = True
             except NovaApiError as err:
+                if transient(err):
+                    return self._defer(e, err, 'resetting the state of %s to %s' % (ident, e.reset_to))
                 error = explain_api_error(err, 'resetting the state of %s to %s' % (ident, e.reset_to))
                 return self._finish(e, OUTCOME_FAILED, error.msg, error.kind)
         return self._issue_or_fail(e, watcher, e.target_host, retries)
+
+    def _defer(self, e, err, doing):
+        """A transient failure before the evacuation was accepted: the server waits for the API to answer again
+        (``Engine.run`` pauses the window). A server that keeps failing alone is failed, with the API's error."""
+        e.transient_failures += 1
+        error = explain_api_error(err, doing)
+        if e.transient_failures > MAX_TRANSIENT_PER_SERVER:
+            return self._finish(e, OUTCOME_FAILED, '%s (%d times; the API answered other requests meanwhile)'
+                                % (error.msg, e.transient_failures), error.kind)
+        e.deferred = err
+        e.outcome = OUTCOME_PLANNED
+        e.warnings.append('%s; waiting for the compute API and trying again' % error.msg)
+        return None
+
+    def _drop_unaccepted_attempt(self, e):
+        """An evacuate request Nova has no record of (no migration newer than it): it was not accepted, so it is
+        not an attempt; the request goes again."""
+        dropped = e.attempts.pop()
+        e.warnings.append('the evacuate request of %s sent at %s got no usable answer and Nova recorded no '
+                          'evacuation for it; it is sent again' % (e.id, dropped.get('requested_at')))
 
     def _lock(self, e):
         if self.mv.lock_reason:
@@ -357,16 +524,25 @@ class Engine(object):
         e.locked_by_us = True
 
     def _unlock(self, e):
+        """Unlocking is idempotent (an unlocked server stays unlocked): sent again after a transient failure."""
         if not (e.locked_by_us or e.ours_from_earlier) or e.unlocked:
             return
-        try:
-            self._action(e, 'unlock', {'unlock': None}, MV_BASE)
+        delay = 1.0
+        while True:
+            try:
+                self._action(e, 'unlock', {'unlock': None}, MV_BASE)
+            except NovaApiError as err:
+                if transient(err) and delay <= UNLOCK_BACKOFF_MAX:
+                    self.clock.sleep(delay)
+                    delay *= 2
+                    continue
+                e.warnings.append('could not remove the lock novaha.recovery took on %s: %s (request id %s); '
+                                  'a re-run removes it' % (e.id, err.message, err.request_id))
+                return
             e.unlocked = True
             if e.after is not None:
                 e.after = dict(e.after, locked=False, locked_reason=None)
-        except NovaApiError as err:
-            e.warnings.append('could not remove the lock novaha.recovery took on %s: %s (request id %s)'
-                              % (e.id, err.message, err.request_id))
+            return
 
     def _issue(self, e, target_host, scheduler_fallback=False):
         """POST the evacuate action once; records the attempt. Raises NovaApiError."""
@@ -395,8 +571,18 @@ class Engine(object):
             except NovaApiError as err:
                 error = self._classify_issue_error(e, err)
                 self._end_attempt(e, OUTCOME_FAILED, error.kind, error.msg)
-                if error.kind in (KIND_STATE, KIND_API) and self._adopt_in_flight(e, watcher):
-                    return None
+                if error.kind in (KIND_STATE, KIND_API):
+                    adopted = self._adopt_in_flight(e, watcher)
+                    if adopted:
+                        return None
+                    if transient(err):
+                        # Never sent again blindly: Nova has no evacuation for it (dropped, sent again once the API
+                        # answers), or we could not look (looked at first when its turn comes again).
+                        if adopted is None:
+                            e.check_first = err
+                        else:
+                            self._drop_unaccepted_attempt(e)
+                        return self._defer(e, err, 'evacuating %s (%s) from %s' % (e.name, e.id, e.source_host))
                 decision = retry_decision(e.attempts, retries, e.target_host)
                 if not decision.retry:
                     return self._finish(e, OUTCOME_FAILED, error.msg, error.kind)
@@ -406,12 +592,12 @@ class Engine(object):
 
     def _adopt_in_flight(self, e, watcher):
         """After a 409, a 5xx or no answer: was an evacuation accepted anyway (ours or a concurrent one)? Wait
-        for it."""
+        for it. True: adopted; False: Nova has none newer than the attempt; None: the migrations could not be read."""
         attempt = e.attempts[-1]
         try:
             migrations = self.evacuation_migrations(server_id=e.id)
         except EvacuationError:
-            return False
+            return None     # could not look
         # Any evacuation newer than the attempt, even one already done or failed: the watcher judges it.
         fresh = [m for m in migrations if (m.get('id') or 0) > attempt['_after']]
         if not fresh:
@@ -489,8 +675,20 @@ class Engine(object):
         try:
             self._action(e, action, {'os-%s' % action: None}, MV_BASE)
         except NovaApiError as err:
+            if transient(err):
+                # Sent again on a later look if the server is still not there; a 409 then means it took effect.
+                e.power_unknown = action
+                self.outage.failed(err)
+                watcher.invalidate(e.id)
+                return None
+            if err.status_code == 409 and e.power_unknown == action:
+                e.power_unknown = None
+                e.power_actions.append(action)
+                watcher.invalidate(e.id)
+                return None
             error = explain_api_error(err, 'sending os-%s to %s after its evacuation' % (action, ident))
             return self._finish(e, OUTCOME_FAILED, error.msg, KIND_POWER)
+        e.power_unknown = None
         e.power_actions.append(action)
         watcher.invalidate(e.id)
         return None

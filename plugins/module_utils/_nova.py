@@ -12,6 +12,8 @@ answer is a ``NovaApiError`` (a ``NovahaError``); ``explain_api_error`` phrases 
 - one request at a microversion ........................ ``SdkNova.request`` (``Response``)
 - what the cloud offers ................................ ``SdkNova.microversion_range``
 - an error answer phrased for the operator ............. ``explain_api_error``
+- is an error worth trying again ........................ ``transient``
+- reads that ride out a short outage ..................... ``RetryingReads``
 - a listing followed over all its pages ................ ``list_all``
 - the local clock (injected everywhere) ................ ``SystemClock``
 """
@@ -37,14 +39,31 @@ class NovaApiError(NovahaError):
     """An error answer of the compute API, or no answer at all (``status_code`` None). ``message`` is Nova's
     own message; ``explain_api_error`` phrases it for the operator with what was being done."""
 
-    def __init__(self, status_code, message, request_id=None, method=None, path=None):
+    def __init__(self, status_code, message, request_id=None, method=None, path=None, retry=None):
         super(NovaApiError, self).__init__('%s %s: %s%s' % (method, path, 'HTTP %s: ' % status_code
                                                              if status_code is not None else '', message),
                                            kind=KIND_API, http_status=status_code, request_id=request_id)
         self.status_code = status_code
         self.message = message
+        self.retry = retry      # None: judged from the status (``transient``)
         self.method = method
         self.path = path
+
+
+# Answers that say the API, not the request, failed: Nova's own 500 (its database or message bus gone), a
+# gateway's 502/504, an API or load balancer that is unavailable (503). With no answer at all (status None)
+# they are the transient failures: a read is sent again; an action is never sent again blindly (the engine
+# first looks whether it took effect).
+TRANSIENT_STATUSES = frozenset([500, 502, 503, 504])
+
+
+def transient(err):
+    """No answer, or an answer that says the API failed rather than the request: worth trying again later."""
+    if not isinstance(err, NovaApiError):
+        return False
+    if err.retry is not None:
+        return err.retry
+    return err.status_code is None or err.status_code in TRANSIENT_STATUSES
 
 
 def explain_api_error(err, doing):
@@ -158,6 +177,12 @@ class SdkNova(object):
             resp = self._compute.request(path, method, **kwargs)
         except _transport_errors() as exc:
             raise NovaApiError(None, 'no answer from the compute API (%s)' % exc, method=method, path=path)
+        except _auth_errors() as exc:
+            # keystoneauth renews the token inside a request (the old one expired): an error of Keystone then
+            # is an error of this request, never a traceback that ends the run without a result per server.
+            status = getattr(exc, 'http_status', None)
+            raise NovaApiError(status, 'renewing the token with Keystone failed (%s: %s)' % (type(exc).__name__, exc),
+                               method=method, path=path, retry=status is not None and status in TRANSIENT_STATUSES)
         headers = resp.headers or {}
         request_id = headers.get('x-openstack-request-id') or headers.get('x-compute-request-id')
         self.last_date = _http_date(headers.get('date')) or self.last_date
@@ -181,6 +206,49 @@ def _transport_errors():
     except ImportError:
         return ()
     return (ksa_exc.ConnectionError,)
+
+
+def _auth_errors():
+    """keystoneauth's errors of the token renewal it does inside a request (Keystone down, 5xx, refused)."""
+    try:
+        from keystoneauth1 import exceptions as ksa_exc
+    except ImportError:
+        return ()
+    return (ksa_exc.ClientException,)
+
+
+class RetryingReads(object):
+    """A compute API adapter whose reads ride out a short outage: a GET that failed transiently is sent again
+    after 1, 2, 4, 8, 8 ... seconds until ``budget`` seconds have passed, then the last error is raised. Actions
+    (POST, PUT, DELETE) are sent once: whether one took effect is for the caller to find out."""
+
+    def __init__(self, nova, clock, budget=30.0):
+        self._nova = nova
+        self.clock = clock
+        self.budget = float(budget)
+        self.retried = []        # (method, path, error message) of every read sent again
+
+    @property
+    def last_date(self):
+        return self._nova.last_date
+
+    def microversion_range(self):
+        return self._nova.microversion_range()
+
+    def request(self, method, path, microversion, body=None):
+        if method != 'GET':
+            return self._nova.request(method, path, microversion, body)
+        start = self.clock.now()
+        delay = 1.0
+        while True:
+            try:
+                return self._nova.request(method, path, microversion, body)
+            except NovaApiError as err:
+                if not transient(err) or self.clock.now() + delay - start > self.budget:
+                    raise
+                self.retried.append((method, path, err.msg))
+            self.clock.sleep(delay)
+            delay = min(delay * 2, 8.0)
 
 
 class SystemClock(object):

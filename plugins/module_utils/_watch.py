@@ -30,6 +30,10 @@ class Watcher(object):
     """
 
     MARGIN = 5  # seconds of overlap between polls
+    # Every FULL_EVERY-th poll looks again at everything changed since the watch began instead of since the last
+    # look: a change missed once (a skewed clock, a commit slower than MARGIN) is seen within a few polls, never
+    # left to the timeout. Still two listings, never a listing of every server.
+    FULL_EVERY = 5
 
     def __init__(self, nova, microversions, source_host=None):
         self.nova = nova
@@ -40,10 +44,14 @@ class Watcher(object):
         self.migrations = {}
         self.stale = set()
         self.polls = 0
+        self.full_polls = 0
+        self.began = None
         self.failed_polls = []
 
     def start(self, server_time):
         self.since = server_time - datetime.timedelta(seconds=self.MARGIN)
+        self.began = self.since
+        self.full_polls = 0
 
     def seed(self, snap, migrations=()):
         self.servers[snap['id']] = snap
@@ -67,7 +75,9 @@ class Watcher(object):
     def poll(self, server_ids):
         """Look once; returns how many watched servers or their evacuation migrations changed since the last look."""
         watched = set(server_ids)
-        since = self.since.strftime('%Y-%m-%dT%H:%M:%SZ') if self.since else None
+        full = (self.polls + 1) % self.FULL_EVERY == 0
+        since = self.began if full and self.began else self.since
+        since = since.strftime('%Y-%m-%dT%H:%M:%SZ') if since else None
         # Migrations first: Nova saves the instance's new host, then marks the migration done
         # (resource_tracker.finish_evacuation), so a done migration is never seen with a server listing
         # older than it (which would look like "done but still on the source host").
@@ -77,6 +87,7 @@ class Watcher(object):
         servers, date = list_all(self.nova, '/servers/detail',
                                  [('all_tenants', 'True'), ('changes-since', since)], 'servers', self.mv.read)
         self.polls += 1
+        self.full_polls += full
         changes = 0
         for body in servers:
             if body.get('id') in watched:

@@ -129,6 +129,8 @@ class FakeNova(object):
         self.last_date = None
         self._next_mig = 100
         self._req = 0
+        self.faults = []         # outages: see outage()
+        self.failed_calls = []   # (time, method, path) of the requests an outage failed
 
     # -- building the world ---------------------------------------------------------------------------
 
@@ -195,8 +197,40 @@ class FakeNova(object):
     def microversion_range(self):
         return parse_mv('2.1'), parse_mv(self.max_mv), parse_mv(self.default_mv)
 
+    def outage(self, start_in, seconds, status=503, method=None, path=None, after_processing=False):
+        """From ``start_in`` seconds from now, for ``seconds``: matching requests (``method``; ``path`` a regex)
+        get ``status`` (None: no answer at all). ``after_processing``: Nova did the request, the answer was lost."""
+        rule = dict(start=self.clock.t + start_in, end=self.clock.t + start_in + seconds, status=status,
+                    method=method, path=re.compile(path) if path else None, after=after_processing, hits=0)
+        self.faults.append(rule)
+        return rule
+
+    def _fault(self, method, path):
+        for rule in self.faults:
+            if rule['start'] <= self.clock.t < rule['end'] and (rule['method'] in (None, method)) and (
+                    rule['path'] is None or rule['path'].search(path)):
+                rule['hits'] += 1
+                return rule
+        return None
+
     def request(self, method, path, microversion, body=None):
         self._tick()
+        rule = self._fault(method, path)
+        if rule is not None and not rule['after']:
+            self.failed_calls.append((self.clock.t, method, path))
+            raise _nova.NovaApiError(rule['status'], 'Service Unavailable' if rule['status'] else
+                                     'no answer from the compute API (Connection aborted)', method=method, path=path)
+        if rule is not None:
+            try:
+                self.request_unfaulted(method, path, microversion, body)
+            except _nova.NovaApiError:
+                pass
+            self.failed_calls.append((self.clock.t, method, path))
+            raise _nova.NovaApiError(rule['status'], 'no answer (the request was done, its answer lost)',
+                                     method=method, path=path)
+        return self.request_unfaulted(method, path, microversion, body)
+
+    def request_unfaulted(self, method, path, microversion, body=None):
         self.calls.append((method, path, mv_str(microversion), copy.deepcopy(body)))
         self._req += 1
         rid = 'req-%04d' % self._req

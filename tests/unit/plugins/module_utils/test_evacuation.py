@@ -578,14 +578,16 @@ def test_evacuate_accepted_but_unanswered_is_adopted_not_reissued(nova, clock):
     assert rec['migration']['status'] == 'done'
 
 
-def test_evacuate_never_received_is_retried(nova, clock):
+def test_evacuate_never_received_is_sent_again_after_checking_and_is_not_an_attempt(nova, clock):
     sid = nova.add_server('web-1')
     _NoAnswer(nova, 'POST', '/servers/%s/action' % sid)
-    rec = evacuate(nova, clock, sid, lock=False)
+    rec = evacuate(nova, clock, sid, lock=False, retries=0)
     assert rec['outcome'] == _decisions.OUTCOME_RECOVERED, rec['reason']
-    attempts = rec['attempts']
-    assert [a['outcome'] for a in attempts] == [_decisions.OUTCOME_FAILED, _decisions.OUTCOME_RECOVERED]
-    assert 'no answer from the compute API' in attempts[0]['error'] and 'HTTP' not in attempts[0]['error']
+    assert [a['outcome'] for a in rec['attempts']] == [_decisions.OUTCOME_RECOVERED]
+    assert [a for a, _m, _b in nova.actions(sid)].count('evacuate') == 2   # sent twice: the first never reached Nova
+    assert len([m for m in nova.migrations if m['instance_uuid'] == sid]) == 1
+    assert any('got no usable answer and Nova recorded no evacuation' in w for w in rec['warnings'])
+    assert any('no answer from the compute API' in w and 'HTTP' not in w for w in rec['warnings'])
 
 
 class _SdkResponse(object):
