@@ -36,7 +36,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import summarize
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
-    NovaApiError, Response, explain_api_error, list_all, query,
+    NovaApiError, Response, explain_api_error, list_all, query as _query,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
     MV_AGGREGATES, MV_BASE, MV_HYPERVISORS, MV_SERVER_GROUPS,
@@ -57,6 +57,7 @@ DEFAULT_PRIORITY_KEY = 'HA_Priority'
 # or lock=false) while Nova leaves evacuated servers stopped (2.95+): a run killed between the evacuation and
 # the start would otherwise forget that the server was ACTIVE. Removed once the server is recovered.
 NOTE_KEY = 'novaha.recovery:expected_status'
+
 
 def _get(nova, path, microversion, doing):
     try:
@@ -106,7 +107,7 @@ def wait_for_service_down(engine, host, timeout, interval=5):
     """Read only the host's nova-compute service until Nova reports it down or forced down, at most ``timeout``
     seconds. Returns the seconds waited. A host without the service returns at once (the guards name it)."""
     start = engine.clock.now()
-    path = query('/os-services', [('binary', COMPUTE), ('host', host)])
+    path = _query('/os-services', [('binary', COMPUTE), ('host', host)])
     while True:
         resp = _get(engine.nova, path, engine.mv.services, 'reading the nova-compute service of %s' % host)
         found = [s for s in (resp.body or {}).get('services') or [] if s.get('host') == host]
@@ -331,7 +332,7 @@ def holder_check(holder, wait_for_run=0):
 # Selection
 
 
-def compilequery(expression):
+def compile_query(expression):
     """A compiled JMESPath expression. Missing library and bad syntax become clear errors."""
     try:
         import jmespath
@@ -343,24 +344,24 @@ def compilequery(expression):
         return jmespath.compile(expression)
     except jmespath.exceptions.JMESPathError as exc:
         raise NovahaError('query %r is not a valid JMESPath expression: %s. Nothing was changed'
-                                  % (expression, ' '.join(str(exc).split())), query=expression)
+                          % (expression, ' '.join(str(exc).split())), query=expression)
 
 
-def runquery(compiled, expression, views):
+def run_query(compiled, expression, views):
     """The ids the query picks from ``views``. It must return a list of servers, ids or names."""
     import jmespath.exceptions
     try:
         found = compiled.search(views)
     except jmespath.exceptions.JMESPathError as exc:
         raise NovahaError('query %r failed on the server list: %s. Nothing was changed'
-                                  % (expression, ' '.join(str(exc).split())), query=expression)
+                          % (expression, ' '.join(str(exc).split())), query=expression)
     if found is None:
         return set()
     if not isinstance(found, list):
         raise NovahaError('query %r must return a list of servers (or of their ids or names), not %s %s. '
-                                  'Write it as a filter, for example "[?metadata.HA_Enabled==\'True\']". '
-                                  'Nothing was changed' % (expression, type(found).__name__, json.dumps(found)[:80]),
-                                  query=expression)
+                          'Write it as a filter, for example "[?metadata.HA_Enabled==\'True\']". '
+                          'Nothing was changed' % (expression, type(found).__name__, json.dumps(found)[:80]),
+                          query=expression)
     by_name = {}
     for view in views:
         by_name.setdefault(view['name'], []).append(view['id'])
@@ -375,8 +376,8 @@ def runquery(compiled, expression, views):
             picked.update(by_name[item])
         else:
             raise NovahaError('query %r returned %s, which is not a server of the list (an object with its '
-                                      '"id", an id or a name). Nothing was changed'
-                                      % (expression, json.dumps(item)[:80]), query=expression)
+                              '"id", an id or a name). Nothing was changed'
+                              % (expression, json.dumps(item)[:80]), query=expression)
     return picked
 
 
@@ -496,8 +497,8 @@ def select_servers(views, include=None, exclude=None, query=None, priority_key=D
     """
     picked = None
     if query:
-        compiled = compilequery(query)
-        picked = runquery(compiled, query, views)
+        compiled = compile_query(query)
+        picked = run_query(compiled, query, views)
     selected, skipped = [], []
     for view in views:
         reason = None
@@ -731,7 +732,7 @@ class HostEvacuation(object):
     def server_groups(self):
         groups, offset = [], 0
         while True:
-            resp = _get(self.nova, query('/os-server-groups', [('all_projects', 'True'), ('limit', 1000),
+            resp = _get(self.nova, _query('/os-server-groups', [('all_projects', 'True'), ('limit', 1000),
                                                                 ('offset', offset or None)]),
                         MV_SERVER_GROUPS, 'listing the server groups of all projects')
             page = (resp.body or {}).get('server_groups') or []

@@ -41,7 +41,7 @@ class NovaApiError(NovahaError):
 
     def __init__(self, status_code, message, request_id=None, method=None, path=None, retry=None):
         super(NovaApiError, self).__init__('%s %s: %s%s' % (method, path, 'HTTP %s: ' % status_code
-                                                             if status_code is not None else '', message),
+                                                            if status_code is not None else '', message),
                                            kind=KIND_API, http_status=status_code, request_id=request_id)
         self.status_code = status_code
         self.message = message

@@ -57,7 +57,7 @@ class ServiceNova(object):
         if method == 'PUT' and match:
             self.write(match.group(1), body)
             return _nova.Response(200, {'service': dict(self.services[match.group(1)])}, request_id='req-put',
-                               date=self.last_date)
+                                  date=self.last_date)
         raise AssertionError('unexpected request %s %s' % (method, path))
 
     def write(self, host, body):

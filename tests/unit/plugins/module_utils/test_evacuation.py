@@ -515,7 +515,7 @@ def test_forbidden_is_a_permission_error(nova, clock):
 
     def forbid(method, path, microversion, body=None):
         raise _nova.NovaApiError(403, "Policy doesn't allow os_compute_api:os-services:list to be performed.",
-                              request_id='req-x', method=method, path=path)
+                                 request_id='req-x', method=method, path=path)
     engine = ev.Engine(nova, clock)
     engine.find_server(sid)
     nova.request = forbid
@@ -547,7 +547,7 @@ class _NoAnswer(object):
             self.nova.calls.append((method, path, mv_str(microversion), copy.deepcopy(body)))
         if hit:
             raise _nova.NovaApiError(None, 'no answer from the compute API (Connection aborted)', method=method,
-                                  path=path)
+                                     path=path)
         return self._request(method, path, microversion, body)
 
 
