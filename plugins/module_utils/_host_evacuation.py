@@ -1011,7 +1011,8 @@ class HostEvacuation(object):
 
     # -- running -----------------------------------------------------------------------------------------
 
-    def execute(self, plan, wait=True, timeout=1800, poll_interval=5, retries=1, max_parallel=20, on_progress=None):
+    def execute(self, plan, wait=True, timeout=1800, poll_interval=5, retries=1, max_parallel=20, on_progress=None,
+                outage_timeout=120, power_check=None):
         """Mark the host, run the engine over the planned servers, release the marker. Returns the summary."""
         start = self.clock.now()
         peak = dict(in_flight=0)
@@ -1038,7 +1039,8 @@ class HostEvacuation(object):
                 if needs_note(evac, self.mv.evacuate_stops_server):
                     self._note(evac, evac.expected_status)
             self.engine.run(plan.evacuations, wait=wait, timeout=timeout, poll_interval=poll_interval,
-                            retries=retries, max_parallel=max_parallel, on_progress=keep_holding)
+                            retries=retries, max_parallel=max_parallel, on_progress=keep_holding,
+                            outage_timeout=outage_timeout, power_check=power_check)
             finished = wait and not any(e.outcome in (OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED)
                                         for e in plan.evacuations)
         except RunError as exc:
@@ -1058,6 +1060,9 @@ class HostEvacuation(object):
                         raise  # otherwise the first error is the one to report
         summary = summarize_run(plan, self.clock.now() - start)
         summary['max_in_flight'] = peak['in_flight']
+        summary['api_outages'] = self.engine.outage.to_dict()
+        summary['interrupted'] = self.engine.interrupted
+        summary['host_powered_on'] = self.engine.stopped
         return summary
 
 

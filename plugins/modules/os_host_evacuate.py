@@ -187,6 +187,15 @@ options:
         not started V(pending); neither is failed, and running the task again resumes them.
     type: int
     default: 1800
+  outage_timeout:
+    description:
+      - Seconds the run rides out a compute API (or Keystone) that fails transiently (no answer, HTTP 500, 502,
+        503, 504). Meanwhile reads are sent again with backoff, no new evacuation starts, and an action whose
+        answer was lost is never sent again before Nova's evacuation records say it was not accepted.
+      - A longer outage ends the run, reported V(INTERRUPTED): servers in flight stay V(in_progress), the others
+        V(pending), none is failed; running the task again resumes them.
+    type: int
+    default: 120
   poll_interval:
     description:
       - The longest wait, in seconds, between two polls (one server listing and one migrations listing for
@@ -424,6 +433,19 @@ summary:
     watch_requests_per_poll:
       description: Compute API requests per poll (2, plus paging on very large clouds).
       type: float
+    api_outages:
+      description:
+        - How often the compute API failed transiently during the run (C(outages)), the longest in seconds
+          (C(longest_seconds)), whether one is going on at the end (C(ongoing)) and its last error (C(last_error)).
+      type: dict
+    interrupted:
+      description: Why the run ended before its servers did (an outage longer than O(outage_timeout)), else null.
+      type: str
+    host_powered_on:
+      description:
+        - The power reading of the failed host when it read On again during the run: no new evacuation was started
+          after it. Null otherwise.
+      type: str
   sample: {selected: 14, recovered: 12, failed: 0, refused: 2, nothing_to_do: 0, in_progress: 0, pending: 0,
            planned: 0, skipped: 3, seconds: 84.2, max_in_flight: 5, api_requests: 112, polls: 17,
            watch_requests_per_poll: 2.0}
@@ -536,6 +558,7 @@ class HostEvacuate(NovahaModule):
         target_hosts=dict(type='list', elements='str'),
         takeover=dict(type='bool', default=False),
         timeout=dict(type='int', default=1800),
+        outage_timeout=dict(type='int', default=120),
         poll_interval=dict(type='int', default=5),
         retries=dict(type='int', default=1),
         lock=dict(type='bool', default=True),
@@ -560,6 +583,9 @@ class HostEvacuate(NovahaModule):
                 or not 0 <= p['max_down_percent'] <= 100 or p['progress_interval'] <= 0:
             self.fail('max_parallel, timeout, poll_interval and progress_interval must be more than 0, retries 0 or '
                       'more, and max_down_percent between 0 and 100')
+        if p['outage_timeout'] <= 0:
+            self.fail('outage_timeout must be more than 0 seconds, not %s; nothing was changed' % p['outage_timeout'],
+                      kind='configuration')
         host = p['host']
         self.results.update(host=host, preconditions=[])
 
@@ -620,7 +646,8 @@ class HostEvacuate(NovahaModule):
         progress = self.progress_writer(host, evacuation.run_id)
         try:
             summary = evacuation.execute(plan, timeout=p['timeout'], poll_interval=p['poll_interval'],
-                                         retries=p['retries'], max_parallel=p['max_parallel'], on_progress=progress)
+                                         retries=p['retries'], max_parallel=p['max_parallel'], on_progress=progress,
+                                         outage_timeout=p['outage_timeout'])
         except NovahaError as exc:
             self.report(plan, summarize_run(plan), nova)
             self.fail('host %s (run %s): %s' % (host, evacuation.run_id, exc.msg), **exc.result())
@@ -638,7 +665,15 @@ class HostEvacuate(NovahaModule):
                   summary['refused'], summary['nothing_to_do'], summary['in_progress'], summary['pending'],
                   summary['skipped'], summary['seconds']))
         unfinished = summary['in_progress'] + summary['pending']
-        if unfinished:
+        for warning in evacuation.engine.power_warnings:
+            self.warn(warning)
+        if summary.get('host_powered_on'):
+            msg += ('; STOPPED: the failed host reads %s again, %d servers were not evacuated: power it off, prove it '
+                    '(os_fence_check) and run the task again' % (summary['host_powered_on'], summary['pending']))
+        elif summary.get('interrupted'):
+            msg += ('; INTERRUPTED: %s; %d servers are not finished: run the task again once the API answers to '
+                    'resume them' % (summary['interrupted'], unfinished))
+        elif unfinished:
             msg += ('; %d servers are not finished after the timeout of %ss: run the task again to resume them'
                     % (unfinished, p['timeout']))
         if (summary['failed'] or unfinished) and p['fail_on_partial']:
