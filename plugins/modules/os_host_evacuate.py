@@ -192,7 +192,7 @@ options:
       - Seconds the run rides out a compute API (or Keystone) that fails transiently (no answer, HTTP 500, 502,
         503, 504). Meanwhile reads are sent again with backoff, no new evacuation starts, and an action whose
         answer was lost is never sent again before Nova's evacuation records say it was not accepted.
-      - A longer outage ends the run, reported V(INTERRUPTED): servers in flight stay V(in_progress), the others
+      - A longer outage ends the run, reported V(INTERRUPTED); servers in flight stay V(in_progress), the others
         V(pending), none is failed; running the task again resumes them.
     type: int
     default: 120
@@ -443,7 +443,7 @@ summary:
       type: str
     host_powered_on:
       description:
-        - The power reading of the failed host when it read On again during the run: no new evacuation was started
+        - The power reading of the failed host when it read On again during the run; no new evacuation was started
           after it. Null otherwise.
       type: str
   sample: {selected: 14, recovered: 12, failed: 0, refused: 2, nothing_to_do: 0, in_progress: 0, pending: 0,
