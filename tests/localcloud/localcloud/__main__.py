@@ -62,8 +62,9 @@ def _fault(args):
     client = FaultClient(info["faultproxy"]["control"])
     try:
         if args.verb == "add":
-            rule = {name: getattr(args, name) for name in ("status", "body", "delay", "hang_max", "phase", "path",
-                                                          "rate", "seed", "count", "skip", "window")}
+            fields = ("status", "body", "delay", "hang_max", "phase", "path", "rate", "seed", "count", "skip",
+                      "window")
+            rule = {name: getattr(args, name) for name in fields}
             rule["method"] = args.method
             print(json.dumps(client.add(args.service, args.action, **rule)))
         elif args.verb == "clear":

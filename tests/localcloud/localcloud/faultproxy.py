@@ -130,6 +130,11 @@ class Proxy:
         self.log = log or RequestLog()
 
 
+def _drain_body(body):
+    for _piece in body:
+        pass
+
+
 def _reason(status):
     try:
         return http.client.responses[status]
@@ -181,8 +186,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
             if rule.action == "delay":
                 time.sleep(rule.delay)
             else:
-                for _ in body:  # the request is read to its end, as a service would, then faulted
-                    pass
+                _drain_body(body)  # the request is read to its end, as a service would, then faulted
                 self._apply(rule, entry)
                 return
             rule = None
@@ -252,7 +256,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            readable, _, _ = select.select([self.connection], [], [], min(left, 0.2))
+            readable = select.select([self.connection], [], [], min(left, 0.2))[0]
             if readable:
                 raise ClientGone()  # a waiting client sends nothing more: it closed the connection
 
@@ -298,8 +302,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
             upstream.connect()
         except OSError as exc:
             upstream.close()
-            for _ in body:
-                pass
+            _drain_body(body)
             raise UpstreamDown(f"cannot connect: {exc}") from None
         upstream.sock.settimeout(UPSTREAM_READ_TIMEOUT)
         try:
@@ -408,7 +411,7 @@ class ControlHandler(BaseHTTPRequestHandler):
         elif parts == ["health"]:
             self._answer(200, {"ok": True})
         else:
-            self._answer(404, {"error": f"no such resource {url.path}"})
+            self._answer(404, {"error": f"no such resource {self.path}"})
 
     def do_POST(self):  # pylint: disable=invalid-name
         parts, _query = self._route()

@@ -64,7 +64,7 @@ def test_a_window_ends_the_rule(rules, clock):
 
 def test_count_and_skip_fault_the_requests_in_between(rules):
     rules.add({"service": "nova", "action": "error", "skip": 2, "count": 3})
-    assert [faulted(rules) for _ in range(7)] == [None, None, 1, 1, 1, None, None]
+    assert [faulted(rules) for _request in range(7)] == [None, None, 1, 1, 1, None, None]
     (rule,) = rules.describe()
     assert (rule["matched"], rule["applied"], rule["active"]) == (5, 3, False)
 
@@ -73,7 +73,7 @@ def test_a_rate_is_drawn_from_its_seed_the_same_every_time(clock):
     def pattern():
         rules = RuleSet(clock=clock)
         rules.add({"service": "*", "action": "reset", "rate": 0.3, "seed": 42})
-        return [faulted(rules) for _ in range(400)]
+        return [faulted(rules) for _request in range(400)]
 
     first = pattern()
     assert first == pattern()
@@ -89,7 +89,7 @@ def test_a_rule_not_drawn_by_its_rate_leaves_the_request_to_the_next_rule(rules)
 def test_the_first_rule_that_fires_decides(rules):
     rules.add({"service": "nova", "action": "error", "count": 1})
     rules.add({"service": "nova", "action": "delay", "delay": 1})
-    assert [faulted(rules) for _ in range(3)] == [1, 2, 2]
+    assert [faulted(rules) for _request in range(3)] == [1, 2, 2]
 
 
 def test_removing_a_rule_ends_its_hangs(rules):
