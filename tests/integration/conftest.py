@@ -2,6 +2,8 @@
 
 One local cloud serves the whole test run (started on first use, left running if it
 was already up); every test that changes it asks for ``clean_cloud``, which resets it.
+The collection reaches the cloud through its fault proxy (clouds.yaml, the BMC addresses);
+a test that injects faults asks for ``faults``, which removes them after the test.
 """
 
 import json
@@ -16,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("NOVAHA_LOCALCLOUD_DIR", ROOT / ".localcloud"))
 CLOUD_PYTHON = Path(os.environ.get("NOVAHA_CLOUD_PYTHON", ROOT / ".venv" / "cloud" / "bin" / "python"))
 DEV_BIN = Path(sys.executable).parent
+
+sys.path.insert(0, str(ROOT / "tests" / "localcloud"))
+from localcloud.faultclient import FaultClient  # noqa: E402  (test tooling, standard library only)
 
 
 class LocalCloud:
@@ -66,12 +71,24 @@ class LocalCloud:
                 args += [flag, str(value)]
         return json.loads(self.cli(*args).stdout)
 
-    def connect(self, cloud=None):
+    def connect(self, cloud=None, internal=False):
+        """An openstacksdk connection as clouds.yaml says: through the fault proxy, as the collection
+        goes; or with internal=True, direct to Keystone and the internal endpoints, as Nova's own
+        services go (no fault of the proxy touches it)."""
         import openstack.config
         import openstack.connection
+        if internal:
+            settings = json.loads(self.clouds_yaml.read_text())["clouds"][cloud or self.admin_cloud]
+            settings = dict(settings, auth=dict(settings["auth"], auth_url=self.info["internal_endpoints"]["identity"]),
+                            interface="internal")
+            return openstack.connect(load_yaml_config=False, load_envvars=False, **settings)
         region = openstack.config.OpenStackConfig(
             config_files=[str(self.clouds_yaml)], load_envvars=False).get_one(cloud or self.admin_cloud)
         return openstack.connection.Connection(config=region)
+
+    def faults(self):
+        """The client of the cloud's fault proxy (localcloud/faultclient.py)."""
+        return FaultClient(self.info["faultproxy"]["control"])
 
     def env(self):
         """Environment for ansible / openstacksdk processes aimed at this cloud."""
@@ -151,6 +168,17 @@ def cloud():
     yield LocalCloud(STATE)
     if started_here and not os.environ.get("NOVAHA_KEEP_CLOUD"):
         LocalCloud(STATE).cli("down", check=False)
+
+
+@pytest.fixture
+def faults(cloud):
+    """The fault proxy's client, with no rule and an empty record of requests; every rule the
+    test added is removed after it (a hang it caused ends)."""
+    client = cloud.faults()
+    client.clear()
+    client.clear_log()
+    yield client
+    client.clear()
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """localcloud: a real OpenStack (Keystone, Nova, Placement) with BMC emulators on 127.0.0.1.
 
-Commands: up, down, status, reset, fail-host, revive-host, boot, env.
+Commands: up, down, status, reset, fail-host, revive-host, boot, env, fault.
 State lives in $NOVAHA_LOCALCLOUD_DIR (default: .localcloud/ at the repository root).
 """
 
@@ -20,6 +20,71 @@ def _metadata(pairs):
             raise proc.CloudError(f"--metadata takes KEY=VALUE, not {pair!r}")
         result[key] = value
     return result
+
+
+def _fault_parser(sub):
+    fault = sub.add_parser("fault", help="faults of the fault proxy in front of the public endpoints and BMCs",
+                           description="Rules of the fault proxy (test tooling, see localcloud/faultrules.py): "
+                                       "what it does to which requests, and when.")
+    verbs = fault.add_subparsers(dest="verb", required=True)
+    add = verbs.add_parser("add", help="add a rule; prints it with its id")
+    add.add_argument("service", help="keystone, nova, placement, bmc-<host>, or a pattern (bmc-*, *)")
+    add.add_argument("action", choices=("error", "reset", "hang", "delay"))
+    add.add_argument("--status", type=int, help="HTTP status of an error (default 503)")
+    add.add_argument("--body", help="body of an error (default: the service's own JSON error shape)")
+    add.add_argument("--delay", type=float, metavar="S", help="seconds a delay adds")
+    add.add_argument("--hang-max", type=float, metavar="S", help="a hang ends after S seconds at most")
+    add.add_argument("--phase", choices=("request", "response"),
+                     help="request (default): the service never sees it; response: its answer is lost/late")
+    add.add_argument("--method", action="append", help="HTTP method (repeat for several; default any)")
+    add.add_argument("--path", metavar="REGEX", help="searched in the request's path and query")
+    add.add_argument("--rate", type=float, help="probability of the fault per matching request (default 1)")
+    add.add_argument("--seed", type=int, help="seed of the rate's random draws (default 0)")
+    add.add_argument("--count", type=int, help="at most N faults, then the rule is spent")
+    add.add_argument("--skip", type=int, help="the first N matching requests pass")
+    add.add_argument("--window", type=float, metavar="S", help="active for S seconds from now")
+    clear = verbs.add_parser("clear", help="remove every rule, or one")
+    clear.add_argument("id", type=int, nargs="?")
+    verbs.add_parser("list", help="the rules with their counters (JSON)")
+    log = verbs.add_parser("log", help="the requests the proxy saw")
+    log.add_argument("--service", help="a service or a pattern")
+    log.add_argument("--since", type=int, default=0, help="only requests after this sequence number")
+    log.add_argument("--json", action="store_true")
+    verbs.add_parser("services", help="the proxied services: listen and upstream addresses (JSON)")
+
+
+def _fault(args):
+    from .faultclient import FaultClient, FaultProxyError
+    info = cloud.load_info()
+    if "faultproxy" not in info:
+        raise proc.CloudError("this local cloud has no fault proxy (started before it existed): "
+                              "run 'localcloud down' and 'localcloud up'")
+    client = FaultClient(info["faultproxy"]["control"])
+    try:
+        if args.verb == "add":
+            fields = ("status", "body", "delay", "hang_max", "phase", "path", "rate", "seed", "count", "skip",
+                      "window")
+            rule = {name: getattr(args, name) for name in fields}
+            rule["method"] = args.method
+            print(json.dumps(client.add(args.service, args.action, **rule)))
+        elif args.verb == "clear":
+            print(f"removed {client.clear(args.id)} rule(s)")
+        elif args.verb == "list":
+            print(json.dumps(client.rules(), indent=2))
+        elif args.verb == "services":
+            print(json.dumps(client.services(), indent=2))
+        elif args.verb == "log":
+            entries = client.log(args.service, args.since)
+            if args.json:
+                print(json.dumps(entries, indent=2))
+            for entry in [] if args.json else entries:
+                fault = entry["fault"]
+                print(f"{entry['seq']:6} {entry['service']:14} {entry['method']:7} {entry['status'] or '-'!s:4} "
+                      f"{'fwd' if entry['forwarded'] else '---'} "
+                      f"{fault['action'] + '@' + fault['phase'] + '#' + str(fault['rule']) if fault else '':22} "
+                      f"{entry['duration']:7.3f}s {entry['path']}")
+    except FaultProxyError as exc:
+        raise proc.CloudError(str(exc)) from None
 
 
 def main(argv=None):
@@ -53,6 +118,7 @@ def main(argv=None):
     boot.add_argument("--name", help="name prefix (default HOST-vm)")
     boot.add_argument("--port", action="store_true", help="boot on a pre-created stub port")
     sub.add_parser("env", help="print shell exports for clients (OS_CLIENT_CONFIG_FILE, OS_CLOUD)")
+    _fault_parser(sub)
     args = parser.parse_args(argv)
 
     try:
@@ -90,6 +156,8 @@ def main(argv=None):
                                 server_group=args.server_group, project=args.project,
                                 flavor=args.flavor, name=args.name, port=args.port)
             print(json.dumps(records, indent=2))
+        elif args.command == "fault":
+            _fault(args)
         elif args.command == "env":
             print(f"export OS_CLIENT_CONFIG_FILE={config.STATE / 'clouds.yaml'}")
             print("export OS_CLOUD=novaha-admin")

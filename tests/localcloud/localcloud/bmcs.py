@@ -10,15 +10,20 @@ from . import bmc, config, proc
 USERNAME = "root"
 
 
+def certs():
+    """The BMCs' CA and server certificate (made on first use)."""
+    return bmc.make_certs(config.STATE / "certs")
+
+
 def _pairs(computes):
-    certs = bmc.make_certs(config.STATE / "certs")
+    paths = certs()
     password_file = config.STATE / "bmc" / "password"
     pairs = {}
     for index, host in enumerate(computes):
         redfish_port, ipmi_port = config.compute_ports(index)
         pairs[host] = bmc.BmcPair.under(config.STATE / "bmc", host, username=USERNAME,
                                         password_file=password_file, redfish_port=redfish_port,
-                                        ipmi_port=ipmi_port, certs=certs)
+                                        ipmi_port=ipmi_port, certs=paths)
     return pairs
 
 

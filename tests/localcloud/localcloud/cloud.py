@@ -10,7 +10,7 @@ import time
 from . import bmcs, config, infra, proc, services
 
 SERVICE_ORDER = ("mariadb", "rabbitmq", "keystone", "placement", "stubs", "nova-api",
-                 "nova-conductor", "nova-scheduler")
+                 "nova-conductor", "nova-scheduler", "faultproxy")
 COMPUTE_MICROVERSION = "2.95"
 
 
@@ -53,9 +53,7 @@ def up(computes=config.DEFAULT_COMPUTES, spawn_delay=0.0, log=print):
     if any(proc.running(name) for name in proc.known_services()):
         raise proc.CloudError(f"the local cloud in {config.STATE} is already up "
                               f"(run 'localcloud down' first, or 'localcloud reset')")
-    ports = list(config.PORTS.values())
-    for index in range(len(computes)):
-        ports += list(config.compute_ports(index))
+    ports = _all_ports(len(computes))
     proc.check_ports_outside_ephemeral(ports)
     proc.check_ports_free(ports)
     started = time.monotonic()
@@ -106,6 +104,12 @@ def _up(computes, spawn_delay, log):
     proc.start("stubs", [config.PYTHON, "-m", "localcloud.stubs"],
                env={"PYTHONPATH": str(config.PACKAGE_DIR.parent)})
     bmc_info = bmcs.start_all(computes, secrets["bmc"])
+    log("starting the fault proxy (the public endpoints and the BMCs' addresses)")
+    proxy_info = services.start_faultproxy(computes, bmcs.certs())
+    for host in computes:
+        redfish = bmc_info[host]["redfish"]
+        redfish["direct_url"] = redfish["url"]
+        redfish["url"] = proxy_info["services"][f"bmc-{host}"]["listen"]
     infra.wait_rabbitmq()
     services.start_nova_control()
     for host in computes:
@@ -113,9 +117,11 @@ def _up(computes, spawn_delay, log):
     proc.wait_port("stubs", config.PORTS["neutron-stub"])
     proc.wait_port("placement", config.PORTS["placement"])
 
+    kinds = ("identity", "compute", "placement", "image", "network")
     info = {"computes": computes, "spawn_delay": spawn_delay, "bmcs": bmc_info,
-            "endpoints": {s: config.endpoint(s) for s in ("identity", "compute", "placement", "image",
-                                                          "network")},
+            "endpoints": {s: config.endpoint(s, public=True) for s in kinds},
+            "internal_endpoints": {s: config.endpoint(s) for s in kinds},
+            "faultproxy": proxy_info,
             "image_id": config.IMAGE_ID, "clouds": {"admin": "novaha-admin", "member": "novaha-member"}}
     _state_file("cloud.json").write_text(json.dumps(info, indent=2))
     write_inventory(info)
@@ -130,7 +136,7 @@ def _up(computes, spawn_delay, log):
 
 def write_clouds_yaml(secrets):
     def cloud(user, password, project):
-        return {"auth": {"auth_url": config.keystone_url(), "username": user, "password": password,
+        return {"auth": {"auth_url": config.keystone_url(public=True), "username": user, "password": password,
                          "project_name": project, "user_domain_name": "Default",
                          "project_domain_name": "Default"},
                 "region_name": config.REGION, "interface": "public", "identity_api_version": 3}
@@ -169,11 +175,13 @@ def write_inventory(info):
 
 
 def connect(cloud="novaha-admin"):
-    import openstack.config
-    import openstack.connection
-    region = openstack.config.OpenStackConfig(
-        config_files=[str(_state_file("clouds.yaml"))], load_envvars=False).get_one(cloud)
-    return openstack.connection.Connection(config=region)
+    """A connection for the local cloud's own tooling: clouds.yaml's account, but Keystone's direct
+    URL and the internal endpoints, so that no fault meant for the collection touches a set-up."""
+    import openstack
+    settings = json.loads(_state_file("clouds.yaml").read_text())["clouds"][cloud]
+    settings = dict(settings, auth=dict(settings["auth"], auth_url=config.keystone_url()),
+                    interface="internal")
+    return openstack.connect(load_yaml_config=False, load_envvars=False, **settings)
 
 
 # --- down / status --------------------------------------------------------------------------
@@ -194,14 +202,15 @@ def down(log=print):
     log("local cloud down")
 
 
-def _all_ports():
+def _all_ports(count=None):
     ports = list(config.PORTS.values())
-    try:
-        count = len(load_info()["computes"])
-    except proc.CloudError:
-        count = len(config.DEFAULT_COMPUTES)
+    if count is None:
+        try:
+            count = len(load_info()["computes"])
+        except proc.CloudError:
+            count = len(config.DEFAULT_COMPUTES)
     for index in range(count):
-        ports += list(config.compute_ports(index))
+        ports += [*config.compute_ports(index), config.redfish_public_port(index)]
     return ports
 
 
@@ -268,6 +277,7 @@ def revive_host(host, wait=True):
 def reset(log=print):
     """Back to the first state: no servers, every compute running, up, enabled, schedulable."""
     info = load_info()
+    clear_faults(info)
     from . import nova
     conn = connect()
     restarted = {}
@@ -282,6 +292,20 @@ def reset(log=print):
     nova.delete_server_groups(conn)
     nova.wait_schedulable(conn, info["computes"], timeout=90, restarted=restarted)
     log("local cloud reset")
+
+
+def clear_faults(info=None):
+    """No fault rule left, the record of requests emptied (a cloud without a proxy: nothing to do)."""
+    info = info or load_info()
+    if "faultproxy" not in info or not proc.running("faultproxy"):
+        return
+    from .faultclient import FaultClient, FaultProxyError
+    client = FaultClient(info["faultproxy"]["control"])
+    try:
+        client.clear()
+        client.clear_log()
+    except FaultProxyError as exc:
+        raise proc.CloudError(str(exc)) from None
 
 
 def freeze(name, frozen):

@@ -31,8 +31,14 @@ PORTS = {name: port + PORT_OFFSET for name, port in {
     "nova-api": 21774,
     "glance-stub": 21292,
     "neutron-stub": 21696,
+    # The fault proxy (test tooling, faultproxy.py): the public endpoints and its control API.
+    "keystone-public": 21501,
+    "placement-public": 21779,
+    "nova-api-public": 21775,
+    "faultproxy-control": 21590,
 }.items()}
 REDFISH_BASE_PORT = 21800 + PORT_OFFSET
+REDFISH_PUBLIC_BASE_PORT = 21850 + PORT_OFFSET  # the fault proxy's listener for each Redfish BMC
 IPMI_BASE_PORT = 21620 + PORT_OFFSET
 
 DEFAULT_COMPUTES = ("node-27", "node-28", "node-31")
@@ -64,20 +70,29 @@ def transport_url():
     return f"rabbit://{RABBIT_USER}:{RABBIT_PASSWORD}@{HOST}:{PORTS['rabbitmq']}/"
 
 
-def keystone_url():
-    return f"http://{HOST}:{PORTS['keystone']}/v3"
+def keystone_url(public=False):
+    """Keystone's URL: direct (the cloud's own services), or public, through the fault proxy."""
+    return f"http://{HOST}:{PORTS['keystone-public' if public else 'keystone']}/v3"
 
 
-def endpoint(service):
+def endpoint(service, public=False):
+    """A service's catalog URL: `internal` (direct) or `public` (through the fault proxy, for
+    identity, compute and placement; see faultproxy.py)."""
+    suffix = "-public" if public else ""
     return {
-        "compute": f"http://{HOST}:{PORTS['nova-api']}/v2.1",
-        "placement": f"http://{HOST}:{PORTS['placement']}",
+        "compute": f"http://{HOST}:{PORTS['nova-api' + suffix]}/v2.1",
+        "placement": f"http://{HOST}:{PORTS['placement' + suffix]}",
         "image": f"http://{HOST}:{PORTS['glance-stub']}",
         "network": f"http://{HOST}:{PORTS['neutron-stub']}",
-        "identity": keystone_url(),
+        "identity": keystone_url(public),
     }[service]
 
 
 def compute_ports(index):
     """Redfish and IPMI ports of the compute at position `index`."""
     return REDFISH_BASE_PORT + index, IPMI_BASE_PORT + index
+
+
+def redfish_public_port(index):
+    """The fault proxy's port in front of the Redfish BMC of the compute at position `index`."""
+    return REDFISH_PUBLIC_BASE_PORT + index

@@ -8,7 +8,7 @@ def register(secrets):
     conn = openstack.connect(auth_url=config.keystone_url(), username="admin", password=secrets["admin"],
                              project_name="admin", user_domain_name="Default",
                              project_domain_name="Default", region_name=config.REGION,
-                             load_yaml_config=False, load_envvars=False)
+                             interface="internal", load_yaml_config=False, load_envvars=False)
     ident = conn.identity
     roles = {r.name: r for r in ident.roles()}
     for name in ("service", "member", "reader"):
@@ -32,6 +32,9 @@ def register(secrets):
                ("glance", "image"), ("neutron", "network"))
     for name, kind in catalog:
         service = ident.create_service(name=name, type=kind)
+        # public: through the fault proxy (the collection's way in); internal and admin: direct
+        # (Nova's own services), see faultproxy.py.
         for interface in ("public", "internal", "admin"):
             ident.create_endpoint(service_id=service.id, interface=interface,
-                                  url=config.endpoint(kind), region_id=config.REGION)
+                                  url=config.endpoint(kind, public=interface == "public"),
+                                  region_id=config.REGION)

@@ -2,9 +2,12 @@
 
 Keystone, Placement and nova-api run under gunicorn (WSGI); nova-conductor, nova-scheduler
 and one nova-compute per host run as their own processes with Nova's fake virt driver.
+The services talk to each other directly (Keystone's URL, the catalog's internal endpoints);
+clients of the public endpoints go through the fault proxy (see faultproxy.py).
 """
 
 import configparser
+import json
 import os
 
 from . import config, proc
@@ -90,7 +93,7 @@ def start_keystone(secrets):
     keystone_manage("credential_setup", "--keystone-user", "root", "--keystone-group", "root")
     keystone_manage("bootstrap", "--bootstrap-password", secrets["admin"],
                     "--bootstrap-admin-url", config.keystone_url(),
-                    "--bootstrap-public-url", config.keystone_url(),
+                    "--bootstrap-public-url", config.keystone_url(public=True),
                     "--bootstrap-internal-url", config.keystone_url(),
                     "--bootstrap-region-id", config.REGION)
     _gunicorn("keystone", "keystone.wsgi.api:application", config.PORTS["keystone"], keystone_env())
@@ -110,7 +113,7 @@ TOKEN_CACHE_SECONDS = 3600
 
 def _authtoken(service, secrets):
     section = _auth_section(service, service, secrets)
-    section.update({"www_authenticate_uri": config.keystone_url(), "service_token_roles_required": "true",
+    section.update({"www_authenticate_uri": config.keystone_url(public=True), "service_token_roles_required": "true",
                     "token_cache_time": TOKEN_CACHE_SECONDS})
     return section
 
@@ -262,3 +265,29 @@ def prepare_compute(host):
         return
     _go_file(host).unlink(missing_ok=True)
     proc.start(standby, _compute_argv(host) + ["--standby-file", str(_go_file(host))], env=_compute_env())
+
+
+# --- the fault proxy (test tooling) ----------------------------------------------------------
+
+def start_faultproxy(computes, certs):
+    """The fault proxy in front of Keystone, Nova, Placement and each Redfish BMC (faultproxy.py)."""
+    proxied = {
+        "keystone": (config.PORTS["keystone-public"], config.PORTS["keystone"], None),
+        "nova": (config.PORTS["nova-api-public"], config.PORTS["nova-api"], None),
+        "placement": (config.PORTS["placement-public"], config.PORTS["placement"], None),
+    }
+    tls = {"cert": str(certs.cert), "key": str(certs.key), "ca": str(certs.ca)}
+    for index, host in enumerate(computes):
+        proxied[f"bmc-{host}"] = (config.redfish_public_port(index), config.compute_ports(index)[0], tls)
+    path = _etc("faultproxy") / "faultproxy.json"
+    path.write_text(json.dumps({
+        "control_port": config.PORTS["faultproxy-control"],
+        "services": {name: {"listen_port": listen, "upstream_port": upstream, "tls": tls}
+                     for name, (listen, upstream, tls) in proxied.items()}}, indent=2))
+    proc.start("faultproxy", [config.PYTHON, "-m", "localcloud.faultproxy", "--config", str(path)],
+               env={"PYTHONPATH": str(config.PACKAGE_DIR.parent)})
+    proc.wait_port("faultproxy", config.PORTS["faultproxy-control"])
+    return {"control": f"http://{config.HOST}:{config.PORTS['faultproxy-control']}",
+            "services": {name: {"listen": f"{'https' if tls else 'http'}://{config.HOST}:{listen}",
+                                "upstream": f"{'https' if tls else 'http'}://{config.HOST}:{upstream}"}
+                         for name, (listen, upstream, tls) in proxied.items()}}
