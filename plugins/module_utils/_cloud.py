@@ -16,6 +16,7 @@ import os
 import re
 import socket
 import ssl
+import time
 import traceback
 from urllib.error import HTTPError, URLError
 
@@ -225,7 +226,7 @@ def connect(params, warn=None):
         conn = openstack.connection.Connection(config=region)
         loaded = load_auth_state(cache, conn.session.auth) if cache else None
         # Authenticate now so a bad password fails here, named as such, not inside the first API call.
-        conn.session.get_token()
+        authenticate(conn.session)
     except _api_exceptions() as exc:
         msg, details = describe_api_error(exc, 'connecting to %s' % where)
         raise NovahaError(msg, **details)
@@ -234,6 +235,33 @@ def connect(params, warn=None):
         if problem and warn is not None:
             warn('auth_cache %s not used: %s' % (cache, problem))
     return conn
+
+
+# Keystone that fails transiently (no answer, 500, 502, 503, 504) is asked again for this long, with backoff, before
+# a module gives up connecting: a recovery launched during a short control-plane outage waits it out.
+CONNECT_RETRY_SECONDS = 60.0
+
+
+def _keystone_transient(exc):
+    if isinstance(exc, ksa_exc.ConnectionError):
+        return True
+    return getattr(exc, 'http_status', None) in (500, 502, 503, 504)
+
+
+def authenticate(session, budget=None, clock=time.monotonic, sleep=time.sleep):
+    """Get a token (the cached one when valid), asking Keystone again while it fails transiently, at most
+    ``budget`` seconds (CONNECT_RETRY_SECONDS); a refusal (wrong password, no such project) fails at once."""
+    budget = CONNECT_RETRY_SECONDS if budget is None else budget
+    start = clock()
+    delay = 1.0
+    while True:
+        try:
+            return session.get_token()
+        except ksa_exc.ClientException as exc:
+            if not _keystone_transient(exc) or clock() + delay - start > budget:
+                raise
+        sleep(delay)
+        delay = min(delay * 2, 8.0)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """What an operator reads when the cloud refuses: the shared error phrasing, secrets; the auth cache."""
 
+import pytest
 from keystoneauth1 import exceptions as ksa_exc
 from openstack import exceptions as sdk_exc
 
@@ -109,3 +110,48 @@ def test_an_unreadable_cache_means_authenticating_as_usual(tmp_path):
     auth = FakeAuth()
     assert _cloud.load_auth_state(str(cache), auth) is None and auth.state is None
     assert _cloud.load_auth_state(str(tmp_path / "missing"), auth) is None
+
+
+class _Session(object):
+    def __init__(self, failures):
+        self.failures = list(failures)
+        self.calls = 0
+
+    def get_token(self):
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return 'token'
+
+
+class _Clock(object):
+    def __init__(self):
+        self.t = 0.0
+
+    def now(self):
+        return self.t
+
+    def sleep(self, seconds):
+        self.t += seconds
+
+
+def test_authenticate_waits_out_a_keystone_that_fails_transiently():
+    ksa_exc = pytest.importorskip('keystoneauth1.exceptions')
+    clock = _Clock()
+    session = _Session([ksa_exc.ConnectFailure('refused'), ksa_exc.http.ServiceUnavailable(http_status=503),
+                        ksa_exc.http.BadGateway(http_status=502)])
+    assert _cloud.authenticate(session, budget=60, clock=clock.now, sleep=clock.sleep) == 'token'
+    assert session.calls == 4 and clock.t == 1 + 2 + 4
+
+
+def test_authenticate_fails_at_once_when_keystone_refuses_and_after_its_budget_when_it_stays_down():
+    ksa_exc = pytest.importorskip('keystoneauth1.exceptions')
+    clock = _Clock()
+    refused = _Session([ksa_exc.http.Unauthorized(http_status=401)])
+    with pytest.raises(ksa_exc.http.Unauthorized):
+        _cloud.authenticate(refused, budget=60, clock=clock.now, sleep=clock.sleep)
+    assert refused.calls == 1 and clock.t == 0
+    down = _Session([ksa_exc.ConnectFailure('refused')] * 100)
+    with pytest.raises(ksa_exc.ConnectFailure):
+        _cloud.authenticate(down, budget=30, clock=clock.now, sleep=clock.sleep)
+    assert 15 <= clock.t <= 30
