@@ -1060,7 +1060,8 @@ class HostEvacuation(object):
                         raise  # otherwise the first error is the one to report
         summary = summarize_run(plan, self.clock.now() - start)
         summary['max_in_flight'] = peak['in_flight']
-        summary['api_outages'] = self.engine.outage.to_dict()
+        summary['api_outages'] = dict(self.engine.outage.to_dict(),
+                                      reads_sent_again=len(getattr(self.engine.nova, 'retried', ())))
         summary['interrupted'] = self.engine.interrupted
         summary['host_powered_on'] = self.engine.stopped
         return summary

@@ -437,6 +437,8 @@ summary:
       description:
         - How often the compute API failed transiently during the run (C(outages)), the longest in seconds
           (C(longest_seconds)), whether one is going on at the end (C(ongoing)) and its last error (C(last_error)).
+          An outage counts from the first failure that reads did not ride out; C(reads_sent_again) counts the reads
+          sent again meanwhile.
       type: dict
     interrupted:
       description: Why the run ended before its servers did (an outage longer than O(outage_timeout)), else null.

@@ -60,12 +60,12 @@ def in_background(cloud, args):
     return thread, box
 
 
-def wait_for_first_evacuation(conn, thread, timeout=180):
+def wait_for_first_evacuation(conn, thread, box, timeout=180):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if evacuations(conn):
             return
-        assert thread.is_alive(), "the run ended before any evacuation"
+        assert thread.is_alive(), "the run ended before any evacuation: %s" % box.get("result", {}).get("msg")
         time.sleep(0.3)
     raise AssertionError("no evacuation after %ss" % timeout)
 
@@ -92,9 +92,9 @@ def test_a_30_second_nova_outage_during_the_evacuation_is_ridden_out(clean_cloud
     booted = boot(cloud, 6)
     fail_and_force_down(cloud)
     conn = direct(cloud)
-    thread, box = in_background(cloud, dict(host=HOST, max_parallel=2, poll_interval=2, timeout=600,
-                                            outage_timeout=120))
-    wait_for_first_evacuation(conn, thread)
+    thread, box = in_background(cloud, dict(cloud=cloud.admin_cloud, host=HOST, max_parallel=2, poll_interval=2,
+                                            timeout=600, outage_timeout=120))
+    wait_for_first_evacuation(conn, thread, box)
     mark = faults.mark()
     started = time.monotonic()
     faults.error("nova", status=503, window=30)
@@ -104,7 +104,8 @@ def test_a_30_second_nova_outage_during_the_evacuation_is_ridden_out(clean_cloud
     assert not result.get("failed"), result["msg"]
     summary = result["summary"]
     assert summary["recovered"] == 6 and summary["failed"] == 0, result["msg"]
-    assert summary["api_outages"]["outages"] >= 1 and summary["api_outages"]["longest_seconds"] >= 20, summary
+    outages = summary["api_outages"]
+    assert outages["reads_sent_again"] >= 3 and not outages["ongoing"], outages
     assert summary["interrupted"] is None
     assert time.monotonic() - started >= 30
     assert_each_recovered_once(conn, booted)
@@ -119,9 +120,9 @@ def test_an_outage_longer_than_outage_timeout_interrupts_and_the_same_task_finis
     booted = boot(cloud, 4)
     fail_and_force_down(cloud)
     conn = direct(cloud)
-    args = dict(host=HOST, max_parallel=1, poll_interval=2, timeout=600, outage_timeout=15)
+    args = dict(cloud=cloud.admin_cloud, host=HOST, max_parallel=1, poll_interval=2, timeout=600, outage_timeout=15)
     thread, box = in_background(cloud, args)
-    wait_for_first_evacuation(conn, thread)
+    wait_for_first_evacuation(conn, thread, box)
     faults.error("nova", status=503, window=600)
     thread.join(600)
     result = box["result"]
@@ -141,7 +142,8 @@ def test_an_outage_longer_than_outage_timeout_interrupts_and_the_same_task_finis
 def test_keystone_failing_when_a_module_starts_is_waited_out(cloud, faults):
     faults.error("keystone", status=503, window=6)
     started = time.monotonic()
-    result, _output = run_module(cloud, "novaha.recovery.os_host_info", dict(host=HOST, list_host_servers=False))
+    result, _output = run_module(cloud, "novaha.recovery.os_host_info",
+                                 dict(cloud=cloud.admin_cloud, host=HOST, list_host_servers=False))
     assert not result.get("failed"), result.get("msg")
     assert time.monotonic() - started >= 5
     assert faults.requests("keystone", method="POST") and any(e.get("fault") for e in faults.requests("keystone"))
