@@ -21,7 +21,9 @@ One function per decision:
 - the marker a run writes when it takes the host ............ ``claim_marker``
 - the phase a run ends in (done or interrupted) ............. ``end_phase``
 - whether a run may give the service back as it was ........ ``release_refusal``
-- how long to look again (service down, servers verified) ... ``wait_for``
+- how long to look again (service down, servers verified,
+  a host repaired) ........................................... ``wait_for``
+- whether a repaired host may go back to service ............ ``restore_refusals`` / ``plan_restore``
 - taking, renewing and ending the hold ...................... ``HostRun``
 """
 
@@ -666,6 +668,16 @@ def plan_restore(service, holder, override=False):
     if service.get('status') == 'disabled':
         words.append('enabled (override: it was disabled for %r)' % service.get('disabled_reason'))
     return RestorePlan(dict(status='enabled', forced_down=False), ', '.join(words))
+
+
+def wait_for_repair(first, read, clock, timeout, interval=5, power_state=None, power_msg=None):
+    """Watch a recovered host until ``restore_refusals`` finds nothing against it, at most ``timeout`` seconds.
+    ``first``: a reading taken before (as ``os_host_info`` returns it without servers; it must be a real one, or
+    any later heartbeat would look new); ``read()`` the next ones. The power state (read once, by the caller) is
+    judged at the end. Returns the refusals: an empty list, the host may go back to service."""
+    now, waited, _looks = wait_for(read, lambda reading: not restore_refusals(reading, first), clock, timeout,
+                                   interval)
+    return restore_refusals(now, first, power_state, power_msg, int(round(waited)))
 
 
 def restore_refusals(now, first, power_state=None, power_msg=None, waited=None):

@@ -477,6 +477,27 @@ def test_each_unmet_condition_is_named():
     assert len(run.restore_refusals(now, first, waited=45)) == 2
 
 
+def test_a_host_whose_compute_starts_reporting_while_watched_is_repaired(clock):
+    first = reading('2025-11-21T12:00:00.000000', [dict(id=7, status='done')], 62.0)
+    later = iter([first, first, reading('2025-11-21T12:00:10.000000', [dict(id=7, status='completed')])])
+    assert run.wait_for_repair(first, lambda: next(later), clock, timeout=45, interval=5, power_state='on') == []
+    assert clock.sleeps == [5, 5]
+
+
+def test_a_host_still_dead_at_the_end_of_the_watch_is_refused_with_every_reason(clock):
+    first = reading('2025-11-21T12:00:00.000000', [dict(id=7, status='done')], 62.0)
+    refusals = run.wait_for_repair(first, lambda: first, clock, timeout=12, interval=5, power_state='off',
+                                   power_msg='Redfish reads Off')
+    assert len(refusals) == 3 and 'no heartbeat in 12 s' in refusals[1] and sum(clock.sleeps) == 12
+
+
+def test_a_failed_first_reading_never_makes_a_later_heartbeat_look_new(clock):
+    # A later reading that failed is one more look; the first must be a real one (the module reads it strictly).
+    first = reading('2025-11-21T12:00:00.000000')
+    refusals = run.wait_for_repair(first, lambda: dict(msg='HTTP 503'), clock, timeout=10, interval=5)
+    assert refusals and refusals[0].startswith('nova-compute does not report')
+
+
 @pytest.mark.parametrize('service, marker_, override, body, refused', [
     (dict(status='enabled', forced_down=True), None, False, {'status': 'enabled', 'forced_down': False}, None),
     (dict(status='enabled', forced_down=False), None, False, None, None),
