@@ -446,8 +446,8 @@ class RecoveryRun(NovahaModule):
             self.exit(changed=False, msg='run %s holds nothing on %s to end: it never claimed the host, gave it back, '
                                          'or another run took it' % (p['run_id'], p['host']))
         if self.check_mode:
-            self.exit(changed=True, msg='check mode: run %s would end in phase %s on %s' % (p['run_id'], phase,
-                                                                                          p['host']))
+            self.exit(changed=True, msg='check mode: run %s would end in phase %s on %s'
+                      % (p['run_id'], phase, p['host']))
         self._done(host_run, before, 'run %s on %s ended: phase %s' % (p['run_id'], p['host'], phase))
 
     def do_released(self, host_run):
