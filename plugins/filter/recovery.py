@@ -23,6 +23,10 @@ def host_recovery_report(run, finished_at):
     return _report.build_report(_plain(run, 'the run') or {}, finished_at)
 
 
+def recovery_records(plan, evacuation=None):
+    return _report.recovery_records(_plain(plan, 'plan'), _plain(evacuation, 'evacuation'))
+
+
 def recovery_evacuation_started(plan, evacuation=None, host=None):
     records = _report.recovery_records(_plain(plan, 'plan'), _plain(evacuation, 'evacuation'))
     return _report.evacuation_started(records, host)
@@ -72,6 +76,7 @@ class FilterModule(object):
             host_recovery_result=host_recovery_result,
             host_recovery_summary=host_recovery_summary,
             recovery_evacuation_started=recovery_evacuation_started,
+            recovery_records=recovery_records,
             recovery_servers_to_verify=recovery_servers_to_verify,
             recovery_verdicts=recovery_verdicts,
             recovery_not_recovered=recovery_not_recovered,

@@ -44,7 +44,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._microversions imp
 from ansible_collections.novaha.recovery.plugins.module_utils._service import service_view
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
     COMPUTE, DEFAULT_LEASE, DEFAULT_SETTLE, PHASE_EVACUATING, PHASE_INTERRUPTED, PHASE_VERIFYING,
-    UNFINISHED_MIGRATIONS, HostRun, RunError, controller_identity, judge_holder, parse_marker,
+    UNFINISHED_MIGRATIONS, HostRun, RunError, controller_identity, judge_holder, parse_marker, reference_time, wait_for,
 )
 
 SCHEDULER = 'nova-scheduler'
@@ -101,20 +101,6 @@ def list_host(engine, host):
     resp = _get(engine.nova, '/os-services', engine.mv.services, 'listing the Nova services')
     return HostListing(services=(resp.body or {}).get('services') or [], date=resp.date,
                        servers=servers_on(engine, host), migrations=engine.evacuation_migrations(source_host=host))
-
-
-def wait_for_service_down(engine, host, timeout, interval=5):
-    """Read only the host's nova-compute service until Nova reports it down or forced down, at most ``timeout``
-    seconds. Returns the seconds waited. A host without the service returns at once (the guards name it)."""
-    start = engine.clock.now()
-    path = _query('/os-services', [('binary', COMPUTE), ('host', host)])
-    while True:
-        resp = _get(engine.nova, path, engine.mv.services, 'reading the nova-compute service of %s' % host)
-        found = [s for s in (resp.body or {}).get('services') or [] if s.get('host') == host]
-        waited = engine.clock.now() - start
-        if not found or service_down(found[0]) or waited >= timeout:
-            return round(waited, 1)
-        engine.clock.sleep(min(interval, timeout - waited))
 
 
 def read_host(engine, host, tracked_ids=(), listing=None):
@@ -791,8 +777,9 @@ class HostEvacuation(object):
         plan.checks, source = check_preconditions(services, plan.host, max_down_percent, target_hosts)
         plan.source_service = source
         if source is not None:
-            now = (listing.date if listing is not None else None) or self.nova.last_date
-            plan.holder = judge_holder(parse_marker(source.get('disabled_reason')), self.run_id, now, takeover)
+            now, skew = reference_time((listing.date if listing is not None else None) or self.nova.last_date,
+                                       self.clock.now())
+            plan.holder = judge_holder(parse_marker(source.get('disabled_reason')), self.run_id, now, takeover, skew)
             check = holder_check(plan.holder, wait_for_run)
             plan.checks.append(check)
             if plan.holder.kind in ('stale', 'overridden'):
@@ -979,23 +966,44 @@ class HostEvacuation(object):
 
     # -- the hold on the host ----------------------------------------------------------------------------
 
+    def host_run(self, host):
+        """This evacuation's hold on ``host``: the one HostRun of the module, built at its first use (the wait for
+        the service down, the claim, the evacuation)."""
+        if self.run is None:
+            self.run = HostRun(self.nova, host, self.run_id, self.clock, controller=self.controller,
+                               lease=self.lease, settle=self.settle, microversion=self.mv.services)
+        return self.run
+
+    def wait_for_service_down(self, host, timeout, interval=5):
+        """Read only the host's nova-compute service (``HostRun.read``) until Nova reports it down or forced down,
+        at most ``timeout`` seconds. Returns the seconds waited. A host without the service returns at once (the
+        guards name it)."""
+        run = self.host_run(host)
+
+        def look():
+            try:
+                return run.read()[0]
+            except RunError as exc:
+                if exc.kind == 'no_service':
+                    return None
+                raise
+        _service, waited, _looks = wait_for(look, lambda service: service is None or service_down(service),
+                                            self.clock, timeout, interval)
+        return waited
+
     def claim(self, plan):
         """An evacuation of its own takes the host, waiting up to ``plan.wait_for_run`` for a live holder.
         A plan made while another run held the host is out of date once it is taken: plan again."""
-        self.run = HostRun(self.nova, plan.host, self.run_id, self.clock, controller=self.controller,
-                           lease=self.lease, settle=self.settle, microversion=self.mv.services)
-        return self.run.claim(takeover=plan.holder is not None and plan.holder.kind == 'overridden',
-                              wait_timeout=plan.wait_for_run)
+        return self.host_run(plan.host).claim(takeover=plan.holder is not None and plan.holder.kind == 'overridden',
+                                              wait_timeout=plan.wait_for_run)
 
     def begin(self, plan):
         """Hold the host for the evacuation: a joined run must already hold it (its phase moves on to
         evacuating); an evacuation of its own claims it unless it did already."""
-        if self.joined:
-            self.run = HostRun(self.nova, plan.host, self.run_id, self.clock, controller=self.controller,
-                               lease=self.lease, settle=self.settle, microversion=self.mv.services)
-        elif self.run is None or self.run.marker is None:
+        run = self.host_run(plan.host)
+        if not self.joined and run.marker is None:
             self.claim(plan)
-        self.run.advance(PHASE_EVACUATING)
+        run.advance(PHASE_EVACUATING)
 
     def end(self, finished):
         """A joined run stays held for its verification; an evacuation of its own gives the host back as it
@@ -1005,7 +1013,9 @@ class HostEvacuation(object):
         if self.joined:
             self.run.advance(PHASE_VERIFYING)
         elif finished:
-            self.run.release(evacuated=True)
+            released = self.run.release(evacuated=True)
+            if released.declined is not None:
+                raise RunError(released.describe(), kind='lost', holder=released.holder)
         else:
             self.run.advance(PHASE_INTERRUPTED)
 

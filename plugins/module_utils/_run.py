@@ -16,8 +16,14 @@ run (status, forced down, disabled reason: an operator's reason is kept, never l
 One function per decision:
 
 - what a disabled reason says about a run .................. ``parse_marker`` (``RunMarker.text`` writes it)
+- the clock a heartbeat's age is measured on ................ ``reference_time``
 - whether a marker's run still holds the host ............... ``judge_holder``
 - the marker a run writes when it takes the host ............ ``claim_marker``
+- the phase a run ends in (done or interrupted) ............. ``end_phase``
+- whether a run may give the service back as it was ........ ``release_refusal``
+- how long to look again (service down, servers verified,
+  a host repaired) ........................................... ``wait_for``
+- whether a repaired host may go back to service ............ ``restore_refusals`` / ``plan_restore``
 - taking, renewing and ending the hold ...................... ``HostRun``
 """
 
@@ -52,6 +58,11 @@ HELD_PHASES = (PHASE_CLAIMED, PHASE_ISOLATED, PHASE_EVACUATING, PHASE_VERIFYING)
 ENDED_PHASES = (PHASE_DONE, PHASE_INTERRUPTED)
 
 DEFAULT_LEASE = 300
+# Seconds a heartbeat must be older than its lease before its run counts as stale when the API sent no usable
+# Date header and the controller's own clock stands in for the API's: the heartbeat was written on another
+# clock (the API's, or another controller's), and NTP keeps clocks within seconds, so two minutes keep a live
+# holder live through any ordinary skew while a dead one is still taken over.
+CLOCK_SKEW = 120
 DEFAULT_SETTLE = 2.0
 CLAIM_ROUNDS = 3        # slow read-and-write rounds before a claim gives up
 
@@ -177,12 +188,16 @@ class Holder(object):
     - ``stale``: a run whose heartbeat is older than its lease (its controller died); taken over, with a warning.
     - ``overridden``: a live-looking run the operator told us to take over (``takeover``).
     - ``live``: a run that holds the host now; never a second evacuator beside it.
+
+    ``clock``: what the heartbeat's ``age`` was measured on - ``api`` (the API's Date), ``local`` (the
+    controller's clock, with CLOCK_SKEW allowed) or None (no clock: the age is unknown).
     """
 
-    def __init__(self, kind, marker=None, age=None):
+    def __init__(self, kind, marker=None, age=None, clock='api'):
         self.kind = kind
         self.marker = marker
         self.age = age
+        self.clock = clock if age is not None else None
 
     @property
     def may_take(self):
@@ -192,7 +207,8 @@ class Holder(object):
         m = self.marker
         if m is None:
             return 'no novaha.recovery run holds this host'
-        beat = 'last heartbeat %ss ago' % int(self.age) if self.age is not None else 'no heartbeat'
+        beat = ('last heartbeat %ss ago%s' % (int(self.age), ' on the local clock' if self.clock == 'local' else '')
+                if self.age is not None else 'heartbeat age unknown (no clock to measure it)')
         return ('run %s (controller %s, phase %s, started %s, %s, lease %ss)'
                 % (m.run_id, m.controller, m.phase, iso(m.started_at), beat, m.lease))
 
@@ -203,20 +219,93 @@ class Holder(object):
         return out
 
 
-def judge_holder(marker, run_id, now, takeover=False):
-    """Who holds the host, judged on the API's clock ``now`` (aware datetime)."""
+def reference_time(api_date, local_seconds):
+    """(now, skew): the time a heartbeat's age is measured against, and the skew allowed on top of the lease.
+
+    The API's clock (the Date header of its last answer) when it sent one: every heartbeat is written on it, so
+    no skew. Otherwise the controller's clock (``local_seconds``, epoch) with CLOCK_SKEW: a missing or
+    unparseable Date must never make a live holder look stale. None for both: no clock."""
+    if api_date is not None:
+        return api_date, 0
+    if local_seconds is None:
+        return None, CLOCK_SKEW
+    return datetime.datetime.fromtimestamp(local_seconds, datetime.timezone.utc), CLOCK_SKEW
+
+
+def judge_holder(marker, run_id, now, takeover=False, skew=0):
+    """Who holds the host, judged at ``now`` (aware datetime, see ``reference_time``; ``skew``: seconds its clock
+    may differ from the one the heartbeat was written on).
+
+    Stale means the heartbeat is older than the lease plus the skew. A heartbeat whose age cannot be measured
+    (no clock) is never stale: the run counts as live, and only ``takeover`` overrides it."""
     if marker is None:
         return Holder('free')
     age = (now - marker.heartbeat_at).total_seconds() if now and marker.heartbeat_at else None
+    clock = 'local' if skew else 'api'
     if marker.run_id == run_id:
-        return Holder('ours', marker, age)
+        return Holder('ours', marker, age, clock)
     if not marker.held:
-        return Holder('ended', marker, age)
-    if age is None or age > marker.lease:
-        return Holder('stale', marker, age)
+        return Holder('ended', marker, age, clock)
+    if age is not None and age > marker.lease + skew:
+        return Holder('stale', marker, age, clock)
     if takeover:
-        return Holder('overridden', marker, age)
-    return Holder('live', marker, age)
+        return Holder('overridden', marker, age, clock)
+    return Holder('live', marker, age, clock)
+
+
+def end_phase(stopped):
+    """The phase a run ends in: ``interrupted`` when it stopped on a failure, ``done`` when nothing stopped it.
+    Either way the host is free at once for the next run, which resumes whatever is left."""
+    return PHASE_INTERRUPTED if stopped else PHASE_DONE
+
+
+# Why a run does not give the service back (``release_refusal``): flags, not words.
+RELEASE_NOT_HELD = 'not_held'                       # the service carries no marker of this run
+RELEASE_TOOK_OVER = 'took_over'                     # this run took over an earlier run of the recovery
+RELEASE_EVACUATION_STARTED = 'evacuation_started'   # servers left the host, or are on their way
+
+
+def release_refusal(holder, took_over=False, evacuation_started=False, evacuated=False):
+    """The one decision whether a run gives the service back what it had before the first run of the recovery
+    (status, forced down, disabled reason): None when it does, else why not, a RELEASE_* kind.
+
+    - ``not_held``: the marker on the service is not this run's (``holder``, as read now): it never claimed the
+      host, gave it back already, or another run took it. Another run's marker is never written over.
+    - ``evacuation_started``: servers left the host or are on their way - the run's records say so
+      (``evacuation_started``) or its marker reached phase evacuating or verifying. The host stays isolated
+      (forced down, disabled): brought back, it could run a second copy of a server.
+    - ``took_over``: this run took over an earlier run of this recovery, which may have moved servers; the host
+      stays isolated too.
+
+    ``evacuated``: the evacuation itself finished every server (a standalone os_host_evacuate): the recovery
+    is complete, and a host held by this run is given back whatever came before."""
+    if holder.kind != 'ours':
+        return RELEASE_NOT_HELD
+    if evacuated:
+        return None
+    if evacuation_started or holder.marker.phase in (PHASE_EVACUATING, PHASE_VERIFYING):
+        return RELEASE_EVACUATION_STARTED
+    if took_over:
+        return RELEASE_TOOK_OVER
+    return None
+
+
+def wait_for(look, settled, clock, timeout, interval, between=None):
+    """Look (``look()``) until ``settled(seen)`` or ``timeout`` seconds have passed, ``interval`` seconds apart:
+    the one waiting loop of a run (Nova reporting the service down, the evacuated servers verified). ``between``
+    runs before each pause (a run that waits renews its heartbeat there). Returns (last seen, seconds waited,
+    number of looks)."""
+    start = clock.now()
+    looks = 0
+    while True:
+        seen = look()
+        looks += 1
+        waited = clock.now() - start
+        if settled(seen) or waited >= timeout:
+            return seen, round(waited, 1), looks
+        if between is not None:
+            between()
+        clock.sleep(max(0, min(interval, timeout - waited)))
 
 
 def claim_marker(service, run_id, controller, now, lease, previous=None):
@@ -279,15 +368,18 @@ class HostRun(object):
             raise RunError('%s failed: %s%s' % (doing, details, ' (%s)' % facts if facts else ''), kind='api',
                            request_id=request_id, http_status=status)
 
+    def reference(self):
+        """(now, skew) as ``reference_time`` decides: the API's clock (the Date of its last answer), else the
+        local one with a skew allowance."""
+        return reference_time(getattr(self.nova, 'last_date', None), self.clock.now())
+
     def now(self):
-        """The API's clock (the Date of its last answer), else the local one."""
-        date = getattr(self.nova, 'last_date', None)
-        if date is not None:
-            return date
-        return datetime.datetime.fromtimestamp(self.clock.now(), datetime.timezone.utc)
+        """The time a heartbeat is written with (the API's clock, else the local one)."""
+        return self.reference()[0]
 
     def read(self):
-        """(service, marker found, Holder) as Nova has them now."""
+        """(service, marker found, Holder) as Nova has them now: the one reader of the host's nova-compute
+        service (the wait for the service down reads it so too)."""
         resp = self._request('GET', '/os-services?binary=%s&host=%s' % (COMPUTE, self.host), None,
                              'reading the nova-compute service of %s' % self.host)
         found = [s for s in (resp.body or {}).get('services') or []
@@ -298,7 +390,18 @@ class HostRun(object):
         service = found[0]
         marker = parse_marker(service.get('disabled_reason'))
         self.service = service
-        return service, marker, judge_holder(marker, self.run_id, self.now())
+        now, skew = self.reference()
+        return service, marker, judge_holder(marker, self.run_id, now, skew=skew)
+
+    def read_if_any(self):
+        """``read``, except that a host without a nova-compute service is read as held by no run (service None):
+        for ending and giving back, which have nothing to do there."""
+        try:
+            return self.read()
+        except RunError as exc:
+            if exc.kind != 'no_service':
+                raise
+            return None, None, Holder('free')
 
     # -- writing -----------------------------------------------------------------------------------------------
 
@@ -433,20 +536,78 @@ class HostRun(object):
         return plan, before, dict(self._put(plan.body, 'returning the nova-compute service of %s to service'
                                             % self.host))
 
-    def release(self, evacuated=False):
-        """Put the service back as it was before the first run of this recovery (only with our marker on it).
+    def end(self, stopped, check_mode=False):
+        """End this run's hold: its marker moves to the phase ``end_phase`` decides, with a fresh heartbeat, so
+        the next run for the host goes on at once and resumes what is left. Returns that phase, or None when the
+        run holds nothing (it never claimed the host, gave it back, or another run took it): nothing of ours to
+        end, and another run's marker is never written over. Returns (that phase or None, the service as read
+        before). ``check_mode``: decide, write nothing."""
+        service, found, holder = self.read_if_any()
+        before = dict(service) if service is not None else None
+        if holder.kind != 'ours':
+            return None, before
+        phase = end_phase(stopped)
+        if not check_mode:
+            found.phase = phase
+            found.heartbeat_at = self.now()
+            self._write(found, 'ending run %s on %s in phase %s' % (self.run_id, self.host, phase))
+        return phase, before
 
-        A run whose marker shows it reached the evacuation is refused unless ``evacuated`` (its evacuation
-        finished): servers may be moving, and the host stays isolated."""
-        marker = self.hold()
-        if marker.phase in (PHASE_EVACUATING, PHASE_VERIFYING) and not evacuated:
-            raise RunError('run %s reached phase %s on %s: servers may have left it, so it stays isolated (forced '
-                           'down, disabled); nothing was changed' % (self.run_id, marker.phase, self.host),
-                           kind='refused')
-        self._put(marker.restore_body(self.service), 'restoring the nova-compute service of %s as it was before '
-                  'run %s' % (self.host, self.run_id))
-        self.marker = None
-        return marker
+    def release(self, took_over=False, evacuation_started=False, evacuated=False, check_mode=False):
+        """Give the service back what it had before the first run of this recovery, when ``release_refusal``
+        allows it (this run's marker on it, nothing moved, no earlier run taken over; see there for the facts
+        passed). ``took_over`` also counts when this run's own claim took over another run. Returns a Release:
+        ``declined`` is None when the service was given back (or would be, in ``check_mode``), else the RELEASE_*
+        kind; nothing is written then."""
+        service, found, holder = self.read_if_any()
+        declined = release_refusal(holder, took_over=bool(took_over) or self.took_over is not None,
+                                   evacuation_started=evacuation_started, evacuated=evacuated)
+        if declined is not None:
+            return Release(self.host, self.run_id, declined, holder, service)
+        before = dict(service)
+        body = found.restore_body(service)
+        if not check_mode:
+            self._put(body, 'restoring the nova-compute service of %s as it was before run %s'
+                      % (self.host, self.run_id))
+            self.marker = None
+        return Release(self.host, self.run_id, None, holder, before, body, check_mode)
+
+    def verify(self, look, timeout, interval):
+        """Hold the host in phase verifying while the evacuated servers get where they should: ``look()``
+        returns a verdict per watched server (``waiting``: it may still get there); looks again until none is
+        waiting, at most ``timeout`` seconds. The heartbeat is renewed while it waits, and a run whose host was
+        taken stops (RunError lost). Returns (last verdicts, seconds waited, number of looks)."""
+        self.advance(PHASE_VERIFYING)
+        return wait_for(look, lambda verdicts: not any(v.get('waiting') for v in verdicts), self.clock, timeout,
+                        interval, between=self.renew_if_due)
+
+
+class Release(object):
+    """What ``HostRun.release`` did: ``declined`` (None, or the RELEASE_* kind why not), ``holder`` (as read),
+    ``service`` (before), ``body`` (the PUT sent, or that would be sent in check mode)."""
+
+    def __init__(self, host, run_id, declined, holder, service, body=None, check_mode=False):
+        self.host = host
+        self.run_id = run_id
+        self.declined = declined
+        self.holder = holder
+        self.service = service
+        self.body = body
+        self.check_mode = check_mode
+
+    def describe(self):
+        """In words, for the operator (decided by ``declined``, never parsed back)."""
+        if self.declined is None:
+            return '%s the nova-compute service of %s as it was before run %s: %s' % (
+                'check mode: would put back' if self.check_mode else 'put back', self.host, self.run_id, self.body)
+        return {
+            RELEASE_NOT_HELD: 'run %s does not hold %s (%s): nothing of this run to give back' % (
+                self.run_id, self.host, self.holder.describe()),
+            RELEASE_EVACUATION_STARTED: 'servers of %s were moved off it or are on their way, so it stays isolated '
+                                        '(forced down, disabled)' % self.host,
+            RELEASE_TOOK_OVER: 'run %s took over an earlier run of this recovery, which may have moved servers, so '
+                               '%s stays isolated (forced down, disabled)' % (self.run_id, self.host),
+        }[self.declined]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -495,6 +656,16 @@ def plan_restore(service, holder, override=False):
     if service.get('status') == 'disabled':
         words.append('enabled (override: it was disabled for %r)' % service.get('disabled_reason'))
     return RestorePlan(dict(status='enabled', forced_down=False), ', '.join(words))
+
+
+def wait_for_repair(first, read, clock, timeout, interval=5, power_state=None, power_msg=None):
+    """Watch a recovered host until ``restore_refusals`` finds nothing against it, at most ``timeout`` seconds.
+    ``first``: a reading taken before (as ``os_host_info`` returns it without servers; it must be a real one, or
+    any later heartbeat would look new); ``read()`` the next ones. The power state (read once, by the caller) is
+    judged at the end. Returns the refusals: an empty list, the host may go back to service."""
+    now, waited, _looks = wait_for(read, lambda reading: not restore_refusals(reading, first), clock, timeout,
+                                   interval)
+    return restore_refusals(now, first, power_state, power_msg, int(round(waited)))
 
 
 def restore_refusals(now, first, power_state=None, power_msg=None, waited=None):

@@ -530,8 +530,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._errors import Eva
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import (
-    CountingNova, HostEvacuation, SdkService, list_host, read_host,
-    summarize_run, wait_for_service_down,
+    CountingNova, HostEvacuation, SdkService, list_host, read_host, summarize_run,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._run import RunError, valid_run_id
 
@@ -604,8 +603,8 @@ class HostEvacuate(NovahaModule):
         self.results['run_id'] = evacuation.run_id
         self.results['microversions'] = engine.mv.to_dict()
         if p['wait_for_service_down'] > 0:
-            self.results['waited_for_service_down'] = wait_for_service_down(engine, host,
-                                                                            p['wait_for_service_down'])
+            self.results['waited_for_service_down'] = evacuation.wait_for_service_down(host,
+                                                                                       p['wait_for_service_down'])
         listing = list_host(engine, host) if p['snapshot'] else None
         if listing is not None:
             self.results['snapshot'] = read_host(engine, host, listing=listing)

@@ -21,13 +21,28 @@ description:
   - O(state=isolated) forces the service down (after the host is proven fenced); O(state=verifying),
     O(state=done) and O(state=interrupted) move the run to that phase. Each renews the heartbeat and first
     checks that the marker is still this run's; a run whose host was taken stops there.
+  - O(state=verifying) with O(servers) also waits, up to O(verify_timeout) seconds, until every server moved off
+    the host is in its expected state on a healthy host, and returns the verdict per server (RV(verdicts)). It
+    reads the services, the host's evacuation migrations and each watched server (one GET each) every
+    O(verify_interval) seconds, and renews the heartbeat while it waits; a failed reading is one more look.
+  - O(state=ended) ends the run's hold - phase V(interrupted) when O(stopped=true) (the run stopped on a
+    failure), V(done) otherwise - so that the next run goes on at once and resumes what is left. A run that
+    holds nothing (it never claimed the host, gave it back, or another run took it) changes nothing and returns
+    RV(phase) null, since another run's marker is never written over.
   - O(state=released) gives the service back what it had before the first run (status, forced down, disabled
-    reason), for a run that stopped before any evacuation. A run whose marker shows it reached the evacuation
-    is refused (V(refused)), since servers may have left the host, which stays isolated.
-  - O(state=restored) returns a repaired host to service (the restore playbook checks the power and the
-    heartbeat first) - forced down cleared, and the status and disabled reason it had before the recovery, so
-    a host an operator had disabled stays disabled for the operator's reason. A host disabled by someone else
-    (no run marker) is refused unless O(override=true); a live run is never cut short. O(run_id) is not needed.
+    reason), for a run that stopped before any evacuation. It declines, changing nothing and without failing,
+    when the marker on the service is not this run's (V(not_held)), when servers left the host or are on their
+    way - O(evacuation_started), or the marker reached phase evacuating or verifying - (V(evacuation_started)),
+    or when this run took over an earlier run of the recovery (O(took_over), V(took_over)); the host then stays
+    isolated. RV(declined) says which.
+  - O(state=restored) returns a repaired host to service - forced down cleared, and the status and disabled
+    reason it had before the recovery, so a host an operator had disabled stays disabled for the operator's
+    reason. A host disabled by someone else (no run marker) is refused unless O(override=true); a live run is
+    never cut short. O(run_id) is not needed.
+  - With O(wait_for_repair) or O(power_state), O(state=restored) first makes sure the host is repaired - its BMC
+    reads power On (O(power_state), when given), its C(nova-compute) reports again (the heartbeat moves while the
+    module watches, up to O(wait_for_repair) seconds) and no evacuation from it is left unfinished - and
+    refuses (V(refused), each unmet condition in RV(refusals)), changing nothing, otherwise.
 author:
   - novaha.recovery maintainers (@novaha)
 options:
@@ -46,7 +61,7 @@ options:
       - What to do with the run; see the description.
     type: str
     required: true
-    choices: [claimed, isolated, verifying, done, interrupted, released, restored]
+    choices: [claimed, isolated, verifying, done, interrupted, ended, released, restored]
   lease:
     description:
       - Seconds the heartbeat of this run stays valid. Another run takes the host over once the heartbeat is
@@ -74,6 +89,54 @@ options:
       - With O(state=restored), enable a host disabled by someone else (without a run marker).
     type: bool
     default: false
+  wait_for_repair:
+    description:
+      - With O(state=restored), seconds to watch the host for a new heartbeat of its C(nova-compute) and its
+        evacuations cleaned up before returning it to service (Nova's C(report_interval) is 10 s by default).
+    type: int
+    default: 0
+  power_state:
+    description:
+      - With O(state=restored), the power state its BMC reads now (as M(novaha.recovery.os_fence_check) returns
+        it); anything but V(on) refuses. Not judged when not given.
+    type: str
+  power_msg:
+    description:
+      - With O(state=restored), what the BMC reading said, quoted when the power refuses.
+    type: str
+  stopped:
+    description:
+      - With O(state=ended), the run stopped on a failure (it ends V(interrupted), else V(done)).
+    type: bool
+    default: false
+  took_over:
+    description:
+      - With O(state=released), the run this run's claim took over (the claim's RV(took_over)), or null. A run that
+        took over an earlier run of the recovery does not give the service back.
+    type: dict
+  evacuation_started:
+    description:
+      - With O(state=released), servers of the host were moved off it or are on their way (the role's records say
+        so); the service is then not given back.
+    type: bool
+    default: false
+  servers:
+    description:
+      - With O(state=verifying), the server records of the recovery (M(novaha.recovery.os_host_evacuate)'s
+        RV(novaha.recovery.os_host_evacuate#module:servers)); those moved off the host or on their way are
+        watched. Without it the run only moves to phase verifying.
+    type: list
+    elements: dict
+  verify_timeout:
+    description:
+      - With O(state=verifying) and O(servers), seconds to wait for the watched servers.
+    type: int
+    default: 300
+  verify_interval:
+    description:
+      - With O(state=verifying) and O(servers), seconds between two readings.
+    type: int
+    default: 5
 attributes:
   check_mode:
     support: full
@@ -84,7 +147,8 @@ attributes:
   idempotent:
     support: partial
     details:
-      - Every state but V(claimed) and V(restored) renews the heartbeat, so it reports a change each time.
+      - Every state but V(claimed), V(released) and V(restored) renews the heartbeat of a run that holds the host,
+        so it reports a change each time.
 notes:
   - Needs an account with the admin role (by default policy) and compute API microversion 2.53 or later.
   - The operator's disabled reason is kept inside the marker, cut to fit Nova's 255 characters (C(...) marks a
@@ -115,11 +179,33 @@ EXAMPLES = r"""
     state: isolated
   delegate_to: localhost
 
-- name: Return the repaired node-28 to service
+- name: Wait up to 5 minutes until the evacuated servers are where they should be
+  novaha.recovery.os_recovery_run:
+    cloud: novaha-admin
+    host: node-28
+    run_id: "{{ recovery_run_id }}"
+    state: verifying
+    servers: "{{ evacuation.servers }}"
+    verify_timeout: 300
+  delegate_to: localhost
+  register: verification
+
+- name: End the run, interrupted when it stopped on a failure
+  novaha.recovery.os_recovery_run:
+    cloud: novaha-admin
+    host: node-28
+    run_id: "{{ recovery_run_id }}"
+    state: ended
+    stopped: "{{ recovery_failure is defined }}"
+  delegate_to: localhost
+
+- name: Return the repaired node-28 to service, once its nova-compute reports again (watched up to 45 s)
   novaha.recovery.os_recovery_run:
     cloud: novaha-admin
     host: node-28
     state: restored
+    wait_for_repair: 45
+    power_state: "{{ power.evidence.power_state }}"
   delegate_to: localhost
 """
 
@@ -149,11 +235,44 @@ service:
   description: The nova-compute service before and after the task (C(before), C(after)).
   returned: when the service was read
   type: dict
+refusals:
+  description: With O(state=restored), why the host is not repaired yet, one sentence per unmet condition.
+  returned: when O(state=restored) refuses a host that is not repaired
+  type: list
+  elements: str
 keeps_disabled_reason:
   description: With O(state=restored), the disabled reason from before the recovery that the host keeps (it stays
     disabled for it), or null.
   returned: with O(state=restored)
   type: str
+phase:
+  description: With O(state=ended), the phase the run ended in (V(done), V(interrupted)), or null when the run held
+    nothing to end.
+  returned: with O(state=ended)
+  type: str
+declined:
+  description: With O(state=released), null when the service was given back, else why not - V(not_held),
+    V(evacuation_started), V(took_over) (see the description).
+  returned: with O(state=released)
+  type: str
+verdicts:
+  description:
+    - With O(state=verifying) and O(servers), one per watched server - C(id), C(name), C(host), C(status),
+      C(task_state), C(expected_status), C(ok), C(waiting) (still on its way at the timeout), C(reason),
+      C(verified_at).
+  returned: with O(state=verifying) and O(servers)
+  type: list
+  elements: dict
+reading:
+  description: With O(state=verifying) and O(servers), the last reading (as M(novaha.recovery.os_host_info) returns
+    it with O(novaha.recovery.os_host_info#module:list_host_servers=false)), or C(msg) when it failed.
+  returned: with O(state=verifying) and O(servers)
+  type: dict
+waited:
+  description: With O(state=verifying) and O(servers), seconds waited and the number of readings (C(seconds),
+    C(looks)).
+  returned: with O(state=verifying) and O(servers)
+  type: dict
 kind:
   description:
     - Why the task failed, as a flag for playbooks - V(held) (a live run holds the host), V(lost) (another run
@@ -163,9 +282,14 @@ kind:
 """
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
+from ansible_collections.novaha.recovery.plugins.module_utils._errors import EvacuationError
+from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
+from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import read_tracked
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova, SystemClock
+from ansible_collections.novaha.recovery.plugins.module_utils._report import servers_to_verify, verdicts
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
-    PHASE_DONE, PHASE_INTERRUPTED, PHASE_ISOLATED, PHASE_VERIFYING, HostRun, plan_restore, valid_run_id,
+    PHASE_DONE, PHASE_INTERRUPTED, PHASE_ISOLATED, PHASE_VERIFYING, HostRun, iso, plan_restore,
+    valid_run_id, wait_for_repair,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._service import service_view
 
@@ -182,12 +306,21 @@ class RecoveryRun(NovahaModule):
         host=dict(type='str', required=True),
         run_id=dict(type='str'),
         state=dict(type='str', required=True, choices=['claimed', 'isolated', 'verifying', 'done', 'interrupted',
-                                                       'released', 'restored']),
+                                                       'ended', 'released', 'restored']),
         lease=dict(type='int', default=300),
         wait_for_run=dict(type='int', default=0),
         settle=dict(type='float', default=2.0),
         takeover=dict(type='bool', default=False),
         override=dict(type='bool', default=False),
+        wait_for_repair=dict(type='int', default=0),
+        power_state=dict(type='str'),
+        power_msg=dict(type='str'),
+        stopped=dict(type='bool', default=False),
+        took_over=dict(type='dict'),
+        evacuation_started=dict(type='bool', default=False),
+        servers=dict(type='list', elements='dict'),
+        verify_timeout=dict(type='int', default=300),
+        verify_interval=dict(type='int', default=5),
     )
     module_kwargs = dict(supports_check_mode=True)
 
@@ -196,15 +329,34 @@ class RecoveryRun(NovahaModule):
         if p['state'] != 'restored' and not valid_run_id(p['run_id']):
             self.fail('run_id %r is not valid: state=%s needs the id of this run (1 to 32 letters, digits, "-" or '
                       '"_"); nothing was changed' % (p['run_id'], p['state']), kind='configuration')
-        if p['lease'] < 10 or p['wait_for_run'] < 0 or p['settle'] < 0:
-            self.fail('lease must be 10 seconds or more, wait_for_run and settle 0 or more; nothing was changed',
-                      kind='configuration')
+        if p['lease'] < 10 or p['wait_for_run'] < 0 or p['settle'] < 0 or p['verify_timeout'] < 0 \
+                or p['verify_interval'] < 1 or p['wait_for_repair'] < 0:
+            self.fail('lease must be 10 seconds or more, wait_for_run, settle, verify_timeout and wait_for_repair 0 '
+                      'or more, verify_interval 1 or more; nothing was changed', kind='configuration')
         self.results.update(run=None)
+        self.nova = SdkNova(self.conn)
         # Restoring judges every run marker as someone else's: a live run is never cut short, whatever run_id says.
-        host_run = HostRun(SdkNova(self.conn), p['host'], 'restore' if p['state'] == 'restored' else p['run_id'],
-                           SystemClock(),
-                           lease=p['lease'], settle=p['settle'])
-        getattr(self, 'do_' + ('phase' if p['state'] in PHASES else p['state']))(host_run)
+        host_run = HostRun(self.nova, p['host'], 'restore' if p['state'] == 'restored' else p['run_id'],
+                           SystemClock(), lease=p['lease'], settle=p['settle'])
+        if p['state'] == 'verifying' and p['servers'] is not None:
+            handler = self.do_verify
+        else:
+            handler = getattr(self, 'do_' + ('phase' if p['state'] in PHASES else p['state']))
+        handler(host_run)
+
+    def reader(self, host_run):
+        """One reading of the host for the watches (``read_tracked``): the services, its evacuation migrations and
+        the servers of ``ids``. A reading that failed is one more look, not the end of the watch."""
+        engine = Engine(self.nova, host_run.clock)
+
+        def read(ids=(), strict=False):
+            try:
+                return read_tracked(engine, host_run.host, list(ids))
+            except EvacuationError as exc:
+                if strict:
+                    raise
+                return dict(msg=exc.msg)
+        return read
 
     def _done(self, host_run, before, msg, changed=True):
         after = host_run.service
@@ -250,22 +402,69 @@ class RecoveryRun(NovahaModule):
         words = 'forced down, disabled, phase %s' % phase if phase == PHASE_ISOLATED else 'phase %s' % phase
         self._done(host_run, before, 'run %s on %s: %s' % (p['run_id'], p['host'], words))
 
+    def do_verify(self, host_run):
+        """Phase verifying, and the verdict per watched server once none is on its way any more (or the timeout)."""
+        p = self.params
+        host = p['host']
+        records = p['servers']
+        read = self.reader(host_run)
+        watched = list(servers_to_verify(records, host))
+        last = {}
+
+        def look():
+            last['reading'] = read(watched) if watched else {}
+            return verdicts(last['reading'], records, host, iso(host_run.now()))
+
+        if self.check_mode:
+            # A dry run claimed nothing: one look at the servers, no wait, no write.
+            found = look()
+            self.exit(changed=False, verdicts=found, reading=last['reading'], waited=dict(seconds=0, looks=1),
+                      msg='check mode: %d of %d watched servers of %s verified now; run %s would wait up to %ss'
+                          % (len([v for v in found if v['ok']]), len(found), host, p['run_id'], p['verify_timeout']))
+        host_run.hold()
+        before = dict(host_run.service)
+        found, seconds, looks = host_run.verify(look, p['verify_timeout'], p['verify_interval'])
+        self.results.update(verdicts=found, reading=last.get('reading') or {}, waited=dict(seconds=seconds, looks=looks))
+        ok = len([v for v in found if v['ok']])
+        waiting = len([v for v in found if v['waiting']])
+        self._done(host_run, before, 'run %s on %s: phase verifying; %d of %d servers verified in their expected state '
+                   'on healthy hosts after %ss (%d readings)%s'
+                   % (p['run_id'], host, ok, len(found), seconds, looks,
+                      '; %d still on their way at the timeout' % waiting if waiting else ''))
+
+    def do_ended(self, host_run):
+        p = self.params
+        phase, before = host_run.end(p['stopped'], check_mode=self.check_mode)
+        self.results['phase'] = phase
+        if phase is None:
+            self.results['service'] = dict(before=brief(before), after=None)
+            self.exit(changed=False, msg='run %s holds nothing on %s to end: it never claimed the host, gave it back, '
+                                         'or another run took it' % (p['run_id'], p['host']))
+        if self.check_mode:
+            self.exit(changed=True, msg='check mode: run %s would end in phase %s on %s'
+                      % (p['run_id'], phase, p['host']))
+        self._done(host_run, before, 'run %s on %s ended: phase %s' % (p['run_id'], p['host'], phase))
+
     def do_released(self, host_run):
         p = self.params
-        if self.check_mode:
-            # A dry run claimed nothing: say what would be given back from what the host shows now.
-            service, _found, holder = host_run.read()
-            self.results.update(holder=holder.to_dict(), service=dict(before=brief(service), after=None))
-            self.exit(changed=True, msg='check mode: run %s would give %s back its service flags from before the '
-                                        'recovery (%s)' % (p['run_id'], p['host'], holder.describe()))
-        marker = host_run.hold()
-        before = dict(host_run.service)
-        host_run.release()
-        self._done(host_run, before, 'the nova-compute service of %s is back as it was before run %s: %s'
-                   % (p['host'], p['run_id'], marker.restore_body(before)))
+        release = host_run.release(took_over=p['took_over'] is not None, evacuation_started=p['evacuation_started'],
+                                   check_mode=self.check_mode)
+        self.results.update(declined=release.declined, holder=release.holder.to_dict())
+        if release.declined is not None or self.check_mode:
+            self.results['service'] = dict(before=brief(release.service), after=None)
+            self.exit(changed=release.declined is None, msg=release.describe())
+        self._done(host_run, release.service, release.describe())
 
     def do_restored(self, host_run):
         p = self.params
+        if p['wait_for_repair'] or p['power_state'] is not None:
+            host_run.read()     # a host without a nova-compute service fails here, named, without waiting
+            read = self.reader(host_run)
+            refusals = wait_for_repair(read(strict=True), read, host_run.clock, p['wait_for_repair'], power_state=p['power_state'],
+                                       power_msg=p['power_msg'] or None)
+            if refusals:
+                self.fail('refusing to return %s to service, nothing changed: %s' % (p['host'], '; '.join(refusals)),
+                          kind='refused', refusals=refusals)
         if self.check_mode:
             service, _found, holder = host_run.read()
             plan = plan_restore(service, holder, p['override'])

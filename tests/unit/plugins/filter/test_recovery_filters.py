@@ -30,6 +30,8 @@ def test_every_filter_is_documented_beside_its_file(name):
 def test_the_role_reads_the_same_records_for_verify_rollback_and_report():
     records = [recovered('web-1', 1), refused_paused()]
     plan, evacuation = plan_of(records), result(records)
+    assert FILTERS['recovery_records'](plan, evacuation) == records   # what the verify phase is given
+    assert FILTERS['recovery_records'](plan, {}) == []                  # stopped before: nothing moved yet
     expected = FILTERS['recovery_servers_to_verify'](plan, evacuation, host=SRC)
     assert expected == {records[0]['id']: 'ACTIVE'}
     assert FILTERS['recovery_evacuation_started'](plan, evacuation, host=SRC) is True

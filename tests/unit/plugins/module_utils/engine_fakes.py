@@ -127,6 +127,7 @@ class FakeNova(object):
         self.plans = {}          # server id -> how its next evacuation ends
         self.timeline = []       # (time, fn) applied when the clock passes time
         self.last_date = None
+        self.send_date = True    # False: answers carry no Date header (last_date stays None)
         self._next_mig = 100
         self._req = 0
         self.faults = []         # outages: see outage()
@@ -234,7 +235,8 @@ class FakeNova(object):
         self.calls.append((method, path, mv_str(microversion), copy.deepcopy(body)))
         self._req += 1
         rid = 'req-%04d' % self._req
-        self.last_date = datetime.datetime.fromtimestamp(int(self.clock.t), datetime.timezone.utc)
+        self.last_date = datetime.datetime.fromtimestamp(int(self.clock.t), datetime.timezone.utc) \
+            if self.send_date else None
         url = urlsplit(path)
         query = parse_qsl(url.query)
         try:

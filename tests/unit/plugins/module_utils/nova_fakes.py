@@ -31,7 +31,8 @@ class Clock(object):
 
 class ServiceNova(object):
     """GET /os-services (binary and host filters) and PUT /os-services/{id}, as Nova 2.53+ answers them.
-    ``requests`` records (method, path, body); ``fail_next`` makes the next request answer an HTTP error."""
+    ``requests`` records (method, path, body); ``fail_next`` makes the next request answer an HTTP error;
+    ``send_date`` False answers without a Date header (``last_date`` stays None)."""
 
     def __init__(self, clock, hosts=('node-28', 'node-27')):
         self.clock = clock
@@ -40,11 +41,13 @@ class ServiceNova(object):
                                       updated_at='2025-11-21T11:50:00.000000')) for h in hosts)
         self.requests = []
         self.fail_next = None
+        self.send_date = True
         self.last_date = None
 
     def request(self, method, path, microversion, body=None):
         self.requests.append((method, path, body))
-        self.last_date = datetime.datetime.fromtimestamp(int(self.clock.t), datetime.timezone.utc)
+        self.last_date = datetime.datetime.fromtimestamp(int(self.clock.t), datetime.timezone.utc) \
+            if self.send_date else None
         if self.fail_next:
             status, self.fail_next = self.fail_next, None
             raise _nova.NovaApiError(status, 'Service Unavailable', request_id='req-fail', method=method, path=path)

@@ -348,6 +348,47 @@ def test_a_second_run_is_refused_while_the_first_runs(nova, clock):
     assert not nova.actions()
 
 
+def test_without_a_date_header_a_live_run_past_its_lease_on_the_local_clock_is_not_taken(nova, clock):
+    nova.add_server('web-1')
+    nova.send_date = False
+    nova.services[SRC]['status'] = 'disabled'
+    # Heartbeat 11:55:00, lease 300 s; the local clock says 12:00:30: past the lease, within the clock skew allowed.
+    nova.services[SRC]['disabled_reason'] = ('novaha.recovery run first1 evacuating ctl awx-1@aa start 20251121T114500Z '
+                                             'beat 20251121T115500Z lease 300; was: enabled')
+    clock.t += 30
+    plan, summary, _counting = host_run(nova, clock)
+    assert plan.holder.kind == 'live' and plan.holder.clock == 'local' and summary is None
+    assert not nova.actions()
+
+
+def test_a_joined_run_is_held_by_one_host_run_from_the_wait_to_the_end(nova, clock):
+    sid = nova.add_server('web-1')
+    engine = ev.Engine(he.CountingNova(nova), clock)
+    run.HostRun(engine.nova, SRC, 'role0run1', clock, controller='ctl@00').claim()
+    evacuation = he.HostEvacuation(engine, controller='ctl@00', run_id='role0run1', joined=True)
+    assert evacuation.wait_for_service_down(SRC, timeout=30) == 0
+    held = evacuation.run
+    plan = evacuation.prepare(SRC)
+    summary = evacuation.execute(plan, poll_interval=2)
+    assert evacuation.run is held and summary['recovered'] == 1 and nova.status(sid) == (DST, 'ACTIVE')
+    # A joined run stays held for its verification.
+    assert run.parse_marker(nova.services[SRC]['disabled_reason']).phase == 'verifying'
+
+
+def test_a_standalone_run_whose_host_was_taken_does_not_give_it_back(nova, clock):
+    nova.add_server('web-1')
+    other = ('novaha.recovery run other1 claimed ctl awx-2@cc start 20251121T120000Z beat 20251121T120000Z '
+             'lease 300; was: enabled')
+    evacuation = he.HostEvacuation(ev.Engine(he.CountingNova(nova), clock), controller='ctl@00', run_id='mine1')
+    plan = evacuation.prepare(SRC)
+    evacuation.claim(plan)
+    evacuation.run.advance(run.PHASE_EVACUATING)
+    nova.services[SRC]['disabled_reason'] = other
+    with pytest.raises(run.RunError) as err:
+        evacuation.end(finished=True)
+    assert err.value.kind == 'lost' and nova.services[SRC]['disabled_reason'] == other
+
+
 def test_resume_after_a_killed_run_issues_only_what_is_left(nova, clock):
     ids = [nova.add_server('web-%d' % i) for i in range(4)]
     # The killed run: web-0 recovered, web-1 evacuated but left stopped at 2.95 with our lock, web-2 in flight.
@@ -475,13 +516,23 @@ def test_waiting_for_the_service_down_reads_only_the_service(nova, clock):
     counting = he.CountingNova(nova)
     engine = ev.Engine(counting, clock)
     _mv = engine.mv
-    before = counting.requests
-    assert he.wait_for_service_down(engine, SRC, timeout=90) == 15
-    assert counting.requests - before == 4  # t = 0, 5, 10, 15: one service read each, nothing else
+    before = len(nova.calls)
+    evacuation = he.HostEvacuation(engine, controller='ctl@00', run_id='waiter')
+    assert evacuation.wait_for_service_down(SRC, timeout=90) == 15
+    # t = 0, 5, 10, 15: one read of the host's nova-compute service each (HostRun.read), nothing else.
+    assert [c[:2] for c in nova.calls[before:]] == [('GET', '/os-services?binary=nova-compute&host=%s' % SRC)] * 4
+    # The one HostRun of the evacuation read it, and the claim uses the same one.
+    assert evacuation.run.service['state'] == 'down' and evacuation.host_run(SRC) is evacuation.run
 
 
 def test_waiting_for_the_service_down_gives_up_at_the_timeout(nova, clock):
     nova.services[SRC].update(state='up', forced_down=False)
     engine = ev.Engine(he.CountingNova(nova), clock)
-    assert he.wait_for_service_down(engine, SRC, timeout=12) == 12
+    assert he.HostEvacuation(engine, run_id='waiter').wait_for_service_down(SRC, timeout=12) == 12
     assert nova.services[SRC]['state'] == 'up'
+
+
+def test_waiting_for_the_service_down_of_a_host_without_one_returns_at_once(nova, clock):
+    engine = ev.Engine(he.CountingNova(nova), clock)
+    assert he.HostEvacuation(engine, run_id='waiter').wait_for_service_down('node-99', timeout=60) == 0
+    assert clock.sleeps == []

@@ -84,6 +84,39 @@ def test_judge_holder(found, now, takeover, kind):
     assert holder.kind == kind and holder.may_take == (kind != 'live')
 
 
+@pytest.mark.parametrize('now, skew, takeover, kind', [
+    (301, run.CLOCK_SKEW, False, 'live'),      # past the lease on the local clock, within the skew: still live
+    (300 + run.CLOCK_SKEW + 1, run.CLOCK_SKEW, False, 'stale'),
+    (None, run.CLOCK_SKEW, False, 'live'),     # no clock at all: never stale
+    (None, run.CLOCK_SKEW, True, 'overridden'),
+])
+def test_without_the_apis_clock_a_live_holder_never_looks_stale(now, skew, takeover, kind):
+    holder = run.judge_holder(marker(), 'second', at(now) if now is not None else None, takeover, skew=skew)
+    assert holder.kind == kind
+    assert holder.clock == ('local' if now is not None else None)
+    assert ('on the local clock' if now is not None else 'heartbeat age unknown') in holder.describe()
+
+
+def test_reference_time_is_the_apis_date_else_the_local_clock_with_a_skew_allowance():
+    assert run.reference_time(at(5), 0) == (at(5), 0)
+    assert run.reference_time(None, at(7).timestamp()) == (at(7), run.CLOCK_SKEW)
+    assert run.reference_time(None, None) == (None, run.CLOCK_SKEW)
+
+
+def test_a_host_read_without_a_date_header_keeps_a_live_holder_live(nova, clock):
+    # The API sends no Date; the controller's clock runs 350 s past the heartbeat, more than its lease.
+    nova.send_date = False
+    nova.services[HOST]['disabled_reason'] = marker(beat=0).text()
+    clock.t = at(350).timestamp()
+    r = host_run(nova, clock)
+    assert r.read()[2].kind == 'live'
+    with pytest.raises(run.RunError) as err:
+        r.claim()
+    assert err.value.kind == 'held' and nova.writes() == []
+    clock.t = at(300 + run.CLOCK_SKEW + 1).timestamp()   # now older than lease and skew: its controller is gone
+    assert r.claim().kind == 'stale'
+
+
 # -- claiming --------------------------------------------------------------------------------------------------
 
 
@@ -222,15 +255,162 @@ def test_a_run_whose_host_was_taken_stops_without_writing(nova, clock):
     assert err.value.kind == 'lost' and 'run other1' in err.value.msg and len(nova.writes()) == puts
 
 
-def test_release_refuses_a_run_that_reached_the_evacuation(nova, clock):
+def held_by(phase='claimed', run_id='second'):
+    return run.Holder('ours' if run_id == 'second' else 'live', marker(run_id=run_id, phase=phase), 0)
+
+
+@pytest.mark.parametrize('holder, facts, declined', [
+    (held_by(), {}, None),
+    (held_by('isolated'), {}, None),
+    (held_by('isolated'), dict(evacuation_started=True), run.RELEASE_EVACUATION_STARTED),
+    (held_by('evacuating'), {}, run.RELEASE_EVACUATION_STARTED),
+    (held_by('verifying'), {}, run.RELEASE_EVACUATION_STARTED),
+    (held_by('isolated'), dict(took_over=True), run.RELEASE_TOOK_OVER),
+    (held_by('evacuating'), dict(took_over=True, evacuated=True), None),   # the evacuation itself finished
+    (run.Holder('free'), {}, run.RELEASE_NOT_HELD),
+    (held_by(run_id='other1'), {}, run.RELEASE_NOT_HELD),
+    (held_by(run_id='other1'), dict(evacuated=True), run.RELEASE_NOT_HELD),
+])
+def test_release_refusal_is_the_one_decision(holder, facts, declined):
+    assert run.release_refusal(holder, **facts) == declined
+
+
+def test_release_declines_a_run_that_reached_the_evacuation_and_writes_nothing(nova, clock):
     r = host_run(nova, clock)
     r.claim()
     r.advance('evacuating', forced_down=True)
-    with pytest.raises(run.RunError) as err:
-        r.release()
-    assert err.value.kind == 'refused' and nova.services[HOST]['forced_down'] is True
-    r.release(evacuated=True)  # the evacuation itself finished: the host goes back as it was
+    puts = len(nova.writes())
+    released = r.release()
+    assert released.declined == run.RELEASE_EVACUATION_STARTED and len(nova.writes()) == puts
+    assert nova.services[HOST]['forced_down'] is True and 'stays isolated' in released.describe()
+    assert r.release(evacuated=True).declined is None  # the evacuation itself finished: back as it was
     assert nova.services[HOST]['status'] == 'enabled'
+
+
+def test_release_declines_on_the_facts_the_role_passes(nova, clock):
+    r = host_run(nova, clock)
+    r.claim()
+    r.advance('isolated', forced_down=True)
+    puts = len(nova.writes())
+    assert r.release(evacuation_started=True).declined == run.RELEASE_EVACUATION_STARTED
+    assert r.release(took_over=True).declined == run.RELEASE_TOOK_OVER
+    assert len(nova.writes()) == puts and nova.services[HOST]['forced_down'] is True
+
+
+def test_release_after_this_runs_own_claim_took_over_is_declined(nova, clock):
+    nova.services[HOST]['disabled_reason'] = marker(phase='interrupted').text()
+    r = host_run(nova, clock)
+    assert r.claim().kind == 'ended'
+    assert r.release().declined == run.RELEASE_TOOK_OVER
+
+
+@pytest.mark.parametrize('setup', ['never_claimed', 'other_run', 'no_service', 'released'])
+def test_release_declines_a_run_that_holds_nothing_and_never_writes_over_another(nova, clock, setup):
+    r = host_run(nova, clock) if setup != 'no_service' else run.HostRun(nova, 'node-99', 'second', clock)
+    if setup == 'other_run':
+        nova.services[HOST]['disabled_reason'] = marker(run_id='other1', beat=0).text()
+    if setup == 'released':
+        r.claim()
+        assert r.release().declined is None
+    puts = len(nova.writes())
+    released = r.release()
+    assert released.declined == run.RELEASE_NOT_HELD and len(nova.writes()) == puts
+    if setup == 'other_run':
+        assert run.parse_marker(nova.services[HOST]['disabled_reason']).run_id == 'other1'
+
+
+def test_release_in_check_mode_decides_and_writes_nothing(nova, clock):
+    r = host_run(nova, clock)
+    r.claim()
+    puts = len(nova.writes())
+    released = r.release(check_mode=True)
+    assert released.declined is None and released.body == {'status': 'enabled'} and len(nova.writes()) == puts
+    assert released.describe().startswith('check mode: would put back')
+
+
+# -- ending ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('stopped, phase', [(False, 'done'), (True, 'interrupted')])
+def test_end_phase(stopped, phase):
+    assert run.end_phase(stopped) == phase
+
+
+def test_end_marks_the_run_done_or_interrupted_and_frees_the_host(nova, clock):
+    r = host_run(nova, clock)
+    r.claim()
+    r.advance('isolated', forced_down=True)
+    clock.t += 30
+    phase, before = r.end(stopped=True)
+    found = run.parse_marker(nova.services[HOST]['disabled_reason'])
+    assert phase == 'interrupted' and found.phase == 'interrupted' and not found.held
+    assert found.heartbeat_at == at(32) and run.parse_marker(before['disabled_reason']).phase == 'isolated'
+    assert run.judge_holder(found, 'next1', at(33)).kind == 'ended'   # the next run goes on at once
+    assert r.end(stopped=False)[0] == 'done'
+
+
+@pytest.mark.parametrize('setup', ['never_claimed', 'other_run', 'no_service', 'released'])
+def test_end_of_a_run_that_holds_nothing_changes_nothing(nova, clock, setup):
+    r = host_run(nova, clock) if setup != 'no_service' else run.HostRun(nova, 'node-99', 'second', clock)
+    if setup == 'other_run':
+        nova.services[HOST]['disabled_reason'] = marker(run_id='other1', beat=0).text()
+    if setup == 'released':
+        r.claim()
+        r.release()
+    puts = len(nova.writes())
+    assert r.end(stopped=True)[0] is None and len(nova.writes()) == puts
+
+
+def test_end_in_check_mode_decides_and_writes_nothing(nova, clock):
+    r = host_run(nova, clock)
+    r.claim()
+    puts = len(nova.writes())
+    assert r.end(stopped=False, check_mode=True)[0] == 'done' and len(nova.writes()) == puts
+
+
+# -- waiting -----------------------------------------------------------------------------------------------------
+
+
+def test_wait_for_looks_until_settled_or_the_timeout(clock):
+    seen = iter([1, 2, 3, 4])
+    assert run.wait_for(lambda: next(seen), lambda n: n == 3, clock, timeout=60, interval=5) == (3, 10, 3)
+    calls = []
+    assert run.wait_for(lambda: 0, lambda n: False, clock, timeout=12, interval=5,
+                        between=lambda: calls.append(clock.now())) == (0, 12, 4)
+    assert clock.sleeps[-3:] == [5, 5, 2] and len(calls) == 3
+
+
+def verdict(waiting=False, ok=False):
+    return dict(id='s-1', waiting=waiting, ok=ok)
+
+
+def test_verify_holds_the_host_renews_the_heartbeat_and_returns_the_verdicts(nova, clock):
+    r = host_run(nova, clock, lease=40)
+    r.claim()
+    looks = iter([[verdict(waiting=True)]] * 5 + [[verdict(ok=True)]])
+    found, waited, count = r.verify(lambda: next(looks), timeout=300, interval=5)
+    assert found == [verdict(ok=True)] and (waited, count) == (25, 6)
+    # Phase verifying, written first, then a heartbeat every quarter lease (10 s) while it waited.
+    phases = [run.parse_marker(b['disabled_reason']).phase for b in nova.writes()]
+    assert phases == ['claimed', 'verifying', 'verifying', 'verifying']
+    assert run.parse_marker(nova.services[HOST]['disabled_reason']).heartbeat_at >= at(20)
+
+
+def test_verify_gives_up_at_the_timeout_with_servers_still_waiting(nova, clock):
+    r = host_run(nova, clock)
+    r.claim()
+    found, waited, count = r.verify(lambda: [verdict(waiting=True)], timeout=12, interval=5)
+    assert found[0]['waiting'] and waited == 12 and count == 4
+
+
+def test_verify_stops_when_another_run_took_the_host(nova, clock):
+    r = host_run(nova, clock, lease=40)
+    r.claim()
+    clock.on_sleep.append(lambda: nova.services[HOST].update(
+        disabled_reason=marker(run_id='other1', beat=3).text()))
+    with pytest.raises(run.RunError) as err:
+        r.verify(lambda: [verdict(waiting=True)], timeout=300, interval=15)
+    assert err.value.kind == 'lost'
 
 
 def test_release_sends_forced_down_only_when_it_changes(nova, clock):
@@ -295,6 +475,27 @@ def test_each_unmet_condition_is_named():
                         'nova-compute completes them']
     # Without a power reading the power is not judged (the wait loop uses it so).
     assert len(run.restore_refusals(now, first, waited=45)) == 2
+
+
+def test_a_host_whose_compute_starts_reporting_while_watched_is_repaired(clock):
+    first = reading('2025-11-21T12:00:00.000000', [dict(id=7, status='done')], 62.0)
+    later = iter([first, first, reading('2025-11-21T12:00:10.000000', [dict(id=7, status='completed')])])
+    assert run.wait_for_repair(first, lambda: next(later), clock, timeout=45, interval=5, power_state='on') == []
+    assert clock.sleeps == [5, 5]
+
+
+def test_a_host_still_dead_at_the_end_of_the_watch_is_refused_with_every_reason(clock):
+    first = reading('2025-11-21T12:00:00.000000', [dict(id=7, status='done')], 62.0)
+    refusals = run.wait_for_repair(first, lambda: first, clock, timeout=12, interval=5, power_state='off',
+                                   power_msg='Redfish reads Off')
+    assert len(refusals) == 3 and 'no heartbeat in 12 s' in refusals[1] and sum(clock.sleeps) == 12
+
+
+def test_a_failed_first_reading_never_makes_a_later_heartbeat_look_new(clock):
+    # A later reading that failed is one more look; the first must be a real one (the module reads it strictly).
+    first = reading('2025-11-21T12:00:00.000000')
+    refusals = run.wait_for_repair(first, lambda: dict(msg='HTTP 503'), clock, timeout=10, interval=5)
+    assert refusals and refusals[0].startswith('nova-compute does not report')
 
 
 @pytest.mark.parametrize('service, marker_, override, body, refused', [
