@@ -1062,13 +1062,18 @@ class HostEvacuation(object):
             raise
         finally:
             self.drop_notes(plan)
+            end_error = None
             if not lost:
                 try:
                     self.end(finished)
-                except RunError:
-                    if not failed:
-                        raise  # otherwise the first error is the one to report
+                except RunError as exc:
+                    if not (failed or self.engine.interrupted):
+                        raise  # otherwise the first error (or the outage) is the one to report
+                    end_error = exc.msg
         summary = summarize_run(plan, self.clock.now() - start)
+        # An outage that ended the run may also keep its marker from saying so: its heartbeat then goes stale after
+        # the lease, and the same command takes the host over and resumes.
+        summary['end_error'] = end_error
         summary['max_in_flight'] = peak['in_flight']
         summary['api_outages'] = dict(self.engine.outage.to_dict(),
                                       reads_sent_again=len(getattr(self.engine.nova, 'retried', ())))

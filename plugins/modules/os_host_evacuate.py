@@ -443,6 +443,11 @@ summary:
     interrupted:
       description: Why the run ended before its servers did (an outage longer than O(outage_timeout)), else null.
       type: str
+    end_error:
+      description:
+        - Why the run could not mark the host V(interrupted) when an outage ended it (the API was still failing),
+          else null. Its marker then stays as it was; it is taken over once its heartbeat is older than O(lease).
+      type: str
     host_powered_on:
       description:
         - The power reading of the failed host when it read On again during the run; no new evacuation was started
@@ -674,6 +679,9 @@ class HostEvacuate(NovahaModule):
         elif summary.get('interrupted'):
             msg += ('; INTERRUPTED: %s; %d servers are not finished: run the task again once the API answers to '
                     'resume them' % (summary['interrupted'], unfinished))
+            if summary.get('end_error'):
+                msg += ('; the run could not mark the host interrupted (%s): it is taken over once its heartbeat is '
+                        'older than the lease (%ss)' % (summary['end_error'], p['lease']))
         elif unfinished:
             msg += ('; %d servers are not finished after the timeout of %ss: run the task again to resume them'
                     % (unfinished, p['timeout']))

@@ -123,11 +123,16 @@ def test_an_outage_longer_than_outage_timeout_interrupts_and_the_same_task_finis
     args = dict(cloud=cloud.admin_cloud, host=HOST, max_parallel=1, poll_interval=2, timeout=600, outage_timeout=15)
     thread, box = in_background(cloud, args)
     wait_for_first_evacuation(conn, thread, box)
-    faults.error("nova", status=503, window=600)
+    # The servers and migrations APIs fail (the services API still answers, so the run can say it was interrupted).
+    faults.error("nova", status=503, window=600, path=r"^/v2\.1/(servers|os-migrations)")
     thread.join(600)
     result = box["result"]
     assert result.get("failed"), result["msg"]
     assert "INTERRUPTED" in result["msg"] and "compute API failed for" in result["msg"], result["msg"]
+    assert result["summary"]["end_error"] is None
+    (svc,) = [s for s in conn.compute.get("/os-services?binary=nova-compute", microversion="2.53").json()["services"]
+              if s["host"] == HOST]
+    assert svc["disabled_reason"].startswith("novaha.recovery run %s interrupted " % result["run_id"]), svc
     outcomes = [s["outcome"] for s in result["servers"]]
     assert "failed" not in outcomes and len(outcomes) == 4, outcomes
     unfinished = [s for s in result["servers"] if s["outcome"] in ("in_progress", "pending")]
