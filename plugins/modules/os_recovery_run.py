@@ -164,8 +164,9 @@ kind:
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova, SystemClock
+from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, option_error
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
-    PHASE_DONE, PHASE_INTERRUPTED, PHASE_ISOLATED, PHASE_VERIFYING, HostRun, plan_restore, valid_run_id,
+    PHASE_DONE, PHASE_INTERRUPTED, PHASE_ISOLATED, PHASE_VERIFYING, RUN_ID_RULE, HostRun, plan_restore,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._service import service_view
 
@@ -190,15 +191,21 @@ class RecoveryRun(NovahaModule):
         override=dict(type='bool', default=False),
     )
     module_kwargs = dict(supports_check_mode=True)
+    option_rules = dict(
+        run_id=RUN_ID_RULE,
+        lease=at_least(10, 'seconds'),
+        wait_for_run=at_least(0, 'seconds'),
+        settle=at_least(0, 'seconds'),
+    )
+
+    def check_conflicts(self):
+        p = self.params
+        if p['state'] != 'restored' and p['run_id'] is None:
+            raise option_error('run_id', None, 'is needed with state=%s: the id of this run' % p['state'],
+                               shown='not given')
 
     def run(self):
         p = self.params
-        if p['state'] != 'restored' and not valid_run_id(p['run_id']):
-            self.fail('run_id %r is not valid: state=%s needs the id of this run (1 to 32 letters, digits, "-" or '
-                      '"_"); nothing was changed' % (p['run_id'], p['state']), kind='configuration')
-        if p['lease'] < 10 or p['wait_for_run'] < 0 or p['settle'] < 0:
-            self.fail('lease must be 10 seconds or more, wait_for_run and settle 0 or more; nothing was changed',
-                      kind='configuration')
         self.results.update(run=None)
         # Restoring judges every run marker as someone else's: a live run is never cut short, whatever run_id says.
         host_run = HostRun(SdkNova(self.conn), p['host'], 'restore' if p['state'] == 'restored' else p['run_id'],
