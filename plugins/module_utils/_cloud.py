@@ -269,9 +269,9 @@ def clouds_yaml_files():
     return files
 
 
-def cloud_name_error(cloud, files=None):
-    """Why the cloud named ``cloud`` cannot be found, as a NovahaError naming the option and the file; None when
-    the first clouds.yaml openstacksdk reads does have it (the error is then elsewhere).
+def cloud_name_error(cloud, files=None, region_name=None):
+    """Why the cloud named ``cloud`` (in ``region_name``) cannot be used, as a NovahaError naming the option and
+    the file; None when the first clouds.yaml openstacksdk reads has it (the error is then elsewhere).
 
     openstacksdk skips a clouds.yaml it cannot parse and then says only that the cloud was not found."""
     import yaml  # openstacksdk's own dependency
@@ -294,11 +294,18 @@ def cloud_name_error(cloud, files=None):
     if not isinstance(clouds, dict):
         return NovahaError("cloud '%s': the clouds.yaml %s has no clouds: mapping. Nothing was changed"
                            % (cloud, path), kind=KIND_CONFIGURATION, option='cloud')
-    if cloud in clouds:
-        return None
-    return NovahaError("cloud '%s' is not in the clouds.yaml %s (its clouds: %s). Nothing was changed"
-                       % (cloud, path, ', '.join(sorted(str(c) for c in clouds)) or 'none'),
-                       kind=KIND_CONFIGURATION, option='cloud')
+    if cloud not in clouds:
+        return NovahaError("cloud '%s' is not in the clouds.yaml %s (its clouds: %s). Nothing was changed"
+                           % (cloud, path, ', '.join(sorted(str(c) for c in clouds)) or 'none'),
+                           kind=KIND_CONFIGURATION, option='cloud')
+    entry = clouds[cloud] if isinstance(clouds[cloud], dict) else {}
+    regions = [r.get('name') if isinstance(r, dict) else r for r in entry.get('regions') or []]
+    regions = [str(r) for r in regions or [entry.get('region_name')] if r]
+    if region_name and regions and region_name not in regions:
+        return NovahaError("region_name is '%s': cloud '%s' has the regions %s (names are case sensitive). "
+                           "Nothing was changed" % (region_name, cloud, ', '.join(regions)),
+                           kind=KIND_CONFIGURATION, option='region_name', value=region_name)
+    return None
 
 
 def connect(params, warn=None, secrets=None):
@@ -313,15 +320,16 @@ def connect(params, warn=None, secrets=None):
     cloud = kwargs.pop('cloud', None)
     where = "cloud '%s'" % cloud if isinstance(cloud, str) else 'the cloud'
     cache = params.get('auth_cache')
+    credentials = 'auth' if params.get('auth') else 'cloud'
     try:
         region = openstack.config.get_cloud_region(cloud=cloud, app_name=APP_NAME, **kwargs)
     except _api_exceptions() as exc:
-        named = cloud_name_error(cloud) if isinstance(cloud, str) and isinstance(
-            exc, openstack.exceptions.ConfigException) else None
+        named = cloud_name_error(cloud, region_name=kwargs.get('region_name')) if isinstance(cloud, str) and \
+            isinstance(exc, openstack.exceptions.ConfigException) else None
         if named is not None:
             raise named
         msg, details = describe_api_error(exc, 'connecting to %s' % where)
-        raise NovahaError(msg, option='auth' if params.get('auth') else 'cloud', **details)
+        raise NovahaError(msg, option=credentials, **details)
     if secrets is not None:
         secrets.update(collect_secrets(region.config))
     try:
@@ -331,7 +339,15 @@ def connect(params, warn=None, secrets=None):
         token = conn.session.get_token()
     except _api_exceptions() as exc:
         msg, details = describe_api_error(exc, 'connecting to %s' % where)
-        raise NovahaError(msg, option='auth' if params.get('auth') else 'cloud', **details)
+        if details['http_status'] == 404:
+            # Keystone answers 404 to a token it no longer knows (expired, revoked) given as the credentials.
+            msg, details['kind'] = ('connecting to %s failed: Keystone refused the authentication as not found: '
+                                    'an expired or revoked token, an unknown project, or an auth_url that is not '
+                                    "Keystone's (check %s) (HTTP 404%s)"
+                                    % (where, credentials if credentials == 'auth' else 'the clouds.yaml entry',
+                                       ', request id %s' % details['request_id'] if details['request_id'] else ''),
+                                    KIND_UNAUTHORIZED)
+        raise NovahaError(msg, option=credentials, **details)
     if secrets is not None and token:
         secrets.add(token)
     if cache:
@@ -490,8 +506,8 @@ class NovahaModule(object):
 
     Subclasses set ``argument_spec`` (their own options), ``module_kwargs`` (supports_check_mode,
     required_if, mutually_exclusive ...), ``option_rules`` (ranges and patterns of their options, see
-    _options; checked before ``run()``), optionally ``check_conflicts()`` (raises a NovahaError for options
-    that cannot go together), and implement ``run()``; the module file ends with
+    _options; checked before ``run()``), optionally ``check_inputs()`` (raises a NovahaError for options
+    that cannot go together or cannot be used, before connecting), and implement ``run()``; the module file ends with
     ``def main(): MyModule()()``. Inside ``run()``: ``self.conn`` (connects on first use),
     ``self.api(doing)`` as a context manager around SDK calls, ``self.exit(**result)``,
     ``self.fail(msg, **details)``.
@@ -540,10 +556,11 @@ class NovahaModule(object):
         rules = dict(CLOUD_OPTION_RULES) if self.needs_cloud else {}
         rules.update(self.option_rules)
         check_options(self.params, rules)
-        self.check_conflicts()
+        self.check_inputs()
 
-    def check_conflicts(self):
-        """Raise ``_options.conflict_error`` for options that cannot go together; none by default."""
+    def check_inputs(self):
+        """Raise ``_options.conflict_error`` for options that cannot go together (or another NovahaError of
+        kind configuration for a value that cannot be used); nothing by default."""
 
     # -- connection ---------------------------------------------------------------------------------------
 
@@ -597,13 +614,23 @@ class NovahaModule(object):
                                    exception=exc.import_traceback, **self.results)
         facts = exc.result()
         facts.update(details)
-        self.fail(exc.msg, **facts)
+        self.fail(self._whose_account(exc.msg, facts), **facts)
 
     def fail_api(self, exc, doing, **details):
         """The single way an SDK / keystoneauth exception becomes a failed task."""
         msg, facts = describe_api_error(exc, doing)
         facts.update(details)
-        self.fail(msg, **facts)
+        self.fail(self._whose_account(msg, facts), **facts)
+
+    def _whose_account(self, msg, facts):
+        """A refusal of the account names the option that chose it (cloud or auth)."""
+        if facts.get('kind') not in (KIND_FORBIDDEN, KIND_UNAUTHORIZED) or 'option' in facts:
+            return msg
+        cloud = self.params.get('cloud')
+        facts['option'] = 'auth' if self.params.get('auth') else 'cloud'
+        if isinstance(cloud, str) and not self.params.get('auth'):
+            return "%s - with the account of cloud '%s'" % (msg, cloud)
+        return '%s - with the account given in %s' % (msg, facts['option'])
 
     @contextlib.contextmanager
     def api(self, doing, **details):

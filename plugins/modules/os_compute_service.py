@@ -144,7 +144,7 @@ class ComputeService(NovahaModule):
     )
     module_kwargs = dict(supports_check_mode=True)
 
-    def check_conflicts(self):
+    def check_inputs(self):
         p = self.params
         if p['disabled_reason'] is not None and p['enabled'] is not False:
             raise conflict_error('disabled_reason', 'enabled', 'a disabled reason is only set together with '

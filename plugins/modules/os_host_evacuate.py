@@ -528,7 +528,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._errors import Eva
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import (
-    CountingNova, HostEvacuation, SdkService, list_host, read_host,
+    CountingNova, HostEvacuation, SdkService, compile_query, list_host, read_host, refusal_kind,
     summarize_run, wait_for_service_down,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, between
@@ -591,6 +591,10 @@ class HostEvacuate(NovahaModule):
         wait_for_service_down=at_least(0, 'seconds'),
     )
 
+    def check_inputs(self):
+        if self.params['query']:
+            compile_query(self.params['query'])
+
     def run(self):
         p = self.params
         host = p['host']
@@ -631,7 +635,7 @@ class HostEvacuate(NovahaModule):
                    % ('check mode: ' if self.check_mode else '', host, '; '.join(c.detail for c in failed)))
             self.give_back(evacuation, finished=False)
             if p['fail_on_guards']:
-                self.fail(msg)
+                self.fail(msg, kind=refusal_kind(failed))
             self.exit(changed=False, msg=msg)
 
         moving = [e for e in plan.work if e.action in (ACTION_EVACUATE, ACTION_RECONCILE)]

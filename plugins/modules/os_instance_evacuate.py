@@ -414,7 +414,7 @@ class InstanceEvacuate(NovahaModule):
         retries=at_least(0),
     )
 
-    def check_conflicts(self):
+    def check_inputs(self):
         p = self.params
         if p['target_host'] is not None and p['target_host'] == p['expected_source_host']:
             raise conflict_error('target_host', 'expected_source_host', 'both are %s; a server is evacuated away '

@@ -198,7 +198,7 @@ class RecoveryRun(NovahaModule):
         settle=at_least(0, 'seconds'),
     )
 
-    def check_conflicts(self):
+    def check_inputs(self):
         p = self.params
         if p['state'] != 'restored' and p['run_id'] is None:
             raise option_error('run_id', None, 'is needed with state=%s: the id of this run' % p['state'],

@@ -111,7 +111,7 @@ def test_a_cloud_that_is_neither_a_name_nor_a_dictionary():
 def conflicts(module, **params):
     instance = object.__new__(module)
     instance.params = params
-    instance.check_conflicts()
+    instance.check_inputs()
 
 
 def test_evacuating_a_server_to_its_own_failed_host_is_a_conflict():
