@@ -361,13 +361,26 @@ def connect(params, warn=None, secrets=None):
 # One Keystone token for the modules of a run (auth_cache)
 
 
-def _auth_cache_key(auth):
+def auth_cache_key(auth):
     """keystoneauth's hash of the credentials, so a token is never used for other credentials; None when the
     auth plugin cannot say."""
     try:
         return auth.get_cache_id()
     except (AttributeError, NotImplementedError):
         return None
+
+
+def revoke_token(conn, token):
+    """Revoke ``token`` with Keystone (DELETE /v3/auth/tokens) through ``conn``'s session. Returns None when
+    Keystone no longer accepts it (revoked now, or expired or revoked before), else why it is still valid."""
+    try:
+        resp = conn.identity.delete('/auth/tokens', headers={'X-Subject-Token': token}, raise_exc=False)
+    except _api_exceptions() as exc:
+        return describe_api_error(exc, 'revoking the token')[0]
+    if resp.status_code in (200, 204, 404):
+        return None
+    return 'Keystone answered HTTP %s%s' % (resp.status_code, ' (request id %s)' % _response_request_id(resp)
+                                            if _response_request_id(resp) else '')
 
 
 def _private_dir_problem(path):
@@ -385,7 +398,7 @@ def load_auth_state(path, auth):
     """Give ``auth`` the state (token and catalog) saved in ``path`` for the same credentials. Returns the
     state given, or None (no file, other credentials, unreadable: the module authenticates as usual).
     A file used is touched: its modification time says when a module of its run last used it."""
-    key = _auth_cache_key(auth)
+    key = auth_cache_key(auth)
     if not key or _private_dir_problem(os.path.dirname(path) or '.'):
         return None
     try:
@@ -409,7 +422,7 @@ def load_auth_state(path, auth):
 def save_auth_state(path, auth, loaded=None):
     """Save the state of ``auth`` in ``path`` (mode 0600, its directory 0700 when created) unless it is the
     one loaded. Returns None, or why nothing was saved."""
-    key = _auth_cache_key(auth)
+    key = auth_cache_key(auth)
     if not key:
         return 'this auth type cannot share its token'
     state = auth.get_auth_state()
