@@ -11,7 +11,6 @@ the HTTP status and the request id an operator greps for in the Nova logs.
 """
 
 import contextlib
-import glob
 import json
 import logging
 import os

@@ -118,7 +118,7 @@ class AuthCache(NovahaModule):
 
     def run(self):
         self.results.update(removed=[], kept=[])
-        self.path = os.path.abspath(os.path.expanduser(self.params['auth_cache']))
+        self.path = os.path.abspath(self.params['auth_cache'])  # type path: already expanded
         if self.params['state'] == 'absent':
             self.end_own()
         self.prune()

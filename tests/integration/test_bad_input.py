@@ -194,8 +194,8 @@ def admin_auth(cloud, **changes):
 CLOUD_SIDE = [
     case("unknown-host", EVACUATE, dict(host="node-99"), "host",
          ["host node-99 cannot be evacuated now", "node-99 is not a nova-compute host"]),
-    case("host-other-case", EVACUATE, dict(host="NODE-28"), "host", ["NODE-28 is not a nova-compute host",
-                                                                      "did you mean node-28"]),
+    case("host-other-case", EVACUATE, dict(host="NODE-28"), "host",
+         ["NODE-28 is not a nova-compute host", "did you mean node-28"]),
     case("host-ambiguous-prefix", INFO, dict(host="node-2"), "host",
          ["no nova-compute service on host node-2", "did you mean ", "node-27", "node-28"]),
     case("host-fqdn", SERVICE, dict(host="node-28.example.com", forced_down=True), "host",
