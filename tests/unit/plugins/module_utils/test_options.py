@@ -138,3 +138,12 @@ def test_a_run_without_run_id_is_named():
     assert caught.value.msg == ('run_id is not given: it is needed with state=claimed: the id of this run. '
                                 'Nothing was changed')
     conflicts(RecoveryRun, state='restored', run_id=None)
+
+
+def test_a_refusal_for_the_input_alone_is_a_configuration_error():
+    from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import Check, refusal_kind
+    unknown = Check('compute_host', False, 'node-99 is not a nova-compute host')
+    targets = Check('target_hosts', False, 'target_hosts: node-28 is the failed host itself')
+    up = Check('source_down', False, 'host node-27 is not fenced/forced down')
+    assert refusal_kind([unknown]) == refusal_kind([targets]) == 'configuration'
+    assert refusal_kind([targets, up]) == 'refused'
