@@ -79,7 +79,9 @@ options:
     type: str
   sdk_log_level:
     description:
-      - Level of the openstacksdk log written to O(sdk_log_path). V(DEBUG) includes HTTP requests.
+      - Level of the openstacksdk log written to O(sdk_log_path). V(DEBUG) includes HTTP requests and their
+        bodies; passwords, tokens, every secret option value and secret JSON members such as C(adminPass) are
+        written as C(********).
     type: str
     default: INFO
     choices: [INFO, DEBUG]
@@ -91,8 +93,9 @@ options:
       - The file is written with mode 0600, its directory created with mode 0700 when missing; a directory
         open to other users is refused with a warning. A token saved for other credentials is never used; an
         expired one, or one the API refuses, is replaced by a new authentication.
-      - It holds a bearer token until the token expires, so keep it in a private directory and remove it at
-        the end of the run, as the host_recovery role does (C(~/.ansible/tmp/novaha-recovery-RUN_ID.token)).
+      - It holds a bearer token until the token expires, so keep it in a private directory and end it with
+        M(novaha.recovery.os_auth_cache) at the end of the run (it revokes the token and removes the file), as
+        the host_recovery role does (C(~/.ansible/tmp/novaha-recovery-RUN_ID.token)).
       - Without it every module authenticates on its own.
     type: path
 requirements:

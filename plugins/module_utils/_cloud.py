@@ -12,6 +12,7 @@ the HTTP status and the request id an operator greps for in the Nova logs.
 
 import contextlib
 import json
+import logging
 import os
 import re
 import socket
@@ -24,8 +25,14 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.urls import open_url, ConnectionError as UrlsConnectionError
 
-from ansible_collections.novaha.recovery.plugins.module_utils._errors import MissingLibraryError, NovahaError
+from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
+    KIND_API, KIND_CONFIGURATION, KIND_FORBIDDEN, KIND_NOT_FOUND, KIND_UNAUTHORIZED, KIND_UNREACHABLE,
+    MissingLibraryError, NovahaError,
+)
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import TransportError
+from ansible_collections.novaha.recovery.plugins.module_utils._options import (
+    at_least, check_options, conflict_error, option_error,
+)
 
 try:
     import openstack
@@ -85,6 +92,41 @@ def collect_secrets(value, found=None):
     return found
 
 
+# A JSON member whose key names a secret ("adminPass", "password", "application_credential_secret", "token"
+# ...) and whose value is a string, as keystoneauth logs request and response bodies.
+_SECRET_MEMBER = re.compile(r'("[A-Za-z_-]*(?:pass|secret|token)[A-Za-z_-]*"\s*:\s*)"(?:[^"\\]|\\.)*"',
+                            re.IGNORECASE)
+REDACTED = '********'
+
+
+def redact(text, secrets):
+    """``text`` with every value of ``secrets`` and every secret JSON member replaced by ``********``."""
+    for secret in sorted((s for s in secrets if isinstance(s, str) and s), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return _SECRET_MEMBER.sub(r'\1"%s"' % REDACTED, text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter for the SDK log file: every record is written with ``redact`` applied. ``secrets`` is
+    read at each record (the module adds the cloud's passwords and the token once it has them)."""
+
+    def __init__(self, secrets):
+        super(RedactingFilter, self).__init__()
+        self.secrets = secrets
+
+    def filter(self, record):
+        try:
+            message = record.getMessage()
+        except Exception:  # pylint: disable=broad-except
+            message = str(record.msg)
+        record.msg, record.args = redact(message, self.secrets), None
+        if record.exc_info:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), self.secrets)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self.secrets)
+        return True
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Errors
 
@@ -128,33 +170,42 @@ def describe_api_error(exc, doing):
 
     ``doing`` names the object and the action, for example
     "forcing down the nova-compute service of node-28". The message says what failed and why; details
-    carry ``http_status`` and ``request_id`` (Nova's x-compute-request-id when present).
+    carry ``http_status``, ``request_id`` (Nova's x-compute-request-id when present) and ``kind``.
     """
     status, request_id, detail = _http_facts(exc)
     kinds = _exception_kind(exc)
     text = detail or str(exc) or type(exc).__name__
 
+    kind = KIND_API
     if status == 401 or 'Unauthorized' in kinds:
         cause = ('the cloud rejected the credentials (check auth / the clouds.yaml entry, the password '
                  'and the project and domain names): %s' % text)
+        kind = KIND_UNAUTHORIZED
     elif status == 403:
         cause = 'forbidden; this needs an account with the admin role: %s' % text
+        kind = KIND_FORBIDDEN
     elif status == 404:
         cause = 'not found: %s' % text
+        kind = KIND_NOT_FOUND
     elif status is not None:
         cause = text
     elif kinds & {'ConnectTimeout'}:
         cause = 'the API did not answer in time (unreachable or overloaded): %s' % text
+        kind = KIND_UNREACHABLE
     elif kinds & {'SSLError'}:
         cause = 'TLS verification failed (see validate_certs / ca_cert): %s' % text
+        kind = KIND_CONFIGURATION
     elif kinds & {'ConnectFailure', 'ConnectionError', 'UnknownConnectionError'}:
         cause = 'the API is unreachable: %s' % text
+        kind = KIND_UNREACHABLE
     elif kinds & {'EndpointNotFound', 'CatalogException'}:
         cause = ('no matching endpoint in the service catalog (check region_name and interface): %s'
                  % text)
+        kind = KIND_CONFIGURATION
     elif kinds & {'MissingRequiredOptions', 'MissingAuthPlugin', 'ConfigException',
                   'OpenStackConfigException', 'NoMatchingPlugin'}:
         cause = 'the cloud configuration is incomplete or invalid: %s' % text
+        kind = KIND_CONFIGURATION
     else:
         cause = text
 
@@ -166,7 +217,7 @@ def describe_api_error(exc, doing):
         facts.append('request id %s' % request_id)
     if facts:
         msg += ' (%s)' % ', '.join(facts)
-    return msg, dict(http_status=status, request_id=request_id)
+    return msg, dict(http_status=status, request_id=request_id, kind=kind)
 
 
 def _api_exceptions():
@@ -189,12 +240,12 @@ def connection_kwargs(params):
         if params.get('interface') not in (None, 'public'):
             clashing.append('interface')
         if clashing:
-            raise NovahaError('cloud is a complete cloud configuration (a dictionary), so %s must not '
-                              'also be given' % ', '.join(clashing))
+            raise conflict_error(clashing[0], 'cloud', 'cloud is a complete cloud configuration (a dictionary), '
+                                 'so %s must not also be given' % ', '.join(clashing))
         return dict(cloud)
     if cloud is not None and not isinstance(cloud, str):
-        raise NovahaError('cloud must be the name of a cloud in clouds.yaml or a dictionary, not %s'
-                          % type(cloud).__name__)
+        raise option_error('cloud', None, 'must be the name of a cloud in clouds.yaml or a dictionary',
+                           shown='a %s' % type(cloud).__name__)
     kwargs = dict(
         cloud=cloud,
         auth_type=params.get('auth_type'),
@@ -210,26 +261,95 @@ def connection_kwargs(params):
     return dict((k, v) for k, v in kwargs.items() if v is not None)
 
 
-def connect(params, warn=None):
+def clouds_yaml_files():
+    """The files openstacksdk reads named clouds from, in its order (E(OS_CLIENT_CONFIG_FILE) first)."""
+    files = list(getattr(openstack.config.loader, 'CONFIG_FILES', []))
+    if os.environ.get('OS_CLIENT_CONFIG_FILE'):
+        files.insert(0, os.environ['OS_CLIENT_CONFIG_FILE'])
+    return files
+
+
+def cloud_name_error(cloud, files=None, region_name=None):
+    """Why the cloud named ``cloud`` (in ``region_name``) cannot be used, as a NovahaError naming the option and
+    the file; None when the first clouds.yaml openstacksdk reads has it (the error is then elsewhere).
+
+    openstacksdk skips a clouds.yaml it cannot parse and then says only that the cloud was not found."""
+    import yaml  # openstacksdk's own dependency
+    files = clouds_yaml_files() if files is None else files
+    existing = [f for f in files if os.path.exists(f)]
+    if not existing:
+        return NovahaError("cloud '%s' cannot be found: there is no clouds.yaml (looked for %s). Nothing was changed"
+                           % (cloud, ', '.join(files[:4])), kind=KIND_CONFIGURATION, option='cloud')
+    path = existing[0]
+    try:
+        with open(path) as handle:
+            data = json.load(handle) if path.endswith('.json') else yaml.safe_load(handle)
+    except (IOError, OSError) as exc:
+        return NovahaError("cloud '%s': the clouds.yaml %s cannot be read: %s. Nothing was changed"
+                           % (cloud, path, exc.strerror or exc), kind=KIND_CONFIGURATION, option='cloud')
+    except (ValueError, yaml.YAMLError) as exc:
+        return NovahaError("cloud '%s': the clouds.yaml %s is not valid YAML: %s. Nothing was changed"
+                           % (cloud, path, ' '.join(str(exc).split())), kind=KIND_CONFIGURATION, option='cloud')
+    clouds = data.get('clouds') if isinstance(data, dict) else None
+    if not isinstance(clouds, dict):
+        return NovahaError("cloud '%s': the clouds.yaml %s has no clouds: mapping. Nothing was changed"
+                           % (cloud, path), kind=KIND_CONFIGURATION, option='cloud')
+    if cloud not in clouds:
+        return NovahaError("cloud '%s' is not in the clouds.yaml %s (its clouds: %s). Nothing was changed"
+                           % (cloud, path, ', '.join(sorted(str(c) for c in clouds)) or 'none'),
+                           kind=KIND_CONFIGURATION, option='cloud')
+    entry = clouds[cloud] if isinstance(clouds[cloud], dict) else {}
+    regions = [r.get('name') if isinstance(r, dict) else r for r in entry.get('regions') or []]
+    regions = [str(r) for r in regions or [entry.get('region_name')] if r]
+    if region_name and regions and region_name not in regions:
+        return NovahaError("region_name is '%s': cloud '%s' has the regions %s (names are case sensitive). "
+                           "Nothing was changed" % (region_name, cloud, ', '.join(regions)),
+                           kind=KIND_CONFIGURATION, option='region_name', value=region_name)
+    return None
+
+
+def connect(params, warn=None, secrets=None):
     """An authenticated openstack.connection.Connection; clouds.yaml is found as openstacksdk does
     (E(OS_CLIENT_CONFIG_FILE) first). Raises NovahaError with a readable cause.
 
     With ``auth_cache``, the token an earlier module of the run saved there is used while it is valid
     (keystoneauth authenticates again when it has expired, or when the API refuses it), and a new one is saved.
+    ``secrets`` (a set) receives the passwords of the cloud configuration and the token, for redaction.
     """
     kwargs = connection_kwargs(params)
     cloud = kwargs.pop('cloud', None)
     where = "cloud '%s'" % cloud if isinstance(cloud, str) else 'the cloud'
     cache = params.get('auth_cache')
+    credentials = 'auth' if params.get('auth') else 'cloud'
     try:
         region = openstack.config.get_cloud_region(cloud=cloud, app_name=APP_NAME, **kwargs)
+    except _api_exceptions() as exc:
+        named = cloud_name_error(cloud, region_name=kwargs.get('region_name')) if isinstance(cloud, str) and \
+            isinstance(exc, openstack.exceptions.ConfigException) else None
+        if named is not None:
+            raise named
+        msg, details = describe_api_error(exc, 'connecting to %s' % where)
+        raise NovahaError(msg, option=credentials, **details)
+    if secrets is not None:
+        secrets.update(collect_secrets(region.config))
+    try:
         conn = openstack.connection.Connection(config=region)
         loaded = load_auth_state(cache, conn.session.auth) if cache else None
         # Authenticate now so a bad password fails here, named as such, not inside the first API call.
-        authenticate(conn.session)
+        token = authenticate(conn.session)
     except _api_exceptions() as exc:
         msg, details = describe_api_error(exc, 'connecting to %s' % where)
-        raise NovahaError(msg, **details)
+        if details['http_status'] == 404:
+            # Keystone answers 404 to a token it no longer knows (expired, revoked) given as the credentials.
+            msg, details['kind'] = ('connecting to %s failed: Keystone refused the authentication as not found: '
+                                    'an expired or revoked token, an unknown project, or an auth_url that is not '
+                                    "Keystone's (check %s) (HTTP 404%s)"
+                                    % (where, credentials if credentials == 'auth' else 'the clouds.yaml entry',
+                                       ', request id %s' % details['request_id'] if details['request_id'] else ''),
+                                    KIND_UNAUTHORIZED)
+        raise NovahaError(msg, option=credentials, **details)
+    if secrets is not None and token:
+        secrets.add(token)
     if cache:
         problem = save_auth_state(cache, conn.session.auth, loaded)
         if problem and warn is not None:
@@ -268,13 +388,26 @@ def authenticate(session, budget=None, clock=time.monotonic, sleep=time.sleep):
 # One Keystone token for the modules of a run (auth_cache)
 
 
-def _auth_cache_key(auth):
+def auth_cache_key(auth):
     """keystoneauth's hash of the credentials, so a token is never used for other credentials; None when the
     auth plugin cannot say."""
     try:
         return auth.get_cache_id()
     except (AttributeError, NotImplementedError):
         return None
+
+
+def revoke_token(conn, token):
+    """Revoke ``token`` with Keystone (DELETE /v3/auth/tokens) through ``conn``'s session. Returns None when
+    Keystone no longer accepts it (revoked now, or expired or revoked before), else why it is still valid."""
+    try:
+        resp = conn.identity.delete('/auth/tokens', headers={'X-Subject-Token': token}, raise_exc=False)
+    except _api_exceptions() as exc:
+        return describe_api_error(exc, 'revoking the token')[0]
+    if resp.status_code in (200, 204, 404):
+        return None
+    return 'Keystone answered HTTP %s%s' % (resp.status_code, ' (request id %s)' % _response_request_id(resp)
+                                            if _response_request_id(resp) else '')
 
 
 def _private_dir_problem(path):
@@ -290,8 +423,9 @@ def _private_dir_problem(path):
 
 def load_auth_state(path, auth):
     """Give ``auth`` the state (token and catalog) saved in ``path`` for the same credentials. Returns the
-    state given, or None (no file, other credentials, unreadable: the module authenticates as usual)."""
-    key = _auth_cache_key(auth)
+    state given, or None (no file, other credentials, unreadable: the module authenticates as usual).
+    A file used is touched: its modification time says when a module of its run last used it."""
+    key = auth_cache_key(auth)
     if not key or _private_dir_problem(os.path.dirname(path) or '.'):
         return None
     try:
@@ -305,13 +439,17 @@ def load_auth_state(path, auth):
         auth.set_auth_state(state)
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+    try:
+        os.utime(path)
+    except OSError:
+        pass
     return state
 
 
 def save_auth_state(path, auth, loaded=None):
     """Save the state of ``auth`` in ``path`` (mode 0600, its directory 0700 when created) unless it is the
     one loaded. Returns None, or why nothing was saved."""
-    key = _auth_cache_key(auth)
+    key = auth_cache_key(auth)
     if not key:
         return 'this auth type cannot share its token'
     state = auth.get_auth_state()
@@ -387,11 +525,29 @@ def bmc_http(validate_certs=True, ca_path=None):
 # The module base class
 
 
+class _ConfiguredModule(AnsibleModule):
+    """AnsibleModule whose own validation failures (a wrong type, an unknown or missing option) carry
+    ``kind: configuration`` like the collection's other option errors."""
+
+    validating = True
+
+    def fail_json(self, msg, **kwargs):
+        if self.validating:
+            kwargs.setdefault('kind', KIND_CONFIGURATION)
+        super(_ConfiguredModule, self).fail_json(msg, **kwargs)
+
+
+# The options of every module that the argument spec cannot check (see _options).
+CLOUD_OPTION_RULES = dict(api_timeout=at_least(1, 'seconds'))
+
+
 class NovahaModule(object):
     """Base of the collection's modules.
 
     Subclasses set ``argument_spec`` (their own options), ``module_kwargs`` (supports_check_mode,
-    required_if, mutually_exclusive ...) and implement ``run()``; the module file ends with
+    required_if, mutually_exclusive ...), ``option_rules`` (ranges and patterns of their options, see
+    _options; checked before ``run()``), optionally ``check_inputs()`` (raises a NovahaError for options
+    that cannot go together or cannot be used, before connecting), and implement ``run()``; the module file ends with
     ``def main(): MyModule()()``. Inside ``run()``: ``self.conn`` (connects on first use),
     ``self.api(doing)`` as a context manager around SDK calls, ``self.exit(**result)``,
     ``self.fail(msg, **details)``.
@@ -399,12 +555,14 @@ class NovahaModule(object):
 
     argument_spec = {}
     module_kwargs = {}
+    option_rules = {}
     needs_cloud = True
 
     def __init__(self):
         spec = cloud_argument_spec() if self.needs_cloud else {}
         spec.update(self.argument_spec)
-        self.ansible = AnsibleModule(argument_spec=spec, **self.module_kwargs)
+        self.ansible = _ConfiguredModule(argument_spec=spec, **self.module_kwargs)
+        self.ansible.validating = False
         self.params = self.ansible.params
         self.check_mode = self.ansible.check_mode
         self.results = dict(changed=False)
@@ -421,10 +579,28 @@ class NovahaModule(object):
             self._setup_sdk_logging()
 
     def _setup_sdk_logging(self):
+        """The SDK log file, with every no_log value, the cloud's passwords, the token and secret JSON members
+        (adminPass, password ...) redacted (keystoneauth logs request and response bodies at DEBUG)."""
         path = self.params.get('sdk_log_path')
         if path:
             debug = self.params.get('sdk_log_level') == 'DEBUG'
-            openstack.enable_logging(debug=debug, http_debug=debug, path=path)
+            handler = logging.FileHandler(path)
+            handler.addFilter(RedactingFilter(self.ansible.no_log_values))
+            openstack.enable_logging(debug=debug, http_debug=debug, handlers=[handler])
+
+    # -- options ------------------------------------------------------------------------------------------
+
+    def check_options(self):
+        """The option rules of the cloud options and of this module, then its conflicts: NovahaError for the
+        first bad option, before anything is read or changed."""
+        rules = dict(CLOUD_OPTION_RULES) if self.needs_cloud else {}
+        rules.update(self.option_rules)
+        check_options(self.params, rules)
+        self.check_inputs()
+
+    def check_inputs(self):
+        """Raise ``_options.conflict_error`` for options that cannot go together (or another NovahaError of
+        kind configuration for a value that cannot be used); nothing by default."""
 
     # -- connection ---------------------------------------------------------------------------------------
 
@@ -436,7 +612,7 @@ class NovahaModule(object):
 
     def connect(self):
         try:
-            conn = connect(self.params, warn=self.warn)
+            conn = connect(self.params, warn=self.warn, secrets=self.ansible.no_log_values)
         except NovahaError as exc:
             self.fail_error(exc)
         if self.params.get('auth_cache'):
@@ -478,13 +654,23 @@ class NovahaModule(object):
                                    exception=exc.import_traceback, **self.results)
         facts = exc.result()
         facts.update(details)
-        self.fail(exc.msg, **facts)
+        self.fail(self._whose_account(exc.msg, facts), **facts)
 
     def fail_api(self, exc, doing, **details):
         """The single way an SDK / keystoneauth exception becomes a failed task."""
         msg, facts = describe_api_error(exc, doing)
         facts.update(details)
-        self.fail(msg, **facts)
+        self.fail(self._whose_account(msg, facts), **facts)
+
+    def _whose_account(self, msg, facts):
+        """A refusal of the account names the option that chose it (cloud or auth)."""
+        if facts.get('kind') not in (KIND_FORBIDDEN, KIND_UNAUTHORIZED) or 'option' in facts:
+            return msg
+        cloud = self.params.get('cloud')
+        facts['option'] = 'auth' if self.params.get('auth') else 'cloud'
+        if isinstance(cloud, str) and not self.params.get('auth'):
+            return "%s - with the account of cloud '%s'" % (msg, cloud)
+        return '%s - with the account given in %s' % (msg, facts['option'])
 
     @contextlib.contextmanager
     def api(self, doing, **details):
@@ -501,6 +687,7 @@ class NovahaModule(object):
 
     def __call__(self):
         try:
+            self.check_options()
             self.run()
         except NovahaError as exc:
             self.fail_error(exc)

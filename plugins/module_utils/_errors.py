@@ -14,10 +14,13 @@ decide on (never the English of ``msg``), ``details`` are the facts a failed tas
 
 from __future__ import annotations
 
-# Kinds shared by every topic: an answer of the API that was an error, a refusal of the credentials or the
-# role, an object that does not exist, and input that cannot be used.
+# Kinds shared by every topic: an answer of the API that was an error, a refusal of the role, credentials the
+# cloud rejected, an API that did not answer, an object that does not exist, and input that cannot be used (an
+# option, a clouds.yaml entry).
 KIND_API = 'api_error'
 KIND_FORBIDDEN = 'forbidden'
+KIND_UNAUTHORIZED = 'unauthorized'
+KIND_UNREACHABLE = 'unreachable'
 KIND_NOT_FOUND = 'not_found'
 KIND_CONFIGURATION = 'configuration'
 KIND_MISSING_LIBRARY = 'missing_library'

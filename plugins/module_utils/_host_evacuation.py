@@ -10,7 +10,7 @@ body)``), Placement and Glance through adapters with the same shape, time throug
 
 One function per decision:
 
-- may this host be evacuated now ............................ ``check_preconditions``
+- may this host be evacuated now ............................ ``check_preconditions`` (``refusal_kind``)
 - is another run in progress ................................ ``_run.judge_holder`` / ``holder_check``
 - which servers are evacuated, in which order, and why not .. ``select_servers``
 - is there room for them .................................... ``check_capacity`` (``pack``)
@@ -32,7 +32,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._decisions import 
     OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED, evacuate_request, parse_lock_reason, snapshot,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
-    EvacuationError, MissingLibraryError, NovahaError,
+    KIND_CONFIGURATION, EvacuationError, MissingLibraryError, NovahaError,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import summarize
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
@@ -41,7 +41,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
     MV_AGGREGATES, MV_BASE, MV_HYPERVISORS, MV_SERVER_GROUPS,
 )
-from ansible_collections.novaha.recovery.plugins.module_utils._service import service_view
+from ansible_collections.novaha.recovery.plugins.module_utils._service import close_matches, service_view
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
     COMPUTE, DEFAULT_LEASE, DEFAULT_SETTLE, PHASE_EVACUATING, PHASE_INTERRUPTED, PHASE_VERIFYING,
     UNFINISHED_MIGRATIONS, HostRun, RunError, controller_identity, judge_holder, parse_marker, reference_time, wait_for,
@@ -219,7 +219,7 @@ def check_preconditions(services, host, max_down_percent, target_hosts=None):
 
     if source is None:
         known = sorted(s.get('host') for s in computes if s.get('host'))
-        close = [h for h in known if h.split('.')[0].lower() == host.split('.')[0].lower()]
+        close = close_matches(host, known)
         if mine:
             detail = 'host %s has %d nova-compute services; remove the stale ones first' % (host, len(mine))
         else:
@@ -262,8 +262,8 @@ def check_preconditions(services, host, max_down_percent, target_hosts=None):
         if host in target_hosts:
             ok = False
             parts.append('%s is the failed host itself' % host)
-        checks.append(Check('target_hosts', ok, '; '.join(parts) if parts else 'target hosts enabled and up: %s'
-                            % ', '.join(target_hosts)))
+        checks.append(Check('target_hosts', ok, 'target_hosts: %s' % '; '.join(parts) if parts else
+                            'target hosts enabled and up: %s' % ', '.join(target_hosts)))
 
     down = sorted(s.get('host') for s in computes if service_down(s))
     if computes:
@@ -288,6 +288,15 @@ def check_preconditions(services, host, max_down_percent, target_hosts=None):
                                                        '%s %s' % (s.get('host'), s.get('state')) for s in schedulers)
                                                        or 'none registered')))
     return checks, source
+
+
+# The guards that judge the task's input (the host and target host names) rather than the cloud.
+INPUT_CHECKS = ('compute_host', 'target_hosts')
+
+
+def refusal_kind(failed):
+    """The kind of a refusal by the ``failed`` checks: configuration when only the input is wrong, else refused."""
+    return KIND_CONFIGURATION if all(c.name in INPUT_CHECKS for c in failed) else 'refused'
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -330,7 +339,8 @@ def compile_query(expression):
         return jmespath.compile(expression)
     except jmespath.exceptions.JMESPathError as exc:
         raise NovahaError('query %r is not a valid JMESPath expression: %s. Nothing was changed'
-                          % (expression, ' '.join(str(exc).split())), query=expression)
+                          % (expression, ' '.join(str(exc).split())), kind=KIND_CONFIGURATION, option='query',
+                          query=expression)
 
 
 def run_query(compiled, expression, views):
@@ -347,7 +357,7 @@ def run_query(compiled, expression, views):
         raise NovahaError('query %r must return a list of servers (or of their ids or names), not %s %s. '
                           'Write it as a filter, for example "[?metadata.HA_Enabled==\'True\']". '
                           'Nothing was changed' % (expression, type(found).__name__, json.dumps(found)[:80]),
-                          query=expression)
+                          kind=KIND_CONFIGURATION, option='query', query=expression)
     by_name = {}
     for view in views:
         by_name.setdefault(view['name'], []).append(view['id'])
@@ -363,7 +373,8 @@ def run_query(compiled, expression, views):
         else:
             raise NovahaError('query %r returned %s, which is not a server of the list (an object with its '
                               '"id", an id or a name). Nothing was changed'
-                              % (expression, json.dumps(item)[:80]), query=expression)
+                              % (expression, json.dumps(item)[:80]), kind=KIND_CONFIGURATION, option='query',
+                              query=expression)
     return picked
 
 

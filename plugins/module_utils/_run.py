@@ -38,6 +38,7 @@ import socket
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import NovahaError
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import MV_SERVICES
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import NovaApiError
+from ansible_collections.novaha.recovery.plugins.module_utils._options import matching
 
 COMPUTE = 'nova-compute'
 REASON_MAX = 255        # Nova's column for disabled_reason
@@ -68,6 +69,8 @@ CLAIM_ROUNDS = 3        # slow read-and-write rounds before a claim gives up
 
 _STAMP = '%Y%m%dT%H%M%SZ'
 _RUN_ID_RE = re.compile(r'^[0-9A-Za-z_-]{1,32}$')
+# The rule of every module option run_id (see _options).
+RUN_ID_RULE = matching(_RUN_ID_RE.pattern, '1 to 32 letters, digits, "-" or "_"')
 _MARKER_RE = re.compile(
     r'^novaha\.recovery run (?P<run_id>[0-9A-Za-z_-]{1,32}) (?P<phase>[a-z]+) ctl (?P<controller>\S+)'
     r' start (?P<start>\d{8}T\d{6}Z) beat (?P<beat>\d{8}T\d{6}Z) lease (?P<lease>\d+);'

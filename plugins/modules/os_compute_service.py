@@ -34,7 +34,8 @@ options:
     type: bool
   disabled_reason:
     description:
-      - The reason recorded with O(enabled=false). A disabled service whose reason differs gets this one.
+      - The reason recorded with O(enabled=false), and only with it (given with any other O(enabled) it is an
+        error). A disabled service whose reason differs gets this one.
     type: str
   only_if_disabled_reason:
     description:
@@ -102,6 +103,7 @@ service:
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
+from ansible_collections.novaha.recovery.plugins.module_utils._options import conflict_error
 from ansible_collections.novaha.recovery.plugins.module_utils._service import (
     find_compute_service, predict_service, service_microversion, update_compute_service,
 )
@@ -141,6 +143,12 @@ class ComputeService(NovahaModule):
         only_if_disabled_reason=dict(type='str'),
     )
     module_kwargs = dict(supports_check_mode=True)
+
+    def check_inputs(self):
+        p = self.params
+        if p['disabled_reason'] is not None and p['enabled'] is not False:
+            raise conflict_error('disabled_reason', 'enabled', 'a disabled reason is only set together with '
+                                 'enabled=false (enabled is %s)' % p['enabled'])
 
     def run(self):
         p = self.params

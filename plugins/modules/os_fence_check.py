@@ -332,6 +332,7 @@ request_id:
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule, bmc_http
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import IpmiBmc, RedfishBmc, check_fence
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
+from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least
 from ansible_collections.novaha.recovery.plugins.module_utils._service import (
     find_compute_service, plan_service_update, predict_service, service_microversion, stale_heartbeat,
     update_compute_service,
@@ -367,6 +368,7 @@ class FenceCheck(NovahaModule):
         fail_on_unfenced=dict(type='bool', default=True),
     )
     module_kwargs = dict(supports_check_mode=True)
+    option_rules = dict(power_timeout=at_least(0, 'seconds'))
 
     def build_bmc(self):
         spec = self.params['bmc'] or {'type': 'none'}

@@ -535,9 +535,10 @@ from ansible_collections.novaha.recovery.plugins.module_utils._errors import Eva
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import (
-    CountingNova, HostEvacuation, SdkService, list_host, read_host, summarize_run,
+    CountingNova, HostEvacuation, SdkService, compile_query, list_host, read_host, refusal_kind, summarize_run,
 )
-from ansible_collections.novaha.recovery.plugins.module_utils._run import RunError, valid_run_id
+from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, between
+from ansible_collections.novaha.recovery.plugins.module_utils._run import RUN_ID_RULE, RunError
 
 SELECT_SPEC = dict(
     metadata=dict(type='dict'),
@@ -582,26 +583,31 @@ class HostEvacuate(NovahaModule):
         fail_on_guards=dict(type='bool', default=True),
     )
     module_kwargs = dict(supports_check_mode=True)
+    option_rules = dict(
+        run_id=RUN_ID_RULE,
+        max_parallel=at_least(1, why='at most this many evacuations at once'),
+        max_down_percent=between(0, 100, 'percent'),
+        timeout=at_least(1, 'seconds'),
+        outage_timeout=at_least(1, 'seconds'),
+        poll_interval=at_least(1, 'seconds'),
+        retries=at_least(0),
+        progress_interval=at_least(1, 'seconds'),
+        lease=at_least(10, 'seconds'),
+        wait_for_run=at_least(0, 'seconds'),
+        wait_for_service_down=at_least(0, 'seconds'),
+    )
+
+    def check_inputs(self):
+        if self.params['query']:
+            compile_query(self.params['query'])
 
     def run(self):
         p = self.params
-        if p['max_parallel'] < 1 or p['timeout'] <= 0 or p['poll_interval'] <= 0 or p['retries'] < 0 \
-                or not 0 <= p['max_down_percent'] <= 100 or p['progress_interval'] <= 0:
-            self.fail('max_parallel, timeout, poll_interval and progress_interval must be more than 0, retries 0 or '
-                      'more, and max_down_percent between 0 and 100')
-        if p['outage_timeout'] <= 0:
-            self.fail('outage_timeout must be more than 0 seconds, not %s; nothing was changed' % p['outage_timeout'],
-                      kind='configuration')
         host = p['host']
         self.results.update(host=host, preconditions=[])
 
         nova = CountingNova(SdkNova(self.conn))
         engine = Engine(nova, microversion=p['microversion'])
-        if p['run_id'] is not None and not valid_run_id(p['run_id']):
-            self.fail('run_id %r is not valid: 1 to 32 letters, digits, "-" or "_"; nothing was changed'
-                      % p['run_id'])
-        if p['lease'] < 10 or p['wait_for_run'] < 0:
-            self.fail('lease must be 10 seconds or more and wait_for_run 0 or more; nothing was changed')
         evacuation = HostEvacuation(engine, placement=SdkService(self.conn.placement),
                                     image=SdkService(self.conn.image), run_id=p['run_id'],
                                     joined=p['run_id'] is not None, lease=p['lease'])
@@ -635,7 +641,7 @@ class HostEvacuate(NovahaModule):
                    % ('check mode: ' if self.check_mode else '', host, '; '.join(c.detail for c in failed)))
             self.give_back(evacuation, finished=False)
             if p['fail_on_guards']:
-                self.fail(msg)
+                self.fail(msg, kind=refusal_kind(failed))
             self.exit(changed=False, msg=msg)
 
         moving = [e for e in plan.work if e.action in (ACTION_EVACUATE, ACTION_RECONCILE)]

@@ -389,6 +389,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._decisions import 
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
+from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, conflict_error
 
 
 class InstanceEvacuate(NovahaModule):
@@ -407,11 +408,20 @@ class InstanceEvacuate(NovahaModule):
         microversion=dict(type='str'),
     )
     module_kwargs = dict(supports_check_mode=True)
+    option_rules = dict(
+        timeout=at_least(1, 'seconds'),
+        poll_interval=at_least(1, 'seconds'),
+        retries=at_least(0),
+    )
+
+    def check_inputs(self):
+        p = self.params
+        if p['target_host'] is not None and p['target_host'] == p['expected_source_host']:
+            raise conflict_error('target_host', 'expected_source_host', 'both are %s; a server is evacuated away '
+                                 'from its failed host, never to it' % p['target_host'], value=p['target_host'])
 
     def run(self):
         p = self.params
-        if p['timeout'] <= 0 or p['poll_interval'] <= 0 or p['retries'] < 0:
-            self.fail('timeout and poll_interval must be more than 0 and retries 0 or more')
 
         engine = Engine(SdkNova(self.conn), microversion=p['microversion'])
         self.results['microversions'] = engine.mv.to_dict()

@@ -286,10 +286,11 @@ from ansible_collections.novaha.recovery.plugins.module_utils._errors import Eva
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import read_tracked
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova, SystemClock
+from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, option_error
 from ansible_collections.novaha.recovery.plugins.module_utils._report import servers_to_verify, verdicts
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
-    PHASE_DONE, PHASE_INTERRUPTED, PHASE_ISOLATED, PHASE_VERIFYING, HostRun, iso, plan_restore,
-    valid_run_id, wait_for_repair,
+    PHASE_DONE, PHASE_INTERRUPTED, PHASE_ISOLATED, PHASE_VERIFYING, RUN_ID_RULE, HostRun, iso, plan_restore,
+    wait_for_repair,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._service import service_view
 
@@ -323,16 +324,24 @@ class RecoveryRun(NovahaModule):
         verify_interval=dict(type='int', default=5),
     )
     module_kwargs = dict(supports_check_mode=True)
+    option_rules = dict(
+        run_id=RUN_ID_RULE,
+        lease=at_least(10, 'seconds'),
+        wait_for_run=at_least(0, 'seconds'),
+        settle=at_least(0, 'seconds'),
+        verify_timeout=at_least(0, 'seconds'),
+        verify_interval=at_least(1, 'seconds'),
+        wait_for_repair=at_least(0, 'seconds'),
+    )
+
+    def check_inputs(self):
+        p = self.params
+        if p['state'] != 'restored' and p['run_id'] is None:
+            raise option_error('run_id', None, 'is needed with state=%s: the id of this run' % p['state'],
+                               shown='not given')
 
     def run(self):
         p = self.params
-        if p['state'] != 'restored' and not valid_run_id(p['run_id']):
-            self.fail('run_id %r is not valid: state=%s needs the id of this run (1 to 32 letters, digits, "-" or '
-                      '"_"); nothing was changed' % (p['run_id'], p['state']), kind='configuration')
-        if p['lease'] < 10 or p['wait_for_run'] < 0 or p['settle'] < 0 or p['verify_timeout'] < 0 \
-                or p['verify_interval'] < 1 or p['wait_for_repair'] < 0:
-            self.fail('lease must be 10 seconds or more, wait_for_run, settle, verify_timeout and wait_for_repair 0 '
-                      'or more, verify_interval 1 or more; nothing was changed', kind='configuration')
         self.results.update(run=None)
         self.nova = SdkNova(self.conn)
         # Restoring judges every run marker as someone else's: a live run is never cut short, whatever run_id says.

@@ -25,7 +25,7 @@ def test_forbidden_says_admin_is_needed_with_status_and_request_id():
     assert msg.startswith("looking up the nova-compute service of node-28 failed: forbidden; "
                           "this needs an account with the admin role")
     assert "HTTP 403" in msg and "request id req-5d1c" in msg
-    assert details == {"http_status": 403, "request_id": "req-5d1c"}
+    assert details == {"http_status": 403, "request_id": "req-5d1c", "kind": "forbidden"}
 
 
 def test_rejected_credentials_are_named_as_such():
@@ -40,7 +40,7 @@ def test_an_unreachable_api_is_not_mistaken_for_an_http_error():
     msg, details = _cloud.describe_api_error(ksa_exc.ConnectFailure("Unable to establish connection"),
                                              "listing servers on node-28")
     assert "the API is unreachable" in msg
-    assert details == {"http_status": None, "request_id": None}
+    assert details == {"http_status": None, "request_id": None, "kind": "unreachable"}
 
 
 def test_nova_message_is_kept_for_other_http_errors():
