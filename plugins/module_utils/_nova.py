@@ -69,7 +69,7 @@ def transient(err):
 def explain_api_error(err, doing):
     """An EvacuationError (a NovahaError) for an HTTP error of the compute API while ``doing`` something."""
     if err.status_code == 403:
-        msg = ('%s was refused: forbidden (%s); evacuation needs an account with the admin role'
+        msg = ('%s was refused: forbidden (%s); this needs an account with the admin role'
                % (doing, err.message))
         kind = KIND_FORBIDDEN
     elif err.status_code == 401:
