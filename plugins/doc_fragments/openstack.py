@@ -73,6 +73,14 @@ options:
     description:
       - Seconds the HTTP layer waits for one OpenStack API response. If omitted, openstacksdk's default.
     type: int
+  auth_retry_timeout:
+    description:
+      - Seconds the module keeps asking Keystone for a token when it starts while Keystone fails transiently (no
+        answer, HTTP 500, 502, 503 or 504), with backoff, before it fails; a recovery launched during a short
+        control-plane outage waits it out. V(0) asks once. A refusal (wrong password, no such project) fails at
+        once.
+    type: int
+    default: 60
   sdk_log_path:
     description:
       - Path of a file where openstacksdk writes its log. No log is written when omitted.

@@ -67,6 +67,7 @@ def cloud_argument_spec():
         client_cert=dict(type='str', aliases=['cert']),
         client_key=dict(type='str', no_log=True, aliases=['key']),
         api_timeout=dict(type='int'),
+        auth_retry_timeout=dict(type='int', default=60),
         sdk_log_path=dict(type='str'),
         sdk_log_level=dict(type='str', default='INFO', choices=['INFO', 'DEBUG']),
         auth_cache=dict(type='path'),
@@ -336,7 +337,7 @@ def connect(params, warn=None, secrets=None):
         conn = openstack.connection.Connection(config=region)
         loaded = load_auth_state(cache, conn.session.auth) if cache else None
         # Authenticate now so a bad password fails here, named as such, not inside the first API call.
-        token = authenticate(conn.session)
+        token = authenticate(conn.session, params.get('auth_retry_timeout'))
     except _api_exceptions() as exc:
         msg, details = describe_api_error(exc, 'connecting to %s' % where)
         if details['http_status'] == 404:
@@ -538,7 +539,7 @@ class _ConfiguredModule(AnsibleModule):
 
 
 # The options of every module that the argument spec cannot check (see _options).
-CLOUD_OPTION_RULES = dict(api_timeout=at_least(1, 'seconds'))
+CLOUD_OPTION_RULES = dict(api_timeout=at_least(1, 'seconds'), auth_retry_timeout=at_least(0, 'seconds'))
 
 
 class NovahaModule(object):
