@@ -87,8 +87,8 @@ options:
             for example C(/usr/sbin/fence_apc_snmp) for a PDU outlet or C(/usr/sbin/fence_scsi) for a storage
             fence, or an operator's own script.
           - "The contract: the options arrive on standard input, one C(name=value) a line - C(action)
-            (C(status) or C(off)), C(ip), C(ipport), C(username), C(password) from the settings above, then
-            O(bmc.options). For C(action=status) it exits 0 when the host is on, 2 when it is off, anything else
+            (C(status) or C(off)), C(ip), C(ipport), C(username), C(password) from the settings above, C(nodename)
+            (the host), then O(bmc.options). For C(action=status) it exits 0 when the host is on, 2 when it is off, anything else
             when it cannot tell (standard error says why). For C(action=off) it exits 0 once the power is cut.
             It is killed after O(bmc.timeout) seconds."
         type: path

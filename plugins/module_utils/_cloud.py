@@ -434,7 +434,7 @@ def build_fence_levels(params, host=None, compute_hosts=()):
         else:
             built.append(FenceAgent(settings['agent'], options=settings['options'], address=settings['address'],
                                     port=settings['port'], username=settings['username'],
-                                    password=settings['password'], timeout=settings['timeout']))
+                                    password=settings['password'], timeout=settings['timeout'], host=host))
     return built
 
 

@@ -455,9 +455,9 @@ class FenceAgent(object):
     ``fence_scsi``, ``fence_ipmilan``... or an operator's own executable):
 
     - options arrive on stdin, one ``name=value`` a line: ``action`` (``status`` or ``off``), then ``ip``,
-      ``ipport``, ``username``, ``password`` when the level sets address, port, username, password, then the
-      level's ``options`` (for example ``plug=12``); the password is never on the command line or in the
-      environment;
+      ``ipport``, ``username``, ``password`` when the level sets address, port, username, password,
+      ``nodename`` (the host, as pacemaker passes it), then the level's ``options`` (for example ``plug=12``); the
+      password is never on the command line or in the environment;
     - ``action=status`` exits 0 when the host (outlet, registration) is on, 2 when it is off, anything else
       when it cannot tell (stderr says why);
     - ``action=off`` exits 0 once the power is cut;
@@ -467,8 +467,9 @@ class FenceAgent(object):
     kind = 'fence_agent'
 
     def __init__(self, agent, options=None, address=None, port=None, username=None, password=None,
-                 timeout=10, runner=run_agent, clock=time.time, environ=None):
+                 timeout=10, runner=run_agent, clock=time.time, environ=None, host=None):
         self.agent = agent
+        self.host = host
         self.options = dict(options or {})
         self.address = address
         self.port = port
@@ -487,7 +488,8 @@ class FenceAgent(object):
     def stdin(self, action):
         lines = ['action=%s' % action]
         for key, value in (('ip', self.address), ('ipport', self.port), ('username', self.username),
-                           ('password', self.password)):
+                           ('password', self.password),
+                           ('nodename', None if 'nodename' in self.options else self.host)):
             if value not in (None, ''):
                 lines.append('%s=%s' % (key, value))
         for key, value in sorted(self.options.items()):

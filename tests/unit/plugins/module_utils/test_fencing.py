@@ -712,12 +712,12 @@ def test_check_mode_with_levels_stops_at_the_level_that_would_power_off():
 def test_fence_agent_contract_password_only_on_stdin():
     clock = FakeClock()
     pdu = FakeAgent(clock, power="off")
-    result = run("node-28", agent(pdu, clock, port=161, timeout=7), clock)
+    result = run("node-28", agent(pdu, clock, port=161, timeout=7, host="node-28"), clock)
     assert result["fenced"] is True and result["evidence"]["method"] == "fence_agent"
     argv, env, options = pdu.calls[0]
     assert argv == ["/usr/sbin/fence_pdu"]
     assert options == {"action": "status", "ip": "pdu-1", "ipport": "161", "username": "apc",
-                       "password": "pdu-secret", "plug": "12"}
+                       "password": "pdu-secret", "plug": "12", "nodename": "node-28"}
     assert "pdu-secret" not in " ".join(argv) and "pdu-secret" not in " ".join(env.values())
     assert result["evidence"]["bmc"] == "fence agent fence_pdu pdu-1 plug 12"
 
