@@ -847,23 +847,22 @@ def check_fence(host, levels, fence=False, attested=False, power_timeout=60, che
                                                                     failure.cause, failure.detail)
         for n, b, failure in failures if proved_by is None or n < proved_by]
     if verdict.fenced:
-        evidence['method'] = verdict.method if proved_by is None else evidence['method']
-        if proved_by is None:
-            evidence['error_cause'] = failures[-1][2].cause if failures else None
-        if proved_by is None and failures:
-            # Attested: the old single-level wording for the warning.
-            result['bmc_error'] = '; '.join(
-                '%s gave no power reading for host %s: %s: %s' % (f.bmc or 'the BMC', host, f.cause, f.detail)
-                for _n, _b, f in failures)
+        if proved_by is None:  # the attestation decided
+            evidence.update(method=verdict.method, error_cause=failures[-1][2].cause if failures else None)
+            if failures:
+                result['bmc_error'] = '; '.join(
+                    '%s gave no power reading for host %s: %s: %s' % (f.bmc or 'the BMC', host, f.cause, f.detail)
+                    for _n, _b, f in failures)
+    elif result['would_power_off']:
+        pass
     elif failures and len(levels) == 1:
         result['error'] = failures[0][2].message(host)
-    elif failures and not (latest is not None and latest.state == POWER_ON and evidence['levels'][-1]['result']
-                           == 'reads on'):
+    elif failures and evidence['levels'][-1]['result'] != 'reads on':
         result['error'] = 'host %s is not proven fenced by any of its %d fence levels: %s%s' % (
             host, len(levels), '; '.join('level %d (%s): %s: %s' % (n, f.bmc or b.describe(), f.cause, f.detail)
                                          for n, b, f in failures),
             '; %s' % verdict.reason if latest is not None and latest.state == POWER_ON else '')
-    elif not result['would_power_off']:
+    else:
         result['error'] = 'host %s is not proven fenced%s: %s' % (
             host, ' (%s)' % evidence['bmc'] if evidence['bmc'] else '', verdict.reason)
     return result

@@ -706,6 +706,7 @@ def test_check_mode_with_levels_stops_at_the_level_that_would_power_off():
                  check_mode=True)
     assert result["would_power_off"] is True and result["fenced"] is False
     assert [c[2]["action"] for c in pdu.calls] == ["status"]
+    assert result["error"] is None
     assert result["evidence"]["levels"][-1]["result"] == "would power off"
 
 
