@@ -308,7 +308,7 @@ class RedfishBmc(object):
 
 
 def _short_name(name):
-    return str(name).strip().lower().split('.')[0]
+    return str(name).strip().lower().split('.', 1)[0]
 
 
 def identity_problem(system, host, compute_hosts):
@@ -839,12 +839,12 @@ def check_fence(host, levels, fence=False, attested=False, power_timeout=60, che
     verdict = judge_fenced(latest, attested, not_before=last_sent)
     result['fenced'] = verdict.fenced
     result['verdict'] = verdict.reason
-    if len(levels) > 1 and evidence['level']:
-        result['verdict'] = 'level %d (%s): %s' % (evidence['level'], evidence['bmc'], verdict.reason)
     proved_by = evidence['level']
+    if len(levels) > 1 and proved_by is not None:
+        result['verdict'] = 'level %s (%s): %s' % (proved_by, evidence['bmc'], verdict.reason)
     result['level_errors'] = [
-        'level %d (%s) gave no power reading for host %s: %s: %s' % (n, failure.bmc or b.describe(), host,
-                                                                    failure.cause, failure.detail)
+        'level %d (%s) gave no power reading for host %s: %s: %s'
+        % (n, failure.bmc or b.describe(), host, failure.cause, failure.detail)
         for n, b, failure in failures if proved_by is None or n < proved_by]
     if verdict.fenced:
         if proved_by is None:  # the attestation decided

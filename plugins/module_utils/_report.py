@@ -338,9 +338,8 @@ def _fencing(fencing):
     for key in ('method', 'bmc', 'power_state_before', 'power_state', 'read_at', 'action', 'action_sent_at',
                 'fence_seconds', 'attested', 'error_cause', 'level'):
         out[key] = evidence.get(key)
-    out['levels'] = [dict((k, lv.get(k)) for k in ('level', 'method', 'bmc', 'result', 'power_state', 'action',
-                                                    'error_cause', 'error'))
-                     for lv in evidence.get('levels') or [] if isinstance(lv, dict)]
+    keys = ('level', 'method', 'bmc', 'result', 'power_state', 'action', 'error_cause', 'error')
+    out['levels'] = [dict((k, lv.get(k)) for k in keys) for lv in evidence.get('levels') or [] if isinstance(lv, dict)]
     return out
 
 
