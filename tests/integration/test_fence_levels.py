@@ -39,6 +39,13 @@ def pdu_level(cloud, host=HOST, **override):
     return level
 
 
+def evacuations(cloud):
+    response = cloud.connect().compute.get(
+        "/os-migrations?migration_type=evacuation&source_compute=%s" % HOST, microversion="2.59")
+    assert response.status_code == 200, response.text
+    return response.json()["migrations"]
+
+
 def bmc_posts(faults, host=HOST):
     return [r for r in faults.requests("bmc-%s" % host, method="POST") if r["forwarded"]]
 
@@ -211,14 +218,13 @@ def test_host_powered_on_mid_run_stops_new_evacuations(clean_cloud, faults):
                                                             run_module(cloud, EVACUATE, args))))
     started = time.monotonic()
     runner.start()
-    # The first evacuation is under way (its rebuild takes 8 s): the host comes back on.
+    # The first evacuation is accepted (its migration record exists; its rebuild takes 8 s): the host comes back on.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        moving = [s for s in cloud.connect().compute.servers(all_projects=True)
-                  if s.id in {b["id"] for b in booted} and s.compute_host != HOST]
+        moving = evacuations(cloud)
         if moving:
             break
-        time.sleep(0.5)
+        time.sleep(0.3)
     assert moving, "no evacuation started"
     cloud.fail_host(HOST, power="on")
     powered_on_at = time.monotonic() - started
@@ -235,6 +241,7 @@ def test_host_powered_on_mid_run_stops_new_evacuations(clean_cloud, faults):
     left = [s for s in cloud.connect().compute.servers(all_projects=True)
             if s.id in {b["id"] for b in booted} and s.compute_host == HOST]
     assert len(left) == 3, "no new evacuation after the host read On"
+    assert len(evacuations(cloud)) == 1
     readings = faults.requests("bmc-%s" % HOST, method="GET")
     print("powered on at %.1fs, run ended at %.1fs, %d BMC GETs (fence + power checks)"
           % (powered_on_at, elapsed, len(readings)))
