@@ -20,6 +20,7 @@ import ssl
 import time
 import traceback
 from urllib.error import HTTPError, URLError
+from urllib.parse import urljoin, urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_text
@@ -29,7 +30,9 @@ from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
     KIND_API, KIND_CONFIGURATION, KIND_FORBIDDEN, KIND_NOT_FOUND, KIND_UNAUTHORIZED, KIND_UNREACHABLE,
     MissingLibraryError, NovahaError,
 )
-from ansible_collections.novaha.recovery.plugins.module_utils._fencing import TransportError
+from ansible_collections.novaha.recovery.plugins.module_utils._fencing import (
+    CAUSE_CONFIG, FenceAgent, IpmiBmc, RedfishBmc, TransportError, level_options, validate_level,
+)
 from ansible_collections.novaha.recovery.plugins.module_utils._options import (
     at_least, check_options, conflict_error, option_error,
 )
@@ -488,27 +491,42 @@ def save_auth_state(path, auth, loaded=None):
 # HTTP for BMCs (Redfish) on ansible.module_utils.urls: no extra dependency on the controller
 
 
+MAX_BMC_REDIRECTS = 5
+
+
+def _origin(url):
+    parts = urlsplit(url)
+    default = {'https': 443, 'http': 80}.get(parts.scheme)
+    return (parts.scheme, (parts.hostname or '').lower(), parts.port or default)
+
+
 def bmc_http(validate_certs=True, ca_path=None):
     """An ``http(method, url, headers, body, timeout, auth)`` function for _fencing.RedfishBmc.
 
     Returns (status, body text) for every HTTP answer; raises TransportError when none came back.
     BMCs sit on management networks: proxy variables and ~/.netrc are deliberately not used.
+    Redirects are followed here, not by urllib (which would carry the Authorization header anywhere): only
+    for GET and HEAD, only to the same scheme, host and port; a redirect elsewhere is refused, so the basic
+    auth credentials never reach another host (or go out over plain http).
     """
-    def http(method, url, headers=None, body=None, timeout=10, auth=None):
+    def once(method, url, headers, body, timeout, auth):
         username, password = auth if auth else (None, None)
         try:
             response = open_url(url, data=body, headers=headers, method=method, timeout=timeout,
                                 validate_certs=validate_certs, ca_path=ca_path,
                                 url_username=username, url_password=password,
                                 force_basic_auth=bool(username), use_proxy=False, use_netrc=False,
-                                follow_redirects='safe', http_agent=APP_NAME)
-            return response.getcode(), to_text(response.read(), errors='surrogate_or_replace')
+                                follow_redirects='none', http_agent=APP_NAME)
+            return response.getcode(), to_text(response.read(), errors='surrogate_or_replace'), None
         except HTTPError as exc:
+            location = None
+            if 300 <= exc.code < 400:
+                location = (exc.headers.get('Location') if exc.headers is not None else None) or exc.filename
             try:
                 payload = to_text(exc.read(), errors='surrogate_or_replace')
             except Exception:  # the body of an error answer is optional
                 payload = ''
-            return exc.code, payload
+            return exc.code, payload, location
         except (socket.timeout, TimeoutError) as exc:
             raise TransportError(to_text(exc) or 'timed out', timed_out=True)
         except URLError as exc:
@@ -519,7 +537,72 @@ def bmc_http(validate_certs=True, ca_path=None):
             raise TransportError(to_text(reason), timed_out=timed_out)
         except (UrlsConnectionError, ssl.SSLError, OSError) as exc:
             raise TransportError(to_text(exc))
+
+    def http(method, url, headers=None, body=None, timeout=10, auth=None):
+        for _hop in range(MAX_BMC_REDIRECTS + 1):
+            status, payload, location = once(method, url, headers, body, timeout, auth)
+            if not location:
+                return status, payload
+            target = urljoin(url, location)
+            if _origin(target) != _origin(url):
+                scheme, host, port = _origin(target)
+                raise TransportError('the BMC redirected to %s://%s:%s, another host or scheme; not followed, so '
+                                     'the credentials were not sent there (give the BMC\'s own address in '
+                                     'bmc.address)' % (scheme, host, port), cause=CAUSE_CONFIG)
+            if method not in ('GET', 'HEAD'):
+                return status, payload
+            url = target
+        raise TransportError('the BMC redirected more than %d times' % MAX_BMC_REDIRECTS, cause=CAUSE_CONFIG)
     return http
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fence levels: the options, written once for every module that reads a host's power
+
+
+def bmc_argument_spec():
+    """The ``bmc`` and ``fence_levels`` options (documented in doc_fragments/fencing.py)."""
+    level = dict(
+        type=dict(type='str', required=True, choices=['redfish', 'ipmi', 'fence_agent', 'none']),
+        address=dict(type='str'),
+        port=dict(type='int'),
+        username=dict(type='str'),
+        password=dict(type='str', no_log=True),
+        system_id=dict(type='str'),
+        validate_certs=dict(type='bool', default=True),
+        ca_path=dict(type='path'),
+        timeout=dict(type='int', default=10),
+        cipher_suite=dict(type='int'),
+        agent=dict(type='path'),
+        options=dict(type='dict'),
+    )
+    return dict(
+        bmc=dict(type='dict', options=level),
+        fence_levels=dict(type='list', elements='dict', options=level),
+    )
+
+
+def build_fence_levels(params, host=None, compute_hosts=()):
+    """The fence levels of ``params`` (``fence_levels``, else ``bmc``), each checked (BmcConfigError names the
+    bad option before anything is asked) and built: RedfishBmc, IpmiBmc or FenceAgent."""
+    built = []
+    for option, spec in level_options(params):
+        settings = validate_level(spec, option)
+        kind = settings['type']
+        if kind == 'redfish':
+            built.append(RedfishBmc(settings['address'], bmc_http(settings['validate_certs'], settings['ca_path']),
+                                    username=settings['username'], password=settings['password'],
+                                    system_id=settings['system_id'], timeout=settings['timeout'],
+                                    host=host, compute_hosts=compute_hosts))
+        elif kind == 'ipmi':
+            built.append(IpmiBmc(settings['address'], settings['username'], settings['password'],
+                                 port=settings['port'], cipher_suite=settings['cipher_suite'],
+                                 timeout=settings['timeout']))
+        else:
+            built.append(FenceAgent(settings['agent'], options=settings['options'], address=settings['address'],
+                                    port=settings['port'], username=settings['username'],
+                                    password=settings['password'], timeout=settings['timeout'], host=host))
+    return built
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -336,8 +336,10 @@ def _fencing(fencing):
     evidence = _get(fencing, 'evidence') or {}
     out = dict(fenced=_get(fencing, 'fenced'), msg=_get(fencing, 'msg'))
     for key in ('method', 'bmc', 'power_state_before', 'power_state', 'read_at', 'action', 'action_sent_at',
-                'fence_seconds', 'attested', 'error_cause'):
+                'fence_seconds', 'attested', 'error_cause', 'level'):
         out[key] = evidence.get(key)
+    keys = ('level', 'method', 'bmc', 'result', 'power_state', 'action', 'error_cause', 'error')
+    out['levels'] = [dict((k, lv.get(k)) for k in keys) for lv in evidence.get('levels') or [] if isinstance(lv, dict)]
     return out
 
 

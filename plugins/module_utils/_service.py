@@ -11,6 +11,7 @@ functions on a service view.
 
 - the service fields reported ............................... ``service_view``
 - which service is the host's (hosts named like a typo) ..... ``find_compute_service`` (``close_matches``)
+- the names of every compute host (a BMC of another host) ... ``compute_hosts``
 - the microversion of the service requests .................. ``service_microversion``
 - making the change ......................................... ``update_compute_service``
 - what must change (forced down, disabled, reason) .......... ``plan_service_update``
@@ -105,6 +106,15 @@ def find_compute_service(nova, host, microversion=None):
         hint = 'the cloud has no %s services' % COMPUTE_BINARY
     raise NovahaError('no %s service on host %s (exact match, as in openstack compute service list); %s'
                       % (COMPUTE_BINARY, host, hint), kind=KIND_CONFIGURATION, similar_hosts=similar)
+
+
+def compute_hosts(nova, microversion=None):
+    """The host names of every nova-compute service, so that a BMC answering for another host is recognized."""
+    doing = 'listing the %s services' % COMPUTE_BINARY
+    resp = _request(nova, 'GET', query('/os-services', [('binary', COMPUTE_BINARY)]),
+                    microversion or service_microversion(nova), doing)
+    return sorted(set(s.get('host') for s in (resp.body or {}).get('services', [])
+                      if s.get('binary') == COMPUTE_BINARY and s.get('host')))
 
 
 def service_microversion(nova):

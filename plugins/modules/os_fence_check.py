@@ -20,6 +20,10 @@ description:
     (O(disable)), so that Nova accepts evacuations at once instead of after C(service_down_time).
   - A BMC that is unreachable, rejects the credentials or keeps reading On past the timeout leaves the host
     unfenced; the task then fails naming the host, the BMC and the cause, unless O(fail_on_unfenced=false).
+  - With O(fence_levels), several ways to read and cut the power (Redfish, IPMI, an operator's fence agent for
+    a PDU or a storage fence) are tried in order, as pacemaker's fencing topology does, and the operator's
+    O(attest_powered_off) is the last level. RV(evidence.level) says which level proved the host off and
+    RV(evidence.levels) what each level said.
 author:
   - novaha.recovery maintainers (@novaha)
 options:
@@ -29,66 +33,6 @@ options:
       - When no service matches exactly, the task fails and lists similar host names.
     type: str
     required: true
-  bmc:
-    description:
-      - How to reach the host's baseboard management controller.
-      - Omit it (or set O(bmc.type=none)) for a host without a usable BMC; then only
-        O(attest_powered_off=true) can prove it fenced.
-    type: dict
-    suboptions:
-      type:
-        description:
-          - V(redfish) talks HTTPS to the Redfish service (C(ComputerSystem.Reset) with C(ForceOff)).
-          - V(ipmi) runs C(ipmitool -I lanplus) on the controller (C(chassis power status), C(chassis power off)).
-          - V(none) means there is no BMC to ask.
-        type: str
-        choices: [redfish, ipmi, none]
-        required: true
-      address:
-        description:
-          - Redfish - a host name, an IP address or a base URL such as V(https://10.0.0.27:8443).
-            Plain addresses are reached over HTTPS.
-          - IPMI - the host name or IP address of the BMC.
-          - Required unless O(bmc.type=none).
-        type: str
-      port:
-        description:
-          - TCP port (Redfish; overrides the port of a URL in O(bmc.address)) or UDP port (IPMI, default V(623)).
-        type: int
-      username:
-        description:
-          - BMC user name. Required for V(ipmi).
-        type: str
-      password:
-        description:
-          - BMC password. Never shown in results or errors. For IPMI it is handed to ipmitool in the
-            E(IPMI_PASSWORD) environment variable (C(-E)), never on its command line.
-        type: str
-      system_id:
-        description:
-          - Redfish only. The id (or C(@odata.id) path) of the computer system of this host.
-          - Default is the only member of C(/redfish/v1/Systems); the task fails when there are several.
-        type: str
-      validate_certs:
-        description:
-          - Redfish only. Whether to verify the BMC's TLS certificate.
-        type: bool
-        default: true
-      ca_path:
-        description:
-          - Redfish only. A CA certificate bundle used to verify the BMC's TLS certificate.
-        type: path
-      timeout:
-        description:
-          - Seconds one BMC request (one HTTP request, or one ipmitool run, which is then killed) may take.
-        type: int
-        default: 10
-      cipher_suite:
-        description:
-          - IPMI only. The RMCP+ cipher suite passed to ipmitool with C(-C). Default is ipmitool's own
-            (V(17) for ipmitool 1.8.19 and later, V(3) before).
-          - Set it when the BMC rejects ipmitool's default, for example V(3) for older BMCs.
-        type: int
   fence:
     description:
       - When the BMC does not read Off, power the host off (Redfish C(ForceOff) if the BMC allows that
@@ -125,6 +69,7 @@ options:
       - An explicit operator statement that the host is powered off, for hosts whose BMC is missing or
         unreachable. Recorded as the evidence (RV(evidence.method=attestation)), never assumed.
       - A BMC that answers and reads On overrules it; the host is then not fenced.
+      - It is the last fence level, asked only when no level of O(bmc) or O(fence_levels) read the power.
     type: bool
     default: false
   fail_on_unfenced:
@@ -158,6 +103,7 @@ seealso:
     link: https://docs.openstack.org/nova/latest/admin/evacuate.html
 extends_documentation_fragment:
   - novaha.recovery.attributes
+  - novaha.recovery.fencing
   - novaha.recovery.openstack
 """
 
@@ -220,6 +166,34 @@ EXAMPLES = r"""
           address: https://10.20.0.28
           username: "{{ bmc_username }}"
           password: "{{ bmc_password }}"
+
+- name: Fence levels - Redfish, then IPMI, then the PDU outlet through a fence agent
+  novaha.recovery.os_fence_check:
+    cloud: novaha-admin
+    host: node-28
+    fence_levels:
+      - type: redfish
+        address: https://10.20.0.28
+        username: "{{ bmc_username }}"
+        password: "{{ bmc_password }}"
+      - type: ipmi
+        address: 10.20.0.28
+        username: "{{ bmc_username }}"
+        password: "{{ bmc_password }}"
+      - type: fence_agent
+        agent: /usr/sbin/fence_apc_snmp
+        address: pdu-r12.mgmt.example
+        username: "{{ pdu_username }}"
+        password: "{{ pdu_password }}"
+        options:
+          plug: 12
+    fence: true
+    force_down: true
+  register: node28_levels
+
+- name: Which level proved it off
+  ansible.builtin.debug:
+    msg: "level {{ node28_levels.evidence.level }} ({{ node28_levels.evidence.method }})"
 """
 
 RETURN = r"""
@@ -258,10 +232,47 @@ evidence:
     method:
       description: What proved (or failed to prove) the verdict.
       type: str
-      choices: [redfish, ipmi, attestation, none]
+      choices: [redfish, ipmi, fence_agent, attestation, none]
       sample: redfish
+    level:
+      description:
+        - The fence level (1 for O(bmc) or the first entry of O(fence_levels)) whose fresh Off reading proved
+          the host off; null when none did (for example when the attestation decided).
+      type: int
+      sample: 1
+    levels:
+      description:
+        - What each level asked said, in order. Levels after the deciding one are not asked and not listed.
+      type: list
+      elements: dict
+      contains:
+        level:
+          description: The level's number, from 1.
+          type: int
+        method:
+          description: V(redfish), V(ipmi) or V(fence_agent).
+          type: str
+        bmc:
+          description: The BMC or agent asked (never credentials).
+          type: str
+        result:
+          description: What the level gave.
+          type: str
+          choices: [proved off, reads on, failed, unknown state, would power off]
+        power_state:
+          description: Its last reading, normalized.
+          type: str
+        action:
+          description: The power-off command it sent, if any.
+          type: str
+        error_cause:
+          description: Why it gave no Off reading, if it did not; the causes of RV(evidence.error_cause).
+          type: str
+        error:
+          description: The cause and the BMC's own words.
+          type: str
     bmc:
-      description: The BMC that was asked (kind and address; never credentials).
+      description: The BMC that decided (the last one asked), kind and address; never credentials.
       type: str
       sample: "Redfish BMC https://10.20.0.28 system /redfish/v1/Systems/1"
     power_state:
@@ -329,36 +340,21 @@ request_id:
   sample: req-4f1c2b7e-9a0e-4a57-8d2b-d3a4a2a1b0c9
 """
 
-from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule, bmc_http
-from ansible_collections.novaha.recovery.plugins.module_utils._fencing import IpmiBmc, RedfishBmc, check_fence
+from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
+    NovahaModule, bmc_argument_spec, build_fence_levels,
+)
+from ansible_collections.novaha.recovery.plugins.module_utils._fencing import check_fence, level_options
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least
 from ansible_collections.novaha.recovery.plugins.module_utils._service import (
-    find_compute_service, plan_service_update, predict_service, service_microversion, stale_heartbeat,
-    update_compute_service,
-)
-
-
-BMC_SPEC = dict(
-    type=dict(type='str', required=True, choices=['redfish', 'ipmi', 'none']),
-    address=dict(type='str'),
-    port=dict(type='int'),
-    username=dict(type='str'),
-    password=dict(type='str', no_log=True),
-    system_id=dict(type='str'),
-    validate_certs=dict(type='bool', default=True),
-    ca_path=dict(type='path'),
-    timeout=dict(type='int', default=10),
-    cipher_suite=dict(type='int'),
+    compute_hosts, find_compute_service, plan_service_update, predict_service, service_microversion,
+    stale_heartbeat, update_compute_service,
 )
 
 
 class FenceCheck(NovahaModule):
     argument_spec = dict(
         host=dict(type='str', required=True),
-        bmc=dict(type='dict', options=BMC_SPEC,
-                 required_if=[('type', 'redfish', ['address']),
-                              ('type', 'ipmi', ['address', 'username', 'password'])]),
         fence=dict(type='bool', default=False),
         power_timeout=dict(type='int', default=60),
         force_down=dict(type='bool', default=False),
@@ -366,36 +362,27 @@ class FenceCheck(NovahaModule):
         disabled_reason=dict(type='str'),
         attest_powered_off=dict(type='bool', default=False),
         fail_on_unfenced=dict(type='bool', default=True),
+        **bmc_argument_spec()
     )
-    module_kwargs = dict(supports_check_mode=True)
+    module_kwargs = dict(supports_check_mode=True, mutually_exclusive=[('bmc', 'fence_levels')])
     option_rules = dict(power_timeout=at_least(0, 'seconds'))
-
-    def build_bmc(self):
-        spec = self.params['bmc'] or {'type': 'none'}
-        if spec['type'] == 'redfish':
-            return RedfishBmc(spec['address'], bmc_http(spec['validate_certs'], spec['ca_path']),
-                              username=spec['username'], password=spec['password'], port=spec['port'],
-                              system_id=spec['system_id'], timeout=spec['timeout'])
-        if spec['type'] == 'ipmi':
-            return IpmiBmc(spec['address'], spec['username'], spec['password'], port=spec['port'],
-                           cipher_suite=spec['cipher_suite'], timeout=spec['timeout'])
-        return None
 
     def run(self):
         p = self.params
         host = p['host']
-        if p['power_timeout'] < 0 or (p['bmc'] and p['bmc']['timeout'] <= 0):
-            self.fail('power_timeout must be 0 or more and bmc.timeout more than 0')
-
         self.results.update(fenced=False, plan=[], would_power_off=False)
+        build_fence_levels(p, host)  # every bad BMC setting fails here, before Nova or a BMC is asked
+
         nova = SdkNova(self.conn)
         with self.api('looking up the nova-compute service of host %s' % host):
             microversion = service_microversion(nova)
             before = find_compute_service(nova, host, microversion)
+            redfish = any(spec.get('type') == 'redfish' for _option, spec in level_options(p))
+            others = compute_hosts(nova, microversion) if redfish else ()
         self.results['service'] = dict(before=before, after=before)
 
-        bmc = self.build_bmc()
-        outcome = check_fence(host, bmc, fence=p['fence'], attested=p['attest_powered_off'],
+        levels = build_fence_levels(p, host, others)
+        outcome = check_fence(host, levels, fence=p['fence'], attested=p['attest_powered_off'],
                               power_timeout=p['power_timeout'], check_mode=self.check_mode)
         evidence = outcome['evidence']
         plan = self.results['plan']
@@ -406,6 +393,9 @@ class FenceCheck(NovahaModule):
 
         if outcome.get('bmc_error'):
             self.warn('%s; relying on the operator attestation' % outcome['bmc_error'])
+        elif outcome['fenced'] and outcome['level_errors']:
+            for error in outcome['level_errors']:
+                self.warn('%s; level %s proved it off' % (error, evidence['level']))
         elif outcome['fenced'] and evidence['method'] == 'attestation':
             self.warn('host %s counts as fenced on the operator attestation alone; no BMC reading' % host)
         if stale_heartbeat(before, outcome):

@@ -41,6 +41,11 @@ description:
     C(interrupted) so that the next run resumes it. With O(run_id) the host must already be held by that
     run (the M(novaha.recovery.os_recovery_run) module claims it in the C(host_recovery) role), and stays
     held, in phase C(verifying), when the module ends."
+  - Power read again. With O(bmc) or O(fence_levels) (the settings M(novaha.recovery.os_fence_check) proved the
+    host off with), the failed host's power is read again before each new batch of evacuations. A host that
+    reads On stops every new evacuation at once (those already moving go on), and RV(summary.host_powered_on)
+    says so; a BMC that cannot be read is a warning, and the run goes on (the host was proven off before).
+    A bad BMC setting fails the task before anything changes.
   - Resume. Run again after a timeout, a failure or a killed controller, the module skips servers already
     recovered, waits for evacuations in flight, finishes those the earlier run moved (power state, its
     lock) and issues only what is left, so every server ends with exactly one evacuation migration.
@@ -317,6 +322,7 @@ extends_documentation_fragment:
   - novaha.recovery.attributes
   - novaha.recovery.attributes.flow
   - novaha.recovery.attributes.platform
+  - novaha.recovery.fencing
   - novaha.recovery.openstack
 """
 
@@ -527,12 +533,15 @@ import json
 import os
 import time
 
-from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
+from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
+    NovahaModule, bmc_argument_spec, build_fence_levels,
+)
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
     ACTION_EVACUATE, ACTION_RECONCILE, WARNING_DISK_RECREATED, WARNING_ROOT_DISK_LOST,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import EvacuationError, NovahaError
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
+from ansible_collections.novaha.recovery.plugins.module_utils._fencing import PowerWatch
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import (
     CountingNova, HostEvacuation, SdkService, compile_query, list_host, read_host, refusal_kind, summarize_run,
@@ -581,8 +590,9 @@ class HostEvacuate(NovahaModule):
         wait_for_run=dict(type='int', default=0),
         wait_for_service_down=dict(type='int', default=0),
         fail_on_guards=dict(type='bool', default=True),
+        **bmc_argument_spec()
     )
-    module_kwargs = dict(supports_check_mode=True)
+    module_kwargs = dict(supports_check_mode=True, mutually_exclusive=[('bmc', 'fence_levels')])
     option_rules = dict(
         run_id=RUN_ID_RULE,
         max_parallel=at_least(1, why='at most this many evacuations at once'),
@@ -605,6 +615,8 @@ class HostEvacuate(NovahaModule):
         p = self.params
         host = p['host']
         self.results.update(host=host, preconditions=[])
+        levels = build_fence_levels(p, host)  # a bad BMC setting fails here, before anything is read or changed
+        power_check = PowerWatch(levels) if levels else None
 
         nova = CountingNova(SdkNova(self.conn))
         engine = Engine(nova, microversion=p['microversion'])
@@ -659,7 +671,7 @@ class HostEvacuate(NovahaModule):
         try:
             summary = evacuation.execute(plan, timeout=p['timeout'], poll_interval=p['poll_interval'],
                                          retries=p['retries'], max_parallel=p['max_parallel'], on_progress=progress,
-                                         outage_timeout=p['outage_timeout'])
+                                         outage_timeout=p['outage_timeout'], power_check=power_check)
         except NovahaError as exc:
             self.report(plan, summarize_run(plan), nova)
             self.fail('host %s (run %s): %s' % (host, evacuation.run_id, exc.msg), **exc.result())
@@ -677,7 +689,7 @@ class HostEvacuate(NovahaModule):
                   summary['refused'], summary['nothing_to_do'], summary['in_progress'], summary['pending'],
                   summary['skipped'], summary['seconds']))
         unfinished = summary['in_progress'] + summary['pending']
-        for warning in evacuation.engine.power_warnings:
+        for warning in sorted(set(evacuation.engine.power_warnings)):  # once each, however many batches
             self.warn(warning)
         if summary.get('host_powered_on'):
             msg += ('; STOPPED: the failed host reads %s again, %d servers were not evacuated: power it off, prove it '

@@ -430,3 +430,346 @@ def test_no_bmc_needs_attestation():
     assert result["fenced"] is False and "no power reading and no attestation" in result["error"]
     result = run("node-27", None, clock, attested=True)
     assert result["fenced"] is True and result["evidence"]["method"] == "attestation"
+
+
+# --- bad BMC input: each names the option and the cause, before anything is asked ----------------------
+
+
+def level(**spec):
+    base = dict(type="redfish", address="https://10.0.0.5", port=None, username="admin", password="secret",
+                system_id=None, validate_certs=True, ca_path=None, timeout=10, cipher_suite=None, agent=None,
+                options=None)
+    base.update(spec)
+    return base
+
+
+@pytest.mark.parametrize("spec,option,words", [
+    (dict(address=""), "bmc.address", "is empty"),
+    (dict(address="   "), "bmc.address", "is empty"),
+    (dict(address="https://fd00::5/"), "bmc.address", "IPv6 address without brackets"),
+    (dict(address="https://[fd00::5"), "bmc.address", "unclosed ["),
+    (dict(address="[not-an-ip]"), "bmc.address", "not an IPv6 address"),
+    (dict(address="fd00::zz::1"), "bmc.address", "neither a host name"),
+    (dict(address="https://10.0.0.5:99999"), "bmc.address (its port)", "between 1 and 65535"),
+    (dict(address="https://10.0.0.5:https"), "bmc.address", "port that is not a number"),
+    (dict(address="10.0.0.5", port=0), "bmc.port", "between 1 and 65535, not 0"),
+    (dict(address="10.0.0.5", port=70000), "bmc.port", "between 1 and 65535, not 70000"),
+    (dict(address="https://10.0.0.5/redfish/v1/Systems/1"), "bmc.address", "without a path"),
+    (dict(address="https://10.0.0.5/?x=1"), "bmc.address", "without a path or query"),
+    (dict(address="https://admin:Sup3rSecret@10.0.0.5"), "bmc.address", "must not carry credentials"),
+    (dict(address="ftp://10.0.0.5"), "bmc.address", "scheme ftp"),
+    (dict(address="bmc host.example"), "bmc.address", "not a host name"),
+    (dict(type="pdu"), "bmc.type", "one of redfish, ipmi, fence_agent"),
+    (dict(timeout=0), "bmc.timeout", "more than 0"),
+    (dict(password=None), "bmc.password", "is missing"),
+    (dict(ca_path="/nonexistent/ca.pem"), "bmc.ca_path", "not a readable file"),
+    (dict(type="ipmi", address="https://10.0.0.5"), "bmc.address", "not a URL"),
+    (dict(type="ipmi", address=""), "bmc.address", "is empty"),
+    (dict(type="ipmi", address="10.0.0.5", password=""), "bmc.password", "required for ipmi"),
+    (dict(type="ipmi", address="10.0.0.5", cipher_suite=42), "bmc.cipher_suite", "0 to 17"),
+    (dict(type="fence_agent", address=None, agent=None), "bmc.agent", "is required"),
+    (dict(type="fence_agent", address=None, agent="fence_apc_snmp"), "bmc.agent", "not an executable file"),
+    (dict(type="fence_agent", address=None, agent="/bin/true", options={"action": "on"}), "bmc.options", "must not set action"),
+    (dict(type="fence_agent", address=None, agent="/bin/true", options={"bad key": "1"}), "bmc.options", "name=value"),
+])
+def test_bad_bmc_settings_name_the_option_and_the_cause(spec, option, words):
+    with pytest.raises(f.BmcConfigError) as err:
+        f.validate_level(level(**spec), "bmc")
+    assert err.value.option == option
+    assert err.value.msg.startswith(option + " ")
+    assert words in err.value.msg
+    assert "nothing was asked of the BMC or changed" in err.value.msg
+    assert err.value.kind == "configuration"
+    assert "Sup3rSecret" not in err.value.msg
+
+
+def test_a_level_option_is_named_by_its_position():
+    with pytest.raises(f.BmcConfigError) as err:
+        f.level_options(dict(fence_levels=[level(), level(type="none")]))
+    assert err.value.option == "fence_levels[2].type"
+    with pytest.raises(f.BmcConfigError) as err:
+        f.validate_level(level(port=-1), "fence_levels[3]")
+    assert err.value.option == "fence_levels[3].port"
+
+
+@pytest.mark.parametrize("address,port,base", [
+    ("fd00::5", None, "https://[fd00::5]"),
+    ("[fd00::5]", 8443, "https://[fd00::5]:8443"),
+    ("https://[fd00::5]:8000/", None, "https://[fd00::5]:8000"),
+    ("10.0.0.5:8443", None, "https://10.0.0.5:8443"),
+    ("bmc-28.mgmt.example", None, "https://bmc-28.mgmt.example"),
+    ("HTTP://10.0.0.5", None, "http://10.0.0.5"),
+])
+def test_good_redfish_addresses_including_ipv6_literals(address, port, base):
+    assert f.validate_level(level(address=address, port=port), "bmc")["address"] == base
+
+
+@pytest.mark.parametrize("address,bare", [("fd00::31", "fd00::31"), ("[fd00::31]", "fd00::31"),
+                                          ("10.0.0.31", "10.0.0.31")])
+def test_ipmi_takes_ipv6_literals_with_or_without_brackets(address, bare):
+    assert f.validate_level(level(type="ipmi", address=address), "bmc")["address"] == bare
+
+
+# --- Redfish answers that are not what Redfish promises -------------------------------------------------
+
+
+@pytest.mark.parametrize("status,body,words", [
+    (200, "<html>proxy login</html>", "not JSON: <html>proxy login</html>"),
+    (200, json.dumps(["On"]), "a JSON list, not a Redfish object"),
+    (200, json.dumps("On"), "a JSON str, not a Redfish object"),
+    (500, json.dumps(["internal", "error"]), 'HTTP 500: ["internal", "error"]'),
+    (500, json.dumps("BMC busy"), 'HTTP 500: "BMC busy"'),
+    (500, json.dumps({"error": "BMC busy"}), "HTTP 500: BMC busy"),
+    (500, json.dumps({"error": {"@Message.ExtendedInfo": "x"}}), "HTTP 500"),
+    (502, "Bad Gateway", "HTTP 502: Bad Gateway"),
+    (302, "", "redirect that was not followed"),
+])
+def test_redfish_answers_that_are_not_redfish_objects_are_clear_errors(status, body, words):
+    clock = FakeClock()
+    calls = []
+
+    def http(method, url, **kwargs):
+        calls.append(method)
+        return status, body
+
+    result = run("node-28", redfish(http, clock, system_id="abc"), clock, fence=True)
+    assert result["fenced"] is False
+    assert result["evidence"]["error_cause"] == f.CAUSE_PROTOCOL
+    assert words in result["error"] and "node-28" in result["error"]
+    assert calls == ["GET"]  # nothing else: no power action
+
+
+def test_redfish_systems_collection_of_the_wrong_shape():
+    clock = FakeClock()
+
+    def http(method, url, **kwargs):
+        return 200, json.dumps({"Members": "all of them"})
+
+    result = run("node-28", redfish(http, clock), clock, fence=True)
+    assert result["fenced"] is False and "0 systems" in result["error"]
+
+
+# --- a BMC of another host ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("system,problem", [
+    ({"Name": "node-27"}, "named node-27, another compute host"),
+    ({"Name": "NODE-27.example.org"}, "another compute host"),
+    ({"HostName": "node-27.example.org"}, "reports HostName node-27.example.org, not node-28"),
+    ({"HostName": "db-4"}, "reports HostName db-4"),
+    ({"Name": "System"}, None),
+    ({"Name": "node-28"}, None),
+    ({"HostName": "node-28.example.org", "Name": "Computer System"}, None),
+    ({}, None),
+])
+def test_identity_problem(system, problem):
+    found = f.identity_problem(system, "node-28", ["node-27", "node-28", "node-31"])
+    if problem is None:
+        assert found is None
+    else:
+        assert problem in found and "BMC of another host" in found
+
+
+def test_a_bmc_of_another_host_is_refused_before_any_power_action():
+    clock = FakeClock()
+    fake = FakeRedfish(clock)
+    bmc = redfish(fake, clock, host="node-31", compute_hosts=["node-27", "node-28", "node-31"])
+    fake.name = "node-28"
+    original = fake.__call__
+
+    def http(method, url, **kwargs):
+        status, body = original(method, url, **kwargs)
+        if method == "GET" and url.endswith(SYSTEM):
+            body = json.dumps(dict(json.loads(body), Name="node-28"))
+        return status, body
+
+    bmc.http = http
+    result = run("node-31", bmc, clock, fence=True)
+    assert result["fenced"] is False
+    assert result["evidence"]["error_cause"] == f.CAUSE_CONFIG
+    assert "BMC of another host" in result["error"]
+    assert not [c for c in fake.calls if c[0] == "POST"]
+    assert fake.power == "On"
+
+
+# --- fence levels ---------------------------------------------------------------------------------------
+
+
+class FakeAgent:
+    """A fence agent process: options on stdin, exit 0 = on, 2 = off (fence-agents API)."""
+
+    def __init__(self, clock, power="on", delay=1.0, fail=None, password="pdu-secret"):
+        self.clock = clock
+        self.power = power
+        self.delay = delay
+        self.fail = fail
+        self.password = password
+        self.off_at = None
+        self.calls = []
+
+    def __call__(self, argv, env, timeout, stdin_text):
+        options = dict(line.split("=", 1) for line in stdin_text.splitlines() if line)
+        self.calls.append((list(argv), dict(env), options))
+        if self.fail == "timeout":
+            self.clock.now += timeout
+            raise f.TransportError("the fence agent did not finish within %s s" % timeout, timed_out=True)
+        if self.fail or options.get("password") != self.password:
+            return 1, "", "Failed: Unable to connect/login to fencing device (password %s)" % options.get("password")
+        if self.off_at is not None and self.clock() >= self.off_at:
+            self.power, self.off_at = "off", None
+        if options["action"] == "status":
+            return (2 if self.power == "off" else 0), "Status: %s\n" % self.power.upper(), ""
+        if options["action"] == "off":
+            self.off_at = self.clock() + self.delay
+            return 0, "Success: Powered OFF\n", ""
+        return 1, "", "unknown action"
+
+
+def agent(runner, clock, **kwargs):
+    return f.FenceAgent("/usr/sbin/fence_pdu", options={"plug": 12}, address="pdu-1", username="apc",
+                        password=kwargs.pop("password", "pdu-secret"), runner=runner, clock=clock,
+                        environ={"PATH": "/usr/bin"}, **kwargs)
+
+
+def unreachable_redfish(*args, **kwargs):
+    raise f.TransportError("[Errno 113] No route to host")
+
+
+def test_first_level_unreachable_the_second_proves_the_host_off():
+    clock = FakeClock()
+    tool = FakeIpmitool(clock, power="off")
+    result = run("node-28", [redfish(unreachable_redfish, clock), ipmi(tool, clock)], clock, fence=True)
+    assert result["fenced"] is True and result["power_changed"] is False
+    ev = result["evidence"]
+    assert (ev["level"], ev["method"]) == (2, "ipmi")
+    assert [lv["result"] for lv in ev["levels"]] == ["failed", "proved off"]
+    assert ev["levels"][0]["error_cause"] == f.CAUSE_UNREACHABLE
+    assert "No route to host" in ev["levels"][0]["error"]
+    assert "level 2" in result["verdict"]
+    assert result["level_errors"] and "level 1" in result["level_errors"][0]
+
+
+def test_a_level_that_reads_on_without_fence_ends_the_search():
+    clock = FakeClock()
+    fake = FakeRedfish(clock)
+    tool = FakeIpmitool(clock, power="off")
+    result = run("node-28", [redfish(fake, clock), ipmi(tool, clock)], clock, fence=False)
+    assert result["fenced"] is False
+    assert [lv["result"] for lv in result["evidence"]["levels"]] == ["reads on"]
+    assert tool.calls == [], "the next level is never asked to contradict an On reading"
+
+
+def test_a_bmc_stuck_on_is_fenced_by_the_pdu_level():
+    clock = FakeClock()
+    fake = FakeRedfish(clock, stuck=True)
+    pdu = FakeAgent(clock, delay=1.5)
+    result = run("node-28", [redfish(fake, clock), agent(pdu, clock)], clock, fence=True, power_timeout=4)
+    assert result["fenced"] is True and result["power_changed"] is True
+    ev = result["evidence"]
+    assert (ev["level"], ev["method"], ev["action"]) == (2, "fence_agent", "fence agent action=off")
+    assert [lv["result"] for lv in ev["levels"]] == ["failed", "proved off"]
+    assert ev["levels"][0]["error_cause"] == f.CAUSE_STUCK
+    assert ev["levels"][0]["action"] == "ComputerSystem.Reset ForceOff"
+    assert [c[2]["action"] for c in pdu.calls][:2] == ["status", "off"]
+    assert pdu.calls[-1][2]["action"] == "status"
+
+
+def test_every_level_failing_falls_to_the_attestation_and_says_what_each_said():
+    clock = FakeClock()
+    pdu = FakeAgent(clock, fail="unreachable")
+    levels = [redfish(unreachable_redfish, clock), ipmi(FakeIpmitool(clock, fail="unreachable"), clock),
+              agent(pdu, clock)]
+    result = run("node-28", levels, clock, fence=True)
+    assert result["fenced"] is False
+    assert "any of its 3 fence levels" in result["error"]
+    for words in ("level 1", "level 2", "level 3", "No route to host", "Unable to connect"):
+        assert words in result["error"]
+    assert "pdu-secret" not in result["error"]
+
+    attested = run("node-28", levels, clock, fence=True, attested=True)
+    assert attested["fenced"] is True
+    assert attested["evidence"]["method"] == "attestation" and attested["evidence"]["level"] is None
+    assert [lv["result"] for lv in attested["evidence"]["levels"]] == ["failed"] * 3
+
+
+def test_a_stuck_level_is_not_rescued_by_the_attestation_when_no_other_level_proves_off():
+    clock = FakeClock()
+    levels = [redfish(FakeRedfish(clock, stuck=True), clock), ipmi(FakeIpmitool(clock, fail="unreachable"), clock)]
+    result = run("node-28", levels, clock, fence=True, attested=True, power_timeout=2)
+    assert result["fenced"] is False
+
+
+def test_check_mode_with_levels_stops_at_the_level_that_would_power_off():
+    clock = FakeClock()
+    pdu = FakeAgent(clock)
+    result = run("node-28", [redfish(unreachable_redfish, clock), agent(pdu, clock)], clock, fence=True,
+                 check_mode=True)
+    assert result["would_power_off"] is True and result["fenced"] is False
+    assert [c[2]["action"] for c in pdu.calls] == ["status"]
+    assert result["error"] is None
+    assert result["evidence"]["levels"][-1]["result"] == "would power off"
+
+
+def test_fence_agent_contract_password_only_on_stdin():
+    clock = FakeClock()
+    pdu = FakeAgent(clock, power="off")
+    result = run("node-28", agent(pdu, clock, port=161, timeout=7, host="node-28"), clock)
+    assert result["fenced"] is True and result["evidence"]["method"] == "fence_agent"
+    argv, env, options = pdu.calls[0]
+    assert argv == ["/usr/sbin/fence_pdu"]
+    assert options == {"action": "status", "ip": "pdu-1", "ipport": "161", "username": "apc",
+                       "password": "pdu-secret", "plug": "12", "nodename": "node-28"}
+    assert "pdu-secret" not in " ".join(argv) and "pdu-secret" not in " ".join(env.values())
+    assert result["evidence"]["bmc"] == "fence agent fence_pdu pdu-1 plug 12"
+
+
+def test_fence_agent_wrong_password_is_masked_in_the_error():
+    clock = FakeClock()
+    pdu = FakeAgent(clock)
+    result = run("node-28", agent(pdu, clock, password="Wr0ng-pdu"), clock, fence=True)
+    assert result["fenced"] is False
+    assert "Wr0ng-pdu" not in result["error"] and "********" in result["error"]
+
+
+def test_the_real_agent_runner_passes_stdin_and_reads_the_exit_code(tmp_path):
+    script = tmp_path / "fence_file"
+    state = tmp_path / "power"
+    state.write_text("on")
+    script.write_text("#!/bin/sh\n"
+                      "while IFS='=' read -r k v; do [ \"$k\" = action ] && action=$v; done\n"
+                      "if [ \"$action\" = off ]; then echo off > %s; exit 0; fi\n"
+                      "grep -q off %s && exit 2; exit 0\n" % (state, state))
+    script.chmod(0o755)
+    clock = FakeClock()
+    bmc = f.FenceAgent(str(script), timeout=5)
+    result = run("node-28", bmc, clock, fence=True, power_timeout=5)
+    assert result["fenced"] is True and result["power_changed"] is True
+    assert state.read_text().strip() == "off"
+
+
+# --- the power read again during an evacuation ----------------------------------------------------------
+
+
+def test_power_watch_reads_off_on_and_unreadable():
+    clock = FakeClock()
+    fake = FakeRedfish(clock, power="Off")
+    watch = f.PowerWatch([redfish(fake, clock)])
+    assert watch() is None
+    fake.power = "On"
+    on = watch()
+    assert on.startswith("PowerState On from Redfish BMC https://127.0.0.1:8443")
+    assert watch.readings == 2
+
+    broken = f.PowerWatch([redfish(unreachable_redfish, clock)])
+    with pytest.raises(f.FenceError) as err:
+        broken()
+    assert "No route to host" in err.value.msg
+
+
+def test_power_watch_asks_the_next_level_when_one_cannot_read():
+    clock = FakeClock()
+    tool = FakeIpmitool(clock, power="off")
+    watch = f.PowerWatch([redfish(unreachable_redfish, clock), ipmi(tool, clock)])
+    assert watch() is None
+    tool.power = "on"
+    assert "Chassis Power is on" in watch()
