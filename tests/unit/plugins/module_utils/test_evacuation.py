@@ -17,17 +17,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils import _watch
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import mv_str
 
 from engine_fakes import DST, OTHER, RECORDED_SERVER, SRC, FakeNova
-from nova_fakes import EPOCH, Clock, PagingNova
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def nova(clock):
-    return FakeNova(clock)
+from nova_fakes import EPOCH, PagingNova
 
 
 def evacuate(nova, clock, ref, run=True, microversion=None, **opts):

@@ -12,19 +12,6 @@ from ansible_collections.novaha.recovery.plugins.module_utils import _decisions
 from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
 from ansible_collections.novaha.recovery.plugins.module_utils import _nova
 
-from engine_fakes import FakeNova
-from nova_fakes import Clock
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def nova(clock):
-    return FakeNova(clock)
-
 
 def run(nova, clock, count=10, max_parallel=4, timeout=900, outage_timeout=120, power_check=None, delay=3):
     ids = [nova.add_server('web-%02d' % i) for i in range(count)]

@@ -17,7 +17,6 @@ from ansible_collections.novaha.recovery.plugins.module_utils import _host_evacu
 from ansible_collections.novaha.recovery.plugins.module_utils import _run as run
 
 from engine_fakes import DST, OTHER, SRC, HostNova, host_run
-from nova_fakes import Clock
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -235,11 +234,6 @@ def test_capacity_packs_largest_first_and_warns():
 
 # ---------------------------------------------------------------------------------------------------------
 # whole runs on the fake Nova
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 @pytest.fixture

@@ -21,11 +21,6 @@ def marker(run_id='first1', phase='evacuating', beat=0, lease=300, **was):
 
 
 @pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
 def nova(clock):
     return ServiceNova(clock)
 
