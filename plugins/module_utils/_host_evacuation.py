@@ -36,7 +36,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import summarize
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
-    NovaApiError, Response, explain_api_error, list_all, query as _query,
+    NovaApiError, NovaWrapper, Response, explain_api_error, list_all, query as _query,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
     MV_AGGREGATES, MV_BASE, MV_HYPERVISORS, MV_SERVER_GROUPS,
@@ -623,21 +623,14 @@ class SdkService(object):
         return Response(resp.status_code, payload, request_id=request_id)
 
 
-class CountingNova(object):
+class CountingNova(NovaWrapper):
     """Counts the requests made through a Nova adapter: the watch requests per poll are reported."""
 
     def __init__(self, nova):
-        self._nova = nova
+        super(CountingNova, self).__init__(nova)
         self.requests = 0
         self.watch_requests = 0
         self.polls = 0
-
-    @property
-    def last_date(self):
-        return self._nova.last_date
-
-    def microversion_range(self):
-        return self._nova.microversion_range()
 
     def request(self, method, path, microversion, body=None):
         self.requests += 1

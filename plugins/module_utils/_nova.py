@@ -217,16 +217,12 @@ def _auth_errors():
     return (ksa_exc.ClientException,)
 
 
-class RetryingReads(object):
-    """A compute API adapter whose reads ride out a short outage: a GET that failed transiently is sent again
-    after 1, 2, 4, 8, 8 ... seconds until ``budget`` seconds have passed, then the last error is raised. Actions
-    (POST, PUT, DELETE) are sent once: whether one took effect is for the caller to find out."""
+class NovaWrapper(object):
+    """An adapter around another (the same ``request`` / ``microversion_range`` / ``last_date``): subclasses add
+    to ``request`` and pass the rest through."""
 
-    def __init__(self, nova, clock, budget=30.0):
+    def __init__(self, nova):
         self._nova = nova
-        self.clock = clock
-        self.budget = float(budget)
-        self.retried = []        # (method, path, error message) of every read sent again
 
     @property
     def last_date(self):
@@ -234,6 +230,21 @@ class RetryingReads(object):
 
     def microversion_range(self):
         return self._nova.microversion_range()
+
+    def request(self, method, path, microversion, body=None):
+        return self._nova.request(method, path, microversion, body)
+
+
+class RetryingReads(NovaWrapper):
+    """A compute API adapter whose reads ride out a short outage: a GET that failed transiently is sent again
+    after 1, 2, 4, 8, 8 ... seconds until ``budget`` seconds have passed, then the last error is raised. Actions
+    (POST, PUT, DELETE) are sent once: whether one took effect is for the caller to find out."""
+
+    def __init__(self, nova, clock, budget=30.0):
+        super(RetryingReads, self).__init__(nova)
+        self.clock = clock
+        self.budget = float(budget)
+        self.retried = []        # (method, path, error message) of every read sent again
 
     def request(self, method, path, microversion, body=None):
         if method != 'GET':
