@@ -36,7 +36,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import summarize
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
-    NovaApiError, NovaWrapper, Response, explain_api_error, list_all, query as _query,
+    NovaApiError, NovaWrapper, answer, explain_api_error, list_all, query as _query,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
     MV_AGGREGATES, MV_BASE, MV_HYPERVISORS, MV_SERVER_GROUPS,
@@ -607,20 +607,7 @@ class SdkService(object):
             kwargs['microversion'] = microversion
         if body is not None:
             kwargs['json'] = body
-        resp = self._proxy.request(path, method, **kwargs)
-        headers = resp.headers or {}
-        request_id = headers.get('x-openstack-request-id')
-        payload = None
-        if resp.content:
-            try:
-                payload = resp.json()
-            except ValueError:
-                payload = None
-        if resp.status_code >= 400:
-            text = resp.text if isinstance(getattr(resp, 'text', None), str) else ''
-            raise NovaApiError(resp.status_code, text.strip()[:300] or resp.reason, request_id=request_id,
-                               method=method, path=path)
-        return Response(resp.status_code, payload, request_id=request_id)
+        return answer(self._proxy.request(path, method, **kwargs), method, path)
 
 
 class CountingNova(NovaWrapper):

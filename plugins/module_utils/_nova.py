@@ -102,6 +102,24 @@ class Response(object):
         self.date = date
 
 
+def answer(resp, method, path, date=None):
+    """A keystoneauth response as a ``Response`` (its JSON body and request id); an error answer raises
+    ``NovaApiError`` with the service's own message (Nova's, Placement's or Glance's wrapping)."""
+    headers = resp.headers or {}
+    request_id = headers.get('x-openstack-request-id') or headers.get('x-compute-request-id')
+    payload = None
+    if resp.content:
+        try:
+            payload = resp.json()
+        except ValueError:
+            payload = None
+    if resp.status_code >= 400:
+        text = resp.text if isinstance(getattr(resp, 'text', None), str) else ''
+        raise NovaApiError(resp.status_code, _nova_message(payload, text.strip()[:300] or resp.reason),
+                           request_id=request_id, method=method, path=path)
+    return Response(resp.status_code, payload, request_id=request_id, date=date)
+
+
 def _nova_message(payload, fallback):
     """Nova wraps errors as {"badRequest": {"message": ..., "code": 400}}."""
     if isinstance(payload, dict):
@@ -183,20 +201,8 @@ class SdkNova(object):
             status = getattr(exc, 'http_status', None)
             raise NovaApiError(status, 'renewing the token with Keystone failed (%s: %s)' % (type(exc).__name__, exc),
                                method=method, path=path, retry=status is not None and status in TRANSIENT_STATUSES)
-        headers = resp.headers or {}
-        request_id = headers.get('x-openstack-request-id') or headers.get('x-compute-request-id')
-        self.last_date = _http_date(headers.get('date')) or self.last_date
-        payload = None
-        if resp.content:
-            try:
-                payload = resp.json()
-            except ValueError:
-                payload = None
-        if resp.status_code >= 400:
-            text = resp.text if isinstance(getattr(resp, 'text', None), str) else ''
-            raise NovaApiError(resp.status_code, _nova_message(payload, text.strip()[:300] or resp.reason),
-                               request_id=request_id, method=method, path=path)
-        return Response(resp.status_code, payload, request_id=request_id, date=self.last_date)
+        self.last_date = _http_date((resp.headers or {}).get('date')) or self.last_date
+        return answer(resp, method, path, date=self.last_date)
 
 
 def _transport_errors():
