@@ -19,7 +19,6 @@ NOTE_KEY = "novaha.recovery:expected_status"
 SLOW = {"novaha_fake:rebuild_delay": "5"}
 
 
-
 # ---------------------------------------------------------------------------------------------------------
 # Running the playbooks
 
