@@ -12,20 +12,26 @@ def yes(flag):
     return "yes" if flag else "no"
 
 
+def marker_phase(marker):
+    """The phase a run marker names ("novaha.recovery run <id> <phase> ctl ..."), or "none"."""
+    words = (marker or "").split()
+    return words[3] if len(words) > 3 and marker.startswith("novaha.recovery run ") else "none"
+
+
 def final_marker(entry, run_id):
     marker = entry.get("marker") or ""
     return bool(run_id) and marker.startswith("novaha.recovery run %s done " % run_id)
 
 
 def kill_rows(kills):
-    lines = ["| # | kill point | phase | killed | delay s | killed in task | then rc | servers recovered "
+    lines = ["| # | kill point | phase | killed | delay s | killed in task | marker at the kill | then rc | servers recovered "
              "| evacuations (duplicates) | our locks / notes left | forced down, disabled, final marker "
              "| report lists | outcome |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for n, e in enumerate(kills, 1):
-        lines.append("| %d | %s | %s | %s | %s | %s | %s | %d/%d | %d (%d) | %d / %d | %s | %d/%d | %s |" % (
+        lines.append("| %d | %s | %s | %s | %s | %s | %s | %s | %d/%d | %d (%d) | %d / %d | %s | %d/%d | %s |" % (
             n, e["point"], e["phase"], e["mode"], e["delay"], (e.get("killed_in") or "-").replace("|", "/"),
-            e["rc"], e["recovered"], e["servers"], e["evacuations"], e["duplicate_evacuations"], e["locks_left"],
+            marker_phase(e.get("marker_at_kill")), e["rc"], e["recovered"], e["servers"], e["evacuations"], e["duplicate_evacuations"], e["locks_left"],
             e["notes_left"], yes(e["forced_down"] and e["status"] == "disabled"
                                  and final_marker(e, e.get("report_run_id"))),
             e["reported"], e["servers"], e.get("report_outcome")))
@@ -53,7 +59,8 @@ def totals(kills, runs):
              "| host not forced down, disabled, final marker | report missing a server |",
              "|---|---|---|---|---|---|---|---|"]
     then = [e["then"] for e in runs]
-    for label, group in (("controller killed", kills), ("10 % API faults, then the same command", then)):
+    for label, group in (("controller killed, then the same command", kills), ("under 10 % API faults", runs),
+                         ("under 10 % API faults, then the same command", then)):
         if not group:
             continue
         lines.append("| %d %s | %d | %d | %d | %d | %d / %d | %d | %d |" % (
