@@ -79,8 +79,8 @@ KILL_POINTS = [
     KillPoint("verify-verdicts", "verify", "Verify - keep the verdicts", None, 0.2),
     KillPoint("report-end-marker", "report", "End of the run - mark this run's marker", None, 1.0),
     KillPoint("report-building", "report", "Report - build the report and decide the outcome", None, 0.5),
-    KillPoint("report-writing", "report", "Report - write report.json", None, 0.5),
-    KillPoint("report-written", "report", "Report - keep the outcome as job artifacts", None, 0.3),
+    KillPoint("report-writing", "report", "Report - write report.json", None, 0.2),
+    KillPoint("report-written", "report", "Report - keep the outcome as job artifacts", None, 0.1),
 ]
 BY_NAME = dict((p.name, p) for p in KILL_POINTS)
 PHASES = ("preflight", "fence", "isolate", "evacuate", "verify", "report")
