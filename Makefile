@@ -17,7 +17,7 @@ define pytest
 	  exit $$rc; }
 endef
 
-.PHONY: help install demo test lint sanity unit integration molecule bench \
+.PHONY: help install demo test lint sanity unit integration molecule bench chaos \
 	localcloud-up localcloud-down localcloud-status localcloud-reset clean distclean
 
 help: ## List the targets (this text)
@@ -42,8 +42,9 @@ unit: install ## Unit tests (tests/unit; no network, no cloud)
 lint: install ## ansible-lint, production profile
 	bash $(ROOT)/hack/lint.sh
 
+# The chaos runs marked chaos_only take long: `make chaos` runs them, with the fast subset that is part of this target.
 integration: install ## Integration tests on the local cloud (started and stopped by the fixtures)
-	$(call pytest,tests/integration --durations=40)
+	$(call pytest,tests/integration -m "not chaos_only" --durations=40)
 
 molecule: install ## Molecule scenarios under extensions/molecule/ on the local cloud (none: skipped)
 	bash $(ROOT)/hack/molecule.sh
@@ -52,6 +53,22 @@ molecule: install ## Molecule scenarios under extensions/molecule/ on the local 
 BENCH_ARGS ?= --docs
 bench: install ## Benchmark (not a test) on its own cloud: recover-host.yml vs naive loop vs floor -> docs/benchmarks.md
 	cd $(ROOT) && $(DEV)/python tests/bench/run.py $(BENCH_ARGS)
+
+# `make chaos CHAOS_SEED=7 CHAOS_COUNT=24 CHAOS_FAULT_RUNS=5`: another seeded list of kill points, longer.
+# What each run measured: build/chaos/results.jsonl, rendered as docs/reliability.md's tables at the end.
+CHAOS_SEED ?= 14
+CHAOS_COUNT ?= 18
+CHAOS_FAULT_RUNS ?= 3
+CHAOS_RESULTS := $(ROOT)/build/chaos/results.jsonl
+chaos: install ## Chaos runs (long, not in `make test`): the controller killed in every phase, 10% API faults
+	mkdir -p $(dir $(CHAOS_RESULTS)) && rm -f $(CHAOS_RESULTS)
+	rc=0; NOVAHA_CHAOS_SEED=$(CHAOS_SEED) NOVAHA_CHAOS_COUNT=$(CHAOS_COUNT) NOVAHA_CHAOS_FAULT_RUNS=$(CHAOS_FAULT_RUNS) \
+	  NOVAHA_CHAOS_RESULTS=$(CHAOS_RESULTS) $(MAKE) --no-print-directory chaos-pytest || rc=$$?; \
+	  if [ -s $(CHAOS_RESULTS) ]; then $(DEV)/python $(ROOT)/hack/chaos_table.py $(CHAOS_RESULTS); fi; exit $$rc
+
+.PHONY: chaos-pytest
+chaos-pytest:
+	$(call pytest,tests/integration/test_chaos.py -m chaos --durations=0 -p no:warnings)
 
 localcloud-up: install ## Start the local cloud (state in .localcloud/)
 	@if $(CLOUD) status --quiet >/dev/null 2>&1; then echo "local cloud already up"; else $(CLOUD) up; fi

@@ -25,6 +25,7 @@ One function per decision:
   a host repaired) ........................................... ``wait_for``
 - whether a repaired host may go back to service ............ ``restore_refusals`` / ``plan_restore``
 - taking, renewing and ending the hold ...................... ``HostRun``
+- how long a run's own reads ride out a failing API ......... ``retrying_reads``
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import socket
 
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import NovahaError
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import MV_SERVICES
-from ansible_collections.novaha.recovery.plugins.module_utils._nova import NovaApiError
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import NovaApiError, RetryingReads
 from ansible_collections.novaha.recovery.plugins.module_utils._options import matching
 
 COMPUTE = 'nova-compute'
@@ -66,6 +67,7 @@ DEFAULT_LEASE = 300
 CLOCK_SKEW = 120
 DEFAULT_SETTLE = 2.0
 CLAIM_ROUNDS = 3        # slow read-and-write rounds before a claim gives up
+READ_RETRY_BUDGET = 30.0  # seconds a run's read rides out a failing API at most (the evacuation engine's budget)
 
 _STAMP = '%Y%m%dT%H%M%SZ'
 _RUN_ID_RE = re.compile(r'^[0-9A-Za-z_-]{1,32}$')
@@ -322,6 +324,15 @@ def claim_marker(service, run_id, controller, now, lease, previous=None):
     disabled = service.get('status') == 'disabled'
     return RunMarker(run_id, PHASE_CLAIMED, controller, now, now, lease, 'disabled' if disabled else 'enabled',
                      bool(service.get('forced_down')), service.get('disabled_reason') if disabled else None)
+
+
+def retrying_reads(nova, clock, lease):
+    """The compute API adapter a run's hold reads through when no evacuation engine wraps it (os_recovery_run): a
+    read that failed transiently (a 5xx, a reset, no answer) is sent again for up to a quarter of the lease
+    (READ_RETRY_BUDGET at most), as the engine's reads are, so one lost answer does not end a claim, a phase change
+    or a verify, and a renewal still lands well inside the lease. Writes are sent once: HostRun reads before it
+    writes, and a write whose answer was lost is found on the next read."""
+    return RetryingReads(nova, clock, min(READ_RETRY_BUDGET, lease / 4.0))
 
 
 def held_message(host, holder, waited=None):

@@ -290,7 +290,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._options import at
 from ansible_collections.novaha.recovery.plugins.module_utils._report import servers_to_verify, verdicts
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
     PHASE_DONE, PHASE_INTERRUPTED, PHASE_ISOLATED, PHASE_VERIFYING, RUN_ID_RULE, HostRun, iso, plan_restore,
-    wait_for_repair,
+    retrying_reads, wait_for_repair,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._service import service_view
 
@@ -345,8 +345,10 @@ class RecoveryRun(NovahaModule):
         self.results.update(run=None)
         self.nova = SdkNova(self.conn)
         # Restoring judges every run marker as someone else's: a live run is never cut short, whatever run_id says.
-        host_run = HostRun(self.nova, p['host'], 'restore' if p['state'] == 'restored' else p['run_id'],
-                           SystemClock(), lease=p['lease'], settle=p['settle'])
+        clock = SystemClock()
+        host_run = HostRun(retrying_reads(self.nova, clock, p['lease']), p['host'],
+                           'restore' if p['state'] == 'restored' else p['run_id'], clock, lease=p['lease'],
+                           settle=p['settle'])
         if p['state'] == 'verifying' and p['servers'] is not None:
             handler = self.do_verify
         else:

@@ -98,3 +98,17 @@ class PagingNova(object):
         if start + self.per_page < len(self.items):
             out[self.key + '_links'] = [dict(rel='next', href='%s&marker=%s' % (path, page[-1]['id']))]
         return _nova.Response(200, out)
+
+
+class FailingNova(object):
+    """Every request answers ``status`` (a compute API that stays down): ``nova`` (a ServiceNova) records it."""
+
+    def __init__(self, nova, status=503):
+        self._nova = nova
+        self.status = status
+        self.last_date = None
+
+    def request(self, method, path, microversion, body=None):
+        self._nova.fail_next = self.status
+        return self._nova.request(method, path, microversion, body)
+

@@ -6,7 +6,7 @@ import pytest
 
 from ansible_collections.novaha.recovery.plugins.module_utils import _run as run
 
-from nova_fakes import Clock, ServiceNova
+from nova_fakes import Clock, FailingNova, ServiceNova
 
 HOST = 'node-28'
 T0 = datetime.datetime(2025, 11, 21, 12, 0, 0, tzinfo=datetime.timezone.utc)
@@ -432,6 +432,28 @@ def test_api_errors_name_the_step_status_and_request_id(nova, clock):
         host_run(nova, clock).claim()
     assert err.value.kind == 'api' and 'reading the nova-compute service of node-28 failed' in err.value.msg
     assert 'HTTP 503' in err.value.msg and 'request id req-fail' in err.value.msg
+
+
+def test_a_claim_reading_through_retrying_reads_rides_out_one_503_and_writes_once(nova, clock):
+    # Found by a chaos run (10 % of requests failing): os_recovery_run's claim failed on one 503 read.
+    nova.fail_next = 503
+    r = host_run(run.retrying_reads(nova, clock, lease=100), clock)
+    r.claim()
+    assert run.parse_marker(nova.services[HOST]['disabled_reason']).run_id == 'second'
+    methods = [m for m, _path, _body in nova.requests]
+    assert methods[:2] == ['GET', 'GET'] and methods.count('PUT') == 1, methods
+
+
+def test_a_runs_reads_retry_for_a_quarter_lease_at_most_then_name_the_error(nova, clock):
+    assert run.retrying_reads(nova, clock, lease=20).budget == 5.0
+    assert run.retrying_reads(nova, clock, lease=420).budget == run.READ_RETRY_BUDGET
+    r = host_run(run.retrying_reads(nova, clock, lease=20), clock)
+    r.claim()
+    r.nova = run.retrying_reads(FailingNova(nova), clock, lease=20)
+    started = clock.t
+    with pytest.raises(run.RunError) as err:
+        r.advance('isolated')
+    assert 'HTTP 503' in err.value.msg and clock.t - started <= 5.0
 
 
 def test_a_bad_run_id_is_refused():
