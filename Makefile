@@ -68,7 +68,7 @@ chaos: install ## Chaos runs (long, not in `make test`): the controller killed i
 
 .PHONY: chaos-pytest
 chaos-pytest:
-	$(call pytest,tests/integration/test_chaos.py -m chaos --durations=0 -p no:warnings)
+	$(call pytest,tests/integration/test_chaos.py tests/integration/test_recovery_run.py -m chaos --durations=0 -p no:warnings)
 
 localcloud-up: install ## Start the local cloud (state in .localcloud/)
 	@if $(CLOUD) status --quiet >/dev/null 2>&1; then echo "local cloud already up"; else $(CLOUD) up; fi
