@@ -111,4 +111,3 @@ class FailingNova(object):
     def request(self, method, path, microversion, body=None):
         self._nova.fail_next = self.status
         return self._nova.request(method, path, microversion, body)
-
