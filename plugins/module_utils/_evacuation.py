@@ -33,7 +33,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import MV_BASE, choose_microversions, mv_str
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
-    NovaApiError, RetryingReads, SystemClock, explain_api_error, isotime, list_all, query, transient,
+    NovaApiError, RetryingReads, SystemClock, call, explain_api_error, isotime, list_all, query, transient,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._watch import Watcher, next_poll_delay
 
@@ -233,10 +233,7 @@ class Engine(object):
         return self._mv
 
     def _get(self, path, microversion, doing):
-        try:
-            return self.nova.request('GET', path, microversion)
-        except NovaApiError as err:
-            raise explain_api_error(err, doing)
+        return call(self.nova, 'GET', path, microversion, doing)
 
     def find_server(self, ref):
         """The server body for an id or an exact name (all projects). Ambiguous or unknown -> error."""

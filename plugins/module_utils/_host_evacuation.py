@@ -36,7 +36,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import summarize
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
-    NovaApiError, NovaWrapper, answer, explain_api_error, list_all, query as _query,
+    NovaApiError, NovaWrapper, answer, call, explain_api_error, list_all, query as _query,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
     MV_AGGREGATES, MV_BASE, MV_HYPERVISORS, MV_SERVER_GROUPS,
@@ -60,10 +60,7 @@ NOTE_KEY = 'novaha.recovery:expected_status'
 
 
 def _get(nova, path, microversion, doing):
-    try:
-        return nova.request('GET', path, microversion)
-    except NovaApiError as err:
-        raise explain_api_error(err, doing)
+    return call(nova, 'GET', path, microversion, doing)
 
 
 def list_pages(nova, path, params, key, microversion, doing, limit_pages=100):

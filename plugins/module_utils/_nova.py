@@ -66,6 +66,14 @@ def transient(err):
     return err.status_code is None or err.status_code in TRANSIENT_STATUSES
 
 
+def call(nova, method, path, microversion, doing, body=None):
+    """One request through ``nova``; an error answer raises ``explain_api_error(err, doing)``."""
+    try:
+        return nova.request(method, path, microversion, body)
+    except NovaApiError as err:
+        raise explain_api_error(err, doing)
+
+
 def explain_api_error(err, doing):
     """An EvacuationError (a NovahaError) for an HTTP error of the compute API while ``doing`` something."""
     if err.status_code == 403:

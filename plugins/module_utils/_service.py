@@ -29,7 +29,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._fencing import PO
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
     MV_SERVICES, MV_SERVICES_FORCED_DOWN, mv_str,
 )
-from ansible_collections.novaha.recovery.plugins.module_utils._nova import NovaApiError, explain_api_error, query
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import call, query
 
 COMPUTE_BINARY = 'nova-compute'
 
@@ -59,13 +59,6 @@ def service_view(raw, server_now=None):
     return view
 
 
-def _request(nova, method, path, microversion, doing, body=None):
-    try:
-        return nova.request(method, path, microversion, body)
-    except NovaApiError as err:
-        raise explain_api_error(err, doing)
-
-
 def close_matches(name, candidates, limit=5):
     """Candidates that look like ``name`` (a typo, other case, short name vs FQDN)."""
     candidates = sorted(set(candidates))
@@ -87,7 +80,7 @@ def find_compute_service(nova, host, microversion=None):
     """
     microversion = microversion or service_microversion(nova)
     doing = 'looking up the %s service of host %s' % (COMPUTE_BINARY, host)
-    resp = _request(nova, 'GET', query('/os-services', [('binary', COMPUTE_BINARY)]), microversion, doing)
+    resp = call(nova, 'GET', query('/os-services', [('binary', COMPUTE_BINARY)]), microversion, doing)
     services = [s for s in (resp.body or {}).get('services', []) if s.get('binary') == COMPUTE_BINARY]
     exact = [s for s in services if s.get('host') == host]
     if len(exact) == 1:
@@ -111,8 +104,8 @@ def find_compute_service(nova, host, microversion=None):
 def compute_hosts(nova, microversion=None):
     """The host names of every nova-compute service, so that a BMC answering for another host is recognized."""
     doing = 'listing the %s services' % COMPUTE_BINARY
-    resp = _request(nova, 'GET', query('/os-services', [('binary', COMPUTE_BINARY)]),
-                    microversion or service_microversion(nova), doing)
+    resp = call(nova, 'GET', query('/os-services', [('binary', COMPUTE_BINARY)]),
+                microversion or service_microversion(nova), doing)
     return sorted(set(s.get('host') for s in (resp.body or {}).get('services', [])
                       if s.get('binary') == COMPUTE_BINARY and s.get('host')))
 
@@ -146,20 +139,20 @@ def update_compute_service(nova, service, forced_down=None, disabled=None, disab
             if disabled and disabled_reason:
                 body['disabled_reason'] = disabled_reason
         if body:
-            _request(nova, 'PUT', '/os-services/%s' % service['id'], microversion, doing, body=body)
+            call(nova, 'PUT', '/os-services/%s' % service['id'], microversion, doing, body=body)
     else:
         target = dict(host=host, binary=service.get('binary') or COMPUTE_BINARY)
         if forced_down is not None:
-            _request(nova, 'PUT', '/os-services/force-down', microversion, doing,
-                     body=dict(target, forced_down=bool(forced_down)))
+            call(nova, 'PUT', '/os-services/force-down', microversion, doing,
+                 body=dict(target, forced_down=bool(forced_down)))
         if disabled:
             if disabled_reason:
-                _request(nova, 'PUT', '/os-services/disable-log-reason', microversion, doing,
-                         body=dict(target, disabled_reason=disabled_reason))
+                call(nova, 'PUT', '/os-services/disable-log-reason', microversion, doing,
+                     body=dict(target, disabled_reason=disabled_reason))
             else:
-                _request(nova, 'PUT', '/os-services/disable', microversion, doing, body=target)
+                call(nova, 'PUT', '/os-services/disable', microversion, doing, body=target)
         elif disabled is not None:
-            _request(nova, 'PUT', '/os-services/enable', microversion, doing, body=target)
+            call(nova, 'PUT', '/os-services/enable', microversion, doing, body=target)
     return find_compute_service(nova, host, microversion)
 
 
