@@ -49,6 +49,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
     MV_SHARED_STORAGE_GONE, MV_TARGET_SCHEDULED, mv_str,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._storage import storage_next_command, storage_of
 
 # ---------------------------------------------------------------------------------------------------------
 # Vocabulary
@@ -156,6 +157,7 @@ def snapshot(server):
         image_id=image.get('id') if isinstance(image, dict) else None,
         boot_from_volume=not image,
         volumes=sorted(v.get('id') for v in server.get('os-extended-volumes:volumes_attached') or []),
+        root_device=server.get('OS-EXT-SRV-ATTR:root_device_name'),
         ports=_ports(server.get('addresses')),
         availability_zone=server.get('OS-EXT-AZ:availability_zone'),
         pinned_availability_zone=server.get('pinned_availability_zone'),
@@ -394,19 +396,21 @@ def warning_kind(warning):
 
 
 def disk_warnings(snap, on_shared_storage=None):
-    """What the operator loses: local disks are rebuilt from the image on the new host."""
+    """What the operator loses, one warning per disk (``_storage.storage_of`` decides what is lost)."""
     warnings = []
     ident = '%s (%s)' % (snap.get('name'), snap.get('id'))
-    if not snap.get('boot_from_volume') and not on_shared_storage:
-        warnings.append(Note('server %s boots from image %s: unless its instance directory is on shared storage, '
-                             'Nova rebuilds the root disk from the image on the new host and data written to the '
-                             'root disk is lost' % (ident, snap.get('image_id')), WARNING_ROOT_DISK_LOST))
-    flavor = snap.get('flavor') or {}
-    for kind, unit in (('an ephemeral', 'GB'), ('a swap', 'MB')):
-        size = flavor.get(kind.split()[1])
-        if size and not on_shared_storage:
-            warnings.append(Note('server %s has %s disk (%s %s) on its failed host; it is recreated empty'
-                                 % (ident, kind, size, unit), WARNING_DISK_RECREATED))
+    for item in storage_of(snap, bool(on_shared_storage))['lost']:
+        if item['disk'] == 'root':
+            warnings.append(Note('server %s boots from image %s and its instance directory is not declared on '
+                                 'shared storage: Nova rebuilds the root disk from the image on the new host and data '
+                                 'written to the root disk is lost' % (ident, item.get('image_id')),
+                                 WARNING_ROOT_DISK_LOST))
+        elif item['disk'] == 'ephemeral':
+            warnings.append(Note('server %s has an ephemeral disk (%s GB) on its failed host; it is recreated empty'
+                                 % (ident, item.get('size_gb')), WARNING_DISK_RECREATED))
+        else:
+            warnings.append(Note('server %s has a swap disk (%s MB) on its failed host; it is recreated empty'
+                                 % (ident, item.get('size_mb')), WARNING_DISK_RECREATED))
     return warnings
 
 
@@ -514,6 +518,9 @@ def next_command(record):
         if attempt.get('request_id'):
             request_id = attempt['request_id']
             break
+    storage = storage_next_command(record)
+    if storage:
+        return storage
     if kind == KIND_NOT_FENCED:
         return ('openstack --os-compute-api-version 2.53 compute service set --down %s nova-compute '
                 '(only once the host is confirmed powered off)' % source)

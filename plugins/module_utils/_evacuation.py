@@ -31,7 +31,9 @@ from ansible_collections.novaha.recovery.plugins.module_utils._decisions import 
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
     KIND_API, KIND_NOT_FOUND, EvacuationError,
 )
-from ansible_collections.novaha.recovery.plugins.module_utils._microversions import MV_BASE, choose_microversions, mv_str
+from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
+    MV_BASE, MV_SHARED_STORAGE_GONE, choose_microversions, mv_str,
+)
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
     NovaApiError, RetryingReads, SystemClock, call, explain_api_error, isotime, list_all, query, transient,
 )
@@ -83,6 +85,15 @@ class ServerEvacuation(object):
         self.check_first = None         # an evacuate request whose effect is still to be found out
         self.reset_done = False
         self.power_unknown = None       # os-start/os-stop sent, its answer lost
+        self.storage = None             # _storage.storage_of(...) when the host module read it
+
+    def refuse(self, reason, kind):
+        """Not evacuated after all (a guard the host module judges, such as an unusable volume)."""
+        self.action = ACTION_REFUSE
+        self.outcome = OUTCOME_REFUSED
+        self.reason = reason
+        self.kind = kind
+        self.request = None
 
     @property
     def done(self):
@@ -105,7 +116,7 @@ class ServerEvacuation(object):
         return dict(action=self.action, reason=self.reason, microversion=mv_str(self.microversion)
                     if self.microversion else None, request=self.request, expected_status=self.expected_status,
                     reset_state_to=self.reset_to, lock=self.lock_wanted and not self.before.get('locked'),
-                    warnings=[str(w) for w in self.warnings], warning_kinds=[warning_kind(w) for w in self.warnings])
+                    storage=self.storage, warnings=[str(w) for w in self.warnings], warning_kinds=[warning_kind(w) for w in self.warnings])
 
     def record(self):
         seconds = None
@@ -138,6 +149,7 @@ class ServerEvacuation(object):
             request_ids=list(self.request_ids),
             warnings=[str(w) for w in self.warnings],
             warning_kinds=[warning_kind(w) for w in self.warnings],
+            storage=self.storage,
         )
         rec['next_command'] = None if self.outcome in (OUTCOME_RECOVERED, OUTCOME_NOTHING_TO_DO,
                                                        OUTCOME_PLANNED) else next_command(rec)
@@ -222,6 +234,9 @@ class Engine(object):
         self.interrupted = None         # why the last run() ended before its servers did (an API outage)
         self.stopped = None             # the failed host read power On: no new evacuation was started
         self.power_warnings = []
+        # verify(evacuation, server snapshot) -> None or (kind, reason): asked once Nova says a server is recovered
+        # (the host module checks that its volumes and ports followed it).
+        self.verify = None
 
     # -- reading ------------------------------------------------------------------------------------------
 
@@ -278,11 +293,12 @@ class Engine(object):
     # -- planning -----------------------------------------------------------------------------------------
 
     def plan(self, server, expected_source_host=None, target_host=None, admin_password=None,
-             on_shared_storage=None, reset_state=False, lock=True, service=None, migrations=None):
+             on_shared_storage=None, reset_state=False, lock=True, service=None, migrations=None, storage=None):
         """A ServerEvacuation saying what would be done to ``server`` (a body, an id or a name).
 
-        The host module passes ``service`` and ``migrations`` from one listing for the whole host.
-        Changes nothing.
+        The host module passes ``service`` and ``migrations`` from one listing for the whole host, and the
+        server's ``storage`` (``_storage.storage_of``): whether its instance directory is shared then comes from it
+        (sent below 2.14, and the disks it loses). Changes nothing.
         """
         body = server if isinstance(server, dict) else self.find_server(server)
         snap = snapshot(body)
@@ -301,15 +317,19 @@ class Engine(object):
         request = None
         warnings = []
         mv = None
+        shared = storage['shared'] if storage is not None else on_shared_storage
+        if storage is not None and self.mv.evacuate < MV_SHARED_STORAGE_GONE:
+            on_shared_storage = shared
         if decision.action == ACTION_EVACUATE:
             mv = self.mv.evacuate
             body_, warnings = evacuate_request(mv, target_host, admin_password, on_shared_storage)
             request = _masked(body_)
-            warnings = warnings + disk_warnings(snap, on_shared_storage)
+            warnings = warnings + disk_warnings(snap, shared)
             if self.mv.evacuate_stops_server and decision.expected_status == 'ACTIVE':
                 warnings.append('at microversion %s Nova leaves the evacuated server stopped; it is started '
                                 'afterwards to return it to ACTIVE' % mv_str(mv))
         evac = ServerEvacuation(snap, decision, source, target_host, request, mv, warnings, lock, on_shared_storage)
+        evac.storage = storage
         evac.known_migration_ids = set(m.get('id') for m in migrations)
         evac._admin_password = admin_password
         return evac
@@ -645,6 +665,12 @@ class Engine(object):
         e.after = now
         j = judge(e.before, now, mig, e.expected_status, e.source_host,
                   migration_required=e.action != ACTION_RECONCILE)
+        if j.outcome == OUTCOME_RECOVERED and self.verify is not None:
+            mismatch = self.verify(e, now)
+            if mismatch is not None:
+                kind, reason = mismatch
+                self._end_attempt(e, OUTCOME_FAILED, kind, reason)
+                return self._finish(e, OUTCOME_FAILED, reason, kind)
         if j.outcome == OUTCOME_RECOVERED:
             self._end_attempt(e, OUTCOME_RECOVERED)
             return self._finish(e, OUTCOME_RECOVERED, j.reason)

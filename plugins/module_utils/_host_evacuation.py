@@ -42,6 +42,10 @@ from ansible_collections.novaha.recovery.plugins.module_utils._microversions imp
     MV_AGGREGATES, MV_BASE, MV_HYPERVISORS, MV_SERVER_GROUPS,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._service import close_matches, service_view
+from ansible_collections.novaha.recovery.plugins.module_utils._storage import (
+    KIND_STORAGE_UNVERIFIED, KIND_VOLUME_UNUSABLE, LOCAL_SKIP, STORAGE_KINDS, STORAGE_LOCAL, judge_attachments,
+    loss_warning, port_summary, root_volume, skip_record, storage_of, volume_guard, volume_summary,
+)
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
     COMPUTE, DEFAULT_LEASE, DEFAULT_SETTLE, PHASE_EVACUATING, PHASE_INTERRUPTED, PHASE_VERIFYING,
     UNFINISHED_MIGRATIONS, HostRun, RunError, controller_identity, judge_holder, parse_marker, reference_time, wait_for,
@@ -398,6 +402,8 @@ def server_view(body, groups=None, image_properties=None, aggregate_metadata=Non
         image_id=image.get('id') if isinstance(image, dict) else None,
         image_properties=dict(image_properties or {}),
         boot_from_volume=not image,
+        volumes=sorted(v.get('id') for v in body.get('os-extended-volumes:volumes_attached') or []),
+        root_device=body.get('OS-EXT-SRV-ATTR:root_device_name'),
         availability_zone=body.get('OS-EXT-AZ:availability_zone'),
         server_groups=[dict(id=g.get('id'), name=g.get('name'), policy=g.get('policy')) for g in groups or []],
         aggregate_metadata=dict(aggregate_metadata or {}),
@@ -644,6 +650,7 @@ class HostPlan(object):
         self.warnings = []
         self.run_id = None
         self.wait_for_run = 0
+        self.storage = {}           # server id -> _storage.storage_of(...) with the volumes as Cinder shows them
 
     @property
     def failed_checks(self):
@@ -660,9 +667,20 @@ class HostPlan(object):
             entry.update(order=order, id=e.id, name=e.name, project_id=e.before.get('project_id'),
                          status=e.before.get('status'), expected_target=e.target_host or (
                              'the scheduler' if e.action == ACTION_EVACUATE else None),
-                         exclusive_groups=sorted(e.exclusive_groups), outcome=e.outcome)
+                         exclusive_groups=sorted(e.exclusive_groups), outcome=e.outcome, storage=e.storage)
             out.append(entry)
         return out
+
+    def storage_summary(self):
+        """How many selected servers have each storage kind, and how many lose data when evacuated."""
+        kinds = dict((kind, 0) for kind in STORAGE_KINDS)
+        losing = 0
+        for e in self.evacuations:
+            if e.storage:
+                kinds[e.storage['kind']] += 1
+                losing += bool(e.storage['data_loss']) and e.action == ACTION_EVACUATE
+        skipped = sum(1 for s in self.skipped if s.get('storage') == STORAGE_LOCAL)
+        return dict(kinds=kinds, data_loss=losing, local_ephemeral_skipped=skipped)
 
 
 class HostEvacuation(object):
@@ -670,12 +688,18 @@ class HostEvacuation(object):
     is the adapter used here too; ``placement`` / ``image``: adapters or None."""
 
     def __init__(self, engine, placement=None, image=None, controller=None, run_id=None, joined=False,
-                 lease=DEFAULT_LEASE, settle=DEFAULT_SETTLE):
+                 lease=DEFAULT_LEASE, settle=DEFAULT_SETTLE, volume=None, network=None):
         self.engine = engine
         self.nova = engine.nova
         self.clock = engine.clock
         self.placement = placement
         self.image = image
+        # Cinder and Neutron (adapters or None, reads only): the volumes guard, and the verification that the
+        # volumes and ports of a recovered server followed it (the engine asks ``verify_storage``).
+        self.volume = volume
+        self.network = network
+        if volume is not None or network is not None:
+            engine.verify = self.verify_storage
         self.controller = controller or controller_identity()
         self.run_id = run_id or uuid.uuid4().hex[:10]
         # joined: the run was claimed before this module (the role's os_recovery_run) and stays held after it;
@@ -738,12 +762,57 @@ class HostEvacuation(object):
                     'locations', 'direct_url', 'stores')
         return dict((k, v) for k, v in body.items() if k not in standard)
 
+    def volumes(self, ids):
+        """Volume id -> the Cinder volume body (None: Cinder does not know it); {} without Cinder."""
+        found = {}
+        if self.volume is None:
+            return found
+        for vid in ids:
+            try:
+                found[vid] = (self.volume.request('GET', '/volumes/%s' % vid, None).body or {}).get('volume')
+            except NovaApiError as err:
+                if err.status_code != 404:
+                    raise explain_api_error(err, 'reading volume %s in Cinder' % vid)
+                found[vid] = None
+        return found
+
+    def ports_of(self, server_id):
+        """The Neutron ports of a server (device_id), with their binding host; None without Neutron."""
+        if self.network is None:
+            return None
+        try:
+            body = self.network.request('GET', _query('/v2.0/ports', [('device_id', server_id)]), None).body
+        except NovaApiError as err:
+            raise explain_api_error(err, 'listing the ports of server %s in Neutron' % server_id)
+        return (body or {}).get('ports') or []
+
+    def verify_storage(self, evac, now):
+        """The engine asks this once Nova says a server is recovered: None when its volumes and ports followed
+        it to its new host, else (kind, reason) and the server fails."""
+        new_host = now.get('host')
+        try:
+            volumes = self.volumes(now.get('volumes') or [])
+            ports = self.ports_of(evac.id)
+        except NovahaError as exc:
+            return KIND_STORAGE_UNVERIFIED, ('server %s (%s) is on %s but its volumes and ports could not be '
+                                             'verified: %s' % (evac.name, evac.id, new_host, exc.msg))
+        if evac.storage is not None:
+            evac.storage['after'] = dict(volumes=[volume_summary(volumes[v]) for v in sorted(volumes)],
+                                         ports=[port_summary(p) for p in ports] if ports is not None else None)
+        return judge_attachments(now, new_host, evac.source_host, volumes if self.volume is not None else None,
+                                 ports)
+
     # -- planning ----------------------------------------------------------------------------------------
 
     def prepare(self, host, include=None, exclude=None, query=None, priority_key=DEFAULT_PRIORITY_KEY,
                 max_down_percent=50, target_hosts=None, takeover=False, reset_state=False, lock=True,
-                on_shared_storage=None, require_capacity=False, listing=None, wait_for_run=0):
+                on_shared_storage=None, require_capacity=False, listing=None, wait_for_run=0, shared_storage=None,
+                local_ephemeral=None):
         """Read everything, decide everything, change nothing. Raises NovahaError for a bad query.
+
+        ``on_shared_storage``: every instance directory of the host is on shared storage (True), or none is
+        (False); ``shared_storage``: criteria (as ``include``) of the servers whose directory is; ``local_ephemeral``
+        V(skip) leaves the servers whose local disks would be lost alone.
 
         ``listing`` (from ``list_host``) saves reading the services, the servers and the migrations again."""
         plan = HostPlan(host)
@@ -752,12 +821,39 @@ class HostEvacuation(object):
         services = listing.services if listing is not None else self.services()
         source = self._check_host(plan, services, max_down_percent, target_hosts, listing, takeover, wait_for_run)
         bodies, migrations, always = self._servers_to_consider(plan, source, listing)
-        views = self._server_views(host, bodies, include, exclude, query)
+        views = self._server_views(host, bodies, include, exclude, query, shared_storage)
         plan.selected, plan.skipped = select_servers(views, include, exclude, query, priority_key, always)
+        self._plan_storage(plan, on_shared_storage, shared_storage, local_ephemeral, always)
         self._plan_servers(plan, bodies, source, migrations, on_shared_storage, reset_state, lock)
         self._capacity_and_targets(plan, services, target_hosts, require_capacity)
         self._serialisation_warnings(plan)
+        warning = loss_warning([(e.name, e.id, e.storage) for e in plan.evacuations
+                                if e.action == ACTION_EVACUATE and e.storage],
+                               sum(1 for e in plan.evacuations if e.action == ACTION_EVACUATE))
+        if warning:
+            plan.warnings.insert(0, warning)
         return plan
+
+    def _plan_storage(self, plan, on_shared_storage, shared_storage, local_ephemeral, always):
+        """The storage kind of each selected server (its volumes read from Cinder) into ``plan.storage``; with
+        ``local_ephemeral=skip`` the local-ephemeral servers move to ``plan.skipped`` (not those ours to finish)."""
+        ids = sorted(set(v for view in plan.selected for v in view['volumes']))
+        volumes = self.volumes(ids) if ids else {}
+        keep = []
+        for view in plan.selected:
+            shared = on_shared_storage is True or (
+                bool(shared_storage) and selection_reason(view, shared_storage, None) is None)
+            storage = storage_of(view, shared, root_volume(view, volumes))
+            if volumes:
+                storage['volume_states'] = [volume_summary(volumes.get(v)) for v in view['volumes']]
+            storage['guard'] = volume_guard(view, volumes) if volumes else None
+            plan.storage[view['id']] = storage
+            if local_ephemeral == LOCAL_SKIP and storage['kind'] == STORAGE_LOCAL and view['id'] not in always:
+                plan.skipped.append(skip_record(view, storage))
+                continue
+            keep.append(view)
+        plan.selected = keep
+        plan.skipped.sort(key=lambda s: (s['name'] or '', s['id']))
 
     def _check_host(self, plan, services, max_down_percent, target_hosts, listing, takeover, wait_for_run):
         """The guards and who holds the host, into ``plan``; returns the host's nova-compute service (None when
@@ -796,7 +892,7 @@ class HostEvacuation(object):
         noted = set(b['id'] for b in bodies if NOTE_KEY in (b.get('metadata') or {}))
         return bodies, migrations, (finish | ours | noted)
 
-    def _server_views(self, host, bodies, include, exclude, query):
+    def _server_views(self, host, bodies, include, exclude, query, shared_storage=None):
         """What selection looks at for each server: its body with its server groups, and the image properties and
         aggregate metadata when a criterion needs them (read only then)."""
         groups_by_server = {}
@@ -805,10 +901,12 @@ class HostEvacuation(object):
                 if group.get('policy') in GROUP_POLICIES:
                     for member in group.get('members') or []:
                         groups_by_server.setdefault(member, []).append(group)
-        aggregate_md = self.aggregate_metadata(host) if needs_option(include, exclude, 'aggregate_metadata') and bodies \
-            else {}
+        by_aggregate = needs_option(include, exclude, 'aggregate_metadata') or \
+            needs_option(shared_storage, None, 'aggregate_metadata')
+        aggregate_md = self.aggregate_metadata(host) if bodies and by_aggregate else {}
         image_props = {}
-        if needs_option(include, exclude, 'image_properties') or (query and 'image_properties' in query):
+        if needs_option(include, exclude, 'image_properties') or (query and 'image_properties' in query) or \
+                needs_option(shared_storage, None, 'image_properties'):
             for image_id in sorted(set((b.get('image') or {}).get('id') for b in bodies if isinstance(b.get('image'), dict))):
                 image_props[image_id] = self.image_properties(image_id)
 
@@ -822,9 +920,12 @@ class HostEvacuation(object):
         """The engine's plan of each selected server, in the order of selection, into ``plan.evacuations``."""
         by_id = dict((b['id'], b) for b in bodies)
         for view in plan.selected:
+            storage = plan.storage.get(view['id'])
             evac = self.engine.plan(by_id[view['id']], expected_source_host=plan.host, target_host=None,
                                     on_shared_storage=on_shared_storage, reset_state=reset_state, lock=lock,
-                                    service=source, migrations=migrations)
+                                    service=source, migrations=migrations, storage=storage)
+            if storage and storage['guard'] and evac.action == ACTION_EVACUATE:
+                evac.refuse(storage['guard'], KIND_VOLUME_UNUSABLE)
             evac.exclusive_groups = set(g['id'] for g in view['server_groups'])
             if evac.before.get('server_groups') is None:
                 evac.before['server_groups'] = [g['id'] for g in view['server_groups']]

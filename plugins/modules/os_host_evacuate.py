@@ -233,9 +233,45 @@ options:
     default: false
   on_shared_storage:
     description:
-      - Whether instance directories are on shared storage. Sent to Nova only below microversion 2.14; from
-        then on it only decides the warning that data on image-backed root disks is lost.
+      - Whether every instance directory of O(host) is on shared storage (NFS, Ceph RBD for ephemeral disks).
+        Nova's API does not say so; the server's storage kind in the plan, the data-loss warning and, below
+        microversion 2.14, the C(onSharedStorage) Nova is sent follow it. From 2.14 on Nova finds the disk
+        itself.
+      - V(false) or unset, with no O(shared_storage) criteria, means image-booted servers have local disks.
     type: bool
+  shared_storage:
+    description:
+      - The servers whose instance directory is on shared storage when only some are (for example a flavor
+        extra spec or an aggregate that names the storage class). Same criteria and matching as O(include);
+        a server matching every criterion given counts as on shared storage.
+    type: dict
+    suboptions:
+      metadata:
+        description: Instance metadata.
+        type: dict
+      flavor_extra_specs:
+        description: Extra specs of the server's flavor.
+        type: dict
+      image_properties:
+        description: Properties of the server's image in Glance.
+        type: dict
+      aggregate_metadata:
+        description: Metadata of the host aggregates O(host) belongs to (merged).
+        type: dict
+      names:
+        description: Shell-style globs; the server's name must match one of them.
+        type: list
+        elements: str
+  local_ephemeral:
+    description:
+      - What to do with the servers whose disks are local to the failed host (image-booted, not on shared
+        storage). Nova rebuilds them from their image on the new host and what was written to their root,
+        ephemeral and swap disks is lost; attached data volumes are kept.
+      - V(evacuate) evacuates them (the plan warns first, with their number). V(skip) leaves them alone;
+        they are listed in RV(skipped) with the reason and the command that evacuates one anyway.
+    type: str
+    choices: [evacuate, skip]
+    default: evacuate
   microversion:
     description:
       - The compute API microversion of the evacuate requests, as in M(novaha.recovery.os_instance_evacuate).
@@ -471,7 +507,10 @@ servers:
   type: list
   elements: dict
 skipped:
-  description: Servers of the host not selected, each with id, name, project_id, status and the reason.
+  description:
+    - Servers of the host not selected, each with id, name, project_id, status and the reason.
+    - Those left alone by O(local_ephemeral=skip) also carry C(kind) (V(local_ephemeral_skipped)), C(storage)
+      and C(next_command).
   returned: when the host's servers were listed
   type: list
   elements: dict
@@ -480,10 +519,24 @@ skipped:
 plan:
   description:
     - Per selected server, what is (or would be) done - order, action, reason, expected_target, expected_status,
-      microversion, request, lock, exclusive_groups, warnings, warning_kinds (the kind of each warning).
+      microversion, request, lock, exclusive_groups, warnings, warning_kinds (the kind of each warning) and
+      storage.
+    - C(storage) is the server's storage - C(kind) (V(boot_from_volume), V(shared_instance_store) or
+      V(local_ephemeral)), C(shared), C(volumes), C(root_volume), C(data_volumes), C(lost) (the disks an
+      evacuation loses), C(data_loss), C(volume_states) (each volume as Cinder shows it, with the host of each
+      attachment) and C(guard) (why a volume stops the evacuation, else null). After a recovery the server's
+      record adds C(after) - its volumes and ports as Cinder and Neutron show them on the new host.
   returned: when the host's servers were listed
   type: list
   elements: dict
+storage:
+  description:
+    - How many selected servers have each storage kind (C(kinds)), how many of those evacuated lose data on local
+      disks (C(data_loss)) and how many O(local_ephemeral=skip) left alone (C(local_ephemeral_skipped)).
+  returned: when the host's servers were listed
+  type: dict
+  sample: {kinds: {boot_from_volume: 2, shared_instance_store: 1, local_ephemeral: 2}, data_loss: 2,
+           local_ephemeral_skipped: 0}
 refused:
   description: Whether a guard refused the host (see O(fail_on_guards)); the reasons are in RV(msg).
   returned: when the guards were evaluated
@@ -542,7 +595,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._decisions import 
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import EvacuationError, NovahaError
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import PowerWatch
-from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import (
     CountingNova, HostEvacuation, SdkService, compile_query, list_host, read_host, refusal_kind, summarize_run,
 )
@@ -557,7 +610,7 @@ SELECT_SPEC = dict(
     names=dict(type='list', elements='str'),
 )
 
-# Per-server warnings that every image-booted server carries: summarised in one task warning.
+# Per-server warnings of the disks lost: the plan's one warning (``_storage.loss_warning``) tells them.
 _ROUTINE = (WARNING_ROOT_DISK_LOST, WARNING_DISK_RECREATED)
 
 
@@ -580,6 +633,8 @@ class HostEvacuate(NovahaModule):
         lock=dict(type='bool', default=True),
         reset_state=dict(type='bool', default=False),
         on_shared_storage=dict(type='bool'),
+        shared_storage=dict(type='dict', options=SELECT_SPEC),
+        local_ephemeral=dict(type='str', choices=['evacuate', 'skip'], default='evacuate'),
         microversion=dict(type='str'),
         fail_on_partial=dict(type='bool', default=True),
         progress_interval=dict(type='int', default=10),
@@ -622,7 +677,9 @@ class HostEvacuate(NovahaModule):
         engine = Engine(nova, microversion=p['microversion'])
         evacuation = HostEvacuation(engine, placement=SdkService(self.conn.placement),
                                     image=SdkService(self.conn.image), run_id=p['run_id'],
-                                    joined=p['run_id'] is not None, lease=p['lease'])
+                                    joined=p['run_id'] is not None, lease=p['lease'],
+                                    volume=self.reader('block-storage', 'volume', engine.clock),
+                                    network=self.reader('network', 'network', engine.clock))
         self.results['run_id'] = evacuation.run_id
         self.results['microversions'] = engine.mv.to_dict()
         if p['wait_for_service_down'] > 0:
@@ -640,7 +697,7 @@ class HostEvacuate(NovahaModule):
             plan = self.make_plan(evacuation, host, None)
 
         self.results.update(preconditions=[c.to_dict() for c in plan.checks], skipped=plan.skipped,
-                            plan=plan.plan_list(), capacity=plan.capacity,
+                            plan=plan.plan_list(), capacity=plan.capacity, storage=plan.storage_summary(),
                             holder=plan.holder.to_dict() if plan.holder is not None else None)
         self.report(plan, summarize_run(plan))
         for warning in plan.warnings:
@@ -723,7 +780,18 @@ class HostEvacuate(NovahaModule):
             host, include=p['include'], exclude=p['exclude'], query=p['query'], priority_key=p['priority_key'],
             max_down_percent=p['max_down_percent'], target_hosts=p['target_hosts'], takeover=p['takeover'],
             reset_state=p['reset_state'], lock=p['lock'], on_shared_storage=p['on_shared_storage'],
+            shared_storage=p['shared_storage'], local_ephemeral=p['local_ephemeral'],
             require_capacity=p['require_capacity'], listing=listing, wait_for_run=p['wait_for_run'])
+
+    def reader(self, service_type, attribute, clock):
+        """A read adapter for another service of the cloud (reads ride out a short outage), or None when the
+        catalog has no such service: its checks are then left out."""
+        try:
+            if not self.conn.has_service(service_type):
+                return None
+        except Exception:  # pylint: disable=broad-except  # a catalog we cannot read: the checks are left out
+            return None
+        return RetryingReads(SdkService(getattr(self.conn, attribute)), clock)
 
     def report(self, plan, summary, nova=None):
         if nova is not None:
@@ -743,18 +811,12 @@ class HostEvacuate(NovahaModule):
                                                          len(plan.skipped))
 
     def warn_records(self, records):
-        routine = 0
         for record in records:
             for warning, kind in zip(record['warnings'], record['warning_kinds']):
-                if kind in _ROUTINE:
-                    routine += kind == WARNING_ROOT_DISK_LOST
-                    continue
-                self.warn(warning)
+                if kind not in _ROUTINE:  # the disks lost were told once, in the plan, before anything was evacuated
+                    self.warn(warning)
             if record['outcome'] == 'refused':
                 self.warn('not evacuated: %s' % record['reason'])
-        if routine:
-            self.warn('%d evacuated servers boot from an image: unless their instance directories are on shared '
-                      'storage, data written to their root disks is lost' % routine)
 
     def progress_writer(self, host, run_id):
         path = self.params['progress_file']
