@@ -31,6 +31,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._decisions import 
     ACTION_NONE, ACTION_RECONCILE, ACTION_WAIT, OUTCOME_IN_PROGRESS, OUTCOME_NOTHING_TO_DO, OUTCOME_PLANNED,
     OUTCOME_RECOVERED, judge,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._storage import storage_brief
 
 SCHEMA = 'novaha.recovery/host-recovery-report'
 SCHEMA_VERSION = 2
@@ -197,6 +198,7 @@ def server_entry(record, host, verified=None):
         verified_at=verified.get('verified_at') if verified else None,
         now=dict(host=verified.get('host'), status=verified.get('status')) if verified else None,
         locked_by_us=_holds_our_lock(record),
+        storage=storage_brief(record.get('storage')),
         next_command=record.get('next_command'),
     )
 
@@ -209,7 +211,8 @@ def planned_entry(entry, host):
         before=dict(host=host, status=entry.get('status')), after=dict(host=None, status=None),
         expected_status=entry.get('expected_status'), expected_target=entry.get('expected_target'),
         migration=dict(id=None, status=None), attempts=0, requested_at=None, finished_at=None, seconds=None,
-        verified=None, verified_at=None, now=None, locked_by_us=False, next_command=None)
+        verified=None, verified_at=None, now=None, locked_by_us=False, storage=storage_brief(entry.get('storage')),
+        next_command=None)
 
 
 def server_recovered(entry, host):
@@ -388,7 +391,8 @@ def build_report(run, finished_at):
                    msg=_get(run, 'claim', 'msg')),
         guards=plan.get('preconditions') or [],
         evacuation=dict(run_id=evacuation.get('run_id', plan.get('run_id')), msg=evacuation.get('msg'),
-                        summary=evacuation.get('summary', plan.get('summary'))),
+                        summary=evacuation.get('summary', plan.get('summary')),
+                        storage=evacuation.get('storage', plan.get('storage'))),
         servers=servers,
         skipped=evacuation.get('skipped', plan.get('skipped')) or [],
         rollback=run.get('rollback') or None,

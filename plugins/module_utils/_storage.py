@@ -145,6 +145,20 @@ def root_volume(snap, volumes):
     return bootable[0] if len(bootable) == 1 else None
 
 
+def storage_brief(storage):
+    """What a report entry shows of a server's storage: kind, volumes, what was lost, where volumes and ports are."""
+    if not storage:
+        return None
+    after = storage.get('after') or {}
+    return dict(kind=storage.get('kind'), volumes=list(storage.get('volumes') or []),
+                root_volume=storage.get('root_volume'), data_volumes=list(storage.get('data_volumes') or []),
+                lost=describe_loss(storage.get('lost')) or None,
+                volume_hosts=sorted(set(a.get('host') or '?' for v in after.get('volumes') or [] if v
+                                        for a in v.get('attachments') or [])) if after.get('volumes') else None,
+                port_hosts=sorted(set(p.get('host') or '?' for p in after.get('ports') or []))
+                if after.get('ports') else None)
+
+
 def port_summary(body):
     return dict(id=body.get('id'), host=body.get('binding:host_id') or None, status=body.get('status'),
                 mac=body.get('mac_address'))
