@@ -1116,13 +1116,15 @@ class HostEvacuation(object):
         start = self.clock.now()
         peak = dict(in_flight=0)
 
+        disks = plan.storage_summary()
+
         def progress(counts):
             peak['in_flight'] = max(peak['in_flight'], counts.get('in_flight', 0))
             if on_progress is not None:
-                on_progress(dict(counts, selected=len(plan.evacuations)))
+                on_progress(dict(counts, selected=len(plan.evacuations), storage=disks))
 
         if on_progress is not None:
-            on_progress(dict(summarize(plan.evacuations, 0.0), selected=len(plan.evacuations)))
+            on_progress(dict(summarize(plan.evacuations, 0.0), selected=len(plan.evacuations), storage=disks))
         self.begin(plan)
 
         def keep_holding(counts):
@@ -1206,7 +1208,11 @@ def summarize_run(plan, seconds=None):
 
 def progress_line(host, run_id, counts):
     """The line operators read in the job output while the task waits."""
-    return ('os_host_evacuate %s (run %s): %d recovered, %d in flight, %d failed, %d pending of %d selected; '
+    storage = counts.get('storage') or {}
+    kinds = ', '.join('%d %s' % (n, kind) for kind, n in sorted((storage.get('kinds') or {}).items()) if n)
+    return ('os_host_evacuate %s (run %s): %d recovered, %d in flight, %d failed, %d pending of %d selected%s; '
             '%ds elapsed' % (host, run_id, counts.get('recovered', 0), counts.get('in_flight', 0),
                              counts.get('failed', 0), counts.get('pending', 0), counts.get('selected', 0),
+                             ' (%s%s)' % (kinds, '; %d lose local disks' % storage['data_loss']
+                                          if storage.get('data_loss') else '') if kinds else '',
                              int(counts.get('elapsed', 0) or 0)))

@@ -261,3 +261,13 @@ def test_on_shared_storage_is_sent_per_server_below_2_14(nova, clock, four, mv, 
     for name in sent:
         body = bodies[four[name.replace('-', '_')]]
         assert body.get('onSharedStorage') == sent[name], (name, body)
+
+
+def test_the_live_progress_line_shows_the_disks(nova, clock, four):
+    seen = []
+    engine = ev.Engine(he.CountingNova(nova), clock)
+    evacuation = he.HostEvacuation(engine, controller='ctl@00', volume=four['cinder'], network=four['neutron'])
+    plan = evacuation.prepare(SRC)
+    evacuation.execute(plan, poll_interval=2, on_progress=seen.append)
+    line = he.progress_line(SRC, plan.run_id, seen[-1])
+    assert '4 recovered' in line and '(1 boot_from_volume, 3 local_ephemeral; 3 lose local disks)' in line
