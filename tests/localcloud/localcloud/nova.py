@@ -3,6 +3,8 @@
 import datetime
 import time
 
+import openstack.exceptions
+
 from . import config, infra, proc
 
 MICROVERSION = "2.95"
@@ -96,11 +98,19 @@ def wait_heartbeat(conn, host, timeout, since):
 
 
 def delete_all_servers(conn, timeout):
-    servers = list(conn.compute.servers(all_projects=True))
-    for server in servers:
-        conn.compute.delete_server(server, ignore_missing=True)
-    proc.wait_for("every server to be deleted",
-                  lambda: not list(conn.compute.servers(all_projects=True)), timeout, 0.5)
+    """Delete every server and wait until none is left. A delete can lose a race with a nova-compute that is
+    starting again (Nova answers 500 "Object action destroy failed because: host changed" to the local delete of
+    a server on a down host): every server still there and not being deleted is deleted again on the next look."""
+    def none_left():
+        left = list(conn.compute.servers(all_projects=True))
+        for server in left:
+            if server.task_state != "deleting":
+                try:
+                    conn.compute.delete_server(server, ignore_missing=True)
+                except openstack.exceptions.HttpException:
+                    pass  # sent again on the next look
+        return not left
+    proc.wait_for("every server to be deleted", none_left, timeout, 0.5)
 
 
 def _evacuations_left(conn, host):
