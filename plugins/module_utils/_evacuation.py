@@ -33,7 +33,8 @@ from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import MV_BASE, choose_microversions, mv_str
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
-    NovaApiError, RetryingReads, SystemClock, call, explain_api_error, isotime, list_all, query, transient,
+    NovaApiError, RetryingReads, SystemClock, backoff, call, explain_api_error, isotime, list_all, query,
+    transient,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._watch import Watcher, next_poll_delay
 
@@ -156,7 +157,7 @@ def _migration_view(mig):
 
 
 MAX_TRANSIENT_PER_SERVER = 5   # transient failures of one server's requests while the API answers others
-UNLOCK_BACKOFF_MAX = 4.0       # an unlock is tried again after 1, 2 and 4 seconds
+UNLOCK_RETRIES = 3             # an unlock is tried again after 1, 2 and 4 seconds
 
 
 class Outage(object):
@@ -184,7 +185,7 @@ class Outage(object):
             self.count += 1
         self.failures += 1
         self.last = getattr(err, 'msg', str(err))
-        self.next_try = now + min(2 ** (self.failures - 1), 16)
+        self.next_try = now + backoff(self.failures - 1, cap=16)
 
     def ok(self):
         if self.since is not None:
@@ -524,14 +525,14 @@ class Engine(object):
         """Unlocking is idempotent (an unlocked server stays unlocked): sent again after a transient failure."""
         if not (e.locked_by_us or e.ours_from_earlier) or e.unlocked:
             return
-        delay = 1.0
+        failures = 0
         while True:
             try:
                 self._action(e, 'unlock', {'unlock': None}, MV_BASE)
             except NovaApiError as err:
-                if transient(err) and delay <= UNLOCK_BACKOFF_MAX:
-                    self.clock.sleep(delay)
-                    delay *= 2
+                if transient(err) and failures < UNLOCK_RETRIES:
+                    self.clock.sleep(backoff(failures, cap=4.0))
+                    failures += 1
                     continue
                 e.warnings.append('could not remove the lock novaha.recovery took on %s: %s (request id %s); '
                                   'a re-run removes it' % (e.id, err.message, err.request_id))
