@@ -222,6 +222,8 @@ class Engine(object):
         self.outage = Outage(self.clock)
         self.interrupted = None         # why the last run() ended before its servers did (an API outage)
         self.stopped = None             # the failed host read power On: no new evacuation was started
+        # Power reads that failed, over every run() of this Engine (one per module call); set here, so that it is
+        # there for its readers also when run() returns early with nothing to do.
         self.power_warnings = []
 
     # -- reading ------------------------------------------------------------------------------------------
@@ -347,7 +349,6 @@ class Engine(object):
         window = max(1, max_parallel) if wait else len(todo)
         quiet_polls = 0
         outage = self.outage = Outage(self.clock)
-        self.power_warnings = []
         while pending or active:
             if pending and len(active) < window and not outage.paused() and power_check is not None:
                 self.stopped = self._power_stop(power_check, pending)
