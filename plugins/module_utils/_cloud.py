@@ -33,6 +33,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import (
     CAUSE_CONFIG, FenceAgent, IpmiBmc, RedfishBmc, TransportError, level_options, validate_level,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import backoff
 from ansible_collections.novaha.recovery.plugins.module_utils._options import (
     at_least, check_options, conflict_error, option_error,
 )
@@ -377,15 +378,16 @@ def authenticate(session, budget=None, clock=time.monotonic, sleep=time.sleep):
     ``budget`` seconds (CONNECT_RETRY_SECONDS); a refusal (wrong password, no such project) fails at once."""
     budget = CONNECT_RETRY_SECONDS if budget is None else budget
     start = clock()
-    delay = 1.0
+    failures = 0
     while True:
         try:
             return session.get_token()
         except ksa_exc.ClientException as exc:
+            delay = backoff(failures, cap=8.0)
             if not _keystone_transient(exc) or clock() + delay - start > budget:
                 raise
         sleep(delay)
-        delay = min(delay * 2, 8.0)
+        failures += 1
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -35,7 +35,8 @@ from ansible_collections.novaha.recovery.plugins.module_utils._microversions imp
     MV_BASE, MV_SHARED_STORAGE_GONE, choose_microversions, mv_str,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
-    NovaApiError, RetryingReads, SystemClock, call, explain_api_error, isotime, list_all, query, transient,
+    NovaApiError, RetryingReads, SystemClock, backoff, call, explain_api_error, isotime, list_all, query,
+    transient,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._watch import Watcher, next_poll_delay
 
@@ -168,7 +169,7 @@ def _migration_view(mig):
 
 
 MAX_TRANSIENT_PER_SERVER = 5   # transient failures of one server's requests while the API answers others
-UNLOCK_BACKOFF_MAX = 4.0       # an unlock is tried again after 1, 2 and 4 seconds
+UNLOCK_RETRIES = 3             # an unlock is tried again after 1, 2 and 4 seconds
 
 
 class Outage(object):
@@ -196,7 +197,7 @@ class Outage(object):
             self.count += 1
         self.failures += 1
         self.last = getattr(err, 'msg', str(err))
-        self.next_try = now + min(2 ** (self.failures - 1), 16)
+        self.next_try = now + backoff(self.failures - 1, cap=16)
 
     def ok(self):
         if self.since is not None:
@@ -233,6 +234,8 @@ class Engine(object):
         self.outage = Outage(self.clock)
         self.interrupted = None         # why the last run() ended before its servers did (an API outage)
         self.stopped = None             # the failed host read power On: no new evacuation was started
+        # Power reads that failed, over every run() of this Engine (one per module call); set here, so that it is
+        # there for its readers also when run() returns early with nothing to do.
         self.power_warnings = []
         # verify(evacuation, server snapshot) -> None or (kind, reason): asked once Nova says a server is recovered
         # (the host module checks that its volumes and ports followed it).
@@ -366,7 +369,6 @@ class Engine(object):
         window = max(1, max_parallel) if wait else len(todo)
         quiet_polls = 0
         outage = self.outage = Outage(self.clock)
-        self.power_warnings = []
         while pending or active:
             if pending and len(active) < window and not outage.paused() and power_check is not None:
                 self.stopped = self._power_stop(power_check, pending)
@@ -544,14 +546,14 @@ class Engine(object):
         """Unlocking is idempotent (an unlocked server stays unlocked): sent again after a transient failure."""
         if not (e.locked_by_us or e.ours_from_earlier) or e.unlocked:
             return
-        delay = 1.0
+        failures = 0
         while True:
             try:
                 self._action(e, 'unlock', {'unlock': None}, MV_BASE)
             except NovaApiError as err:
-                if transient(err) and delay <= UNLOCK_BACKOFF_MAX:
-                    self.clock.sleep(delay)
-                    delay *= 2
+                if transient(err) and failures < UNLOCK_RETRIES:
+                    self.clock.sleep(backoff(failures, cap=4.0))
+                    failures += 1
                     continue
                 e.warnings.append('could not remove the lock novaha.recovery took on %s: %s (request id %s); '
                                   'a re-run removes it' % (e.id, err.message, err.request_id))

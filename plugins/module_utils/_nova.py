@@ -13,6 +13,7 @@ answer is a ``NovaApiError`` (a ``NovahaError``); ``explain_api_error`` phrases 
 - what the cloud offers ................................ ``SdkNova.microversion_range``
 - an error answer phrased for the operator ............. ``explain_api_error``
 - is an error worth trying again ........................ ``transient``
+- how long to wait before trying again ................. ``backoff``
 - reads that ride out a short outage ..................... ``RetryingReads``
 - a listing followed over all its pages ................ ``list_all``
 - the local clock (injected everywhere) ................ ``SystemClock``
@@ -64,6 +65,13 @@ def transient(err):
     if err.retry is not None:
         return err.retry
     return err.status_code is None or err.status_code in TRANSIENT_STATUSES
+
+
+def backoff(attempt, cap, base=1.0):
+    """Seconds to wait after failed try ``attempt`` (0 for the first) before the next: ``base``, doubling with
+    each failure (16 times at most), never more than ``cap``; base 1, cap 8: 1, 2, 4, 8, 8 ... The one backoff of
+    the collection: each caller keeps its own cap and its own limit (tries or seconds)."""
+    return min(float(cap), base * 2.0 ** min(attempt, 16))
 
 
 def call(nova, method, path, microversion, doing, body=None):
@@ -264,16 +272,17 @@ class RetryingReads(NovaWrapper):
         if method != 'GET':
             return self._nova.request(method, path, microversion, body)
         start = self.clock.now()
-        delay = 1.0
+        failures = 0
         while True:
             try:
                 return self._nova.request(method, path, microversion, body)
             except NovaApiError as err:
+                delay = backoff(failures, cap=8.0)
                 if not transient(err) or self.clock.now() + delay - start > self.budget:
                     raise
                 self.retried.append((method, path, err.msg))
             self.clock.sleep(delay)
-            delay = min(delay * 2, 8.0)
+            failures += 1
 
 
 class SystemClock(object):

@@ -39,7 +39,7 @@ import socket
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import NovahaError
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import MV_SERVICES
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import NovaApiError, RetryingReads
-from ansible_collections.novaha.recovery.plugins.module_utils._options import matching
+from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, matching
 
 COMPUTE = 'nova-compute'
 REASON_MAX = 255        # Nova's column for disabled_reason
@@ -73,6 +73,10 @@ _STAMP = '%Y%m%dT%H%M%SZ'
 _RUN_ID_RE = re.compile(r'^[0-9A-Za-z_-]{1,32}$')
 # The rule of every module option run_id (see _options).
 RUN_ID_RULE = matching(_RUN_ID_RE.pattern, '1 to 32 letters, digits, "-" or "_"')
+# The rule of every module option lease, the only check of a lease: the host_recovery role's host_recovery_lease
+# reaches its first module (the preflight's os_host_evacuate) before anything is read, and is named here for it.
+LEASE_RULE = at_least(10, 'seconds', why='a shorter heartbeat lets another run take the host over between two '
+                      'tasks; the host_recovery role sets it from host_recovery_lease')
 _MARKER_RE = re.compile(
     r'^novaha\.recovery run (?P<run_id>[0-9A-Za-z_-]{1,32}) (?P<phase>[a-z]+) ctl (?P<controller>\S+)'
     r' start (?P<start>\d{8}T\d{6}Z) beat (?P<beat>\d{8}T\d{6}Z) lease (?P<lease>\d+);'

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import snapshot
-from ansible_collections.novaha.recovery.plugins.module_utils._nova import list_all
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import backoff, list_all
 
 
 FIRST_LOOK = 1.0  # seconds from an action, or from a look that saw a change, to the next look
@@ -116,4 +116,4 @@ def next_poll_delay(poll_interval, quiet_polls):
     """Seconds to wait before the next look: FIRST_LOOK after something changed (an action was sent, a watched
     server or its migration moved on), doubling with each look that saw no change, at most ``poll_interval``.
     Evacuations finish sooner than a fixed interval would notice, and a long quiet wait costs few requests."""
-    return min(float(poll_interval), FIRST_LOOK * 2 ** min(quiet_polls, 16))
+    return backoff(quiet_polls, cap=poll_interval, base=FIRST_LOOK)

@@ -176,7 +176,9 @@ options:
     type: str
   lease:
     description:
-      - Seconds a run's heartbeat stays valid when the module claims the host itself (without O(run_id)).
+      - Seconds a run's heartbeat stays valid when the module claims the host itself (without O(run_id)), 10 or
+        more.
+      - The P(novaha.recovery.host_recovery#role) role sets it from C(host_recovery_lease).
     type: int
     default: 300
   wait_for_run:
@@ -600,7 +602,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation i
     CountingNova, HostEvacuation, SdkService, compile_query, list_host, read_host, refusal_kind, summarize_run,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, between
-from ansible_collections.novaha.recovery.plugins.module_utils._run import RUN_ID_RULE, RunError
+from ansible_collections.novaha.recovery.plugins.module_utils._run import LEASE_RULE, RUN_ID_RULE, RunError
 
 SELECT_SPEC = dict(
     metadata=dict(type='dict'),
@@ -657,7 +659,7 @@ class HostEvacuate(NovahaModule):
         poll_interval=at_least(1, 'seconds'),
         retries=at_least(0),
         progress_interval=at_least(1, 'seconds'),
-        lease=at_least(10, 'seconds'),
+        lease=LEASE_RULE,
         wait_for_run=at_least(0, 'seconds'),
         wait_for_service_down=at_least(0, 'seconds'),
     )

@@ -64,8 +64,10 @@ options:
     choices: [claimed, isolated, verifying, done, interrupted, ended, released, restored]
   lease:
     description:
-      - Seconds the heartbeat of this run stays valid. Another run takes the host over once the heartbeat is
-        older. Every module of the run renews it; M(novaha.recovery.os_host_evacuate) every quarter lease.
+      - Seconds the heartbeat of this run stays valid, 10 or more. Another run takes the host over once the
+        heartbeat is older. Every module of the run renews it; M(novaha.recovery.os_host_evacuate) every quarter
+        lease.
+      - The P(novaha.recovery.host_recovery#role) role sets it from C(host_recovery_lease).
     type: int
     default: 300
   wait_for_run:
@@ -289,8 +291,8 @@ from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNo
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, option_error
 from ansible_collections.novaha.recovery.plugins.module_utils._report import servers_to_verify, verdicts
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
-    PHASE_DONE, PHASE_INTERRUPTED, PHASE_ISOLATED, PHASE_VERIFYING, RUN_ID_RULE, HostRun, iso, plan_restore,
-    retrying_reads, wait_for_repair,
+    LEASE_RULE, PHASE_DONE, PHASE_INTERRUPTED, PHASE_ISOLATED, PHASE_VERIFYING, RUN_ID_RULE, HostRun, iso,
+    plan_restore, retrying_reads, wait_for_repair,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._service import service_view
 
@@ -326,7 +328,7 @@ class RecoveryRun(NovahaModule):
     module_kwargs = dict(supports_check_mode=True)
     option_rules = dict(
         run_id=RUN_ID_RULE,
-        lease=at_least(10, 'seconds'),
+        lease=LEASE_RULE,
         wait_for_run=at_least(0, 'seconds'),
         settle=at_least(0, 'seconds'),
         verify_timeout=at_least(0, 'seconds'),

@@ -140,7 +140,8 @@ def test_a_lease_under_ten_seconds_is_refused_before_anything_changes(clean_clou
     cloud = clean_cloud
     cloud.fail_host(HOST, power="on")
     rc, output = run(cloud, "recover-host.yml", HOST, tmp_path / "reports", host_recovery_lease=5)
-    assert rc != 0 and "host_recovery_lease (5 s) must be 10 or more" in output
+    assert rc != 0 and "lease is 5: it must be 10 seconds or more" in output
+    assert "the host_recovery role sets it from host_recovery_lease" in output
     svc = service(cloud)
     assert (svc["forced_down"], svc["status"], svc["disabled_reason"]) == (False, "enabled", None)
 

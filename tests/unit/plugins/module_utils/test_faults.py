@@ -183,6 +183,14 @@ def test_reads_give_up_after_their_budget_with_the_last_error(clock):
     assert 10 <= clock.t - start <= 20
 
 
+def test_backoff_starts_at_base_doubles_and_stops_at_its_cap():
+    assert [_nova.backoff(n, cap=8.0) for n in range(6)] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert [_nova.backoff(n, cap=16) for n in range(7)] == [1.0, 2.0, 4.0, 8.0, 16.0, 16.0, 16.0]
+    assert [_nova.backoff(n, cap=5, base=0.5) for n in range(5)] == [0.5, 1.0, 2.0, 4.0, 5.0]
+    assert _nova.backoff(0, cap=0.25) == 0.25                  # the cap wins even over base
+    assert _nova.backoff(10 ** 6, cap=float('inf')) == 2.0 ** 16  # doubles 16 times at most, never overflows
+
+
 @pytest.mark.parametrize('status,expected', [(None, True), (500, True), (502, True), (503, True), (504, True),
                                              (400, False), (401, False), (403, False), (404, False), (409, False)])
 def test_which_errors_are_transient(status, expected):

@@ -41,6 +41,7 @@ BAD = [
     (InstanceEvacuate, 'poll_interval', -1, 'must be 1 seconds or more'),
     (InstanceEvacuate, 'retries', -2, 'must be 0 or more'),
     (RecoveryRun, 'lease', 0, 'must be 10 seconds or more'),
+    (RecoveryRun, 'lease', 9, 'must be 10 seconds or more'),
     (RecoveryRun, 'settle', -0.5, 'must be 0 seconds or more'),
     (RecoveryRun, 'wait_for_run', -10, 'must be 0 seconds or more'),
     (RecoveryRun, 'run_id', '', 'must be 1 to 32 letters, digits'),
@@ -67,6 +68,16 @@ def test_the_defaults_of_every_module_pass_their_rules():
     for module in (HostEvacuate, InstanceEvacuate, RecoveryRun, FenceCheck):
         params = dict((name, spec.get('default')) for name, spec in module.argument_spec.items())
         _options.check_options(params, module.option_rules)
+
+
+def test_a_lease_under_ten_seconds_names_the_role_variable_it_comes_from():
+    # The only check of the lease: the role's first module (os_host_evacuate) refuses host_recovery_lease < 10.
+    for module in (HostEvacuate, RecoveryRun):
+        with pytest.raises(NovahaError) as caught:
+            _options.check_options(host_evacuate_defaults(lease=9), module.option_rules)
+        assert caught.value.msg.startswith('lease is 9: it must be 10 seconds or more (')
+        assert 'host_recovery_lease' in caught.value.msg
+        _options.check_options(host_evacuate_defaults(lease=10), module.option_rules)
 
 
 def test_api_timeout_of_every_module_must_be_positive():
