@@ -781,7 +781,7 @@ class HostEvacuation(object):
         if self.network is None:
             return None
         try:
-            body = self.network.request('GET', _query('/v2.0/ports', [('device_id', server_id)]), None).body
+            body = self.network.request('GET', _query('/ports', [('device_id', server_id)]), None).body
         except NovaApiError as err:
             raise explain_api_error(err, 'listing the ports of server %s in Neutron' % server_id)
         return (body or {}).get('ports') or []
