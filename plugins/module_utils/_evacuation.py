@@ -34,6 +34,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
     MV_BASE, MV_SHARED_STORAGE_GONE, choose_microversions, mv_str,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._storage import storage_of
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
     NovaApiError, RetryingReads, SystemClock, backoff, call, explain_api_error, isotime, list_all, query,
     transient,
@@ -332,7 +333,8 @@ class Engine(object):
                 warnings.append('at microversion %s Nova leaves the evacuated server stopped; it is started '
                                 'afterwards to return it to ACTIVE' % mv_str(mv))
         evac = ServerEvacuation(snap, decision, source, target_host, request, mv, warnings, lock, on_shared_storage)
-        evac.storage = storage
+        # os_instance_evacuate has no Cinder reading: the kind from Nova and the declaration alone.
+        evac.storage = storage if storage is not None else storage_of(snap, bool(on_shared_storage))
         evac.known_migration_ids = set(m.get('id') for m in migrations)
         evac._admin_password = admin_password
         return evac

@@ -328,6 +328,13 @@ evacuation:
           on the kind, never on the words.
       type: list
       elements: str
+    storage:
+      description:
+        - The server's storage - C(kind) (V(boot_from_volume), V(shared_instance_store) when O(on_shared_storage)
+          is true, else V(local_ephemeral)), C(volumes), C(data_volumes) and C(lost) (the disks the evacuation
+          loses). M(novaha.recovery.os_host_evacuate) also reads each volume in Cinder and verifies where its
+          attachments and the ports end up.
+      type: dict
     next_command:
       description: The command an operator runs next when the server was not recovered.
       type: str
