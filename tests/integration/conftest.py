@@ -93,7 +93,7 @@ class LocalCloud:
         return self.info["instance_stores"][host]
 
     def shared_store_hosts(self):
-        return list(self.info["shared_store"])
+        return list(self.info.get("shared_store", []))  # none in a cloud started before the stores
 
     def disk_token(self, host, server_id):
         """The data token of the server's disk as `host` sees it in its store, or None (no disk there)."""

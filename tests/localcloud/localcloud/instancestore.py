@@ -59,7 +59,9 @@ def load(state):
 
 
 def store_of(state, host):
-    return load(state)[host]
+    """The host's store; a host the layout does not name (a cloud started before it had one) keeps a
+    local store."""
+    return load(state).get(host) or str(root(state) / host)
 
 
 def clear(stores):

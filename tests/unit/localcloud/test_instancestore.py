@@ -44,3 +44,10 @@ def test_a_disk_is_seen_by_every_host_of_its_store_and_by_no_other(tmp_path):
     instancestore.clear(stores)
     assert instancestore.disk_token(stores["c"], SERVER) is None
     assert instancestore.load(tmp_path / "elsewhere") == {}
+
+
+def test_a_host_the_layout_does_not_name_keeps_a_local_store(tmp_path):
+    instancestore.create(tmp_path, instancestore.layout(tmp_path, ["a", "b"], ["a", "b"]))
+    assert instancestore.store_of(tmp_path, "b") == str(tmp_path / "instance-stores" / "shared")
+    assert instancestore.store_of(tmp_path, "z") == str(tmp_path / "instance-stores" / "z")
+    assert instancestore.store_of(tmp_path / "elsewhere", "a") == str(tmp_path / "elsewhere" / "instance-stores" / "a")
