@@ -20,6 +20,7 @@ CLOUD_PYTHON = Path(os.environ.get("NOVAHA_CLOUD_PYTHON", ROOT / ".venv" / "clou
 DEV_BIN = Path(sys.executable).parent
 
 sys.path.insert(0, str(ROOT / "tests" / "localcloud"))
+from localcloud import instancestore  # noqa: E402  (test tooling, standard library only)
 from localcloud.faultclient import FaultClient  # noqa: E402  (test tooling, standard library only)
 
 
@@ -85,6 +86,18 @@ class LocalCloud:
         region = openstack.config.OpenStackConfig(
             config_files=[str(self.clouds_yaml)], load_envvars=False).get_one(cloud or self.admin_cloud)
         return openstack.connection.Connection(config=region)
+
+    def instance_store(self, host):
+        """The directory where the fake hypervisor of `host` keeps its servers' disks (one directory for
+        all the hosts of the shared store, localcloud/instancestore.py)."""
+        return self.info["instance_stores"][host]
+
+    def shared_store_hosts(self):
+        return list(self.info.get("shared_store", []))  # none in a cloud started before the stores
+
+    def disk_token(self, host, server_id):
+        """The data token of the server's disk as `host` sees it in its store, or None (no disk there)."""
+        return instancestore.disk_token(self.instance_store(host), server_id)
 
     def faults(self):
         """The client of the cloud's fault proxy (localcloud/faultclient.py)."""

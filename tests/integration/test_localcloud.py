@@ -201,6 +201,7 @@ def test_fail_host_sets_the_bmcs_as_asked(clean_cloud):
     (["boot", "--host", "node-99"], "unknown compute host node-99"),
     (["boot", "--host", "node-28", "--metadata", "novalue"], "KEY=VALUE"),
     (["up"], "already up"),
+    (["up", "--shared-store", "node-27,node-99"], "unknown compute host node-99"),
 ])
 def test_bad_input_is_refused_clearly_and_changes_nothing(cloud, args, message):
     result = cloud.cli(*args, check=False)

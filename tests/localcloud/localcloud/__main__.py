@@ -6,10 +6,11 @@ State lives in $NOVAHA_LOCALCLOUD_DIR (default: .localcloud/ at the repository r
 
 import argparse
 import json
+import os
 import sys
 import time
 
-from . import cloud, config, proc
+from . import cloud, config, instancestore, proc
 
 
 def _metadata(pairs):
@@ -95,6 +96,10 @@ def main(argv=None):
     up.add_argument("--computes", nargs="+", default=list(config.DEFAULT_COMPUTES), metavar="HOST")
     up.add_argument("--spawn-delay", type=float, default=0.0, metavar="S",
                     help="seconds each boot or evacuation rebuild takes on the fake hypervisor")
+    up.add_argument("--shared-store", metavar="HOST,HOST", default=os.environ.get("NOVAHA_LOCALCLOUD_SHARED_STORE"),
+                    help="computes whose instance store is one common directory, as on NFS or RBD: an "
+                         "evacuation between them keeps the disk ('none': every store local; default "
+                         "$NOVAHA_LOCALCLOUD_SHARED_STORE, else every compute but the last)")
     sub.add_parser("down", help="stop every process of the cloud")
     status = sub.add_parser("status", help="what runs; exit 1 unless every service is up")
     status.add_argument("--quiet", action="store_true")
@@ -123,7 +128,8 @@ def main(argv=None):
 
     try:
         if args.command == "up":
-            cloud.up(args.computes, spawn_delay=args.spawn_delay)
+            shared = None if args.shared_store is None else instancestore.parse_hosts(args.shared_store)
+            cloud.up(args.computes, spawn_delay=args.spawn_delay, shared_store=shared)
         elif args.command == "down":
             cloud.down()
         elif args.command == "status":

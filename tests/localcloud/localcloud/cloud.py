@@ -7,7 +7,7 @@ import shutil
 import signal
 import time
 
-from . import bmcs, config, infra, proc, services
+from . import bmcs, config, infra, instancestore, proc, services
 
 SERVICE_ORDER = ("mariadb", "rabbitmq", "keystone", "placement", "stubs", "nova-api",
                  "nova-conductor", "nova-scheduler", "faultproxy")
@@ -46,10 +46,15 @@ def _check_hosts(info, hosts):
 
 # --- up -----------------------------------------------------------------------------------
 
-def up(computes=config.DEFAULT_COMPUTES, spawn_delay=0.0, log=print):
+def up(computes=config.DEFAULT_COMPUTES, spawn_delay=0.0, shared_store=None, log=print):
+    """`shared_store`: the hosts whose instance store is one common directory (instancestore.py);
+    None for the default, every compute but the last."""
     computes = list(computes)
     if len(set(computes)) != len(computes) or not computes:
         raise proc.CloudError("give one or more distinct compute host names")
+    if shared_store is None:
+        shared_store = instancestore.default_shared_hosts(computes)
+    _check_hosts({"computes": computes}, shared_store)
     if any(proc.running(name) for name in proc.known_services()):
         raise proc.CloudError(f"the local cloud in {config.STATE} is already up "
                               f"(run 'localcloud down' first, or 'localcloud reset')")
@@ -58,15 +63,16 @@ def up(computes=config.DEFAULT_COMPUTES, spawn_delay=0.0, log=print):
     proc.check_ports_free(ports)
     started = time.monotonic()
     try:
-        _up(computes, spawn_delay, log)
+        _up(computes, spawn_delay, shared_store, log)
     except BaseException:
         log("start-up failed; stopping what was started")
         down(log=lambda *a: None)
         raise
-    log(f"local cloud up in {time.monotonic() - started:.1f}s ({', '.join(computes)})")
+    log(f"local cloud up in {time.monotonic() - started:.1f}s ({', '.join(computes)}; "
+        f"shared instance store: {', '.join(shared_store) or 'none'})")
 
 
-def _up(computes, spawn_delay, log):
+def _up(computes, spawn_delay, shared_store, log):
     if config.STATE.exists():
         shutil.rmtree(config.STATE)
     config.STATE.mkdir(parents=True)
@@ -112,6 +118,8 @@ def _up(computes, spawn_delay, log):
         redfish["url"] = proxy_info["services"][f"bmc-{host}"]["listen"]
     infra.wait_rabbitmq()
     services.start_nova_control()
+    stores = instancestore.layout(config.STATE, computes, shared_store)
+    instancestore.create(config.STATE, stores)
     for host in computes:
         services.start_compute(host)
     proc.wait_port("stubs", config.PORTS["neutron-stub"])
@@ -119,6 +127,7 @@ def _up(computes, spawn_delay, log):
 
     kinds = ("identity", "compute", "placement", "image", "network")
     info = {"computes": computes, "spawn_delay": spawn_delay, "bmcs": bmc_info,
+            "shared_store": list(shared_store), "instance_stores": stores,
             "endpoints": {s: config.endpoint(s, public=True) for s in kinds},
             "internal_endpoints": {s: config.endpoint(s) for s in kinds},
             "faultproxy": proxy_info,
@@ -287,6 +296,7 @@ def reset(log=print):
             restarted[host] = nova.utcnow()
             services.start_compute(host)
     nova.delete_all_servers(conn, timeout=120)
+    instancestore.clear(instancestore.load(config.STATE))  # disks of servers deleted while their host was down
     nova.wait_evacuations_completed(conn, info["computes"], timeout=90)
     nova.restore_services(conn, info["computes"])
     nova.delete_server_groups(conn)

@@ -10,7 +10,7 @@ import configparser
 import json
 import os
 
-from . import config, proc
+from . import config, instancestore, proc
 
 
 def _etc(service):
@@ -228,7 +228,7 @@ def _compute_argv(host):
     state = config.STATE / "nova" / "computes" / host
     state.mkdir(parents=True, exist_ok=True)
     _write_conf(compute_conf_path(host), {
-        "DEFAULT": {"host": host, "state_path": state, "instances_path": state / "instances"},
+        "DEFAULT": {"host": host, "state_path": state, "instances_path": instancestore.store_of(config.STATE, host)},
     })
     return [config.PYTHON, "-m", "localcloud.compute_launcher", "--config-file", str(nova_conf_path()),
             "--config-file", str(compute_conf_path(host))]
