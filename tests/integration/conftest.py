@@ -95,9 +95,13 @@ class LocalCloud:
     def shared_store_hosts(self):
         return list(self.info.get("shared_store", []))  # none in a cloud started before the stores
 
-    def disk_token(self, host, server_id):
-        """The data token of the server's disk as `host` sees it in its store, or None (no disk there)."""
-        return instancestore.disk_token(self.instance_store(host), server_id)
+    def disk_token(self, host, server_id, private=False):
+        """The data token of the server's disk as `host` sees it in its store (``private``: the host's own
+        store of servers kept off the shared one, metadata novaha_fake:instance_store=local), or None."""
+        store = self.instance_store(host)
+        if private:
+            store = instancestore.private_store(store, host)
+        return instancestore.disk_token(store, server_id)
 
     def faults(self):
         """The client of the cloud's fault proxy (localcloud/faultclient.py)."""

@@ -12,7 +12,9 @@ of the shared store have in common. Spawn reuses a disk it finds there (an evacu
 shares the store: the data is kept, as on NFS or RBD) and writes a new one otherwise (a boot, or an
 evacuation from another store: rebuilt from the image, the data is lost). ``instance_on_disk``, which
 Nova asks on an evacuation (and checks ``onSharedStorage`` against below microversion 2.14), says
-whether this host's store holds the disk. Deleting a server removes its disk.
+whether this host's store holds the disk. Deleting a server removes its disk. A server with the metadata
+``novaha_fake:instance_store=local`` keeps its disk in a private store of its host instead, so that one host
+can carry servers of both kinds.
 """
 
 import os
@@ -57,9 +59,16 @@ class NovahaFakeDriver(fake.FakeDriverWithoutFakeNodes):
                       network_info=network_info, block_device_info=block_device_info,
                       power_on=power_on, accel_info=accel_info)
 
+    @staticmethod
+    def _store(instance):
+        """This host's store for the server: the configured one, or the host's private one (``LOCAL_KEY``)."""
+        if (instance.metadata or {}).get(instancestore.LOCAL_KEY) == "local":
+            return instancestore.private_store(CONF.instances_path, CONF.host)
+        return CONF.instances_path
+
     def _provide_disk(self, instance):
         """The disk the guest runs on: the one in the store if there is one, else a new one from the image."""
-        store = CONF.instances_path
+        store = self._store(instance)
         if instancestore.read_disk(store, instance.uuid):
             LOG.info("disk found in the instance store %s: using the existing disk, its data is kept",
                      store, instance=instance)
@@ -70,19 +79,19 @@ class NovahaFakeDriver(fake.FakeDriverWithoutFakeNodes):
                      "is lost", store, instance=instance)
 
     def instance_on_disk(self, instance):
-        return instancestore.read_disk(CONF.instances_path, instance.uuid) is not None
+        return instancestore.read_disk(self._store(instance), instance.uuid) is not None
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
         super().destroy(context, instance, network_info, block_device_info=block_device_info,
                         destroy_disks=destroy_disks, destroy_secrets=destroy_secrets)
         if destroy_disks:
-            instancestore.remove_disk(CONF.instances_path, instance.uuid)
+            instancestore.remove_disk(self._store(instance), instance.uuid)
 
     # Nova asks these (as libvirt answers them: a file made in the server's directory on one host, looked
     # for on the other) before it destroys the guest of a server that moved away, to keep a shared disk.
     def check_instance_shared_storage_local(self, context, instance):
-        directory = instancestore.disk_path(CONF.instances_path, instance.uuid).parent
+        directory = instancestore.disk_path(self._store(instance), instance.uuid).parent
         if not directory.is_dir():
             return None
         handle, name = tempfile.mkstemp(dir=directory, prefix="shared-check-")

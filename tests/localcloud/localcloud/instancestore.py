@@ -18,6 +18,9 @@ import shutil
 from pathlib import Path
 
 SHARED = "shared"
+# Server metadata: "local" keeps the server's disk in a private store of its host even on a host of the shared
+# store (its data is lost on an evacuation, as on a host with local disks).
+LOCAL_KEY = "novaha_fake:instance_store"
 
 
 def root(state):
@@ -64,9 +67,19 @@ def store_of(state, host):
     return load(state).get(host) or str(root(state) / host)
 
 
+def private_store(store, host):
+    """The store a server kept off the shared store uses on ``host`` (metadata ``LOCAL_KEY``): a directory of
+    that host alone, beside the stores, so one failed host can have both kinds of servers."""
+    return str(Path(store).parent / f"private-{host}")
+
+
 def clear(stores):
-    """Every disk removed from every store (the cloud's reset, once no server is left)."""
-    for path in set(stores.values()):
+    """Every disk removed from every store, the private ones included (the cloud's reset, once no server is
+    left)."""
+    paths = set(stores.values())
+    for path in list(paths):
+        paths.update(str(p) for p in Path(path).parent.glob("private-*"))
+    for path in paths:
         for entry in Path(path).glob("*/disk"):
             shutil.rmtree(entry.parent, ignore_errors=True)
 
