@@ -9,8 +9,9 @@ import time
 
 from . import bmcs, config, infra, proc, services
 
-SERVICE_ORDER = ("mariadb", "rabbitmq", "keystone", "placement", "stubs", "nova-api",
-                 "nova-conductor", "nova-scheduler", "faultproxy")
+SERVICE_ORDER = ("mariadb", "rabbitmq", "keystone", "placement", "stubs", "glance-api", "cinder-api",
+                 "cinder-scheduler", "cinder-volume", "nova-api", "nova-conductor", "nova-scheduler",
+                 "faultproxy")
 COMPUTE_MICROVERSION = "2.95"
 
 
@@ -32,7 +33,7 @@ def load_secrets():
 def _new_secrets():
     def token():
         return pysecrets.token_urlsafe(12)
-    values = {name: token() for name in ("admin", "nova", "placement", "demo")}
+    values = {name: token() for name in ("admin", "nova", "placement", "glance", "cinder", "demo")}
     values["bmc"] = token()[:16]  # IPMI passwords are at most 20 bytes
     return values
 
@@ -82,6 +83,8 @@ def _up(computes, spawn_delay, log):
     services.write_keystone_conf()
     services.write_placement_conf(secrets)
     services.write_nova_conf(secrets, spawn_delay=spawn_delay)
+    services.write_glance_conf(secrets)
+    services.write_cinder_conf(secrets)
     if infra.schema_snapshot().exists():
         log("restoring the database schemas from the snapshot")
         infra.restore_schemas()
@@ -89,6 +92,8 @@ def _up(computes, spawn_delay, log):
         log("first start: creating the database schemas (taking a snapshot for later starts)")
         services.sync_keystone_schema()
         services.sync_placement_schema()
+        services.sync_glance_schema()
+        services.sync_cinder_schema()
         infra.wait_rabbitmq()  # create_cell checks the transport URL
         services.sync_nova_schema()
         infra.dump_schemas()
@@ -99,7 +104,8 @@ def _up(computes, spawn_delay, log):
     from . import identity
     identity.register(secrets)
 
-    log("starting Placement, the stubs, BMCs and Nova")
+    log("starting Glance, Cinder, Placement, the Neutron stub, BMCs and Nova")
+    services.start_glance()
     services.start_placement()
     proc.start("stubs", [config.PYTHON, "-m", "localcloud.stubs"],
                env={"PYTHONPATH": str(config.PACKAGE_DIR.parent)})
@@ -111,13 +117,16 @@ def _up(computes, spawn_delay, log):
         redfish["direct_url"] = redfish["url"]
         redfish["url"] = proxy_info["services"][f"bmc-{host}"]["listen"]
     infra.wait_rabbitmq()
+    services.start_cinder()
     services.start_nova_control()
     for host in computes:
         services.start_compute(host)
     proc.wait_port("stubs", config.PORTS["neutron-stub"])
     proc.wait_port("placement", config.PORTS["placement"])
+    services.wait_glance()
+    services.wait_cinder()
 
-    kinds = ("identity", "compute", "placement", "image", "network")
+    kinds = ("identity", "compute", "placement", "image", "block-storage", "network")
     info = {"computes": computes, "spawn_delay": spawn_delay, "bmcs": bmc_info,
             "endpoints": {s: config.endpoint(s, public=True) for s in kinds},
             "internal_endpoints": {s: config.endpoint(s) for s in kinds},
@@ -127,10 +136,12 @@ def _up(computes, spawn_delay, log):
     write_inventory(info)
 
     conn = connect()
-    from . import nova
+    from . import images, nova, volumes
+    images.upload_image(conn)
     nova.create_flavors(conn)
-    log("waiting for every compute to report up and be schedulable")
+    log("waiting for every compute to report up and be schedulable, and for cinder-volume")
     nova.wait_schedulable(conn, computes, timeout=120)
+    volumes.wait_backend(conn, timeout=60)
     bmcs.wait_all(computes, secrets["bmc"])
 
 
@@ -275,7 +286,7 @@ def revive_host(host, wait=True):
 
 
 def reset(log=print):
-    """Back to the first state: no servers, every compute running, up, enabled, schedulable."""
+    """Back to the first state: no servers, no volumes, every compute running, up, enabled, schedulable."""
     info = load_info()
     clear_faults(info)
     from . import nova
@@ -287,6 +298,8 @@ def reset(log=print):
             restarted[host] = nova.utcnow()
             services.start_compute(host)
     nova.delete_all_servers(conn, timeout=120)
+    from . import volumes
+    volumes.delete_all_volumes(conn, timeout=60)
     nova.wait_evacuations_completed(conn, info["computes"], timeout=90)
     nova.restore_services(conn, info["computes"])
     nova.delete_server_groups(conn)
