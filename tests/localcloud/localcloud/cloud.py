@@ -117,10 +117,11 @@ def _up(computes, spawn_delay, log):
         redfish["direct_url"] = redfish["url"]
         redfish["url"] = proxy_info["services"][f"bmc-{host}"]["listen"]
     infra.wait_rabbitmq()
-    services.start_cinder()
     services.start_nova_control()
     for host in computes:
         services.start_compute(host)
+    # After the computes: their start-up is the longest wait of `up`, and the two cores are shared.
+    services.start_cinder()
     proc.wait_port("stubs", config.PORTS["neutron-stub"])
     proc.wait_port("placement", config.PORTS["placement"])
     services.wait_glance()
