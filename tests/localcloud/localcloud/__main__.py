@@ -28,8 +28,8 @@ def _fault_parser(sub):
                                        "what it does to which requests, and when.")
     verbs = fault.add_subparsers(dest="verb", required=True)
     add = verbs.add_parser("add", help="add a rule; prints it with its id")
-    add.add_argument("service", help="keystone, nova, placement, glance, cinder, bmc-<host>, or a pattern "
-                                      "(bmc-*, *)")
+    add.add_argument("service",
+                     help="keystone, nova, placement, glance, cinder, bmc-<host>, or a pattern (bmc-*, *)")
     add.add_argument("action", choices=("error", "reset", "hang", "delay"))
     add.add_argument("--status", type=int, help="HTTP status of an error (default 503)")
     add.add_argument("--body", help="body of an error (default: the service's own JSON error shape)")
