@@ -65,11 +65,11 @@ def ipmitool(bmc, *command, timeout=20):
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def test_keystone_issues_a_password_token_with_a_catalog_of_four_services(cloud):
+def test_keystone_issues_a_password_token_with_a_catalog_of_the_clouds_services(cloud):
     conn = cloud.connect()
     assert conn.session.get_token()
     catalog = {entry["type"] for entry in conn.session.auth.get_access(conn.session).service_catalog.catalog}
-    assert {"compute", "placement", "image", "network", "identity"} <= catalog
+    assert {"compute", "placement", "image", "block-storage", "network", "identity"} <= catalog
 
 
 def test_member_cloud_cannot_list_compute_services(cloud):
@@ -266,5 +266,5 @@ def test_a_second_cloud_comes_up_and_down_leaves_no_process_or_port(cloud):
         down = cloud_cli(state, offset, "down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert not processes_using(state)
-    ports = [21306, 21672, 21673, 21369, 21500, 21778, 21774, 21292, 21696, 21800, 21620]
+    ports = [21306, 21672, 21673, 21369, 21500, 21778, 21774, 21292, 21776, 21696, 21800, 21620]
     assert not [p + offset for p in ports if listening(p + offset)]

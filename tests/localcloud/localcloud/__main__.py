@@ -1,4 +1,4 @@
-"""localcloud: a real OpenStack (Keystone, Nova, Placement) with BMC emulators on 127.0.0.1.
+"""localcloud: a real OpenStack (Keystone, Nova, Placement, Glance, Cinder) with BMC emulators on 127.0.0.1.
 
 Commands: up, down, status, reset, fail-host, revive-host, boot, env, fault.
 State lives in $NOVAHA_LOCALCLOUD_DIR (default: .localcloud/ at the repository root).
@@ -29,7 +29,8 @@ def _fault_parser(sub):
                                        "what it does to which requests, and when.")
     verbs = fault.add_subparsers(dest="verb", required=True)
     add = verbs.add_parser("add", help="add a rule; prints it with its id")
-    add.add_argument("service", help="keystone, nova, placement, bmc-<host>, or a pattern (bmc-*, *)")
+    add.add_argument("service",
+                     help="keystone, nova, placement, glance, cinder, bmc-<host>, or a pattern (bmc-*, *)")
     add.add_argument("action", choices=("error", "reset", "hang", "delay"))
     add.add_argument("--status", type=int, help="HTTP status of an error (default 503)")
     add.add_argument("--body", help="body of an error (default: the service's own JSON error shape)")
@@ -103,7 +104,7 @@ def main(argv=None):
     sub.add_parser("down", help="stop every process of the cloud")
     status = sub.add_parser("status", help="what runs; exit 1 unless every service is up")
     status.add_argument("--quiet", action="store_true")
-    sub.add_parser("reset", help="delete servers, revive hosts, restore service flags")
+    sub.add_parser("reset", help="delete servers and volumes, revive hosts, restore service flags")
     fail = sub.add_parser("fail-host", help="kill a host's nova-compute and set its BMCs")
     fail.add_argument("host")
     fail.add_argument("--power", choices=("on", "off", "stuck", "unreachable"), default="on")
@@ -122,6 +123,9 @@ def main(argv=None):
     boot.add_argument("--flavor", default="m1.tiny")
     boot.add_argument("--name", help="name prefix (default HOST-vm)")
     boot.add_argument("--port", action="store_true", help="boot on a pre-created stub port")
+    boot.add_argument("--boot-from-volume", action="store_true",
+                      help="the root disk is a Cinder volume created from the image")
+    boot.add_argument("--data-volume", action="store_true", help="attach a new 1 GB Cinder volume")
     sub.add_parser("env", help="print shell exports for clients (OS_CLIENT_CONFIG_FILE, OS_CLOUD)")
     _fault_parser(sub)
     args = parser.parse_args(argv)
@@ -160,7 +164,8 @@ def main(argv=None):
             records = nova.boot(cloud.connect, args.host, args.count, status=args.status,
                                 locked=args.locked, metadata=_metadata(args.metadata),
                                 server_group=args.server_group, project=args.project,
-                                flavor=args.flavor, name=args.name, port=args.port)
+                                flavor=args.flavor, name=args.name, port=args.port,
+                                boot_from_volume=args.boot_from_volume, data_volume=args.data_volume)
             print(json.dumps(records, indent=2))
         elif args.command == "fault":
             _fault(args)

@@ -9,8 +9,9 @@ import time
 
 from . import bmcs, config, infra, instancestore, proc, services
 
-SERVICE_ORDER = ("mariadb", "rabbitmq", "keystone", "placement", "stubs", "nova-api",
-                 "nova-conductor", "nova-scheduler", "faultproxy")
+SERVICE_ORDER = ("mariadb", "rabbitmq", "keystone", "placement", "stubs", "glance-api", "cinder-api",
+                 "cinder-scheduler", "cinder-volume", "nova-api", "nova-conductor", "nova-scheduler",
+                 "faultproxy")
 COMPUTE_MICROVERSION = "2.95"
 
 
@@ -32,7 +33,7 @@ def load_secrets():
 def _new_secrets():
     def token():
         return pysecrets.token_urlsafe(12)
-    values = {name: token() for name in ("admin", "nova", "placement", "demo")}
+    values = {name: token() for name in ("admin", "nova", "placement", "glance", "cinder", "demo")}
     values["bmc"] = token()[:16]  # IPMI passwords are at most 20 bytes
     return values
 
@@ -88,6 +89,8 @@ def _up(computes, spawn_delay, shared_store, log):
     services.write_keystone_conf()
     services.write_placement_conf(secrets)
     services.write_nova_conf(secrets, spawn_delay=spawn_delay)
+    services.write_glance_conf(secrets)
+    services.write_cinder_conf(secrets)
     if infra.schema_snapshot().exists():
         log("restoring the database schemas from the snapshot")
         infra.restore_schemas()
@@ -95,6 +98,8 @@ def _up(computes, spawn_delay, shared_store, log):
         log("first start: creating the database schemas (taking a snapshot for later starts)")
         services.sync_keystone_schema()
         services.sync_placement_schema()
+        services.sync_glance_schema()
+        services.sync_cinder_schema()
         infra.wait_rabbitmq()  # create_cell checks the transport URL
         services.sync_nova_schema()
         infra.dump_schemas()
@@ -105,7 +110,8 @@ def _up(computes, spawn_delay, shared_store, log):
     from . import identity
     identity.register(secrets)
 
-    log("starting Placement, the stubs, BMCs and Nova")
+    log("starting Glance, Cinder, Placement, the Neutron stub, BMCs and Nova")
+    services.start_glance()
     services.start_placement()
     proc.start("stubs", [config.PYTHON, "-m", "localcloud.stubs"],
                env={"PYTHONPATH": str(config.PACKAGE_DIR.parent)})
@@ -122,10 +128,14 @@ def _up(computes, spawn_delay, shared_store, log):
     instancestore.create(config.STATE, stores)
     for host in computes:
         services.start_compute(host)
+    # After the computes: their start-up is the longest wait of `up`, and the two cores are shared.
+    services.start_cinder()
     proc.wait_port("stubs", config.PORTS["neutron-stub"])
     proc.wait_port("placement", config.PORTS["placement"])
+    services.wait_glance()
+    services.wait_cinder()
 
-    kinds = ("identity", "compute", "placement", "image", "network")
+    kinds = ("identity", "compute", "placement", "image", "block-storage", "network")
     info = {"computes": computes, "spawn_delay": spawn_delay, "bmcs": bmc_info,
             "shared_store": list(shared_store), "instance_stores": stores,
             "endpoints": {s: config.endpoint(s, public=True) for s in kinds},
@@ -136,10 +146,12 @@ def _up(computes, spawn_delay, shared_store, log):
     write_inventory(info)
 
     conn = connect()
-    from . import nova
+    from . import images, nova, volumes
+    images.upload_image(conn)
     nova.create_flavors(conn)
-    log("waiting for every compute to report up and be schedulable")
+    log("waiting for every compute to report up and be schedulable, and for cinder-volume")
     nova.wait_schedulable(conn, computes, timeout=120)
+    volumes.wait_backend(conn, timeout=60)
     bmcs.wait_all(computes, secrets["bmc"])
 
 
@@ -284,7 +296,7 @@ def revive_host(host, wait=True):
 
 
 def reset(log=print):
-    """Back to the first state: no servers, every compute running, up, enabled, schedulable."""
+    """Back to the first state: no servers, no volumes, every compute running, up, enabled, schedulable."""
     info = load_info()
     clear_faults(info)
     from . import nova
@@ -297,6 +309,8 @@ def reset(log=print):
             services.start_compute(host)
     nova.delete_all_servers(conn, timeout=120)
     instancestore.clear(instancestore.load(config.STATE))  # disks of servers deleted while their host was down
+    from . import volumes
+    volumes.delete_all_volumes(conn, timeout=60)
     nova.wait_evacuations_completed(conn, info["computes"], timeout=90)
     nova.restore_services(conn, info["computes"])
     nova.delete_server_groups(conn)

@@ -29,12 +29,15 @@ PORTS = {name: port + PORT_OFFSET for name, port in {
     "keystone": 21500,
     "placement": 21778,
     "nova-api": 21774,
-    "glance-stub": 21292,
+    "glance-api": 21292,
+    "cinder-api": 21776,
     "neutron-stub": 21696,
     # The fault proxy (test tooling, faultproxy.py): the public endpoints and its control API.
     "keystone-public": 21501,
     "placement-public": 21779,
     "nova-api-public": 21775,
+    "glance-api-public": 21293,
+    "cinder-api-public": 21777,
     "faultproxy-control": 21590,
 }.items()}
 REDFISH_BASE_PORT = 21800 + PORT_OFFSET
@@ -50,11 +53,14 @@ DB_PASSWORD = "novaha-db"
 RABBIT_USER = "guest"
 RABBIT_PASSWORD = "guest"
 
-DATABASES = ("keystone", "placement", "nova_api", "nova", "nova_cell0")
+DATABASES = ("keystone", "placement", "nova_api", "nova", "nova_cell0", "glance", "cinder")
 
-# The one image the Glance stub serves.
+# The image every server boots from: a small raw file uploaded to Glance at `up`, always with this ID.
 IMAGE_ID = "6b3e5a52-2c33-4b8e-9d5e-6b1f5a0c0f01"
 IMAGE_NAME = "cirros-stub"
+IMAGE_SIZE = 1024 * 1024
+# Cinder's one backend (cinder-volume's host is `cinder@fake`), and the volume type that selects it.
+VOLUME_BACKEND = "fake"
 FLAVORS = (  # name, vcpus, ram MB, root disk GB
     ("m1.tiny", 1, 512, 1),
     ("m1.small", 1, 2048, 20),
@@ -77,12 +83,14 @@ def keystone_url(public=False):
 
 def endpoint(service, public=False):
     """A service's catalog URL: `internal` (direct) or `public` (through the fault proxy, for
-    identity, compute and placement; see faultproxy.py)."""
+    identity, compute, placement, image and block-storage; see faultproxy.py)."""
     suffix = "-public" if public else ""
     return {
         "compute": f"http://{HOST}:{PORTS['nova-api' + suffix]}/v2.1",
         "placement": f"http://{HOST}:{PORTS['placement' + suffix]}",
-        "image": f"http://{HOST}:{PORTS['glance-stub']}",
+        "image": f"http://{HOST}:{PORTS['glance-api' + suffix]}",
+        # Without the project in the path: Cinder takes it from the token (API 3.67 and later).
+        "block-storage": f"http://{HOST}:{PORTS['cinder-api' + suffix]}/v3",
         "network": f"http://{HOST}:{PORTS['neutron-stub']}",
         "identity": keystone_url(public),
     }[service]

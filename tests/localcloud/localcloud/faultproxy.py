@@ -3,16 +3,17 @@
 Which traffic goes through it (decided here, once):
 
 - The collection's way in: ``clouds.yaml``'s ``auth_url`` and the Keystone catalog's ``public``
-  endpoints of identity, compute and placement are the proxy's ports; so is each inventory host's
-  ``bmc_address`` (and ``cloud.json``'s Redfish URL), a TLS listener with the BMC's own certificate.
-  A client with ``interface: public`` (the collection's default) goes through the proxy for every
-  request.
-- The cloud's own traffic goes direct: Nova's and Placement's services authenticate at Keystone's
-  direct URL and use the ``internal`` endpoints (keystonemiddleware's and Nova's ``[placement]``
-  default interface), and the local cloud's own tooling (``localcloud boot``, ``reset``, the tests'
-  ``LocalCloud.connect(internal=True)``) does too. So a fault meant for the collection never reaches
-  nova-conductor, nova-scheduler, nova-compute or a test's set-up.
-- Not proxied: IPMI (UDP), the Glance and Neutron stubs (only Nova talks to them).
+  endpoints of identity, compute, placement, image (Glance) and block-storage (Cinder) are the
+  proxy's ports; so is each inventory host's ``bmc_address`` (and ``cloud.json``'s Redfish URL), a
+  TLS listener with the BMC's own certificate. A client with ``interface: public`` (the collection's
+  default) goes through the proxy for every request.
+- The cloud's own traffic goes direct: the services authenticate at Keystone's direct URL and use
+  the ``internal`` endpoints (keystonemiddleware's and Nova's ``[placement]`` default interface;
+  Nova's ``[cinder]`` and ``[glance]`` and Cinder's Glance are set to them), and the local cloud's
+  own tooling (``localcloud boot``, ``reset``, the tests' ``LocalCloud.connect(internal=True)``)
+  does too. So a fault meant for the collection never reaches nova-conductor, nova-scheduler,
+  nova-compute, cinder-volume or a test's set-up.
+- Not proxied: IPMI (UDP), the Neutron stub (only Nova talks to it).
 
 The proxy is transparent: it forwards the request as it came (the ``Host`` header too, so that the
 links the services build point back at the proxy), opens one upstream connection per request (it

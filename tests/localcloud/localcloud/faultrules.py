@@ -14,7 +14,7 @@ what
                request. ``response``: the request is forwarded and the real service acts on it; its
                answer is then replaced by the fault (an answer lost on the way back, or a late one).
 which
-  ``service``  a service name (``keystone``, ``nova``, ``placement``, ``bmc-<host>``) or a shell
+  ``service``  a service name (``keystone``, ``nova``, ``placement``, ``glance``, ``cinder``, ``bmc-<host>``) or a shell
                pattern (``bmc-*``, ``*``).
   ``method``   an HTTP method or a list of them; none: any.
   ``path``     a regular expression searched in the request target (path and query); none: any.
@@ -89,8 +89,8 @@ class Rule:
         self.id = rule_id
         self.service = spec.get("service")
         if not isinstance(self.service, str) or not self.service:
-            raise RuleError(f"service must name a service or a pattern (keystone, nova, placement, "
-                            f"bmc-<host>, bmc-*, *), not {self.service!r}")
+            raise RuleError(f"service must name a service or a pattern (keystone, nova, placement, glance, "
+                            f"cinder, bmc-<host>, bmc-*, *), not {self.service!r}")
         self.action = spec.get("action")
         if self.action not in ACTIONS:
             raise RuleError(f"action must be one of {', '.join(ACTIONS)}, not {self.action!r}")
@@ -249,7 +249,7 @@ class RequestLog:
 
 
 # Nova's fault names per status (nova/api/openstack/wsgi.py, Fault._fault_names); other statuses
-# are a computeFault.
+# are a computeFault. Cinder answers in the same shape (cinder/api/openstack/wsgi.py, Fault).
 _NOVA_FAULT_NAMES = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound",
                      405: "badMethod", 409: "conflictingRequest", 413: "overLimit", 415: "badMediaType",
                      429: "overLimit", 501: "notImplemented", 503: "serviceUnavailable"}
@@ -258,7 +258,7 @@ _NOVA_FAULT_NAMES = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 4
 def error_body(service, status, reason, request_id):
     """The JSON body the real service would send with this status (its own error shape)."""
     message = f"{reason} (injected by the local cloud's fault proxy)"
-    if service == "nova":
+    if service in ("nova", "cinder"):
         return {_NOVA_FAULT_NAMES.get(status, "computeFault"): {"code": status, "message": message}}
     if service == "placement":
         return {"errors": [{"status": status, "title": reason, "detail": message, "request_id": request_id}]}

@@ -19,7 +19,7 @@ def register(secrets):
     admin_user = ident.find_user("admin", domain_id="default")
     # The admin may act inside the member project (boot servers owned by it).
     ident.assign_project_role_to_user(demo_project, admin_user, roles["admin"])
-    for name in ("nova", "placement"):
+    for name in ("nova", "placement", "glance", "cinder"):
         user = ident.create_user(name=name, password=secrets[name], domain_id="default")
         for role in ("admin", "service"):
             ident.assign_project_role_to_user(service_project, user, roles[role])
@@ -28,8 +28,8 @@ def register(secrets):
     ident.assign_project_role_to_user(demo_project, demo, roles["member"])
     ident.assign_project_role_to_user(demo_project, demo, roles["reader"])
 
-    catalog = (("nova", "compute"), ("placement", "placement"),
-               ("glance", "image"), ("neutron", "network"))
+    catalog = (("nova", "compute"), ("placement", "placement"), ("glance", "image"),
+               ("cinder", "block-storage"), ("neutron", "network"))
     for name, kind in catalog:
         service = ident.create_service(name=name, type=kind)
         # public: through the fault proxy (the collection's way in); internal and admin: direct

@@ -59,7 +59,8 @@ def create_databases():
 
 def schema_key():
     """Identifies a schema snapshot: the versions of the services whose schemas it holds."""
-    versions = [f"{dist}={metadata.version(dist)}" for dist in ("nova", "keystone", "openstack-placement")]
+    dists = ("nova", "keystone", "openstack-placement", "glance", "cinder")
+    versions = [f"{dist}={metadata.version(dist)}" for dist in dists]
     return hashlib.sha256("\n".join(versions).encode()).hexdigest()[:16]
 
 

@@ -144,8 +144,14 @@ def delete_server_groups(conn):
 
 
 def boot(conn_for, host, count, status="ACTIVE", locked=False, metadata=None, server_group=None,
-         project="admin", flavor="m1.tiny", name=None, port=False, timeout=180):
-    """Boot `count` servers onto `host` and bring each to `status`; return their records."""
+         project="admin", flavor="m1.tiny", name=None, port=False, boot_from_volume=False,
+         data_volume=False, timeout=180):
+    """Boot `count` servers onto `host` and bring each to `status`; return their records.
+
+    boot_from_volume: the root disk is a 1 GB Cinder volume that Nova creates from the image (boot
+    index 0, deleted with the server); data_volume: a 1 GB volume is created and attached once the
+    server is ACTIVE. A record's `volumes` lists the ids of the volumes attached to it.
+    """
     admin = conn_for("novaha-admin")
     conn = conn_for("novaha-admin-demo") if project == "member" else admin
     group_id = None
@@ -166,9 +172,17 @@ def boot(conn_for, host, count, status="ACTIVE", locked=False, metadata=None, se
     for server_name in names:
         body = {"name": server_name, "imageRef": config.IMAGE_ID, "flavorRef": flavor_id,
                 "host": host, "metadata": dict(metadata or {})}
+        if boot_from_volume:
+            body["imageRef"] = ""
+            body["block_device_mapping_v2"] = [{
+                "boot_index": 0, "uuid": config.IMAGE_ID, "source_type": "image", "destination_type": "volume",
+                "volume_size": 1, "delete_on_termination": True}]
         if port:
-            created = admin.network.post("/v2.0/ports", json={"port": {"network_id": _network_id(admin),
-                                                                       "name": server_name}}).json()
+            # Owned by the server's project: Nova refuses another project's port (PortNotUsable).
+            owner = conn.current_project_id
+            created = admin.network.post("/ports", json={"port": {
+                "network_id": _network_id(admin), "name": server_name, "tenant_id": owner,
+                "project_id": owner}}).json()
             body["networks"] = [{"port": created["port"]["id"]}]
         else:
             body["networks"] = "none"
@@ -181,6 +195,9 @@ def boot(conn_for, host, count, status="ACTIVE", locked=False, metadata=None, se
         ids.append(response.json()["server"]["id"])
     for server_id in ids:
         _wait_status(admin, server_id, "ACTIVE", timeout)
+        if data_volume:
+            from . import volumes
+            volumes.attach_data_volume(conn, server_id, f"{server_id}-data")
         _bring_to(admin, server_id, status, timeout)
         if locked:
             admin.compute.post(f"/servers/{server_id}/action", microversion="2.73",
@@ -191,12 +208,13 @@ def boot(conn_for, host, count, status="ACTIVE", locked=False, metadata=None, se
         records.append({"id": server["id"], "name": server["name"],
                         "host": server.get("OS-EXT-SRV-ATTR:host"), "status": server["status"],
                         "locked": server.get("locked"), "project_id": server["tenant_id"],
-                        "server_group": group_id})
+                        "server_group": group_id,
+                        "volumes": [v["id"] for v in server.get("os-extended-volumes:volumes_attached", [])]})
     return records
 
 
 def _network_id(conn):
-    return conn.network.get("/v2.0/networks").json()["networks"][0]["id"]
+    return conn.network.get("/networks").json()["networks"][0]["id"]
 
 
 def _wait_status(conn, server_id, status, timeout):

@@ -1,7 +1,9 @@
-"""Keystone, Placement and Nova, unmodified from PyPI, configured for 127.0.0.1.
+"""Keystone, Placement, Nova, Glance and Cinder, unmodified from PyPI, configured for 127.0.0.1.
 
-Keystone, Placement and nova-api run under gunicorn (WSGI); nova-conductor, nova-scheduler
-and one nova-compute per host run as their own processes with Nova's fake virt driver.
+Keystone, Placement, nova-api, glance-api and cinder-api run under gunicorn (WSGI, one worker);
+nova-conductor, nova-scheduler, cinder-scheduler, cinder-volume and one nova-compute per host run
+as their own processes. The computes use Nova's fake virt driver; cinder-volume uses a test driver
+shipped with Cinder (cinder_test_driver.py); Glance stores images as files under the state dir.
 The services talk to each other directly (Keystone's URL, the catalog's internal endpoints);
 clients of the public endpoints go through the fault proxy (see faultproxy.py).
 """
@@ -35,11 +37,12 @@ def _bin(name):
     return str(config.VENV_BIN / name)
 
 
-def _gunicorn(name, app, port, env, threads=8):
+def _gunicorn(name, app, port, env, threads=8, app_args=()):
     env = dict(env, PYTHONPATH=str(config.PACKAGE_DIR.parent))
     proc.start(name, [config.PYTHON, "-m", "localcloud.wsgi_server", app,
                       "--bind", f"{config.HOST}:{port}", "--threads", str(threads),
-                      "--access-log", str(proc.log_dir() / f"{name}-access.log")], env=env)
+                      "--access-log", str(proc.log_dir() / f"{name}-access.log"),
+                      *(f"--app-arg={arg}" for arg in app_args)], env=env)
 
 
 def _auth_section(user, password, secrets):
@@ -177,7 +180,10 @@ def write_nova_conf(secrets, spawn_delay=0.0):
         "glance": {"endpoint_override": config.endpoint("image"), "num_retries": 0},
         "neutron": dict(_auth_section("nova", "nova", secrets),
                         endpoint_override=config.endpoint("network"), http_retries=0),
-        "cinder": {"os_region_name": config.REGION},
+        # The catalog's internal block-storage endpoint (Nova's default is the public one, which goes
+        # through the fault proxy); the service user for the calls Nova makes without a user's token.
+        "cinder": dict(_auth_section("nova", "nova", secrets), os_region_name=config.REGION,
+                       catalog_info="block-storage:cinder:internal"),
         "scheduler": {"discover_hosts_in_cells_interval": 2, "workers": 1},
         "conductor": {"workers": 1},
         "filter_scheduler": {"host_subset_size": 1, "shuffle_best_same_weighed_hosts": "true"},
@@ -267,14 +273,120 @@ def prepare_compute(host):
     proc.start(standby, _compute_argv(host) + ["--standby-file", str(_go_file(host))], env=_compute_env())
 
 
+# --- Glance ---------------------------------------------------------------------------------
+
+def _glance_dir():
+    return config.STATE / "glance"
+
+
+def write_glance_conf(secrets):
+    base = _glance_dir()
+    stores = {name: base / name for name in ("images", "staging", "tasks")}
+    for path in stores.values():
+        path.mkdir(parents=True, exist_ok=True)
+    _write_conf(_etc("glance") / "glance-api.conf", {
+        "DEFAULT": {"debug": "false", "use_stderr": "true", "enabled_backends": "file:file",
+                    "workers": 1, "worker_self_reference_url": config.endpoint("image"),
+                    "show_image_direct_url": "false"},
+        "database": {"connection": config.db_url("glance"), "max_pool_size": 5},
+        "keystone_authtoken": _authtoken("glance", secrets),
+        "paste_deploy": {"flavor": "keystone",
+                         "config_file": config.VENV_BIN.parent / "etc" / "glance" / "glance-api-paste.ini"},
+        "glance_store": {"default_backend": "file"},
+        "file": {"filesystem_store_datadir": stores["images"]},
+        "os_glance_staging_store": {"filesystem_store_datadir": stores["staging"]},
+        "os_glance_tasks_store": {"filesystem_store_datadir": stores["tasks"]},
+        "wsgi": {"task_pool_threads": 2},
+        "oslo_concurrency": {"lock_path": base / "locks"},
+        "oslo_messaging_notifications": {"driver": "noop"},
+    })
+
+
+def sync_glance_schema():
+    proc.run([_bin("glance-manage"), "--config-file", str(_etc("glance") / "glance-api.conf"), "db", "sync"],
+             what="glance-manage db sync", timeout=600)
+
+
+def start_glance():
+    """glance-api (the process only; wait_glance waits for its port)."""
+    _gunicorn("glance-api", "glance.wsgi.api:application", config.PORTS["glance-api"],
+              {"OS_GLANCE_CONFIG_DIR": str(_etc("glance"))}, threads=4)
+
+
+def wait_glance():
+    proc.wait_port("glance-api", config.PORTS["glance-api"], timeout=90)
+
+
+# --- Cinder ---------------------------------------------------------------------------------
+
+def cinder_conf_path():
+    return _etc("cinder") / "cinder.conf"
+
+
+def write_cinder_conf(secrets):
+    base = config.STATE / "cinder"
+    base.mkdir(parents=True, exist_ok=True)
+    backend = config.VOLUME_BACKEND
+    _write_conf(cinder_conf_path(), {
+        "DEFAULT": {
+            "debug": "false",
+            "use_stderr": "true",
+            "transport_url": config.transport_url(),
+            "auth_strategy": "keystone",
+            "state_path": base,
+            "host": "cinder",  # cinder-volume's service is cinder@fake
+            "my_ip": config.HOST,
+            "enabled_backends": backend,
+            "osapi_volume_workers": 1,
+            "api_paste_config": config.VENV_BIN.parent / "etc" / "cinder" / "api-paste.ini",
+            "resource_query_filters_file": config.VENV_BIN.parent / "etc" / "cinder" / "resource_filters.json",
+            "glance_api_servers": config.endpoint("image"),
+            "image_conversion_dir": base / "conversion",
+            "report_interval": 5,
+            "service_down_time": 20,
+        },
+        "database": {"connection": config.db_url("cinder"), "max_pool_size": 5},
+        "keystone_authtoken": _authtoken("cinder", secrets),
+        "oslo_concurrency": {"lock_path": base / "locks"},
+        "oslo_messaging_notifications": {"driver": "noop"},
+        "oslo_messaging_rabbit": {"heartbeat_timeout_threshold": 0},
+        "coordination": {"backend_url": f"file://{base / 'coordination'}"},
+        # A test driver shipped with Cinder (see cinder_test_driver.py): no device, no root.
+        backend: {"volume_driver": "localcloud.cinder_test_driver.ImageCloningTestDriver",
+                  "volume_backend_name": backend},
+    })
+
+
+def sync_cinder_schema():
+    proc.run([_bin("cinder-manage"), "--config-file", str(cinder_conf_path()), "db", "sync"],
+             what="cinder-manage db sync", timeout=600)
+
+
+def start_cinder():
+    """cinder-api, cinder-scheduler and cinder-volume (the processes only; see wait_cinder)."""
+    conf = str(cinder_conf_path())
+    _gunicorn("cinder-api", "cinder.wsgi.api:application", config.PORTS["cinder-api"], {}, threads=4,
+              app_args=[f"--config-file={conf}"])
+    proc.start("cinder-scheduler", [_bin("cinder-scheduler"), "--config-file", conf])
+    proc.start("cinder-volume", [_bin("cinder-volume"), "--config-file", conf],
+               env={"PYTHONPATH": str(config.PACKAGE_DIR.parent)})
+
+
+def wait_cinder():
+    proc.wait_port("cinder-api", config.PORTS["cinder-api"], timeout=90)
+
+
 # --- the fault proxy (test tooling) ----------------------------------------------------------
 
 def start_faultproxy(computes, certs):
-    """The fault proxy in front of Keystone, Nova, Placement and each Redfish BMC (faultproxy.py)."""
+    """The fault proxy in front of Keystone, Nova, Placement, Glance, Cinder and each Redfish BMC
+    (faultproxy.py)."""
     proxied = {
         "keystone": (config.PORTS["keystone-public"], config.PORTS["keystone"], None),
         "nova": (config.PORTS["nova-api-public"], config.PORTS["nova-api"], None),
         "placement": (config.PORTS["placement-public"], config.PORTS["placement"], None),
+        "glance": (config.PORTS["glance-api-public"], config.PORTS["glance-api"], None),
+        "cinder": (config.PORTS["cinder-api-public"], config.PORTS["cinder-api"], None),
     }
     tls = {"cert": str(certs.cert), "key": str(certs.key), "ca": str(certs.ca)}
     for index, host in enumerate(computes):

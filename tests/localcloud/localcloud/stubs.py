@@ -1,9 +1,11 @@
-"""STUBS of Glance and Neutron: just enough of their APIs for Nova to boot and evacuate.
+"""A STUB of Neutron: just enough of its API for Nova to boot and evacuate.
 
-These are not OpenStack services. The Glance stub serves one image; the Neutron stub is an
-in-memory store of networks, subnets and ports with the query filters Nova uses, so that a
-server booted on a pre-created port can be checked to keep that port across evacuation.
-No token is checked. Run as ``python -m localcloud.stubs``.
+This is not an OpenStack service. It is an in-memory store of networks, subnets and ports with the
+query filters Nova uses, so that a server booted on a pre-created port can be checked to keep that
+port across evacuation. It records what Nova writes to a port (``binding:host_id`` when Nova binds
+the port to a host, at boot and again on the destination of an evacuation) and answers it back, so
+"ports bound to the new host" can be checked. No token is checked. Glance is real (services.py).
+Run as ``python -m localcloud.stubs``.
 """
 
 import argparse
@@ -14,16 +16,6 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import config
-
-IMAGE = {
-    "id": config.IMAGE_ID, "name": config.IMAGE_NAME, "status": "active", "visibility": "public",
-    "protected": False, "os_hidden": False, "disk_format": "raw", "container_format": "bare",
-    "min_disk": 0, "min_ram": 0, "size": 1048576, "virtual_size": 1048576,
-    "checksum": "0" * 32, "os_hash_algo": "sha512", "os_hash_value": "0" * 128,
-    "owner": None, "tags": [], "created_at": "2026-01-01T00:00:00Z",
-    "updated_at": "2026-01-01T00:00:00Z", "file": f"/v2/images/{config.IMAGE_ID}/file",
-    "self": f"/v2/images/{config.IMAGE_ID}", "schema": "/v2/schemas/image",
-}
 
 NETWORK_ID = "3f4c9a7e-0d1b-4c55-9a61-2f1a5b7e9c01"
 SUBNET_ID = "8a2d6c1e-5b3f-4e77-8c90-1d2e3f4a5b01"
@@ -132,27 +124,6 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(500, {"error": str(exc)})
 
 
-def glance(handler, method, parts, query):
-    base = f"http://{config.HOST}:{handler.server.server_port}"
-    if not parts or parts == ["versions"]:
-        return handler.reply(200, {"versions": [{"id": "v2.16", "status": "CURRENT", "links": [
-            {"rel": "self", "href": f"{base}/v2/"}]}]})
-    if parts[:2] == ["v2", "images"] and method == "GET":
-        if len(parts) == 2:
-            return handler.reply(200, {"images": [IMAGE], "schema": "/v2/schemas/images",
-                                       "first": "/v2/images"})
-        if parts[2] == IMAGE["id"]:
-            return handler.reply(200, IMAGE)
-        return handler.reply(404, {"message": f"No image found with ID {parts[2]}"})
-    if parts[:2] == ["v2", "schemas"]:
-        # Nova sorts image attributes into base ones and custom properties by this schema.
-        properties = {name: {} for name in list(IMAGE) + ["direct_url", "locations", "stores"]}
-        properties["disk_format"] = {"enum": [None, "raw", "qcow2"]}
-        return handler.reply(200, {"name": "image", "properties": properties,
-                                   "additionalProperties": {"type": "string"}})
-    return handler.reply(404, {"message": "not found in the Glance stub"})
-
-
 def neutron(handler, method, parts, query):
     store = handler.server.store
     base = f"http://{config.HOST}:{handler.server.server_port}"
@@ -208,10 +179,10 @@ def neutron(handler, method, parts, query):
     return handler.reply(405, {"NeutronError": {"message": "method not allowed"}})
 
 
-def serve(kind, port, log_path):
+def serve(port, log_path):
     server = ThreadingHTTPServer((config.HOST, port), Handler)
     server.daemon_threads = True
-    server.kind_handler = {"glance": glance, "neutron": neutron}[kind]
+    server.kind_handler = neutron
     server.store = Store()
     server.log = open(log_path, "a")  # pylint: disable=consider-using-with
     return server
@@ -219,14 +190,10 @@ def serve(kind, port, log_path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--glance-port", type=int, default=config.PORTS["glance-stub"])
     parser.add_argument("--neutron-port", type=int, default=config.PORTS["neutron-stub"])
     parser.add_argument("--log-dir", default=str(config.STATE / "logs"))
     args = parser.parse_args()
-    servers = [serve("glance", args.glance_port, f"{args.log_dir}/glance-stub-requests.log"),
-               serve("neutron", args.neutron_port, f"{args.log_dir}/neutron-stub-requests.log")]
-    threading.Thread(target=servers[0].serve_forever, daemon=True).start()
-    servers[1].serve_forever()
+    serve(args.neutron_port, f"{args.log_dir}/neutron-stub-requests.log").serve_forever()
 
 
 if __name__ == "__main__":
