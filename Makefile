@@ -18,7 +18,7 @@ define pytest
 endef
 
 .PHONY: help install demo test lint sanity unit integration molecule bench chaos \
-	localcloud-up localcloud-down localcloud-status localcloud-reset clean distclean
+	localcloud-up localcloud-down localcloud-status localcloud-reset localcloud-check clean distclean
 
 help: ## List the targets (this text)
 	@echo "novaha.recovery: make <target>"
@@ -44,7 +44,7 @@ lint: install ## ansible-lint, production profile
 
 # The chaos runs marked chaos_only take long: `make chaos` runs them, with the fast subset that is part of this target.
 integration: install ## Integration tests on the local cloud (started and stopped by the fixtures)
-	$(call pytest,tests/integration -m "not chaos_only" --durations=40)
+	$(call pytest,tests/integration -m "not chaos_only and not tooling_only" --durations=40)
 
 molecule: install ## Molecule scenarios under extensions/molecule/ on the local cloud (none: skipped)
 	bash $(ROOT)/hack/molecule.sh
@@ -69,6 +69,9 @@ chaos: install ## Chaos runs (long, not in `make test`): the controller killed i
 .PHONY: chaos-pytest
 chaos-pytest:
 	$(call pytest,tests/integration/test_chaos.py tests/integration/test_recovery_run.py -m chaos --durations=0 -p no:warnings)
+
+localcloud-check: install ## Tests of the local cloud's own tooling left out of `make test` (a second cloud up and down)
+	$(call pytest,tests/integration/test_localcloud.py -m tooling_only)
 
 localcloud-up: install ## Start the local cloud (state in .localcloud/)
 	@if $(CLOUD) status --quiet >/dev/null 2>&1; then echo "local cloud already up"; else $(CLOUD) up; fi

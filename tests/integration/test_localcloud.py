@@ -253,6 +253,7 @@ def test_up_refuses_ports_in_the_ephemeral_range_and_starts_nothing(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.tooling_only  # a whole second cloud: about 70 s of `make test` for the test bed's own hygiene
 def test_a_second_cloud_comes_up_and_down_leaves_no_process_or_port(cloud):
     offset = int(os.environ.get("NOVAHA_LOCALCLOUD_PORT_OFFSET", "0")) + 1000
     state = Path(tempfile.mkdtemp(prefix="lc-", dir="/tmp"))  # short: MariaDB's socket path
