@@ -38,7 +38,7 @@ import socket
 
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import NovahaError
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import MV_SERVICES
-from ansible_collections.novaha.recovery.plugins.module_utils._nova import NovaApiError, RetryingReads
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import NovaApiError, RetryingReads, backoff, transient
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, matching
 
 COMPUTE = 'nova-compute'
@@ -66,7 +66,8 @@ DEFAULT_LEASE = 300
 # holder live through any ordinary skew while a dead one is still taken over.
 CLOCK_SKEW = 120
 DEFAULT_SETTLE = 2.0
-CLAIM_ROUNDS = 3        # slow read-and-write rounds before a claim gives up
+CLAIM_ROUNDS = 3         # slow read-and-write rounds before a claim gives up
+CLAIM_WRITE_RETRIES = 4  # marker writes that failed transiently (sent again after a fresh read) before giving up
 READ_RETRY_BUDGET = 30.0  # seconds a run's read rides out a failing API at most (the evacuation engine's budget)
 
 _STAMP = '%Y%m%dT%H%M%SZ'
@@ -383,8 +384,10 @@ class HostRun(object):
             status, details, request_id = err.status_code, err.message, err.request_id
             facts = ', '.join(x for x in ('HTTP %s' % status if status else '',
                                           'request id %s' % request_id if request_id else '') if x)
-            raise RunError('%s failed: %s%s' % (doing, details, ' (%s)' % facts if facts else ''), kind='api',
-                           request_id=request_id, http_status=status)
+            error = RunError('%s failed: %s%s' % (doing, details, ' (%s)' % facts if facts else ''), kind='api',
+                             request_id=request_id, http_status=status)
+            error.transient = transient(err)
+            raise error
 
     def reference(self):
         """(now, skew) as ``reference_time`` decides: the API's clock (the Date of its last answer), else the
@@ -449,6 +452,7 @@ class HostRun(object):
         seconds after our write returned, so its write, if any, is there to see."""
         started = self.clock.now()
         slow_rounds = 0
+        failed_writes = 0
         before = None       # who held the host before this run's first write
         while True:
             read_at = self.clock.now()  # the answer may be as old as the request
@@ -474,7 +478,17 @@ class HostRun(object):
                 marker = claim_marker(service, self.run_id, self.controller, self.now(), self.lease,
                                       found if holder.kind != 'free' else None)
                 self.took_over = holder if holder.kind in ('ended', 'stale', 'overridden') else None
-            self._write(marker, 'marking the nova-compute service of %s with run %s' % (self.host, self.run_id))
+            try:
+                self._write(marker, 'marking the nova-compute service of %s with run %s' % (self.host, self.run_id))
+            except RunError as exc:
+                # The write failed transiently, or its answer was lost: a fresh round reads the host again (our
+                # marker, if the write landed; the host as it was, if not) and writes again. Sound as any round:
+                # the read-back below still comes ``settle`` after a write that returned.
+                failed_writes += 1
+                if not getattr(exc, 'transient', False) or failed_writes > CLAIM_WRITE_RETRIES:
+                    raise
+                self.clock.sleep(backoff(failed_writes - 1, cap=8.0))
+                continue
             gap = self.clock.now() - read_at
             if gap > self.settle:
                 # Read and write took longer than a competitor is allowed: not proven alone. Read again (a
@@ -517,12 +531,24 @@ class HostRun(object):
         return found
 
     def advance(self, phase, forced_down=None):
-        """Move to ``phase`` with a fresh heartbeat (and set forced down when asked), once sure the host is ours."""
-        marker = self.hold()
-        marker.phase = phase
-        marker.heartbeat_at = self.now()
-        self._write(marker, 'moving run %s on %s to phase %s' % (self.run_id, self.host, phase), forced_down)
-        return marker
+        """Move to ``phase`` with a fresh heartbeat (and set forced down when asked), once sure the host is ours.
+
+        A write that failed transiently (or whose answer was lost) is sent again after the host is read again and
+        found still ours: the write is the same, so one that landed is only written twice."""
+        failed_writes = 0
+        while True:
+            marker = self.hold()
+            marker.phase = phase
+            marker.heartbeat_at = self.now()
+            try:
+                self._write(marker, 'moving run %s on %s to phase %s' % (self.run_id, self.host, phase), forced_down)
+            except RunError as exc:
+                failed_writes += 1
+                if not getattr(exc, 'transient', False) or failed_writes > CLAIM_WRITE_RETRIES:
+                    raise
+                self.clock.sleep(backoff(failed_writes - 1, cap=8.0))
+                continue
+            return marker
 
     def renew_if_due(self):
         """Renew the heartbeat when a quarter of the lease has passed since the last one (cheap to call often).

@@ -102,7 +102,7 @@ service:
 """
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
-from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova, SystemClock
 from ansible_collections.novaha.recovery.plugins.module_utils._options import conflict_error
 from ansible_collections.novaha.recovery.plugins.module_utils._service import (
     find_compute_service, predict_service, service_microversion, update_compute_service,
@@ -153,7 +153,7 @@ class ComputeService(NovahaModule):
     def run(self):
         p = self.params
         host = p['host']
-        nova = SdkNova(self.conn)
+        nova = RetryingReads(SdkNova(self.conn), SystemClock())  # reads ride out a short outage, as the engine's do
         with self.api('looking up the nova-compute service of host %s' % host):
             microversion = service_microversion(nova)
             before = find_compute_service(nova, host, microversion)

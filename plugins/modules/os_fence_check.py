@@ -344,7 +344,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
     NovahaModule, bmc_argument_spec, build_fence_levels,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import check_fence, level_options
-from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova, SystemClock
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least
 from ansible_collections.novaha.recovery.plugins.module_utils._service import (
     compute_hosts, find_compute_service, plan_service_update, predict_service, service_microversion,
@@ -373,7 +373,7 @@ class FenceCheck(NovahaModule):
         self.results.update(fenced=False, plan=[], would_power_off=False)
         build_fence_levels(p, host)  # every bad BMC setting fails here, before Nova or a BMC is asked
 
-        nova = SdkNova(self.conn)
+        nova = RetryingReads(SdkNova(self.conn), SystemClock())  # reads ride out a short outage, as the engine's do
         with self.api('looking up the nova-compute service of host %s' % host):
             microversion = service_microversion(nova)
             before = find_compute_service(nova, host, microversion)

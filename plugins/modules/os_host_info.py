@@ -162,7 +162,7 @@ summary:
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
-from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova, SystemClock
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import read_host, read_tracked
 from ansible_collections.novaha.recovery.plugins.module_utils._service import find_compute_service
 
@@ -178,7 +178,7 @@ class HostInfo(NovahaModule):
     def run(self):
         host = self.params['host']
         # Fails with close matches when the host has no nova-compute service.
-        nova = SdkNova(self.conn)
+        nova = RetryingReads(SdkNova(self.conn), SystemClock())  # reads ride out a short outage, as the engine's do
         find_compute_service(nova, host)
         engine = Engine(nova)
         if self.params['list_host_servers']:

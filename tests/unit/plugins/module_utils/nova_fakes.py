@@ -41,6 +41,7 @@ class ServiceNova(object):
                                       updated_at='2025-11-21T11:50:00.000000')) for h in hosts)
         self.requests = []
         self.fail_next = None
+        self.put_faults = []    # the next PUTs: (status, landed) each; landed: Nova did it, the answer was lost
         self.send_date = True
         self.last_date = None
 
@@ -58,6 +59,12 @@ class ServiceNova(object):
             return _nova.Response(200, {'services': found}, request_id='req-get', date=self.last_date)
         match = re.match(r'^/os-services/svc-(.+)$', parts.path)
         if method == 'PUT' and match:
+            if self.put_faults:
+                status, landed = self.put_faults.pop(0)
+                if landed:
+                    self.write(match.group(1), body)
+                raise _nova.NovaApiError(status, 'Service Unavailable' if status else 'no answer (connection reset)',
+                                         request_id='req-put-fault', method=method, path=path)
             self.write(match.group(1), body)
             return _nova.Response(200, {'service': dict(self.services[match.group(1)])}, request_id='req-put',
                                   date=self.last_date)

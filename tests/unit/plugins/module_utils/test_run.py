@@ -532,3 +532,69 @@ def test_plan_restore(service, marker_, override, body, refused):
     plan = run.plan_restore(dict(service, host=HOST), holder, override)
     assert plan.body == body
     assert (plan.refusal is None) if refused is None else (refused in plan.refusal)
+
+
+@pytest.mark.parametrize('status', [503, 502, None])
+def test_a_claim_write_that_failed_transiently_is_written_again_after_a_fresh_read(nova, clock, status):
+    # Found by a chaos run (10 % of requests failing): one faulted marker write stopped a recovery at its claim.
+    nova.put_faults = [(status, False)]
+    r = host_run(nova, clock)
+    assert r.claim().kind == 'free'
+    assert run.parse_marker(nova.services[HOST]['disabled_reason']).run_id == 'second'
+    assert [m for m, _p, _b in nova.requests] == ['GET', 'PUT', 'GET', 'PUT', 'GET']
+    assert r.took_over is None
+
+
+def test_a_claim_write_whose_answer_was_lost_finds_its_own_marker_and_goes_on(nova, clock):
+    nova.services[HOST].update(status='disabled', disabled_reason='RMA-4711, do not enable')
+    nova.put_faults = [(None, True)]      # Nova wrote the marker; the answer never came
+    r = host_run(nova, clock)
+    assert r.claim().kind == 'free'       # who held the host before this run's first write: nobody
+    found = run.parse_marker(nova.services[HOST]['disabled_reason'])
+    assert (found.run_id, found.phase, found.was_reason) == ('second', 'claimed', 'RMA-4711, do not enable')
+    assert r.took_over is None
+
+
+def test_a_claim_write_refused_or_failing_too_often_is_not_sent_again_forever(nova, clock):
+    nova.put_faults = [(400, False)]
+    with pytest.raises(run.RunError) as err:
+        host_run(nova, clock).claim()
+    assert 'HTTP 400' in err.value.msg
+    assert [m for m, _p, _b in nova.requests].count('PUT') == 1
+    nova.requests[:] = []
+    nova.put_faults = [(503, False)] * (run.CLAIM_WRITE_RETRIES + 1)
+    with pytest.raises(run.RunError) as err:
+        host_run(nova, clock).claim()
+    assert 'HTTP 503' in err.value.msg
+    assert [m for m, _p, _b in nova.requests].count('PUT') == run.CLAIM_WRITE_RETRIES + 1
+
+
+def test_a_phase_write_that_failed_transiently_is_written_again_once_the_host_reads_ours(nova, clock):
+    r = host_run(nova, clock)
+    r.claim()
+    nova.requests[:] = []
+    nova.put_faults = [(503, False), (None, True)]
+    r.advance('isolated', forced_down=True)
+    found = run.parse_marker(nova.services[HOST]['disabled_reason'])
+    assert found.phase == 'isolated' and nova.services[HOST]['forced_down'] is True
+    assert [m for m, _p, _b in nova.requests] == ['GET', 'PUT', 'GET', 'PUT', 'GET', 'PUT']
+
+
+def test_a_phase_write_is_not_sent_again_when_another_run_took_the_host(nova, clock):
+    r = host_run(nova, clock)
+    r.claim()
+    real_request = nova.request
+
+    def request(method, path, microversion, body=None):
+        if method == 'PUT':
+            # Our write fails, and meanwhile another run takes the host over.
+            nova.services[HOST]['disabled_reason'] = marker(run_id='third', beat=0).text()
+            nova.requests.append((method, path, body))
+            raise run.NovaApiError(503, 'Service Unavailable', method=method, path=path)
+        return real_request(method, path, microversion, body)
+    nova.request = request
+    with pytest.raises(run.RunError) as err:
+        r.advance('isolated')
+    assert err.value.kind == 'lost'
+    assert [m for m, _p, _b in nova.requests if m == 'PUT'][-1:] == ['PUT']
+    assert run.parse_marker(nova.services[HOST]['disabled_reason']).run_id == 'third'
