@@ -36,7 +36,8 @@ def boot_four(cloud):
 
 
 def evacuate(cloud, check=False, **args):
-    base = dict(host=FAILED, target_hosts=[TARGET], shared_storage=DECLARED, poll_interval=1, timeout=300)
+    base = dict(cloud=cloud.admin_cloud, host=FAILED, target_hosts=[TARGET], shared_storage=DECLARED, poll_interval=1,
+                timeout=300)
     base.update(args)
     return run_module(cloud, "novaha.recovery.os_host_evacuate", base, check=check)
 
@@ -85,8 +86,8 @@ def test_each_kind_planned_then_recovered_with_its_volumes_and_ports_on_the_new_
     assert len(planned["local-data"]["storage"]["data_volumes"]) == 1
     # The one data-loss warning, before anything changed, names the local ones only.
     loss = [w for w in plan["warnings"] if LOSS in w]
-    assert len(loss) == 1 and "local (" in loss[0] and "local-data (" in loss[0]
-    assert "bfv (" not in loss[0] and "shared (" not in loss[0]
+    assert len(loss) == 1 and "local-1 (" in loss[0] and "local-data-1 (" in loss[0]
+    assert "bfv-1 (" not in loss[0] and "shared-1 (" not in loss[0]
     assert plan["storage"]["data_loss"] == 2 and LOSS in output
     assert not plan["changed"] or plan["summary"]["recovered"] == 0
 
