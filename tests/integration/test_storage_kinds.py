@@ -140,3 +140,32 @@ def test_at_microversion_2_13_on_shared_storage_is_sent_per_server_and_an_unusab
     assert token_after(cloud, "local", four["local"]) != four["local"]["token"]
     body = conn.compute.get(f"/servers/{four['local-data']['id']}", microversion="2.96").json()["server"]
     assert body["OS-EXT-SRV-ATTR:host"] == FAILED  # not touched
+
+
+def test_cinder_failing_novas_attachment_updates_is_ridden_out_by_nova_or_reported_with_cinders_words(
+        clean_cloud, faults):
+    """Nova sends an attachment update again on a 500 or 504 (nova/volume/cinder.py, up to 5 tries): a few
+    failures are ridden out; Cinder failing every time fails the server, and the record says what Cinder said."""
+    cloud = clean_cloud
+    (flaky,) = cloud.boot(FAILED, name="flaky", boot_from_volume=True, data_volume=True, port=True, metadata=LOCAL)
+    (broken,) = cloud.boot(FAILED, name="broken", boot_from_volume=True, metadata=LOCAL)
+    cloud.fail_host(FAILED, power="off")
+    set_service(cloud, {"forced_down": True}, FAILED)
+    updates = r"/attachments/[0-9a-f-]+$"
+
+    faults.error("cinder-for-nova", status=500, method="PUT", path=updates, count=3)
+    result, _output = evacuate(cloud, include={"names": ["flaky-*"]})
+    assert result["summary"]["recovered"] == 1, result["msg"]
+    assert_recovered_with_storage(cloud, "flaky", flaky, by_name(result)["flaky"])
+    failed_puts = [e for e in faults.log(service="cinder-for-nova") if e["method"] == "PUT" and e.get("fault")]
+    assert len(failed_puts) == 3, failed_puts
+
+    faults.clear()
+    faults.error("cinder-for-nova", status=500, method="PUT", path=updates)
+    result, _output = evacuate(cloud, include={"names": ["broken-*"]}, fail_on_partial=False, retries=0)
+    entry = by_name(result)["broken"]
+    assert entry["outcome"] == "failed" and entry["kind"] == "evacuation_failed", entry
+    # Cinder's own words and status, as Nova recorded them in the server's fault (Nova keeps no request id of
+    # Cinder's: InvalidBDM(str(ex)) in _prep_block_device); the command shows Nova's event with its traceback.
+    assert "Internal Server Error (injected by the local cloud's fault proxy) (HTTP 500)" in entry["reason"]
+    assert entry["next_command"].startswith("openstack server event show %s req-" % broken["id"])

@@ -38,6 +38,7 @@ PORTS = {name: port + PORT_OFFSET for name, port in {
     "nova-api-public": 21775,
     "glance-api-public": 21293,
     "cinder-api-public": 21777,
+    "cinder-api-for-nova": 21772,   # Nova's own way to Cinder, proxied apart so a test can fault it alone
     "faultproxy-control": 21590,
 }.items()}
 REDFISH_BASE_PORT = 21800 + PORT_OFFSET

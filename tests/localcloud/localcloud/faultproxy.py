@@ -9,10 +9,13 @@ Which traffic goes through it (decided here, once):
   default) goes through the proxy for every request.
 - The cloud's own traffic goes direct: the services authenticate at Keystone's direct URL and use
   the ``internal`` endpoints (keystonemiddleware's and Nova's ``[placement]`` default interface;
-  Nova's ``[cinder]`` and ``[glance]`` and Cinder's Glance are set to them), and the local cloud's
+  Nova's ``[glance]`` and Cinder's Glance are set to them), and the local cloud's
   own tooling (``localcloud boot``, ``reset``, the tests' ``LocalCloud.connect(internal=True)``)
   does too. So a fault meant for the collection never reaches nova-conductor, nova-scheduler,
   nova-compute, cinder-volume or a test's set-up.
+- Nova's requests to Cinder (attachment create, update, complete, delete) go through a service of their
+  own, ``cinder-for-nova`` (Nova's ``[cinder] endpoint_template``): no rule on ``cinder`` touches them, and
+  a test that fails Cinder for Nova names that service.
 - Not proxied: IPMI (UDP), the Neutron stub (only Nova talks to it).
 
 The proxy is transparent: it forwards the request as it came (the ``Host`` header too, so that the

@@ -14,7 +14,8 @@ what
                request. ``response``: the request is forwarded and the real service acts on it; its
                answer is then replaced by the fault (an answer lost on the way back, or a late one).
 which
-  ``service``  a service name (``keystone``, ``nova``, ``placement``, ``glance``, ``cinder``, ``bmc-<host>``) or a shell
+  ``service``  a service name (``keystone``, ``nova``, ``placement``, ``glance``, ``cinder``, ``cinder-for-nova``
+               (Nova's own requests to Cinder), ``bmc-<host>``) or a shell
                pattern (``bmc-*``, ``*``).
   ``method``   an HTTP method or a list of them; none: any.
   ``path``     a regular expression searched in the request target (path and query); none: any.
@@ -258,7 +259,7 @@ _NOVA_FAULT_NAMES = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 4
 def error_body(service, status, reason, request_id):
     """The JSON body the real service would send with this status (its own error shape)."""
     message = f"{reason} (injected by the local cloud's fault proxy)"
-    if service in ("nova", "cinder"):
+    if service in ("nova", "cinder", "cinder-for-nova"):
         return {_NOVA_FAULT_NAMES.get(status, "computeFault"): {"code": status, "message": message}}
     if service == "placement":
         return {"errors": [{"status": status, "title": reason, "detail": message, "request_id": request_id}]}

@@ -182,8 +182,11 @@ def write_nova_conf(secrets, spawn_delay=0.0):
                         endpoint_override=config.endpoint("network"), http_retries=0),
         # The catalog's internal block-storage endpoint (Nova's default is the public one, which goes
         # through the fault proxy); the service user for the calls Nova makes without a user's token.
+        # Nova reaches Cinder through the fault proxy's service "cinder-for-nova" (its own port): a test faults
+        # Nova's attachment updates there without touching the collection's reads of Cinder, or the reverse.
         "cinder": dict(_auth_section("nova", "nova", secrets), os_region_name=config.REGION,
-                       catalog_info="block-storage:cinder:internal"),
+                       endpoint_template=f"http://{config.HOST}:{config.PORTS['cinder-api-for-nova']}"
+                                         "/v3/%(project_id)s"),
         "scheduler": {"discover_hosts_in_cells_interval": 2, "workers": 1},
         "conductor": {"workers": 1},
         "filter_scheduler": {"host_subset_size": 1, "shuffle_best_same_weighed_hosts": "true"},
@@ -387,6 +390,7 @@ def start_faultproxy(computes, certs):
         "placement": (config.PORTS["placement-public"], config.PORTS["placement"], None),
         "glance": (config.PORTS["glance-api-public"], config.PORTS["glance-api"], None),
         "cinder": (config.PORTS["cinder-api-public"], config.PORTS["cinder-api"], None),
+        "cinder-for-nova": (config.PORTS["cinder-api-for-nova"], config.PORTS["cinder-api"], None),
     }
     tls = {"cert": str(certs.cert), "key": str(certs.key), "ca": str(certs.ca)}
     for index, host in enumerate(computes):
