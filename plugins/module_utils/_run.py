@@ -485,9 +485,7 @@ class HostRun(object):
                 # marker, if the write landed; the host as it was, if not) and writes again. Sound as any round:
                 # the read-back below still comes ``settle`` after a write that returned.
                 failed_writes += 1
-                if not getattr(exc, 'transient', False) or failed_writes > CLAIM_WRITE_RETRIES:
-                    raise
-                self.clock.sleep(backoff(failed_writes - 1, cap=8.0))
+                self._wait_to_write_again(exc, failed_writes)
                 continue
             gap = self.clock.now() - read_at
             if gap > self.settle:
@@ -544,11 +542,17 @@ class HostRun(object):
                 self._write(marker, 'moving run %s on %s to phase %s' % (self.run_id, self.host, phase), forced_down)
             except RunError as exc:
                 failed_writes += 1
-                if not getattr(exc, 'transient', False) or failed_writes > CLAIM_WRITE_RETRIES:
-                    raise
-                self.clock.sleep(backoff(failed_writes - 1, cap=8.0))
+                self._wait_to_write_again(exc, failed_writes)
                 continue
             return marker
+
+    def _wait_to_write_again(self, exc, failed_writes):
+        """A marker write failed (the claim's or a phase change's): raise it unless it failed transiently and fewer
+        than ``CLAIM_WRITE_RETRIES`` writes failed before; else wait the backoff before the caller reads and writes
+        again."""
+        if not getattr(exc, 'transient', False) or failed_writes > CLAIM_WRITE_RETRIES:
+            raise exc
+        self.clock.sleep(backoff(failed_writes - 1, cap=8.0))
 
     def renew_if_due(self):
         """Renew the heartbeat when a quarter of the lease has passed since the last one (cheap to call often).

@@ -226,13 +226,12 @@ def storage_next_command(record):
     kind = record.get('kind')
     sid = record.get('id')
     if kind in (KIND_VOLUME_UNUSABLE, KIND_VOLUME_NOT_MOVED):
-        vols = ((record.get('storage') or {}).get('volumes') or [])
-        return 'openstack volume show %s -c status -c attachments' % (vols[0] if vols else '<volume>') if len(vols) < 2 \
-            else 'openstack volume list --long --all-projects | grep %s' % sid
+        volumes = (record.get('storage') or {}).get('volumes') or []
+        if len(volumes) > 1:
+            return 'openstack volume list --long --all-projects | grep %s' % sid
+        return 'openstack volume show %s -c status -c attachments' % (volumes[0] if volumes else '<volume>')
     if kind == KIND_PORT_NOT_BOUND:
-        return 'openstack port list --server %s --long -c ID -c "Binding Host ID"' % sid  # noqa
+        return 'openstack port list --server %s --long -c ID -c "Binding Host ID"' % sid
     if kind == KIND_STORAGE_UNVERIFIED:
         return 'openstack server show %s -c volumes_attached; openstack port list --server %s' % (sid, sid)
-    if kind == KIND_LOCAL_SKIPPED:
-        return record.get('next_command')
-    return None
+    return None  # a local-ephemeral server left alone carries its own next_command (skip_record)
