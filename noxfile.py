@@ -8,7 +8,8 @@
 
 Each session has its own virtualenv under .nox/ with that ansible-core and the modules' dependencies
 (requirements.txt). `make test` runs sanity and unit with the newest and the end-to-end recovery with the oldest
-and the newest (tests/integration/test_installed_collection.py); these sessions cover the versions between.
+and the newest (test_recover_end_to_end in tests/integration/test_recover_playbook.py); these sessions
+cover the versions between.
 """
 
 import os
@@ -60,7 +61,7 @@ def e2e_session(core):
         """A recovery on the local cloud with this ansible-core, from the collection installed out of its tarball."""
         install(session, core)
         venv = Path(session.virtualenv.location)
-        node = f"tests/integration/test_installed_collection.py::test_recovery_from_the_installed_tarball[{venv.name}]"
+        node = f"tests/integration/test_recover_playbook.py::test_recover_end_to_end[{venv.name}]"
         session.run(str(DEV_BIN / "python"), "-m", "pytest", "-q", node, *session.posargs, external=True,
                     env={"NOVAHA_E2E_VENVS": str(venv)})
     return e2e
