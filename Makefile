@@ -17,7 +17,7 @@ define pytest
 	  exit $$rc; }
 endef
 
-.PHONY: help install demo test lint sanity unit integration molecule bench chaos \
+.PHONY: help install demo test lint sanity unit integration molecule bench chaos cores \
 	localcloud-up localcloud-down localcloud-status localcloud-reset localcloud-check clean distclean
 
 help: ## List the targets (this text)
@@ -38,6 +38,10 @@ sanity: install ## ansible-test sanity (Python 3.11) on a mirror under build/san
 
 unit: install ## Unit tests (tests/unit; no network, no cloud)
 	$(call pytest,tests/unit)
+
+# One command per ansible-core: `.venv/dev/bin/nox -s unit-2.16`, `nox -s sanity-2.17`, `nox -s e2e-2.18`, `nox -t core-2.16`.
+cores: install ## Unit tests and ansible-test sanity on every supported ansible-core, 2.16 to 2.19 (noxfile.py; long)
+	cd $(ROOT) && $(DEV)/nox
 
 lint: install ## ansible-lint, production profile
 	bash $(ROOT)/hack/lint.sh

@@ -4,7 +4,8 @@
 #     the package index is refreshed only when something has to be installed);
 #   - .venv/cloud from tests/localcloud/requirements.txt (the local cloud's services);
 #   - .venv/dev from tests/requirements-dev.txt (ansible-core, linters, pytest, molecule,
-#     ansible-rulebook, ansible-builder).
+#     ansible-rulebook, ansible-builder);
+#   - .venv/core-oldest from tests/requirements-oldest.txt (the oldest ansible-core the collection claims).
 # A virtualenv is (re)installed only when its requirement files or the Python changed:
 # the sha256 of those inputs is kept in .venv/<name>/.novaha-stamp.
 # Works without a TTY (CI=true). Override the interpreter with PYTHON=/path/to/python3.11.
@@ -21,7 +22,8 @@ export PIP_NO_INPUT=1
 # ansible-rulebook (the Event-Driven Ansible rulebook's test) runs its rule engine on Java 17.
 APT_PACKAGES=(mariadb-server rabbitmq-server ipmitool openssl shellcheck openjdk-17-jre-headless)
 # name:requirements file
-VENVS=("cloud:tests/localcloud/requirements.txt" "dev:tests/requirements-dev.txt")
+VENVS=("cloud:tests/localcloud/requirements.txt" "dev:tests/requirements-dev.txt"
+       "core-oldest:tests/requirements-oldest.txt")
 
 log() { printf 'install: %s\n' "$*" >&2; }
 die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }

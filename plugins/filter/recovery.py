@@ -7,7 +7,8 @@ module_utils/_report.py (or _run.py) that decides it. Their documentation is in 
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.novaha.recovery.plugins.module_utils import _report, _run
+from ansible_collections.novaha.recovery.plugins.module_utils import _fencing, _report, _run
+from ansible_collections.novaha.recovery.plugins.module_utils._errors import NovahaError
 
 
 def _plain(value, what, kind=dict):
@@ -67,11 +68,21 @@ def restore_refusals(now, first=None, power_state=None, power_msg=None, waited=N
                                  power_msg or None, waited)
 
 
+def host_recovery_bmc(bmc_type, **settings):
+    try:
+        return _fencing.bmc_settings(bmc_type, **settings)
+    except NovahaError as exc:
+        raise AnsibleFilterError(exc.msg)
+    except TypeError as exc:  # an argument the function does not take
+        raise AnsibleFilterError('host_recovery_bmc: %s' % exc)
+
+
 class FilterModule(object):
     """novaha.recovery's host recovery filters."""
 
     def filters(self):
         return dict(
+            host_recovery_bmc=host_recovery_bmc,
             host_recovery_report=host_recovery_report,
             host_recovery_result=host_recovery_result,
             host_recovery_summary=host_recovery_summary,

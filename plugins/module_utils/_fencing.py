@@ -613,6 +613,40 @@ def redfish_address(address, port, option):
                             port if port is not None else url_port)
 
 
+def bmc_settings(bmc_type, address=None, ipmi_address=None, ipmi_port=None, username=None, password=None,
+                 system_id=None, ca_path=None, validate_certs=True, ipmi_cipher_suite=None, timeout=None):
+    """The ``bmc`` option of os_fence_check and os_host_evacuate from a host's inventory variables (the role's
+    ``host_recovery_bmc_*``): the address of the BMC type, numbers as numbers, and every setting left empty left
+    out, so that the module's own default applies. Built here, not in Jinja: before ansible-core 2.19 a ``None``
+    or a number made in a template reached a module as a string ("argument 'port' is of type str")."""
+    def given(value):
+        return value is not None and not (isinstance(value, str) and value.strip() in ('', 'None'))
+
+    def number(value, name):
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise NovahaError('%s must be a number, not %r. Nothing was changed' % (name, value),
+                              kind=KIND_CONFIGURATION)
+
+    bmc_type = str(bmc_type or 'none').strip()
+    ipmi = bmc_type == 'ipmi'
+    settings = dict(type=bmc_type, address=ipmi_address if ipmi else address, username=username,
+                    password=password, system_id=None if ipmi else system_id, ca_path=None if ipmi else ca_path)
+    settings = dict((k, str(v)) for k, v in settings.items() if given(v))
+    settings['type'] = bmc_type
+    if not isinstance(validate_certs, bool):
+        validate_certs = str(validate_certs).strip().lower() not in ('false', 'no', '0', 'off')
+    settings['validate_certs'] = validate_certs
+    if ipmi and given(ipmi_port):
+        settings['port'] = number(ipmi_port, 'bmc_ipmi_port')
+    if ipmi and given(ipmi_cipher_suite):
+        settings['cipher_suite'] = number(ipmi_cipher_suite, 'bmc_ipmi_cipher_suite')
+    if given(timeout):
+        settings['timeout'] = number(timeout, 'host_recovery_bmc_timeout')
+    return settings
+
+
 def validate_level(spec, option):
     """Check one fence level (the ``bmc`` option or an entry of ``fence_levels``) before anything is asked.
 

@@ -7,6 +7,8 @@ and writes its report. Every assertion reads the outcome back from Nova, the BMC
 
 import base64
 import json
+import os
+import re
 import ssl
 import subprocess
 import urllib.request
@@ -100,14 +102,63 @@ def boot_story(cloud):
     return {s["id"]: s["status"] for s in booted}
 
 
-def test_recover_end_to_end(clean_cloud, tmp_path):
+# The collection as a user gets it: `ansible-galaxy collection build` from this checkout, `ansible-galaxy collection
+# install` of the tarball into a directory of the test's own (the only collection path), `ansible-playbook
+# novaha.recovery.recover_host`, with the oldest ansible-core meta/runtime.yml claims (.venv/core-oldest,
+# tests/requirements-oldest.txt) and the newest (.venv/dev). noxfile.py's e2e-<version> sessions name more
+# virtualenvs in NOVAHA_E2E_VENVS (os.pathsep separated), each tested as well.
+CLAIMED = re.search(r'requires_ansible:\s*"?>=\s*(\d+\.\d+)', (ROOT / "meta" / "runtime.yml").read_text()).group(1)
+
+
+def core_venvs():
+    found = {"oldest": ROOT / ".venv" / "core-oldest", "newest": DEV_BIN.parent}
+    for extra in filter(None, os.environ.get("NOVAHA_E2E_VENVS", "").split(os.pathsep)):
+        found[Path(extra).name] = Path(extra)
+    return found
+
+
+@pytest.fixture(scope="module")
+def tarball(tmp_path_factory):
+    """The collection built once from this checkout, as `ansible-galaxy collection build` makes it."""
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([str(DEV_BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(out), str(ROOT)],
+                   check=True, capture_output=True, text=True)
+    (built,) = out.glob("novaha-recovery-*.tar.gz")
+    return built
+
+
+def installed_playbook(cloud, venv, tarball, tmp_path):
+    """Install the tarball with the virtualenv's ansible-galaxy, run novaha.recovery.recover_host with its
+    ansible-playbook; returns (ansible-core version, returncode, output, report)."""
+    version = subprocess.run([str(venv / "bin" / "python"), "-c", "import ansible.release as r; print(r.__version__)"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    collections = tmp_path / "collections"
+    subprocess.run([str(venv / "bin" / "ansible-galaxy"), "collection", "install", "-p", str(collections), str(tarball)],
+                   check=True, capture_output=True, text=True, env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    installed = collections / "ansible_collections" / "novaha" / "recovery"
+    assert (installed / "MANIFEST.json").exists() and not installed.is_symlink()
+    env = dict(cloud.env(), ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_PYTHON_INTERPRETER=str(venv / "bin" / "python"),
+               PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run([str(venv / "bin" / "ansible-playbook"), "-i", str(cloud.inventory), "novaha.recovery.recover_host",
+                           "-e", f"recover_host={HOST}", "-e", json.dumps({"host_recovery_report_root": str(tmp_path / "reports")})],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)
+    return version, proc.returncode, proc.stdout + proc.stderr, report_of(tmp_path, HOST)
+
+
+@pytest.mark.parametrize("core", sorted(core_venvs()))
+def test_recover_end_to_end(core, tarball, clean_cloud, tmp_path):
+    venv = core_venvs()[core]
+    if not (venv / "bin" / "ansible-playbook").exists():
+        pytest.fail(f"{venv} has no ansible-playbook: `make install` creates .venv/core-oldest")
     cloud = clean_cloud
     before = boot_story(cloud)
     cloud.fail_host(HOST, power="on")
     assert power_of(cloud, HOST) == "On"
 
-    rc, output, report = playbook(cloud, "recover-host.yml", HOST, tmp_path)
-    assert rc == 0, output
+    version, rc, output, report = installed_playbook(cloud, venv, tarball, tmp_path)
+    if core == "oldest":
+        assert version.startswith(CLAIMED + "."), (version, CLAIMED)  # the oldest we claim, not another
+    assert rc == 0, f"ansible-core {version}:\n{output[-6000:]}"
 
     # Every server on a healthy host, in the state it had, nothing left behind.
     now = servers(cloud)

@@ -773,3 +773,30 @@ def test_power_watch_asks_the_next_level_when_one_cannot_read():
     assert watch() is None
     tool.power = "on"
     assert "Chassis Power is on" in watch()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The bmc option from a host's inventory variables (the role's host_recovery_bmc filter)
+
+
+def test_bmc_settings_types_numbers_and_leaves_out_what_is_empty():
+    redfish = f.bmc_settings('redfish', address='https://10.0.0.28', ipmi_address='10.1.0.28', ipmi_port='623',
+                             username='admin', password='pw', system_id='', ca_path=None, validate_certs='True',
+                             ipmi_cipher_suite='', timeout='10')
+    assert redfish == dict(type='redfish', address='https://10.0.0.28', username='admin', password='pw',
+                           validate_certs=True, timeout=10)
+    ipmi = f.bmc_settings('ipmi', address='https://10.0.0.28', ipmi_address='10.1.0.28', ipmi_port='6230',
+                          username='admin', password='pw', system_id='sys', ipmi_cipher_suite='17', timeout=5,
+                          validate_certs='false')
+    assert ipmi == dict(type='ipmi', address='10.1.0.28', port=6230, cipher_suite=17, username='admin',
+                        password='pw', validate_certs=False, timeout=5)
+    # What a template made of None before ansible-core 2.19: the empty string or "None".
+    assert f.bmc_settings('ipmi', ipmi_address='10.1.0.28', ipmi_port='None', ipmi_cipher_suite='') == dict(
+        type='ipmi', address='10.1.0.28', validate_certs=True)
+    assert f.bmc_settings(None) == dict(type='none', validate_certs=True)
+
+
+def test_bmc_settings_names_a_setting_that_is_not_a_number():
+    with pytest.raises(f.NovahaError) as err:
+        f.bmc_settings('ipmi', ipmi_address='10.1.0.28', ipmi_port='six')
+    assert "bmc_ipmi_port must be a number, not 'six'" in err.value.msg and err.value.kind == 'configuration'
