@@ -68,6 +68,16 @@ def server_counts(report):
                 planned=len(planned))
 
 
+def phase_seconds(report):
+    """[(phase, seconds)] in the order the phases ran, a phase named twice added up (one sample per label set: a
+    file with a duplicate sample is refused whole by the collector)."""
+    out = {}
+    for phase in report.get('phases') or []:
+        if phase.get('seconds') is not None:
+            out[phase.get('name')] = out.get(phase.get('name'), 0) + phase['seconds']
+    return list(out.items())
+
+
 def seconds_to_all_recovered(report):
     """Seconds from the start of the run to the moment its last server was recovered (its evacuation judged
     done, else its verification), for a run whose outcome is recovered; None for any other outcome, or when a
@@ -108,7 +118,7 @@ def render_metrics(report):
                       'recovered; skipped: not selected; planned: check mode).',
            [((('result', name),), counts[name]) for name in SERVER_RESULTS])
     family('phase_seconds', 'Seconds each phase of the last recovery run of the host took.',
-           [((('phase', p.get('name')),), p.get('seconds')) for p in report.get('phases') or []])
+           [((('phase', name),), seconds) for name, seconds in phase_seconds(report)])
     family('fencing_seconds', 'Seconds from the power-off command to the first Off reading of the host\'s BMC '
                               'in the last recovery run.',
            [((), (report.get('fencing') or {}).get('fence_seconds'))])

@@ -122,6 +122,14 @@ def test_an_aborted_run_before_any_phase_timing_still_renders():
     assert value(text, 'run_finished_timestamp_seconds') == 1763770998
 
 
+def test_a_phase_named_twice_is_one_sample():
+    report = dict(recovered_report(), phases=[dict(name='verify', seconds=3.5), dict(name='verify', seconds=2.0),
+                                              dict(name='report', seconds=None)])
+    text = mt.render_metrics(report)
+    assert value(text, 'phase_seconds', phase='verify') == 5.5
+    assert ('novaha_recovery_phase_seconds', frozenset(dict(host=SRC, phase='report').items())) not in samples(text)
+
+
 def test_label_values_are_escaped():
     report = dict(recovered_report(), host='odd"host\\x\ny', run_id='r"1')
     line = [li for li in mt.render_metrics(report).splitlines() if li.startswith('novaha_recovery_run_info')][0]
