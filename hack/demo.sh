@@ -69,7 +69,7 @@ summary="$(grep -E "\"msg\": \"$HOST: [A-Z]+ \(run|msg.: .$HOST: [A-Z]+ \(run" "
 echo "   ${summary:-no summary (see the output above)}"
 report="$(find "$ROOT/reports" -maxdepth 1 -name "$HOST-*" -printf '%T@ %p\n' 2>/dev/null | sort -n | tail -1 | cut -d" " -f2- || true)"
 if [ -n "$report" ]; then
-    echo "   Report: $report/report.html (also report.json, report.md, snapshot.json)"
+    echo "   Report: $report/report.html (also report.json, report.md, snapshot.json; metrics.prom for Prometheus)"
 fi
 echo "   After repairing $HOST: ansible-playbook playbooks/restore-host.yml -i $STATE/inventory.yml -e restore_host=$HOST"
 exit "$rc"

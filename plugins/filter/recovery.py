@@ -7,7 +7,7 @@ module_utils/_report.py (or _run.py) that decides it. Their documentation is in 
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.novaha.recovery.plugins.module_utils import _fencing, _report, _run
+from ansible_collections.novaha.recovery.plugins.module_utils import _fencing, _metrics, _report, _run
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import NovahaError
 
 
@@ -59,6 +59,14 @@ def host_recovery_result(report, report_dir=None):
     return _report.host_result(_plain(report, 'the report'), report_dir or None)
 
 
+def host_recovery_metrics(report):
+    return _metrics.render_metrics(_plain(report, 'the report') or {})
+
+
+def host_recovery_metrics_file(host):
+    return _metrics.collector_file_name(host)
+
+
 def host_recovery_summary(results):
     return _report.summarize_hosts(_plain(results, 'the results') or {})
 
@@ -84,6 +92,8 @@ class FilterModule(object):
         return dict(
             host_recovery_bmc=host_recovery_bmc,
             host_recovery_report=host_recovery_report,
+            host_recovery_metrics=host_recovery_metrics,
+            host_recovery_metrics_file=host_recovery_metrics_file,
             host_recovery_result=host_recovery_result,
             host_recovery_summary=host_recovery_summary,
             recovery_evacuation_started=recovery_evacuation_started,

@@ -6,9 +6,11 @@ and writes its report. Every assertion reads the outcome back from Nova, the BMC
 """
 
 import base64
+import datetime
 import json
 import os
 import re
+import shutil
 import ssl
 import subprocess
 import urllib.request
@@ -96,6 +98,31 @@ def last_task_output(output):
     return body.rsplit("TASK [", 1)[-1]
 
 
+def metrics_of(path):
+    """The samples of a metrics file, {(name, frozenset of labels): value}, after `promtool check metrics` took it
+    as it is (no lint complaint either)."""
+    text = path.read_text()
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: hack/install.sh installs Debian's prometheus package"
+    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30,
+                          check=False)
+    assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), proc.stdout + proc.stderr
+    samples = {}
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            name, labels, value = re.match(r"^(\w+)\{(.*)\} (\S+)$", line).groups()
+            samples[(name, frozenset(re.findall(r'(\w+)="([^"]*)"', labels)))] = float(value)
+    return samples
+
+
+def metric(samples, name, host=HOST, **labels):
+    return samples[("novaha_recovery_" + name, frozenset(dict(host=host, **labels).items()))]
+
+
+def epoch(text):
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
 def boot_story(cloud):
     """Three ACTIVE servers and one SHUTOFF server on node-28: id -> status before."""
     booted = cloud.boot(HOST, count=3) + cloud.boot(HOST, count=1, status="SHUTOFF", name="stopped")
@@ -127,7 +154,7 @@ def tarball(tmp_path_factory):
     return built
 
 
-def installed_playbook(cloud, venv, tarball, tmp_path):
+def installed_playbook(cloud, venv, tarball, tmp_path, **extra):
     """Install the tarball with the virtualenv's ansible-galaxy, run novaha.recovery.recover_host with its
     ansible-playbook; returns (ansible-core version, returncode, output, report)."""
     version = subprocess.run([str(venv / "bin" / "python"), "-c", "import ansible.release as r; print(r.__version__)"],
@@ -140,7 +167,7 @@ def installed_playbook(cloud, venv, tarball, tmp_path):
     env = dict(cloud.env(), ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_PYTHON_INTERPRETER=str(venv / "bin" / "python"),
                PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
     proc = subprocess.run([str(venv / "bin" / "ansible-playbook"), "-i", str(cloud.inventory), "novaha.recovery.recover_host",
-                           "-e", f"recover_host={HOST}", "-e", json.dumps({"host_recovery_report_root": str(tmp_path / "reports")})],
+                           "-e", f"recover_host={HOST}", "-e", json.dumps({"host_recovery_report_root": str(tmp_path / "reports"), **extra})],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)
     return version, proc.returncode, proc.stdout + proc.stderr, report_of(tmp_path, HOST)
 
@@ -155,7 +182,10 @@ def test_recover_end_to_end(core, tarball, clean_cloud, tmp_path):
     cloud.fail_host(HOST, power="on")
     assert power_of(cloud, HOST) == "On"
 
-    version, rc, output, report = installed_playbook(cloud, venv, tarball, tmp_path)
+    textfile = tmp_path / "textfile"   # node_exporter's textfile collector directory
+    textfile.mkdir()
+    version, rc, output, report = installed_playbook(cloud, venv, tarball, tmp_path,
+                                                     host_recovery_metrics_dir=str(textfile))
     if core == "oldest":
         assert version.startswith(CLAIMED + "."), (version, CLAIMED)  # the oldest we claim, not another
     assert rc == 0, f"ansible-core {version}:\n{output[-6000:]}"
@@ -195,6 +225,26 @@ def test_recover_end_to_end(core, tarball, clean_cloud, tmp_path):
     html = (directory / "report.html").read_text()
     assert "<svg" in html and all(s["name"] in html for s in report["servers"])
     assert "RECOVERED" in (directory / "report.md").read_text()
+    # metrics.prom says the same as report.json, in a form promtool accepts; the collector's copy is the same
+    # text, readable by node_exporter, with no temporary file left beside it.
+    metrics = metrics_of(directory / "metrics.prom")
+    assert metric(metrics, "run_info", run_id=report["run_id"], outcome="recovered", check_mode="false") == 1
+    assert metric(metrics, "outcome", outcome="recovered") == 1 and metric(metrics, "needs_attention") == 0
+    others = ("partial", "failed", "aborted", "nothing_to_do", "planned")
+    assert sum(metric(metrics, "outcome", outcome=o) for o in others) == 0
+    assert metric(metrics, "servers", result="recovered") == len(report["servers"]) == len(before)
+    assert metric(metrics, "servers", result="failed") == 0
+    assert metric(metrics, "servers", result="skipped") == len(report["skipped"])
+    assert {p["name"]: metric(metrics, "phase_seconds", phase=p["name"]) for p in report["phases"]} == {
+        p["name"]: p["seconds"] for p in report["phases"]}
+    assert metric(metrics, "fencing_seconds") == report["fencing"]["fence_seconds"] >= 0
+    last_recovered = max(epoch(s["finished_at"]) for s in report["servers"])
+    assert metric(metrics, "time_to_all_recovered_seconds") == last_recovered - epoch(report["started_at"]) > 0
+    assert metric(metrics, "run_finished_timestamp_seconds") == epoch(report["finished_at"])
+    assert metric(metrics, "run_duration_seconds") == epoch(report["finished_at"]) - epoch(report["started_at"])
+    published = textfile / f"novaha_recovery_{HOST}.prom"
+    assert published.read_text() == (directory / "metrics.prom").read_text()
+    assert published.stat().st_mode & 0o777 == 0o644 and [p.name for p in textfile.iterdir()] == [published.name]
     # The modules shared one Keystone token through a private file, removed at the end.
     assert not (Path.home() / ".ansible" / "tmp" / f"novaha-recovery-{report['run_id']}.token").exists()
 
@@ -239,7 +289,10 @@ def test_check_mode_changes_nothing(clean_cloud, tmp_path):
     service_before = flags(service(cloud, HOST))
     cloud.fail_host(HOST, power="on")
 
-    rc, output, report = playbook(cloud, "recover-host.yml", HOST, tmp_path, check=True, verbosity=4)
+    textfile = tmp_path / "textfile"
+    textfile.mkdir()
+    rc, output, report = playbook(cloud, "recover-host.yml", HOST, tmp_path, check=True, verbosity=4,
+                                  host_recovery_metrics_dir=str(textfile))
     assert rc == 0, output
 
     now = servers(cloud)
@@ -254,6 +307,11 @@ def test_check_mode_changes_nothing(clean_cloud, tmp_path):
     assert all(g["ok"] for g in report["guards"]) and report["guards"]
     assert "would power off" in report["fencing"]["msg"]
     assert "PLANNED" in last_task_output(output)
+    # The plan in numbers beside the report; the collector keeps the host's last real run (none here).
+    metrics = metrics_of(Path(report["files"]["directory"]) / "metrics.prom")
+    assert metric(metrics, "run_info", run_id=report["run_id"], outcome="planned", check_mode="true") == 1
+    assert metric(metrics, "servers", result="planned") == len(before)
+    assert list(textfile.iterdir()) == []
 
     # Neither the BMC password nor the cloud password shows, even at -vvvv, nor in the report files.
     secrets = [cloud.bmc(HOST)["password"], admin_password(cloud)]
@@ -320,6 +378,11 @@ def test_partial_failure_keeps_host_isolated_and_lists_what_is_left(clean_cloud,
     assert any(step.startswith("paused-1: ") for step in report["next_steps"])
     assert all(s["verified"] is True for s in report["servers"] if s["id"] != paused["id"])
     assert "PARTIAL" in last_task_output(output)
+    metrics = metrics_of(Path(report["files"]["directory"]) / "metrics.prom")
+    assert metric(metrics, "outcome", outcome="partial") == 1 and metric(metrics, "needs_attention") == 1
+    assert (metric(metrics, "servers", result="recovered"), metric(metrics, "servers", result="failed")) == (
+        len(active), 1)
+    assert ("novaha_recovery_time_to_all_recovered_seconds", frozenset({("host", HOST)})) not in metrics
 
 
 def test_two_failed_hosts_are_both_recovered_and_the_partial_one_is_named(clean_cloud, tmp_path):

@@ -8,6 +8,7 @@ migrations it has, our locks and metadata, the service's flags and disabled reas
 
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -144,6 +145,19 @@ def test_a_lease_under_ten_seconds_is_refused_before_anything_changes(clean_clou
     assert "the host_recovery role sets it from host_recovery_lease" in output
     svc = service(cloud)
     assert (svc["forced_down"], svc["status"], svc["disabled_reason"]) == (False, "enabled", None)
+
+
+def test_a_metrics_dir_that_is_not_a_directory_is_refused_before_anything_changes(cloud, tmp_path):
+    flags = ("forced_down", "status", "disabled_reason")
+    before = {k: service(cloud)[k] for k in flags}
+    missing = tmp_path / "textfile"
+    rc, output = run(cloud, "recover-host.yml", HOST, tmp_path / "reports", host_recovery_metrics_dir=str(missing))
+    assert rc != 0 and f"host_recovery_metrics_dir: {missing} is not a directory on the controller" in output
+    assert {k: service(cloud)[k] for k in flags} == before and not missing.exists()
+    (report,) = reports_of(tmp_path / "reports")
+    assert report["outcome"] == "aborted" and report["stopped"]["phase"] == "preflight"
+    metrics = Path(report["files"]["directory"], "metrics.prom").read_text()
+    assert f'novaha_recovery_outcome{{host="{HOST}",outcome="aborted"}} 1\n' in metrics
 
 
 def test_restore_refuses_a_host_disabled_for_someone_elses_reason(clean_cloud, tmp_path):

@@ -44,6 +44,9 @@ def test_the_role_reads_the_same_records_for_verify_rollback_and_report():
                                              FINISHED)
     assert report['outcome'] == 'partial'
     assert FILTERS['host_recovery_result'](report, '')['needs_attention'] is True
+    metrics = FILTERS['host_recovery_metrics'](report)
+    assert 'novaha_recovery_outcome{host="%s",outcome="partial"} 1\n' % SRC in metrics
+    assert FILTERS['host_recovery_metrics_file'](SRC) == 'novaha_recovery_%s.prom' % SRC
 
 
 def test_a_skipped_evacuation_reads_what_the_preflight_saw_moved_earlier():
