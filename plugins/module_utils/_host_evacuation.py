@@ -1111,7 +1111,7 @@ class HostEvacuation(object):
     # -- running -----------------------------------------------------------------------------------------
 
     def execute(self, plan, wait=True, timeout=1800, poll_interval=5, retries=1, max_parallel=20, on_progress=None,
-                outage_timeout=120, power_check=None):
+                outage_timeout=120, power_check=None, window=None):
         """Mark the host, run the engine over the planned servers, release the marker. Returns the summary."""
         start = self.clock.now()
         peak = dict(in_flight=0)
@@ -1141,7 +1141,7 @@ class HostEvacuation(object):
                     self._note(evac, evac.expected_status)
             self.engine.run(plan.evacuations, wait=wait, timeout=timeout, poll_interval=poll_interval,
                             retries=retries, max_parallel=max_parallel, on_progress=keep_holding,
-                            outage_timeout=outage_timeout, power_check=power_check)
+                            outage_timeout=outage_timeout, power_check=power_check, window=window)
             finished = wait and not any(e.outcome in (OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED)
                                         for e in plan.evacuations)
         except RunError as exc:

@@ -75,3 +75,35 @@ def test_the_report_view_names_the_last_change():
     assert view == dict(width=8, cap=20, peak=8, changes=1,
                         last_change={'poll': 1, 'from': 4, 'to': 8, 'why': 'Nova keeps pace'})
     assert cc.FixedWindow(5).to_dict()['width'] == 5
+
+
+# ---------------------------------------------------------------------------------------------------------
+# In the engine (fake Nova, fake clock)
+
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions  # noqa: E402
+
+from engine_fakes import HostNova, host_run  # noqa: E402
+
+
+def test_the_engine_widens_the_window_while_nova_keeps_pace(clock):
+    nova = HostNova(clock)
+    for i in range(24):
+        nova.add_server('web-%02d' % i)
+    window = cc.AdaptiveWindow(cap=16, start=2)
+    _plan, summary, _counting = host_run(nova, clock, window=window, max_parallel=16, poll_interval=2)
+    assert summary['recovered'] == 24
+    assert nova.max_overlap() > 2 and window.peak > 2
+    assert [c[3] for c in window.changes] and all(c[2] > c[1] for c in window.changes)
+
+
+def test_the_engine_narrows_the_window_on_no_valid_host(clock):
+    nova = HostNova(clock)
+    ids = [nova.add_server('web-%02d' % i) for i in range(12)]
+    for sid in ids[:4]:
+        nova.plans[sid] = [dict(outcome='no_valid_host')]
+    window = cc.AdaptiveWindow(cap=8, start=8)
+    plan, summary, _counting = host_run(nova, clock, window=window, max_parallel=8, retries=0, poll_interval=2)
+    assert summary['failed'] == 4 and summary['recovered'] == 8
+    assert any(c[2] < c[1] and 'no valid host' in c[3] for c in window.changes), window.changes
+    failed = [e for e in plan.evacuations if e.outcome == _decisions.OUTCOME_FAILED]
+    assert all(e.kind == _decisions.KIND_NO_VALID_HOST for e in failed)
