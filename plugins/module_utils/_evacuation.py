@@ -241,6 +241,7 @@ class Engine(object):
         # Power reads that failed, over every run() of this Engine (one per module call); set here, so that it is
         # there for its readers also when run() returns early with nothing to do.
         self.power_warnings = []
+        self.window = None              # the last run's window (_concurrency), for the summary
         # verify(evacuation, server snapshot) -> None or (kind, reason): asked once Nova says a server is recovered
         # (the host module checks that its volumes and ports followed it).
         self.verify = None
@@ -404,7 +405,7 @@ class Engine(object):
                 self._settle_without_waiting(active)
                 break
             if on_progress is not None:
-                on_progress(summarize(evacuations, self.clock.now() - start))  # the window as it is now
+                on_progress(dict(summarize(evacuations, self.clock.now() - start), width=self.window.width))  # the window as it is now
             if outage.active and outage.lasted() >= outage_timeout:
                 self._interrupt(active, pending, outage, outage_timeout)
                 break
@@ -450,7 +451,7 @@ class Engine(object):
                     e.reason = 'not started: the run reached its timeout of %ss first' % timeout
                 break
         if on_progress is not None and wait:
-            on_progress(summarize(evacuations, self.clock.now() - start))
+            on_progress(dict(summarize(evacuations, self.clock.now() - start), width=self.window.width))
         return evacuations
 
     def _queued(self, active):

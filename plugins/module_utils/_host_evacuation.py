@@ -1166,6 +1166,7 @@ class HostEvacuation(object):
         # the lease, and the same command takes the host over and resumes.
         summary['end_error'] = end_error
         summary['max_in_flight'] = peak['in_flight']
+        summary['window'] = self.engine.window.to_dict() if self.engine.window is not None else None
         summary['api_outages'] = dict(self.engine.outage.to_dict(),
                                       reads_sent_again=len(getattr(self.engine.nova, 'retried', ())))
         summary['interrupted'] = self.engine.interrupted
@@ -1211,8 +1212,9 @@ def progress_line(host, run_id, counts):
     storage = counts.get('storage') or {}
     kinds = ', '.join('%d %s' % (n, kind) for kind, n in sorted((storage.get('kinds') or {}).items()) if n)
     return ('os_host_evacuate %s (run %s): %d recovered, %d in flight, %d failed, %d pending of %d selected%s; '
-            '%ds elapsed' % (host, run_id, counts.get('recovered', 0), counts.get('in_flight', 0),
-                             counts.get('failed', 0), counts.get('pending', 0), counts.get('selected', 0),
-                             ' (%s%s)' % (kinds, '; %d lose local disks' % storage['data_loss']
-                                          if storage.get('data_loss') else '') if kinds else '',
-                             int(counts.get('elapsed', 0) or 0)))
+            '%s%ds elapsed' % (host, run_id, counts.get('recovered', 0), counts.get('in_flight', 0),
+                               counts.get('failed', 0), counts.get('pending', 0), counts.get('selected', 0),
+                               ' (%s%s)' % (kinds, '; %d lose local disks' % storage['data_loss']
+                                            if storage.get('data_loss') else '') if kinds else '',
+                               'window %d; ' % counts['width'] if counts.get('width') else '',
+                               int(counts.get('elapsed', 0) or 0)))

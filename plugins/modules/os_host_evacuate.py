@@ -136,11 +136,21 @@ options:
     description:
       - At most this many evacuations in flight at once (a sliding window, refilled as each server is seen
         recovered).
-      - The window keeps Nova busy without handing it every server at once. Measured on the local cloud
-        (docs/benchmarks.md), 50 servers with 2 s rebuilds were back in 64 s with 5, 43 s with 10 and 35 s
-        with 20, and in 41 s when all 50 were posted at once.
+      - The window keeps Nova busy without handing it every server at once. With O(concurrency=adaptive) it is
+        the cap of a window that adapts; with V(fixed), the window itself.
     type: int
     default: 20
+  concurrency:
+    description:
+      - V(adaptive) starts with a few evacuations in flight (at most O(max_parallel)) and widens the window while
+        Nova keeps pace (each evacuation leaves Nova's queue - C(accepted), C(pre-migrating) - within seconds and
+        the API answers as fast as it did), up to O(max_parallel); it halves the window when the API slows down,
+        fails, or answers "No valid host", or when evacuations wait in Nova's queue. The live progress shows the
+        width and RV(summary.window) its history.
+      - V(fixed) keeps O(max_parallel) evacuations in flight at all times.
+    type: str
+    choices: [adaptive, fixed]
+    default: adaptive
   max_down_percent:
     description:
       - Refuse when more than this percentage of the C(nova-compute) services are down or forced down,
@@ -497,6 +507,11 @@ summary:
         - The power reading of the failed host when it read On again during the run; no new evacuation was started
           after it. Null otherwise.
       type: str
+    window:
+      description:
+        - The evacuation window (see O(concurrency)) - C(width) at the end, C(cap) (O(max_parallel)), C(peak),
+          C(changes) (how often it changed) and C(last_change) (C(poll), C(from), C(to), C(why)).
+      type: dict
   sample: {selected: 14, recovered: 12, failed: 0, refused: 2, nothing_to_do: 0, in_progress: 0, pending: 0,
            planned: 0, skipped: 3, seconds: 84.2, max_in_flight: 5, api_requests: 112, polls: 17,
            watch_requests_per_poll: 2.0}
@@ -591,6 +606,7 @@ import time
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
     NovahaModule, bmc_argument_spec, build_fence_levels,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._concurrency import AdaptiveWindow, FixedWindow
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
     ACTION_EVACUATE, ACTION_RECONCILE, WARNING_DISK_RECREATED, WARNING_ROOT_DISK_LOST,
 )
@@ -624,6 +640,7 @@ class HostEvacuate(NovahaModule):
         query=dict(type='str'),
         priority_key=dict(type='str', default='HA_Priority', no_log=False),
         max_parallel=dict(type='int', default=20),
+        concurrency=dict(type='str', choices=['adaptive', 'fixed'], default='adaptive'),
         max_down_percent=dict(type='int', default=50),
         require_capacity=dict(type='bool', default=False),
         target_hosts=dict(type='list', elements='str'),
@@ -728,9 +745,10 @@ class HostEvacuate(NovahaModule):
 
         progress = self.progress_writer(host, evacuation.run_id)
         try:
+            window = AdaptiveWindow(p['max_parallel']) if p['concurrency'] == 'adaptive' else FixedWindow(p['max_parallel'])
             summary = evacuation.execute(plan, timeout=p['timeout'], poll_interval=p['poll_interval'],
                                          retries=p['retries'], max_parallel=p['max_parallel'], on_progress=progress,
-                                         outage_timeout=p['outage_timeout'], power_check=power_check)
+                                         outage_timeout=p['outage_timeout'], power_check=power_check, window=window)
         except NovahaError as exc:
             self.report(plan, summarize_run(plan), nova)
             self.fail('host %s (run %s): %s' % (host, evacuation.run_id, exc.msg), **exc.result())
