@@ -9,8 +9,9 @@ does not. Pure: the engine hands over what each poll saw; no clock, no requests.
 The one decision is ``AdaptiveWindow.observe``. Evidence, per poll:
 
 - how long the poll's listings took (the API's answer time), against the fastest seen (the baseline);
-- how long each evacuation in flight has waited in ``accepted`` or ``pre-migrating`` (the conductor and the
-  scheduler have not handed it to a compute yet: Nova's queue, not the rebuild);
+- how long each evacuation in flight has waited in ``accepted`` (the conductor and the scheduler have not
+  handed it to a compute yet: Nova's queue, not the rebuild, which runs while the migration is
+  ``pre-migrating``);
 - transient API errors and "No valid host" answers since the last poll.
 
 Nova keeping pace (every evacuation left the queue quickly, answers near the baseline) with the window full
