@@ -22,12 +22,14 @@ width never exceeds ``cap`` (``max_parallel``) nor falls below ``floor``.
 
 from __future__ import annotations
 
-QUEUE_FAST = 3.0       # seconds in accepted/pre-migrating below which Nova keeps pace
-QUEUE_SLOW = 15.0      # seconds in accepted/pre-migrating above which Nova is behind
+QUEUE_FAST = 3.0       # seconds in accepted below which Nova keeps pace
+QUEUE_SLOW = 15.0      # seconds in accepted above which Nova is behind
 LATENCY_SLACK = 1.0    # seconds over the baseline an answer may take before it counts as slow
 LATENCY_FACTOR = 3.0   # ... and times the baseline
 COOLDOWN_POLLS = 2     # polls after a cut during which no other cut is made
-DEFAULT_START = 4
+DEFAULT_START = 10     # the first width: what a fixed window of the old default kept in flight at half
+FIXED_CAP = 20         # max_parallel unset, concurrency=fixed: the window of earlier releases
+ADAPTIVE_CAP = 100     # max_parallel unset, concurrency=adaptive: the window grows up to here while Nova keeps pace
 
 GROW = 'grow'
 HOLD = 'hold'
@@ -57,8 +59,8 @@ class AdaptiveWindow(object):
         """One poll's evidence; returns (action, reason) and sets ``width``.
 
         ``in_flight``: evacuations in flight when the poll was made; ``latency``: seconds the poll's listings took
-        (None when the poll failed); ``queued``: seconds each evacuation in flight has spent in accepted or
-        pre-migrating; ``errors``: transient API errors since the last poll; ``no_valid_host``: evacuations that
+        (None when the poll failed); ``queued``: seconds each evacuation in flight has spent with its migration
+        ``accepted`` (or not yet listed); ``errors``: transient API errors since the last poll; ``no_valid_host``: evacuations that
         ended with No valid host since the last poll.
         """
         self.polls += 1
@@ -78,7 +80,7 @@ class AdaptiveWindow(object):
         elif was_slow:
             trouble = 'the API answered in %.1fs (baseline %.1fs)' % (latency, self.baseline)
         elif longest > QUEUE_SLOW:
-            trouble = 'an evacuation waited %.0fs in Nova\'s queue (accepted/pre-migrating)' % longest
+            trouble = 'an evacuation waited %.0fs in Nova\'s queue (migration accepted)' % longest
         if trouble:
             if self.cooldown or self.width <= self.floor:
                 return HOLD, trouble
@@ -123,3 +125,13 @@ class FixedWindow(object):
 
     def to_dict(self):
         return dict(width=self.width, cap=self.cap, peak=self.peak, changes=0, last_change=None)
+
+
+def window_for(concurrency, max_parallel=None):
+    """The window of a run: ``concurrency`` is ``adaptive`` or ``fixed``; ``max_parallel`` its cap, or None for the
+    default of that kind (``ADAPTIVE_CAP`` or ``FIXED_CAP``)."""
+    if concurrency == 'fixed':
+        return FixedWindow(max_parallel or FIXED_CAP)
+    if concurrency == 'adaptive':
+        return AdaptiveWindow(max_parallel or ADAPTIVE_CAP)
+    raise ValueError('concurrency must be adaptive or fixed, not %r' % (concurrency,))

@@ -136,17 +136,16 @@ options:
     description:
       - At most this many evacuations in flight at once (a sliding window, refilled as each server is seen
         recovered).
-      - The window keeps Nova busy without handing it every server at once. With O(concurrency=adaptive) it is
-        the cap of a window that adapts; with V(fixed), the window itself.
+      - With O(concurrency=adaptive) it is the cap of a window that adapts, 100 when unset; with
+        O(concurrency=fixed), the window itself, 20 when unset.
     type: int
-    default: 20
   concurrency:
     description:
-      - V(adaptive) starts with a few evacuations in flight (at most O(max_parallel)) and widens the window while
-        Nova keeps pace (each evacuation leaves Nova's queue - C(accepted), C(pre-migrating) - within seconds and
-        the API answers as fast as it did), up to O(max_parallel); it halves the window when the API slows down,
-        fails, or answers "No valid host", or when evacuations wait in Nova's queue. The live progress shows the
-        width and RV(summary.window) its history.
+      - V(adaptive) starts with 10 evacuations in flight (fewer when O(max_parallel) is lower) and widens the
+        window while Nova keeps pace - each evacuation's migration leaves C(accepted) within seconds and the API
+        answers as fast as it did - doubling, up to O(max_parallel). It halves the window when the API slows down
+        or fails, when Nova answers "No valid host", or when evacuations wait in C(accepted), and grows again one
+        at a time once Nova keeps pace. The live progress shows the width and RV(summary.window) its history.
       - V(fixed) keeps O(max_parallel) evacuations in flight at all times.
     type: str
     choices: [adaptive, fixed]
@@ -606,7 +605,7 @@ import time
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
     NovahaModule, bmc_argument_spec, build_fence_levels,
 )
-from ansible_collections.novaha.recovery.plugins.module_utils._concurrency import AdaptiveWindow, FixedWindow
+from ansible_collections.novaha.recovery.plugins.module_utils._concurrency import window_for
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
     ACTION_EVACUATE, ACTION_RECONCILE, WARNING_DISK_RECREATED, WARNING_ROOT_DISK_LOST,
 )
@@ -639,7 +638,7 @@ class HostEvacuate(NovahaModule):
         exclude=dict(type='dict', options=SELECT_SPEC),
         query=dict(type='str'),
         priority_key=dict(type='str', default='HA_Priority', no_log=False),
-        max_parallel=dict(type='int', default=20),
+        max_parallel=dict(type='int'),
         concurrency=dict(type='str', choices=['adaptive', 'fixed'], default='adaptive'),
         max_down_percent=dict(type='int', default=50),
         require_capacity=dict(type='bool', default=False),
@@ -745,9 +744,9 @@ class HostEvacuate(NovahaModule):
 
         progress = self.progress_writer(host, evacuation.run_id)
         try:
-            window = AdaptiveWindow(p['max_parallel']) if p['concurrency'] == 'adaptive' else FixedWindow(p['max_parallel'])
+            window = window_for(p['concurrency'], p['max_parallel'])
             summary = evacuation.execute(plan, timeout=p['timeout'], poll_interval=p['poll_interval'],
-                                         retries=p['retries'], max_parallel=p['max_parallel'], on_progress=progress,
+                                         retries=p['retries'], max_parallel=window.cap, on_progress=progress,
                                          outage_timeout=p['outage_timeout'], power_check=power_check, window=window)
         except NovahaError as exc:
             self.report(plan, summarize_run(plan), nova)

@@ -1,5 +1,7 @@
 """The adaptive evacuation window (module_utils/_concurrency.py): pure, one poll's evidence at a time."""
 
+import pytest
+
 from ansible_collections.novaha.recovery.plugins.module_utils import _concurrency as cc
 
 
@@ -107,3 +109,14 @@ def test_the_engine_narrows_the_window_on_no_valid_host(clock):
     assert any(c[2] < c[1] and 'no valid host' in c[3] for c in window.changes), window.changes
     failed = [e for e in plan.evacuations if e.outcome == _decisions.OUTCOME_FAILED]
     assert all(e.kind == _decisions.KIND_NO_VALID_HOST for e in failed)
+
+
+def test_window_for_defaults_and_caps():
+    adaptive = cc.window_for('adaptive')
+    assert (adaptive.cap, adaptive.width) == (cc.ADAPTIVE_CAP, cc.DEFAULT_START)
+    assert cc.window_for('adaptive', 4).width == 4          # the first width never exceeds the cap
+    fixed = cc.window_for('fixed')
+    assert (fixed.cap, fixed.width) == (cc.FIXED_CAP, cc.FIXED_CAP)
+    assert cc.window_for('fixed', 7).width == 7
+    with pytest.raises(ValueError, match='adaptive or fixed'):
+        cc.window_for('eager')
