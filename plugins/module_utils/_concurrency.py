@@ -127,11 +127,12 @@ class FixedWindow(object):
         return dict(width=self.width, cap=self.cap, peak=self.peak, changes=0, last_change=None)
 
 
-def window_for(concurrency, max_parallel=None):
+def window_for(concurrency, max_parallel=None, sharing=1):
     """The window of a run: ``concurrency`` is ``adaptive`` or ``fixed``; ``max_parallel`` its cap, or None for the
-    default of that kind (``ADAPTIVE_CAP`` or ``FIXED_CAP``)."""
-    if concurrency == 'fixed':
-        return FixedWindow(max_parallel or FIXED_CAP)
-    if concurrency == 'adaptive':
-        return AdaptiveWindow(max_parallel or ADAPTIVE_CAP)
-    raise ValueError('concurrency must be adaptive or fixed, not %r' % (concurrency,))
+    default of that kind (``ADAPTIVE_CAP`` or ``FIXED_CAP``). ``sharing``: how many hosts are recovered together,
+    their evacuations sharing that cap: each host's window gets an equal part of it (at least one)."""
+    if concurrency not in ('adaptive', 'fixed'):
+        raise ValueError('concurrency must be adaptive or fixed, not %r' % (concurrency,))
+    total = max_parallel or (FIXED_CAP if concurrency == 'fixed' else ADAPTIVE_CAP)
+    cap = max(1, total // max(1, int(sharing or 1)))
+    return FixedWindow(cap) if concurrency == 'fixed' else AdaptiveWindow(cap)

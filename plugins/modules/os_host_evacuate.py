@@ -150,6 +150,13 @@ options:
     type: str
     choices: [adaptive, fixed]
     default: adaptive
+  sharing:
+    description:
+      - How many failed hosts are recovered together, each by its own O(host) run, their evacuations sharing
+        O(max_parallel) - this host's window is capped at an equal part of it (at least 1). The role sets it to the
+        number of hosts recovered at once.
+    type: int
+    default: 1
   max_down_percent:
     description:
       - Refuse when more than this percentage of the C(nova-compute) services are down or forced down,
@@ -640,6 +647,7 @@ class HostEvacuate(NovahaModule):
         priority_key=dict(type='str', default='HA_Priority', no_log=False),
         max_parallel=dict(type='int'),
         concurrency=dict(type='str', choices=['adaptive', 'fixed'], default='adaptive'),
+        sharing=dict(type='int', default=1),
         max_down_percent=dict(type='int', default=50),
         require_capacity=dict(type='bool', default=False),
         target_hosts=dict(type='list', elements='str'),
@@ -669,6 +677,7 @@ class HostEvacuate(NovahaModule):
     option_rules = dict(
         run_id=RUN_ID_RULE,
         max_parallel=at_least(1, why='at most this many evacuations at once'),
+        sharing=at_least(1, why='hosts recovered together'),
         max_down_percent=between(0, 100, 'percent'),
         timeout=at_least(1, 'seconds'),
         outage_timeout=at_least(1, 'seconds'),
@@ -744,7 +753,7 @@ class HostEvacuate(NovahaModule):
 
         progress = self.progress_writer(host, evacuation.run_id)
         try:
-            window = window_for(p['concurrency'], p['max_parallel'])
+            window = window_for(p['concurrency'], p['max_parallel'], p['sharing'])
             summary = evacuation.execute(plan, timeout=p['timeout'], poll_interval=p['poll_interval'],
                                          retries=p['retries'], max_parallel=window.cap, on_progress=progress,
                                          outage_timeout=p['outage_timeout'], power_check=power_check, window=window)

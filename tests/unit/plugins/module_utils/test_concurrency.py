@@ -120,3 +120,10 @@ def test_window_for_defaults_and_caps():
     assert cc.window_for('fixed', 7).width == 7
     with pytest.raises(ValueError, match='adaptive or fixed'):
         cc.window_for('eager')
+
+
+def test_hosts_recovered_together_share_the_cap():
+    assert cc.window_for('adaptive', sharing=3).cap == cc.ADAPTIVE_CAP // 3
+    assert cc.window_for('fixed', 20, sharing=3).cap == 6
+    assert cc.window_for('fixed', 2, sharing=5).cap == 1       # never below one
+    assert cc.window_for('adaptive', 12, sharing=2).width == 6  # the first width within the share
