@@ -34,6 +34,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
     MV_BASE, MV_SHARED_STORAGE_GONE, choose_microversions, mv_str,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._concurrency import FixedWindow
 from ansible_collections.novaha.recovery.plugins.module_utils._storage import storage_of
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
     NovaApiError, RetryingReads, SystemClock, backoff, call, explain_api_error, isotime, list_all, query,
@@ -185,6 +186,7 @@ class Outage(object):
         self.next_try = 0.0
         self.count = 0              # outages seen in the run
         self.longest = 0.0          # seconds of the longest that ended
+        self.total = 0              # transient failures seen in the run (the window counts them per poll)
 
     @property
     def active(self):
@@ -197,6 +199,7 @@ class Outage(object):
             self.failures = 0
             self.count += 1
         self.failures += 1
+        self.total += 1
         self.last = getattr(err, 'msg', str(err))
         self.next_try = now + backoff(self.failures - 1, cap=16)
 
@@ -238,6 +241,7 @@ class Engine(object):
         # Power reads that failed, over every run() of this Engine (one per module call); set here, so that it is
         # there for its readers also when run() returns early with nothing to do.
         self.power_warnings = []
+        self.window = None              # the last run's window (_concurrency), for the summary
         # verify(evacuation, server snapshot) -> None or (kind, reason): asked once Nova says a server is recovered
         # (the host module checks that its volumes and ports followed it).
         self.verify = None
@@ -342,7 +346,7 @@ class Engine(object):
     # -- running ------------------------------------------------------------------------------------------
 
     def run(self, evacuations, wait=True, timeout=900, poll_interval=5, retries=1, max_parallel=1,
-            on_progress=None, outage_timeout=120, power_check=None):
+            on_progress=None, outage_timeout=120, power_check=None, window=None):
         """Carry out planned evacuations: at most ``max_parallel`` in flight, servers sharing an exclusive
         group never together, two listings per poll whatever the number of servers. Returns the same
         objects, updated. Servers still in flight at ``timeout`` stay ``in_progress`` (a re-run resumes).
@@ -352,7 +356,8 @@ class Engine(object):
         succeeds again. An outage longer than ``outage_timeout`` seconds ends the run (``self.interrupted``
         says why; servers in flight stay ``in_progress``, the others ``pending``, a re-run resumes them).
         ``power_check()`` is asked before each new batch: a string (the host reads power On) stops every new
-        evacuation at once.
+        evacuation at once. ``window``: a ``_concurrency`` window deciding how many are in flight after each poll
+        (at most ``max_parallel``); without it, ``max_parallel`` at all times.
         """
         self.interrupted = None
         self.stopped = None
@@ -368,16 +373,18 @@ class Engine(object):
         deadline = start + timeout
         pending = list(todo)
         active = []
-        window = max(1, max_parallel) if wait else len(todo)
+        self.window = window if window is not None else FixedWindow(max_parallel)
+        width = self.window.width if wait else len(todo)
         quiet_polls = 0
+        errors_seen = 0
         outage = self.outage = Outage(self.clock)
         while pending or active:
-            if pending and len(active) < window and not outage.paused() and power_check is not None:
+            if pending and len(active) < width and not outage.paused() and power_check is not None:
                 self.stopped = self._power_stop(power_check, pending)
                 if self.stopped:
                     pending = []
             for e in list(pending):
-                if len(active) >= window or outage.paused():
+                if len(active) >= width or outage.paused():
                     break
                 if any(e.exclusive_groups & other.exclusive_groups for other in active):
                     continue
@@ -398,7 +405,7 @@ class Engine(object):
                 self._settle_without_waiting(active)
                 break
             if on_progress is not None:
-                on_progress(summarize(evacuations, self.clock.now() - start))  # the window as it is now
+                on_progress(dict(summarize(evacuations, self.clock.now() - start), width=self.window.width))  # the window as it is now
             if outage.active and outage.lasted() >= outage_timeout:
                 self._interrupt(active, pending, outage, outage_timeout)
                 break
@@ -407,6 +414,10 @@ class Engine(object):
                     self.clock.sleep(outage.wait())
                 continue
             self.clock.sleep(next_poll_delay(poll_interval, quiet_polls))
+            in_flight = len(active)
+            looked_at = self.clock.now()
+            latency = None
+            no_valid_host = 0
             try:
                 changes = watcher.poll([e.id for e in active])
             except NovaApiError as err:
@@ -416,12 +427,19 @@ class Engine(object):
                     outage.failed(err)
                 quiet_polls += 1
             else:
+                latency = self.clock.now() - looked_at
                 outage.ok()
                 quiet_polls = 0 if changes else quiet_polls + 1
                 for e in list(active):
                     self._advance(e, watcher, retries)
                     if e.done:
                         active.remove(e)
+                        no_valid_host += e.kind == KIND_NO_VALID_HOST
+            errors = outage.total - errors_seen
+            errors_seen = outage.total
+            self.window.observe(in_flight, latency=latency, queued=self._queued(active), errors=errors,
+                                no_valid_host=no_valid_host)
+            width = self.window.width
             if outage.active and outage.lasted() >= outage_timeout:
                 self._interrupt(active, pending, outage, outage_timeout)
                 break
@@ -433,8 +451,17 @@ class Engine(object):
                     e.reason = 'not started: the run reached its timeout of %ss first' % timeout
                 break
         if on_progress is not None and wait:
-            on_progress(summarize(evacuations, self.clock.now() - start))
+            on_progress(dict(summarize(evacuations, self.clock.now() - start), width=self.window.width))
         return evacuations
+
+    def _queued(self, active):
+        """Seconds each evacuation in flight has waited in Nova's queue since it was requested: its migration
+        still ``accepted`` (the conductor and the scheduler have not handed it to a compute) or not seen yet.
+        ``pre-migrating`` is not queue: the destination compute sets it as it starts the rebuild, which lasts
+        as long as the rebuild does (a first benchmark counted it, and the window shrank on every 20 s rebuild)."""
+        now = self.clock.now()
+        return [now - e.requested_at for e in active if e.requested_at is not None and
+                (e.migration or {}).get('status') in (None, 'accepted')]
 
     def _power_stop(self, power_check, pending):
         """Before a new batch: does the failed host still read power Off? A host that reads On stops every new

@@ -1111,7 +1111,7 @@ class HostEvacuation(object):
     # -- running -----------------------------------------------------------------------------------------
 
     def execute(self, plan, wait=True, timeout=1800, poll_interval=5, retries=1, max_parallel=20, on_progress=None,
-                outage_timeout=120, power_check=None):
+                outage_timeout=120, power_check=None, window=None):
         """Mark the host, run the engine over the planned servers, release the marker. Returns the summary."""
         start = self.clock.now()
         peak = dict(in_flight=0)
@@ -1141,7 +1141,7 @@ class HostEvacuation(object):
                     self._note(evac, evac.expected_status)
             self.engine.run(plan.evacuations, wait=wait, timeout=timeout, poll_interval=poll_interval,
                             retries=retries, max_parallel=max_parallel, on_progress=keep_holding,
-                            outage_timeout=outage_timeout, power_check=power_check)
+                            outage_timeout=outage_timeout, power_check=power_check, window=window)
             finished = wait and not any(e.outcome in (OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED)
                                         for e in plan.evacuations)
         except RunError as exc:
@@ -1166,6 +1166,7 @@ class HostEvacuation(object):
         # the lease, and the same command takes the host over and resumes.
         summary['end_error'] = end_error
         summary['max_in_flight'] = peak['in_flight']
+        summary['window'] = self.engine.window.to_dict() if self.engine.window is not None else None
         summary['api_outages'] = dict(self.engine.outage.to_dict(),
                                       reads_sent_again=len(getattr(self.engine.nova, 'retried', ())))
         summary['interrupted'] = self.engine.interrupted
@@ -1211,8 +1212,9 @@ def progress_line(host, run_id, counts):
     storage = counts.get('storage') or {}
     kinds = ', '.join('%d %s' % (n, kind) for kind, n in sorted((storage.get('kinds') or {}).items()) if n)
     return ('os_host_evacuate %s (run %s): %d recovered, %d in flight, %d failed, %d pending of %d selected%s; '
-            '%ds elapsed' % (host, run_id, counts.get('recovered', 0), counts.get('in_flight', 0),
-                             counts.get('failed', 0), counts.get('pending', 0), counts.get('selected', 0),
-                             ' (%s%s)' % (kinds, '; %d lose local disks' % storage['data_loss']
-                                          if storage.get('data_loss') else '') if kinds else '',
-                             int(counts.get('elapsed', 0) or 0)))
+            '%s%ds elapsed' % (host, run_id, counts.get('recovered', 0), counts.get('in_flight', 0),
+                               counts.get('failed', 0), counts.get('pending', 0), counts.get('selected', 0),
+                               ' (%s%s)' % (kinds, '; %d lose local disks' % storage['data_loss']
+                                            if storage.get('data_loss') else '') if kinds else '',
+                               'window %d; ' % counts['width'] if counts.get('width') else '',
+                               int(counts.get('elapsed', 0) or 0)))

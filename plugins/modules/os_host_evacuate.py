@@ -136,11 +136,27 @@ options:
     description:
       - At most this many evacuations in flight at once (a sliding window, refilled as each server is seen
         recovered).
-      - The window keeps Nova busy without handing it every server at once. Measured on the local cloud
-        (docs/benchmarks.md), 50 servers with 2 s rebuilds were back in 64 s with 5, 43 s with 10 and 35 s
-        with 20, and in 41 s when all 50 were posted at once.
+      - With O(concurrency=adaptive) it is the cap of a window that adapts, 100 when unset; with
+        O(concurrency=fixed), the window itself, 20 when unset.
     type: int
-    default: 20
+  concurrency:
+    description:
+      - V(adaptive) starts with 10 evacuations in flight (fewer when O(max_parallel) is lower) and widens the
+        window while Nova keeps pace - each evacuation's migration leaves C(accepted) within seconds and the API
+        answers as fast as it did - doubling, up to O(max_parallel). It halves the window when the API slows down
+        or fails, when Nova answers "No valid host", or when evacuations wait in C(accepted), and grows again one
+        at a time once Nova keeps pace. The live progress shows the width and RV(summary.window) its history.
+      - V(fixed) keeps O(max_parallel) evacuations in flight at all times.
+    type: str
+    choices: [adaptive, fixed]
+    default: adaptive
+  sharing:
+    description:
+      - How many failed hosts are recovered together, each by its own O(host) run, their evacuations sharing
+        O(max_parallel) - this host's window is capped at an equal part of it (at least 1). The role sets it to the
+        number of hosts recovered at once.
+    type: int
+    default: 1
   max_down_percent:
     description:
       - Refuse when more than this percentage of the C(nova-compute) services are down or forced down,
@@ -497,6 +513,11 @@ summary:
         - The power reading of the failed host when it read On again during the run; no new evacuation was started
           after it. Null otherwise.
       type: str
+    window:
+      description:
+        - The evacuation window (see O(concurrency)) - C(width) at the end, C(cap) (O(max_parallel)), C(peak),
+          C(changes) (how often it changed) and C(last_change) (C(poll), C(from), C(to), C(why)).
+      type: dict
   sample: {selected: 14, recovered: 12, failed: 0, refused: 2, nothing_to_do: 0, in_progress: 0, pending: 0,
            planned: 0, skipped: 3, seconds: 84.2, max_in_flight: 5, api_requests: 112, polls: 17,
            watch_requests_per_poll: 2.0}
@@ -591,6 +612,7 @@ import time
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
     NovahaModule, bmc_argument_spec, build_fence_levels,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._concurrency import window_for
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
     ACTION_EVACUATE, ACTION_RECONCILE, WARNING_DISK_RECREATED, WARNING_ROOT_DISK_LOST,
 )
@@ -623,7 +645,9 @@ class HostEvacuate(NovahaModule):
         exclude=dict(type='dict', options=SELECT_SPEC),
         query=dict(type='str'),
         priority_key=dict(type='str', default='HA_Priority', no_log=False),
-        max_parallel=dict(type='int', default=20),
+        max_parallel=dict(type='int'),
+        concurrency=dict(type='str', choices=['adaptive', 'fixed'], default='adaptive'),
+        sharing=dict(type='int', default=1),
         max_down_percent=dict(type='int', default=50),
         require_capacity=dict(type='bool', default=False),
         target_hosts=dict(type='list', elements='str'),
@@ -653,6 +677,7 @@ class HostEvacuate(NovahaModule):
     option_rules = dict(
         run_id=RUN_ID_RULE,
         max_parallel=at_least(1, why='at most this many evacuations at once'),
+        sharing=at_least(1, why='hosts recovered together'),
         max_down_percent=between(0, 100, 'percent'),
         timeout=at_least(1, 'seconds'),
         outage_timeout=at_least(1, 'seconds'),
@@ -728,9 +753,10 @@ class HostEvacuate(NovahaModule):
 
         progress = self.progress_writer(host, evacuation.run_id)
         try:
+            window = window_for(p['concurrency'], p['max_parallel'], p['sharing'])
             summary = evacuation.execute(plan, timeout=p['timeout'], poll_interval=p['poll_interval'],
-                                         retries=p['retries'], max_parallel=p['max_parallel'], on_progress=progress,
-                                         outage_timeout=p['outage_timeout'], power_check=power_check)
+                                         retries=p['retries'], max_parallel=window.cap, on_progress=progress,
+                                         outage_timeout=p['outage_timeout'], power_check=power_check, window=window)
         except NovahaError as exc:
             self.report(plan, summarize_run(plan), nova)
             self.fail('host %s (run %s): %s' % (host, evacuation.run_id, exc.msg), **exc.result())

@@ -22,6 +22,7 @@ import argparse
 import datetime
 import json
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -142,6 +143,35 @@ class Cloud:
                     ANSIBLE_FORCE_COLOR="0", PATH=f"{DEV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
+REBUILD_DELAY_KEY = "novaha_fake:rebuild_delay"  # localcloud/fakevirt.py: this server's rebuild takes that long
+SPREAD = None  # (low, high, seed) with --rebuild-spread: each server's rebuild time drawn from it, the same every run
+
+
+def spread_delays(count, low, high, seed):
+    """Seconds per server, a seeded uniform draw each: every contender meets the same delays in the same order."""
+    rng = random.Random(seed)
+    return [round(rng.uniform(low, high), 1) for _ in range(count)]
+
+
+def set_rebuild_delays(cloud):
+    """Give each server on the failed host its own rebuild time (server metadata the fake hypervisor reads)."""
+    low, high, seed = SPREAD
+    on_host = sorted((s for s in cloud.servers() if s.get("OS-EXT-SRV-ATTR:host") == HOST), key=lambda s: s["name"])
+    conn = cloud.connect()
+    for server, delay in zip(on_host, spread_delays(len(on_host), low, high, seed)):
+        resp = conn.compute.put(f"/servers/{server['id']}/metadata/{REBUILD_DELAY_KEY}", microversion="2.1",
+                                json={"meta": {REBUILD_DELAY_KEY: str(delay)}})
+        if resp.status_code >= 400:
+            raise RuntimeError(f"setting the rebuild delay of {server['id']}: {resp.status_code} {resp.text[:300]}")
+
+
+def rebuild_model(info):
+    spread = info.get("rebuild_spread")
+    if spread:
+        return f"{spread[0]:g} to {spread[1]:g} s per rebuild (seeded spread, seed {spread[2]})"
+    return f"{info['spawn_delay']:g} s per rebuild"
+
+
 def prepare(cloud, count, disable, attempts=2):
     """The same starting state for every run; returns the seconds `reset` and `boot` took. A boot right
     after a reset now and then meets a NoValidHost while the revived compute settles: reset and again."""
@@ -164,6 +194,8 @@ def _prepare(cloud, count, disable):
     boot_s = 0.0
     if count:
         boot_s = cloud.cli("boot", "--host", HOST, "--count", str(count))[0]
+        if SPREAD:
+            set_rebuild_delays(cloud)
     cloud.cli("fail-host", HOST, "--power", "off")
     body = {"forced_down": True}
     if disable:
@@ -454,6 +486,10 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
     parser.add_argument("--reps", type=int, default=3, help="repetitions per N and contender (default 3)")
     parser.add_argument("--quick", action="store_true", help="smoke run: N = 10, one repetition")
     parser.add_argument("--spawn-delay", type=float, default=2.0, help="seconds per rebuild (default 2)")
+    parser.add_argument("--rebuild-spread", metavar="LOW,HIGH",
+                        help="each server's rebuild takes a seeded uniform draw from LOW to HIGH seconds (e.g. 5,60) "
+                             "instead of --spawn-delay")
+    parser.add_argument("--seed", type=int, default=1, help="seed of --rebuild-spread (default 1)")
     parser.add_argument("--contenders", default="a,b,c", help="subset of a,b,c (default all)")
     parser.add_argument("--no-empty", action="store_true", help="skip (a) with nothing to evacuate")
     parser.add_argument("--playbook-var", action="append", default=[], metavar="KEY=VALUE",
@@ -480,6 +516,10 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
         info["ns"] = [n for n in info["ns"] if any(r["servers"] == n for r in results)]
         report(info, results, saved.get("empty", []), Path(args.render).parent, args)
         return 0
+    global SPREAD  # pylint: disable=global-statement
+    if args.rebuild_spread:
+        low, high = (float(v) for v in args.rebuild_spread.split(","))
+        SPREAD = (low, high, args.seed)
     ns = [10] if args.quick else [int(n) for n in args.n.split(",") if n.strip()]
     reps = 1 if args.quick else args.reps
     contenders = [c for c in CONTENDERS if c in args.contenders.split(",")]
@@ -494,6 +534,7 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
     info = {"started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine(), "load_at_start": os.getloadavg(), "ns": ns, "reps": reps,
             "spawn_delay": args.spawn_delay, "contenders": contenders, "playbook_vars": playbook_vars,
+            "rebuild_spread": list(SPREAD) if SPREAD else None,
             "note": args.note, "cloud": {}}
     log(f"results in {out_dir}; cloud in {cloud.dir}; N = {ns}, {reps} repetition(s), "
         f"load average {info['load_at_start'][0]:.1f} on {info['machine']['cores']} cores")
@@ -572,7 +613,7 @@ def report(info, results, empty_runs, out_dir, args):
                 run = next(r for r in results if r["dir"] == row[key]["median_run"])
                 series.append((key, LABELS[key], run["recovered_at"], run["wall"]))
         path = svg_dir / f"{args.svg_prefix}-n{count}.svg"
-        svgplot.step_chart(f"{count} servers on {HOST}, {info['spawn_delay']:g} s per rebuild (median runs)", series, path)
+        svgplot.step_chart(f"{count} servers on {HOST}, {rebuild_model(info)} (median runs)", series, path)
         plots[count] = path
     text = render(info, table, empty, verdicts, results, plots)
     print(text)
@@ -588,7 +629,7 @@ def render(info, table, empty, verdicts, results, plots):  # pylint: disable=too
              f"load average {info['load_at_start'][0]:.1f} at start, "
              + (f"{info['load_at_end'][0]:.1f} at the end" if info.get("load_at_end") else "not recorded at the end")
              + (f". {info['note']}" if info["note"] else "") + ".",
-             f"Rebuild delay {info['spawn_delay']:g} s; N = {', '.join(map(str, info['ns']))}; "
+             f"Rebuild time {rebuild_model(info)}; N = {', '.join(map(str, info['ns']))}; "
              f"{info['reps']} repetition(s) planned per N and contender (column runs: how many were made), contender order rotating."
              + (f" Playbook variables: `{json.dumps(info['playbook_vars'])}`." if info["playbook_vars"] else ""),
              "", "### Targets", ""]

@@ -27,7 +27,7 @@ HOST = "node-28"
 LOCK_PREFIX = "novaha.recovery:"
 PROGRESS = re.compile(r"os_host_evacuate node-28 \(run (?P<run>\w+)\): (?P<recovered>\d+) recovered, "
                       r"(?P<in_flight>\d+) in flight, (?P<failed>\d+) failed, (?P<pending>\d+) pending of "
-                      r"(?P<selected>\d+) selected(?: \((?P<disks>[^)]*)\))?; (?P<elapsed>\d+)s elapsed")
+                      r"(?P<selected>\d+) selected(?: \((?P<disks>[^)]*)\))?; (?:window (?P<width>\d+); )?(?P<elapsed>\d+)s elapsed")
 
 
 # ---------------------------------------------------------------------------------------------------------

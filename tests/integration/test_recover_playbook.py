@@ -415,6 +415,9 @@ def test_two_failed_hosts_are_both_recovered_and_the_partial_one_is_named(clean_
     assert reports[first]["outcome"] == "partial" and reports[first]["stopped"]["phase"] == "verify"
     assert reports[second]["outcome"] == "recovered" and reports[second]["rollback"] is None
     assert {s["id"] for s in reports[second]["servers"]} == {s["id"] for s in others}
+    # Recovered together (not one after the other): the two evacuate phases overlap in time.
+    evacuate = {host: next(p for p in reports[host]["phases"] if p["name"] == "evacuate") for host in (first, second)}
+    assert max(p["started_at"] for p in evacuate.values()) < min(p["finished_at"] for p in evacuate.values()), evacuate
 
     # The summary has a line per host, and the play fails naming the partial host only.
     last = last_task_output(output)

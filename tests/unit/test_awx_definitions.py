@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ansible_collections.novaha.recovery.plugins.module_utils._concurrency import ADAPTIVE_CAP
+
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS_FILE = ROOT / "extensions" / "awx" / "novaha_recovery.awx.yml"
 ASSETS = yaml.safe_load(ASSETS_FILE.read_text())
@@ -132,7 +134,9 @@ def test_survey_asks_host_parallelism_and_fence_policy_and_launch_asks_dry_run()
         if question["type"] == "integer":
             assert question["min"] <= question["default"] <= question["max"], variable
     # The role's defaults are the survey's: launching without touching the survey changes nothing.
-    assert questions["host_recovery_max_parallel"]["default"] == ROLE_OPTIONS["host_recovery_max_parallel"]["default"]
+    # host_recovery_max_parallel is unset in the role (the cap of the default, adaptive window): the survey asks the same.
+    assert ROLE_OPTIONS["host_recovery_max_parallel"].get("default") is None
+    assert questions["host_recovery_max_parallel"]["default"] == ADAPTIVE_CAP
     assert questions["host_recovery_fence"]["default"] == "true"
     assert questions["host_recovery_attest_powered_off"]["default"] == "false"
 

@@ -494,7 +494,7 @@ class HostNova(FakeNova):
 
 
 def host_run(nova, clock, run=True, controller='ctl@00', run_id=None, progress=None, microversion=None, **opts):
-    run_opts = dict((k, opts.pop(k)) for k in ('timeout', 'poll_interval', 'retries', 'max_parallel') if k in opts)
+    run_opts = dict((k, opts.pop(k)) for k in ('timeout', 'poll_interval', 'retries', 'max_parallel', 'window') if k in opts)
     run_opts.setdefault('poll_interval', 2)
     counting = he.CountingNova(nova)
     engine = ev.Engine(counting, clock, microversion=microversion)
