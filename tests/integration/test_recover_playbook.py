@@ -10,6 +10,7 @@ import json
 import ssl
 import subprocess
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,12 @@ def servers(cloud):
     conn = cloud.connect()
     body = conn.compute.get("/servers/detail?all_tenants=True", microversion="2.73").json()
     return {s["id"]: (s["OS-EXT-SRV-ATTR:host"], s["status"], s["OS-EXT-STS:task_state"]) for s in body["servers"]}
+
+
+def projects_of(cloud):
+    """Every server: id -> its project id."""
+    body = cloud.connect().compute.get("/servers/detail?all_tenants=True", microversion="2.73").json()
+    return {s["id"]: s["tenant_id"] for s in body["servers"]}
 
 
 def service(cloud, host):
@@ -245,8 +252,12 @@ def test_restore_refused_while_compute_down(cloud, recovered, tmp_path):
 
 def test_partial_failure_keeps_host_isolated_and_lists_what_is_left(clean_cloud, tmp_path):
     cloud = clean_cloud
-    active = cloud.boot(HOST, count=2)
+    active = cloud.boot(HOST, count=1) + cloud.boot(HOST, count=1, project="member", name="member")
     (paused,) = cloud.boot(HOST, count=1, status="PAUSED", name="paused")
+    (amphora,) = cloud.boot(HOST, count=1, name="lb")   # left to Octavia by default (test_recovered_by_services.py)
+    amphora["name"] = f"amphora-{uuid.uuid4()}"
+    renamed = cloud.connect().compute.put(f"/servers/{amphora['id']}", json={"server": {"name": amphora["name"]}})
+    assert renamed.status_code == 200, renamed.text
     cloud.fail_host(HOST, power="on")
 
     rc, output, report = playbook(cloud, "recover-host.yml", HOST, tmp_path)
@@ -269,6 +280,25 @@ def test_partial_failure_keeps_host_isolated_and_lists_what_is_left(clean_cloud,
     assert any(step.startswith("paused-1: ") for step in report["next_steps"])
     assert all(s["verified"] is True for s in report["servers"] if s["id"] != paused["id"])
     assert "PARTIAL" in last_task_output(output)
+
+    # The amphora was left on the host for Octavia; each project is told what happened to its servers.
+    assert now[amphora["id"]][0] == HOST
+    (skipped,) = report["skipped"]
+    assert (skipped["id"], skipped["kind"], skipped["service"]) == (amphora["id"], "recovered_by_service", "octavia")
+    project_of = projects_of(cloud)
+    admin_project, member_project = project_of[active[0]["id"]], project_of[active[1]["id"]]
+    projects = dict((p["project_id"], p) for p in report["projects"])
+    assert set(projects) == {admin_project, member_project}, projects
+    admin, member = projects[admin_project], projects[member_project]
+    assert (admin["servers"], admin["recovered"], admin["not_recovered"], admin["skipped"]) == (3, 1, 1, 1)
+    assert admin["left_to_services"] == {"octavia": 1} and [a["id"] for a in admin["attention"]] == [paused["id"]]
+    assert (member["servers"], member["recovered"], member["not_recovered"], member["skipped"]) == (1, 1, 0, 0)
+    directory = Path(report["files"]["directory"])
+    markdown = (directory / "report.md").read_text()
+    assert "## Projects" in markdown and f"| `{admin_project}` | 3 | 1 | 1 | 0 | 1 | octavia: 1 | paused-1 |" in markdown
+    assert skipped["next_command"] in markdown
+    assert f"<td><code>{member_project}</code></td><td>1</td><td>1</td><td>0</td>" in (
+        directory / "report.html").read_text()
 
 
 def test_two_failed_hosts_are_both_recovered_and_the_partial_one_is_named(clean_cloud, tmp_path):
