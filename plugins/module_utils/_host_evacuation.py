@@ -556,7 +556,7 @@ def check_recovered_by_services(entries, option='recovered_by_services'):
         if not isinstance(entry, dict) or not str(entry.get('service') or '').strip():
             raise option_error('%s.service' % name, (entry or {}).get('service') if isinstance(entry, dict) else entry,
                                'must name the service that recovers these servers (for example octavia)')
-        match = entry.get('match') or {}
+        match = dict((k, v) for k, v in (entry.get('match') or {}).items() if v is not None)  # as the operator gave it
         if not any(match.get(key) for key in SELECTION_KEYS):
             raise option_error('%s.match' % name, match, 'must give at least one criterion (%s): an empty match '
                                'would leave every server of the host alone' % ', '.join(SELECTION_KEYS))
