@@ -252,12 +252,12 @@ def test_restore_refused_while_compute_down(cloud, recovered, tmp_path):
 
 def test_partial_failure_keeps_host_isolated_and_lists_what_is_left(clean_cloud, tmp_path):
     cloud = clean_cloud
-    active = cloud.boot(HOST, count=1) + cloud.boot(HOST, count=1, project="member", name="member")
-    (paused,) = cloud.boot(HOST, count=1, status="PAUSED", name="paused")
-    (amphora,) = cloud.boot(HOST, count=1, name="lb")   # left to Octavia by default (test_recovered_by_services.py)
+    active = cloud.boot(HOST, count=2)
+    amphora = active.pop()   # named as Octavia names it: left to Octavia by default (test_recovered_by_services.py)
     amphora["name"] = f"amphora-{uuid.uuid4()}"
     renamed = cloud.connect().compute.put(f"/servers/{amphora['id']}", json={"server": {"name": amphora["name"]}})
     assert renamed.status_code == 200, renamed.text
+    (paused,) = cloud.boot(HOST, count=1, status="PAUSED", name="paused", project="member")
     cloud.fail_host(HOST, power="on")
 
     rc, output, report = playbook(cloud, "recover-host.yml", HOST, tmp_path)
@@ -286,18 +286,20 @@ def test_partial_failure_keeps_host_isolated_and_lists_what_is_left(clean_cloud,
     (skipped,) = report["skipped"]
     assert (skipped["id"], skipped["kind"], skipped["service"]) == (amphora["id"], "recovered_by_service", "octavia")
     project_of = projects_of(cloud)
-    admin_project, member_project = project_of[active[0]["id"]], project_of[active[1]["id"]]
+    admin_project, member_project = project_of[active[0]["id"]], project_of[paused["id"]]
     projects = dict((p["project_id"], p) for p in report["projects"])
     assert set(projects) == {admin_project, member_project}, projects
     admin, member = projects[admin_project], projects[member_project]
-    assert (admin["servers"], admin["recovered"], admin["not_recovered"], admin["skipped"]) == (3, 1, 1, 1)
-    assert admin["left_to_services"] == {"octavia": 1} and [a["id"] for a in admin["attention"]] == [paused["id"]]
-    assert (member["servers"], member["recovered"], member["not_recovered"], member["skipped"]) == (1, 1, 0, 0)
+    assert (admin["servers"], admin["recovered"], admin["not_recovered"], admin["skipped"]) == (2, 1, 0, 1)
+    assert admin["left_to_services"] == {"octavia": 1} and admin["attention"] == []
+    assert (member["servers"], member["recovered"], member["not_recovered"], member["skipped"]) == (1, 0, 1, 0)
+    assert [a["id"] for a in member["attention"]] == [paused["id"]] and member["left_to_services"] == {}
     directory = Path(report["files"]["directory"])
     markdown = (directory / "report.md").read_text()
-    assert "## Projects" in markdown and f"| `{admin_project}` | 3 | 1 | 1 | 0 | 1 | octavia: 1 | paused-1 |" in markdown
+    assert "## Projects" in markdown and f"| `{admin_project}` | 2 | 1 | 0 | 0 | 1 | octavia: 1 | - |" in markdown
+    assert f"| `{member_project}` | 1 | 0 | 1 | 0 | 0 | - | paused-1 |" in markdown
     assert skipped["next_command"] in markdown
-    assert f"<td><code>{member_project}</code></td><td>1</td><td>1</td><td>0</td>" in (
+    assert f"<td><code>{member_project}</code></td><td>1</td><td>0</td><td>1</td>" in (
         directory / "report.html").read_text()
 
 
