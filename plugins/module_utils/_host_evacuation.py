@@ -413,7 +413,7 @@ def server_view(body, groups=None, image_properties=None, aggregate_metadata=Non
     )
 
 
-CRITERIA = (  # option key, what it is called in reasons, where it is in the view (criteria of key=value pairs)
+CRITERIA = (  # option key, what it is called in reasons, where it is in the view
     ('metadata', 'metadata', 'metadata'),
     ('flavor_extra_specs', 'flavor extra spec', None),
     ('image_properties', 'image property', 'image_properties'),
@@ -454,9 +454,8 @@ def _describe(key, wanted):
     return '%s=%s' % (key, _yaml_text(wanted))
 
 
-def selection_reason(view, include, exclude, prefix='include'):
-    """None when the server passes the include/exclude criteria, else why not (in words). ``prefix``: what the
-    include criteria are called in the reason (another option given in the same grammar)."""
+def selection_reason(view, include, exclude):
+    """None when the server passes the include/exclude criteria, else why not (in words)."""
     include = include or {}
     exclude = exclude or {}
     for option, words, _where in CRITERIA:
@@ -464,15 +463,15 @@ def selection_reason(view, include, exclude, prefix='include'):
             found = _lookup(view, option)
             if not _pair_matches(found, key, wanted):
                 have = ('%s=%s' % (key, found[key])) if key in found else '%s missing' % key
-                return 'not selected: %s.%s needs %s %s, the server has %s' % (
-                    prefix, option, words, _describe(key, wanted), have)
+                return 'not selected: include.%s needs %s %s, the server has %s' % (
+                    option, words, _describe(key, wanted), have)
     names = include.get('names') or []
     if names and not any(fnmatch.fnmatchcase(view['name'] or '', pattern) for pattern in names):
-        return 'not selected: its name matches none of %s.names (%s)' % (prefix, ', '.join(names))
+        return 'not selected: its name matches none of include.names (%s)' % ', '.join(names)
     projects = include.get('project_ids') or []
     if projects and view['project_id'] not in projects:
-        return 'not selected: its project %s is none of %s.project_ids (%s)' % (
-            view['project_id'], prefix, ', '.join(projects))
+        return 'not selected: its project %s is none of include.project_ids (%s)' % (
+            view['project_id'], ', '.join(projects))
     for option, words, _where in CRITERIA:
         for key, wanted in sorted((exclude.get(option) or {}).items()):
             found = _lookup(view, option)
@@ -487,7 +486,7 @@ def selection_reason(view, include, exclude, prefix='include'):
 
 
 def _matched_by(view, criteria):
-    """The criteria the server matches (every one given), in words: 'name amphora-... matches amphora-*'."""
+    """The criteria of a match the server meets, in words: 'its name matches amphora-*, its project is p-1'."""
     words = []
     for option, what, _where in CRITERIA:
         for key, wanted in sorted((criteria.get(option) or {}).items()):
