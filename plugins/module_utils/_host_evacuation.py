@@ -13,6 +13,7 @@ One function per decision:
 - may this host be evacuated now ............................ ``check_preconditions`` (``refusal_kind``)
 - is another run in progress ................................ ``_run.judge_holder`` / ``holder_check``
 - which servers are evacuated, in which order, and why not .. ``select_servers``
+- which servers a service recovers by itself (left alone) ..... ``recovered_by_service``
 - is there room for them .................................... ``check_capacity`` (``pack``)
 - where each one goes with reserved target hosts ............ ``assign_targets``
 - what the run amounts to ................................... ``summarize_run``
@@ -41,6 +42,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
     MV_AGGREGATES, MV_BASE, MV_HYPERVISORS, MV_SERVER_GROUPS,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._options import option_error
 from ansible_collections.novaha.recovery.plugins.module_utils._service import close_matches, service_view
 from ansible_collections.novaha.recovery.plugins.module_utils._storage import (
     KIND_STORAGE_UNVERIFIED, KIND_VOLUME_UNUSABLE, LOCAL_SKIP, STORAGE_KINDS, STORAGE_LOCAL, judge_attachments,
@@ -466,6 +468,10 @@ def selection_reason(view, include, exclude):
     names = include.get('names') or []
     if names and not any(fnmatch.fnmatchcase(view['name'] or '', pattern) for pattern in names):
         return 'not selected: its name matches none of include.names (%s)' % ', '.join(names)
+    projects = include.get('project_ids') or []
+    if projects and view['project_id'] not in projects:
+        return 'not selected: its project %s is none of include.project_ids (%s)' % (
+            view['project_id'], ', '.join(projects))
     for option, words, _where in CRITERIA:
         for key, wanted in sorted((exclude.get(option) or {}).items()):
             found = _lookup(view, option)
@@ -474,7 +480,85 @@ def selection_reason(view, include, exclude):
     for pattern in exclude.get('names') or []:
         if fnmatch.fnmatchcase(view['name'] or '', pattern):
             return 'excluded: its name matches exclude.names pattern %s' % pattern
+    if view['project_id'] in (exclude.get('project_ids') or []):
+        return 'excluded: its project %s is in exclude.project_ids' % view['project_id']
     return None
+
+
+def _matched_by(view, criteria):
+    """The criteria of a match the server meets, in words: 'its name matches amphora-*, its project is p-1'."""
+    words = []
+    for option, what, _where in CRITERIA:
+        for key, wanted in sorted((criteria.get(option) or {}).items()):
+            words.append('%s %s' % (what, _describe(key, wanted)))
+    names = criteria.get('names') or []
+    if names:
+        pattern = [n for n in names if fnmatch.fnmatchcase(view['name'] or '', n)][0]
+        words.append('its name matches %s' % pattern)
+    if criteria.get('project_ids'):
+        words.append('its project is %s' % view['project_id'])
+    return ', '.join(words)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Servers that a service recovers by itself
+
+# Octavia names each amphora it boots "amphora-" and the amphora's UUID (octavia/controller/worker/*/tasks/
+# compute_tasks.py ComputeCreate) in its service project, from the image tagged [controller_worker] amp_image_tag;
+# it sets no instance metadata, and its health manager fails a dead amphora over by booting a new one. The name is
+# the one mark every amphora carries (unless [nova] random_amphora_name_length is set: then match the project),
+# and "amphora-" with a whole UUID after it is no name a person types. Operators add project_ids (Octavia's
+# service project) to make it stricter, or replace or remove the entry.
+AMPHORA_NAMES = 'amphora-????????-????-????-????-????????????'
+DEFAULT_RECOVERED_BY_SERVICES = [dict(service='octavia', match=dict(names=[AMPHORA_NAMES]))]
+
+KIND_RECOVERED_BY_SERVICE = 'recovered_by_service'   # a ``skipped`` kind: left alone, its service recovers it
+SELECTION_KEYS = tuple(c[0] for c in CRITERIA) + ('names', 'project_ids')
+_GLOB = frozenset('*?[')
+
+
+def named_exactly(view, include):
+    """The operator named this server in ``include.names`` (a name without glob characters): an explicit choice
+    that wins over ``recovered_by_services``."""
+    return any(view['name'] == name for name in (include or {}).get('names') or [] if not _GLOB & set(name))
+
+
+def recovered_by_service(view, services, include=None):
+    """The one decision: (index, entry) of the first ``recovered_by_services`` entry whose ``match`` the server
+    matches (every criterion given, as ``include``), or None when the run evacuates it. A server the operator
+    named exactly in ``include.names`` is evacuated whatever the entries say."""
+    if named_exactly(view, include):
+        return None
+    for index, entry in enumerate(services or []):
+        if selection_reason(view, entry.get('match'), None) is None:
+            return index, entry
+    return None
+
+
+def service_skip_record(view, index, entry):
+    """The ``skipped`` entry of a server left alone because ``entry['service']`` recovers it by itself."""
+    sid = view['id']
+    service = entry['service']
+    return dict(id=sid, name=view['name'], project_id=view['project_id'], status=view['status'],
+                kind=KIND_RECOVERED_BY_SERVICE, service=service,
+                reason='left alone: %s recovers it by itself (recovered_by_services[%d]: %s)'
+                       % (service, index, _matched_by(view, entry.get('match') or {})),
+                next_command='openstack server evacuate %s (only to evacuate it anyway, rather than let %s recover it;'
+                             ' or run again with recovered_by_services=[])' % (sid, service))
+
+
+def check_recovered_by_services(entries, option='recovered_by_services'):
+    """Raise ``option_error`` for an entry without a service or with a ``match`` that names no criterion (it
+    would leave every server of the host alone)."""
+    for index, entry in enumerate(entries or []):
+        name = '%s[%d]' % (option, index)
+        if not isinstance(entry, dict) or not str(entry.get('service') or '').strip():
+            raise option_error('%s.service' % name, (entry or {}).get('service') if isinstance(entry, dict) else entry,
+                               'must name the service that recovers these servers (for example octavia)')
+        match = dict((k, v) for k, v in (entry.get('match') or {}).items() if v is not None)  # as the operator gave it
+        if not any(match.get(key) for key in SELECTION_KEYS):
+            raise option_error('%s.match' % name, match, 'must give at least one criterion (%s): an empty match '
+                               'would leave every server of the host alone' % ', '.join(SELECTION_KEYS))
 
 
 def priority_of(view, key):
@@ -807,12 +891,13 @@ class HostEvacuation(object):
     def prepare(self, host, include=None, exclude=None, query=None, priority_key=DEFAULT_PRIORITY_KEY,
                 max_down_percent=50, target_hosts=None, takeover=False, reset_state=False, lock=True,
                 on_shared_storage=None, require_capacity=False, listing=None, wait_for_run=0, shared_storage=None,
-                local_ephemeral=None):
+                local_ephemeral=None, recovered_by_services=None):
         """Read everything, decide everything, change nothing. Raises NovahaError for a bad query.
 
         ``on_shared_storage``: every instance directory of the host is on shared storage (True), or none is
         (False); ``shared_storage``: criteria (as ``include``) of the servers whose directory is; ``local_ephemeral``
-        V(skip) leaves the servers whose local disks would be lost alone.
+        V(skip) leaves the servers whose local disks would be lost alone; ``recovered_by_services``: [{service, match}]
+        of the servers a service recovers by itself, left alone (``recovered_by_service``).
 
         ``listing`` (from ``list_host``) saves reading the services, the servers and the migrations again."""
         plan = HostPlan(host)
@@ -823,6 +908,7 @@ class HostEvacuation(object):
         bodies, migrations, always = self._servers_to_consider(plan, source, listing)
         views = self._server_views(host, bodies, include, exclude, query, shared_storage)
         plan.selected, plan.skipped = select_servers(views, include, exclude, query, priority_key, always)
+        self._leave_to_services(plan, recovered_by_services, include, always)
         self._plan_storage(plan, on_shared_storage, shared_storage, local_ephemeral, always)
         self._plan_servers(plan, bodies, source, migrations, on_shared_storage, reset_state, lock)
         self._capacity_and_targets(plan, services, target_hosts, require_capacity)
@@ -833,6 +919,20 @@ class HostEvacuation(object):
         if warning:
             plan.warnings.insert(0, warning)
         return plan
+
+    @staticmethod
+    def _leave_to_services(plan, services, include, always):
+        """The selected servers a service recovers by itself move to ``plan.skipped`` (not those ours to finish:
+        an evacuation already started is finished)."""
+        keep = []
+        for view in plan.selected:
+            found = recovered_by_service(view, services, include) if view['id'] not in always else None
+            if found is None:
+                keep.append(view)
+            else:
+                plan.skipped.append(service_skip_record(view, *found))
+        plan.selected = keep
+        plan.skipped.sort(key=lambda s: (s['name'] or '', s['id']))
 
     def _plan_storage(self, plan, on_shared_storage, shared_storage, local_ephemeral, always):
         """The storage kind of each selected server (its volumes read from Cinder) into ``plan.storage``; with

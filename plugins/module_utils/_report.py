@@ -21,6 +21,7 @@ One function per decision:
 - the outcome of the run ..................................... ``decide_outcome``
 - what the rollback did ...................................... ``rollback_record``
 - whether an outcome needs an operator ....................... ``needs_attention``
+- what happened to the servers of each project .............. ``project_summary``
 """
 
 from __future__ import annotations
@@ -244,6 +245,39 @@ def decide_outcome(servers, host, check_mode, stopped):
     return RUN_PARTIAL if recovered else RUN_FAILED
 
 
+def project_summary(servers, skipped, host):
+    """Per project, what happened to its servers on the failed host, so that an operator can tell each project:
+    one entry per project id (sorted), with ``servers`` (all of the project in the report), ``recovered``,
+    ``not_recovered`` (failed, refused, in progress, pending, or not verified: ``not_recovered``), ``planned``
+    (check mode), ``skipped`` (not selected or left alone), ``left_to_services`` ({service: count} of those a
+    service recovers by itself) and ``attention`` (the not recovered ones: id, name, outcome, next_command).
+    Project ids only: the report reads no names from Keystone."""
+    projects = {}
+
+    def entry(project_id):
+        return projects.setdefault(project_id, dict(project_id=project_id, servers=0, recovered=0, not_recovered=0,
+                                                    planned=0, skipped=0, left_to_services={}, attention=[]))
+    left = set(id(s) for s in not_recovered(servers, host))
+    for server in servers or []:
+        found = entry(server.get('project_id'))
+        found['servers'] += 1
+        if server_recovered(server, host):
+            found['recovered'] += 1
+        elif server.get('outcome') == OUTCOME_PLANNED:
+            found['planned'] += 1
+        if id(server) in left:
+            found['not_recovered'] += 1
+            found['attention'].append(dict(id=server.get('id'), name=server.get('name'), outcome=server.get('outcome'),
+                                           next_command=server.get('next_command')))
+    for record in skipped or []:
+        found = entry(record.get('project_id'))
+        found['servers'] += 1
+        found['skipped'] += 1
+        if record.get('service'):
+            found['left_to_services'][record['service']] = found['left_to_services'].get(record['service'], 0) + 1
+    return [projects[k] for k in sorted(projects, key=lambda k: k or '')]
+
+
 def not_recovered(servers, host):
     """The entries an operator has to look at (check mode plans nothing to look at)."""
     return [s for s in servers if s.get('outcome') != OUTCOME_PLANNED and not server_recovered(s, host)]
@@ -370,6 +404,7 @@ def build_report(run, finished_at):
     plan = run.get('plan') or {}
     evacuation = run.get('evacuation') if _ran(run.get('evacuation')) else {}
     servers = report_servers(run)
+    skipped = evacuation.get('skipped', plan.get('skipped')) or []
     outcome = decide_outcome(servers, host, check_mode, stopped)
     return dict(
         schema=SCHEMA,
@@ -394,7 +429,8 @@ def build_report(run, finished_at):
                         summary=evacuation.get('summary', plan.get('summary')),
                         storage=evacuation.get('storage', plan.get('storage'))),
         servers=servers,
-        skipped=evacuation.get('skipped', plan.get('skipped')) or [],
+        skipped=skipped,
+        projects=project_summary(servers, skipped, host),
         rollback=run.get('rollback') or None,
         next_steps=_next_steps(outcome, servers, host, check_mode),
         files=dict(REPORT_FILES, directory=run.get('report_dir')),

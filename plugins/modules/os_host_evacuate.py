@@ -90,7 +90,14 @@ options:
             the host, so it selects or excludes the whole host.
         type: dict
       names:
-        description: Shell-style globs; the server's name must match one of them.
+        description:
+          - Shell-style globs; the server's name must match one of them.
+          - A name given without glob characters also wins over O(recovered_by_services) (the operator named
+            that server).
+        type: list
+        elements: str
+      project_ids:
+        description: Project ids; the server's project must be one of them.
         type: list
         elements: str
   exclude:
@@ -112,6 +119,10 @@ options:
         type: dict
       names:
         description: Shell-style globs of server names.
+        type: list
+        elements: str
+      project_ids:
+        description: Project ids.
         type: list
         elements: str
   query:
@@ -280,6 +291,10 @@ options:
         description: Shell-style globs; the server's name must match one of them.
         type: list
         elements: str
+      project_ids:
+        description: Project ids; the server's project must be one of them.
+        type: list
+        elements: str
   local_ephemeral:
     description:
       - What to do with the servers whose disks are local to the failed host (image-booted, not on shared
@@ -290,6 +305,53 @@ options:
     type: str
     choices: [evacuate, skip]
     default: evacuate
+  recovered_by_services:
+    description:
+      - The servers that a service recovers by itself, left alone by this run. Each is listed in RV(skipped) with
+        C(kind=recovered_by_service), the service, the reason and the command that evacuates it anyway.
+      - "The default leaves alone Octavia's amphorae: Octavia names each one C(amphora-) and its UUID, and its
+        health manager replaces a dead amphora on another host (failover); evacuating it as well would race that
+        failover. Add C(project_ids) (Octavia's service project) to the match to make it stricter, for example when
+        C([nova] random_amphora_name_length) is set in Octavia's configuration."
+      - V([]) evacuates every selected server, amphorae included.
+      - A server is matched by the first entry whose C(match) it matches (every criterion given, as O(include)).
+        O(include), O(exclude) and O(query) select first; then matched servers are left alone, except a server
+        named exactly (without glob characters) in O(include.names), and a server whose evacuation an earlier run
+        started, which is finished.
+      - An entry without C(service), or whose C(match) gives no criterion, fails the task before anything changes.
+    type: list
+    elements: dict
+    default: [{service: octavia, match: {names: ['amphora-????????-????-????-????-????????????']}}]
+    suboptions:
+      service:
+        description: The service that recovers these servers, named in the reason (for example V(octavia)).
+        type: str
+        required: true
+      match:
+        description: The servers it recovers, with the criteria of O(include).
+        type: dict
+        required: true
+        suboptions:
+          metadata:
+            description: Instance metadata.
+            type: dict
+          flavor_extra_specs:
+            description: Extra specs of the server's flavor.
+            type: dict
+          image_properties:
+            description: Properties of the server's image in Glance.
+            type: dict
+          aggregate_metadata:
+            description: Metadata of the host aggregates O(host) belongs to (merged).
+            type: dict
+          names:
+            description: Shell-style globs; the server's name must match one of them.
+            type: list
+            elements: str
+          project_ids:
+            description: Project ids; the server's project must be one of them.
+            type: list
+            elements: str
   microversion:
     description:
       - The compute API microversion of the evacuate requests, as in M(novaha.recovery.os_instance_evacuate).
@@ -534,6 +596,8 @@ skipped:
     - Servers of the host not selected, each with id, name, project_id, status and the reason.
     - Those left alone by O(local_ephemeral=skip) also carry C(kind) (V(local_ephemeral_skipped)), C(storage)
       and C(next_command).
+    - Those left alone by O(recovered_by_services) also carry C(kind) (V(recovered_by_service)), C(service) (the
+      service that recovers them) and C(next_command) (the command that evacuates one anyway).
   returned: when the host's servers were listed
   type: list
   elements: dict
@@ -621,7 +685,8 @@ from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import PowerWatch
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import (
-    CountingNova, HostEvacuation, SdkService, compile_query, list_host, read_host, refusal_kind, summarize_run,
+    DEFAULT_RECOVERED_BY_SERVICES, CountingNova, HostEvacuation, SdkService, check_recovered_by_services, compile_query,
+    list_host, read_host, refusal_kind, summarize_run,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, between
 from ansible_collections.novaha.recovery.plugins.module_utils._run import LEASE_RULE, RUN_ID_RULE, RunError
@@ -632,6 +697,12 @@ SELECT_SPEC = dict(
     image_properties=dict(type='dict'),
     aggregate_metadata=dict(type='dict'),
     names=dict(type='list', elements='str'),
+    project_ids=dict(type='list', elements='str'),
+)
+
+RECOVERED_BY_SERVICES_SPEC = dict(
+    service=dict(type='str', required=True),
+    match=dict(type='dict', required=True, options=SELECT_SPEC),
 )
 
 # Per-server warnings of the disks lost: the plan's one warning (``_storage.loss_warning``) tells them.
@@ -661,6 +732,8 @@ class HostEvacuate(NovahaModule):
         on_shared_storage=dict(type='bool'),
         shared_storage=dict(type='dict', options=SELECT_SPEC),
         local_ephemeral=dict(type='str', choices=['evacuate', 'skip'], default='evacuate'),
+        recovered_by_services=dict(type='list', elements='dict', options=RECOVERED_BY_SERVICES_SPEC,
+                                   default=DEFAULT_RECOVERED_BY_SERVICES),
         microversion=dict(type='str'),
         fail_on_partial=dict(type='bool', default=True),
         progress_interval=dict(type='int', default=10),
@@ -690,6 +763,7 @@ class HostEvacuate(NovahaModule):
     )
 
     def check_inputs(self):
+        check_recovered_by_services(self.params['recovered_by_services'])
         if self.params['query']:
             compile_query(self.params['query'])
 
@@ -809,6 +883,7 @@ class HostEvacuate(NovahaModule):
             max_down_percent=p['max_down_percent'], target_hosts=p['target_hosts'], takeover=p['takeover'],
             reset_state=p['reset_state'], lock=p['lock'], on_shared_storage=p['on_shared_storage'],
             shared_storage=p['shared_storage'], local_ephemeral=p['local_ephemeral'],
+            recovered_by_services=p['recovered_by_services'],
             require_capacity=p['require_capacity'], listing=listing, wait_for_run=p['wait_for_run'])
 
     def reader(self, service_type, attribute, clock):

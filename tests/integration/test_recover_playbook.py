@@ -14,6 +14,7 @@ import shutil
 import ssl
 import subprocess
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,12 @@ def servers(cloud):
     conn = cloud.connect()
     body = conn.compute.get("/servers/detail?all_tenants=True", microversion="2.73").json()
     return {s["id"]: (s["OS-EXT-SRV-ATTR:host"], s["status"], s["OS-EXT-STS:task_state"]) for s in body["servers"]}
+
+
+def projects_of(cloud):
+    """Every server: id -> its project id."""
+    body = cloud.connect().compute.get("/servers/detail?all_tenants=True", microversion="2.73").json()
+    return {s["id"]: s["tenant_id"] for s in body["servers"]}
 
 
 def service(cloud, host):
@@ -355,7 +362,11 @@ def test_restore_refused_while_compute_down(cloud, recovered, tmp_path):
 def test_partial_failure_keeps_host_isolated_and_lists_what_is_left(clean_cloud, tmp_path):
     cloud = clean_cloud
     active = cloud.boot(HOST, count=2)
-    (paused,) = cloud.boot(HOST, count=1, status="PAUSED", name="paused")
+    amphora = active.pop()   # named as Octavia names it: left to Octavia by default (test_recovered_by_services.py)
+    amphora["name"] = f"amphora-{uuid.uuid4()}"
+    renamed = cloud.connect().compute.put(f"/servers/{amphora['id']}", json={"server": {"name": amphora["name"]}})
+    assert renamed.status_code == 200, renamed.text
+    (paused,) = cloud.boot(HOST, count=1, status="PAUSED", name="paused", project="member")
     cloud.fail_host(HOST, power="on")
 
     rc, output, report = playbook(cloud, "recover-host.yml", HOST, tmp_path)
@@ -383,6 +394,27 @@ def test_partial_failure_keeps_host_isolated_and_lists_what_is_left(clean_cloud,
     assert (metric(metrics, "servers", result="recovered"), metric(metrics, "servers", result="failed")) == (
         len(active), 1)
     assert ("novaha_recovery_time_to_all_recovered_seconds", frozenset({("host", HOST)})) not in metrics
+
+    # The amphora was left on the host for Octavia; each project is told what happened to its servers.
+    assert now[amphora["id"]][0] == HOST
+    (skipped,) = report["skipped"]
+    assert (skipped["id"], skipped["kind"], skipped["service"]) == (amphora["id"], "recovered_by_service", "octavia")
+    project_of = projects_of(cloud)
+    admin_project, member_project = project_of[active[0]["id"]], project_of[paused["id"]]
+    projects = dict((p["project_id"], p) for p in report["projects"])
+    assert set(projects) == {admin_project, member_project}, projects
+    admin, member = projects[admin_project], projects[member_project]
+    assert (admin["servers"], admin["recovered"], admin["not_recovered"], admin["skipped"]) == (2, 1, 0, 1)
+    assert admin["left_to_services"] == {"octavia": 1} and admin["attention"] == []
+    assert (member["servers"], member["recovered"], member["not_recovered"], member["skipped"]) == (1, 0, 1, 0)
+    assert [a["id"] for a in member["attention"]] == [paused["id"]] and member["left_to_services"] == {}
+    directory = Path(report["files"]["directory"])
+    markdown = (directory / "report.md").read_text()
+    assert "## Projects" in markdown and f"| `{admin_project}` | 2 | 1 | 0 | 0 | 1 | octavia: 1 | - |" in markdown
+    assert f"| `{member_project}` | 1 | 0 | 1 | 0 | 0 | - | paused-1 |" in markdown
+    assert skipped["next_command"] in markdown
+    assert f"<td><code>{member_project}</code></td><td>1</td><td>0</td><td>1</td>" in (
+        directory / "report.html").read_text()
 
 
 def test_two_failed_hosts_are_both_recovered_and_the_partial_one_is_named(clean_cloud, tmp_path):

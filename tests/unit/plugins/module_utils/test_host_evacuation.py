@@ -530,3 +530,88 @@ def test_waiting_for_the_service_down_of_a_host_without_one_returns_at_once(nova
     engine = ev.Engine(he.CountingNova(nova), clock)
     assert he.HostEvacuation(engine, run_id='waiter').wait_for_service_down('node-99', timeout=60) == 0
     assert clock.sleeps == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# servers a service recovers by itself (Octavia's amphorae by default)
+
+AMPHORA = 'amphora-0d9e1c9a-7f5b-4a8e-9c1d-2b3a4c5d6e7f'
+
+
+def test_the_default_matches_amphorae_by_their_whole_uuid_name_only():
+    octavia = he.DEFAULT_RECOVERED_BY_SERVICES
+    assert he.recovered_by_service(view(AMPHORA), octavia) == (0, octavia[0])
+    for name in ('amphora-web', 'amphora-0d9e1c9a', AMPHORA + '-1', 'my-' + AMPHORA, 'web-1', None):
+        assert he.recovered_by_service(view(name), octavia) is None, name
+
+
+def test_the_first_matching_entry_decides_and_every_criterion_of_it_must_match():
+    entries = [dict(service='octavia', match=dict(names=['amphora-*'], project_ids=['svc'])),
+               dict(service='trove', match=dict(metadata={'trove_guest': '*'}))]
+    assert he.recovered_by_service(view('amphora-x', project='svc'), entries)[0] == 0
+    assert he.recovered_by_service(view('amphora-x', project='p-1'), entries) is None
+    assert he.recovered_by_service(view('db-1', {'trove_guest': 'x'}), entries)[1]['service'] == 'trove'
+    assert he.recovered_by_service(view(AMPHORA), []) is None and he.recovered_by_service(view(AMPHORA), None) is None
+
+
+def test_an_amphora_named_exactly_in_include_names_is_evacuated_a_glob_does_not_do():
+    octavia = he.DEFAULT_RECOVERED_BY_SERVICES
+    assert he.recovered_by_service(view(AMPHORA), octavia, include={'names': [AMPHORA]}) is None
+    assert he.recovered_by_service(view(AMPHORA), octavia, include={'names': ['amphora-*']}) is not None
+    assert he.recovered_by_service(view(AMPHORA), octavia, include={'metadata': {'a': 'b'}}) is not None
+
+
+def test_project_ids_select_and_exclude():
+    views = [view('a', project='p-1'), view('b', project='p-2')]
+    selected, skipped = he.select_servers(views, include={'project_ids': ['p-2']})
+    assert [v['name'] for v in selected] == ['b']
+    assert skipped[0]['reason'] == 'not selected: its project p-1 is none of include.project_ids (p-2)'
+    selected, skipped = he.select_servers(views, exclude={'project_ids': ['p-2']})
+    assert [v['name'] for v in selected] == ['a'] and 'exclude.project_ids' in skipped[0]['reason']
+
+
+def test_the_skipped_record_names_the_service_the_criteria_and_the_command_to_evacuate_anyway():
+    amphora = view(AMPHORA, project='svc', sid='s-1')
+    record = he.service_skip_record(amphora, 0, he.DEFAULT_RECOVERED_BY_SERVICES[0])
+    assert record['kind'] == he.KIND_RECOVERED_BY_SERVICE == 'recovered_by_service'
+    assert (record['id'], record['name'], record['project_id'], record['service']) == ('s-1', AMPHORA, 'svc', 'octavia')
+    assert record['reason'] == ('left alone: octavia recovers it by itself (recovered_by_services[0]: its name '
+                                'matches %s)' % he.AMPHORA_NAMES)
+    assert record['next_command'].startswith('openstack server evacuate s-1 ')
+
+
+@pytest.mark.parametrize('entries, option, value', [
+    ([{'service': '', 'match': {'names': ['x']}}], 'recovered_by_services[0].service', ''),
+    ([{'service': 'octavia', 'match': {'names': ['x']}}, {'service': 'trove', 'match': {'names': None}}],
+     'recovered_by_services[1].match', {'names': None}),
+    ([{'service': 'octavia', 'match': {}}], 'recovered_by_services[0].match', {}),
+])
+def test_an_entry_without_a_service_or_criteria_is_a_configuration_error(entries, option, value):
+    with pytest.raises(_errors.NovahaError) as err:
+        he.check_recovered_by_services(entries)
+    assert err.value.kind == _errors.KIND_CONFIGURATION and err.value.result()['option'] == option
+    assert err.value.msg.startswith(option) and 'Nothing was changed' in err.value.msg
+    he.check_recovered_by_services(he.DEFAULT_RECOVERED_BY_SERVICES)
+    he.check_recovered_by_services([])
+
+
+def test_an_amphora_is_left_on_the_host_the_others_recovered_and_none_of_ours_to_finish_is_left(nova, clock):
+    web = nova.add_server('web-1')
+    amphora = nova.add_server(AMPHORA, project='svc')
+    plan, summary, _counting = host_run(nova, clock, recovered_by_services=he.DEFAULT_RECOVERED_BY_SERVICES)
+    assert summary['recovered'] == 1 and summary['skipped'] == 1 and summary['selected'] == 1
+    assert nova.status(web)[0] == DST and nova.status(amphora) == (SRC, 'ACTIVE')
+    assert nova.evacuate_count(amphora) == 0
+    (skipped,) = plan.skipped
+    assert (skipped['id'], skipped['kind'], skipped['service']) == (amphora, 'recovered_by_service', 'octavia')
+    # With the option empty the same amphora is evacuated.
+    plan, summary, _counting = host_run(nova, clock, recovered_by_services=[])
+    assert summary['recovered'] == 1 and not plan.skipped and nova.status(amphora)[0] == DST
+
+
+def test_an_amphora_whose_evacuation_an_earlier_run_started_is_finished(nova, clock):
+    amphora = nova.add_server(AMPHORA, project='svc')
+    nova.servers[amphora]['metadata'] = {he.NOTE_KEY: 'ACTIVE'}   # an evacuation of ours to finish
+    plan, _summary, _counting = host_run(nova, clock, run=False,
+                                         recovered_by_services=he.DEFAULT_RECOVERED_BY_SERVICES)
+    assert [e.id for e in plan.evacuations] == [amphora] and not plan.skipped

@@ -232,7 +232,7 @@ def test_the_report_keeps_every_field_of_the_schema():
     report = rp.build_report(run(plan_of(records), result(records), [ok(records[0])]), FINISHED)
     assert set(report) == {'schema', 'schema_version', 'run_id', 'host', 'check_mode', 'started_at', 'finished_at',
                            'outcome', 'reason', 'stopped', 'phases', 'service', 'fencing', 'claim', 'isolation',
-                           'guards', 'evacuation', 'servers', 'skipped', 'rollback', 'next_steps', 'files'}
+                           'guards', 'evacuation', 'servers', 'skipped', 'projects', 'rollback', 'next_steps', 'files'}
     assert set(report['claim']) == {'holder', 'took_over', 'msg'} and set(report['isolation']) == {
         'marker', 'changed', 'msg', 'reason'}
     assert set(report['servers'][0]) >= {'id', 'name', 'project_id', 'action', 'outcome', 'reason', 'kind', 'before',
@@ -285,3 +285,46 @@ def test_summary_names_every_host_not_recovered():
     assert summary['lines'][2].startswith('node-40: NO OUTCOME')
     assert summary['msg'].startswith('not recovered: node-28 (PARTIAL), node-40 (NO OUTCOME) - 2 of 4 hosts')
     assert rp.summarize_hosts({'node-31': line('node-31', 'recovered')})['needs_attention'] == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Per project
+
+
+def in_project(rec, project_id):
+    return dict(rec, project_id=project_id)
+
+
+def test_each_project_is_told_what_happened_to_its_servers():
+    records = [in_project(recovered('web-1', 1), 'p-a'), in_project(recovered('web-2', 2), 'p-b'),
+               in_project(refused_paused(), 'p-b')]
+    skipped = [dict(id='amp', name='amphora-1', project_id='svc', status='ACTIVE', kind='recovered_by_service',
+                    service='octavia', reason='left alone: octavia recovers it by itself', next_command='x'),
+               dict(id='db', name='db-1', project_id='p-a', status='ACTIVE', reason='excluded: exclude.names')]
+    report = rp.build_report(run(plan_of(records), result(records, skipped=skipped), [ok(r) for r in records[:2]],
+                                 failure=STOPPED_IN_VERIFY), FINISHED)
+    projects = dict((p['project_id'], p) for p in report['projects'])
+    assert [p['project_id'] for p in report['projects']] == ['p-a', 'p-b', 'svc']
+    assert projects['p-a'] == dict(project_id='p-a', servers=2, recovered=1, not_recovered=0, planned=0, skipped=1,
+                                   left_to_services={}, attention=[])
+    assert (projects['p-b']['servers'], projects['p-b']['recovered'], projects['p-b']['not_recovered']) == (2, 1, 1)
+    assert projects['p-b']['attention'] == [dict(id=records[2]['id'], name='paused-1', outcome='refused',
+                                                 next_command=records[2]['next_command'])]
+    assert projects['svc']['left_to_services'] == {'octavia': 1} and projects['svc']['skipped'] == 1
+    assert sum(p['servers'] for p in report['projects']) == len(report['servers']) + len(report['skipped'])
+
+
+def test_a_server_the_verify_phase_found_wrong_is_not_recovered_for_its_project():
+    records = [recovered('web-1', 1)]
+    wrong = dict(ok(records[0]), ok=False, reason='web-1 is ERROR on node-2')
+    report = rp.build_report(run(plan_of(records), result(records), [wrong]), FINISHED)
+    (project,) = report['projects']
+    assert (project['recovered'], project['not_recovered']) == (0, 1)
+    assert project['attention'][0]['name'] == 'web-1'
+
+
+def test_check_mode_counts_each_project_planned():
+    records = [recovered('web-1', 1)]
+    report = rp.build_report(run(plan_of(records), check_mode=True), FINISHED)
+    (project,) = report['projects']
+    assert (project['planned'], project['recovered'], project['not_recovered']) == (1, 0, 0)
