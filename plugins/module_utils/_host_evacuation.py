@@ -29,7 +29,8 @@ import uuid
 
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
     ACTION_EVACUATE, ACTION_NONE, ACTION_RECONCILE, ACTION_WAIT, MIGRATION_DONE, MIGRATION_FAILED,
-    OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED, evacuate_request, parse_lock_reason, snapshot,
+    OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED, WARNING_NOT_LOCKED, evacuate_request, not_locked_warning,
+    our_lock, snapshot, warning_kind,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
     KIND_CONFIGURATION, EvacuationError, MissingLibraryError, NovahaError,
@@ -832,6 +833,9 @@ class HostEvacuation(object):
                                sum(1 for e in plan.evacuations if e.action == ACTION_EVACUATE))
         if warning:
             plan.warnings.insert(0, warning)
+        unlocked = sum(1 for e in plan.evacuations if WARNING_NOT_LOCKED in [warning_kind(w) for w in e.warnings])
+        if unlocked:
+            plan.warnings.append(str(not_locked_warning('%d servers' % unlocked, self.mv.cloud_max)))
         return plan
 
     def _plan_storage(self, plan, on_shared_storage, shared_storage, local_ephemeral, always):
@@ -887,8 +891,7 @@ class HostEvacuation(object):
             body = self.server(sid)
             if body is not None:
                 bodies.append(body)
-        ours = set(b['id'] for b in bodies if b.get('locked')
-                   and (parse_lock_reason(b.get('locked_reason')) or {}).get('source') == host)
+        ours = set(b['id'] for b in bodies if (our_lock(b) or {}).get('source') == host)
         noted = set(b['id'] for b in bodies if NOTE_KEY in (b.get('metadata') or {}))
         return bodies, migrations, (finish | ours | noted)
 

@@ -592,7 +592,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
     NovahaModule, bmc_argument_spec, build_fence_levels,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
-    ACTION_EVACUATE, ACTION_RECONCILE, WARNING_DISK_RECREATED, WARNING_ROOT_DISK_LOST,
+    ACTION_EVACUATE, ACTION_RECONCILE, WARNING_DISK_RECREATED, WARNING_NOT_LOCKED, WARNING_ROOT_DISK_LOST,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import EvacuationError, NovahaError
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
@@ -612,8 +612,9 @@ SELECT_SPEC = dict(
     names=dict(type='list', elements='str'),
 )
 
-# Per-server warnings of the disks lost: the plan's one warning (``_storage.loss_warning``) tells them.
-_ROUTINE = (WARNING_ROOT_DISK_LOST, WARNING_DISK_RECREATED)
+# Per-server warnings the plan tells once: the disks lost (``_storage.loss_warning``), the servers moved unlocked
+# (``_decisions.not_locked_warning``).
+_ROUTINE = (WARNING_ROOT_DISK_LOST, WARNING_DISK_RECREATED, WARNING_NOT_LOCKED)
 
 
 class HostEvacuate(NovahaModule):
