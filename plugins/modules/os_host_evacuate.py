@@ -221,6 +221,8 @@ options:
     description:
       - "Lock each server while it is moved (reason C(novaha.recovery: evacuating from HOST (was STATUS))) and
         unlock it afterwards. Servers already locked by their users stay locked and are not unlocked."
+      - A cloud below microversion 2.73 (where a lock carries no reason) gets no lock at all, with one warning in
+        the plan, as in M(novaha.recovery.os_instance_evacuate).
       - A server that carries no lock of this module (locked by its user, or O(lock=false)) and that must be
         started after Nova stopped it at the destination (microversion 2.95 and later) gets the instance
         metadata C(novaha.recovery:expected_status=ACTIVE) while it is moved, so that a run killed in between
@@ -277,7 +279,9 @@ options:
   microversion:
     description:
       - The compute API microversion of the evacuate requests, as in M(novaha.recovery.os_instance_evacuate).
-        Default is V(2.94) (Nova keeps each server's power state; one request per server).
+        Default is V(2.94) (Nova keeps each server's power state; one request per server), lower when the cloud
+        offers less. A C(compute_api_version) pinned in C(clouds.yaml) is reported in RV(microversions), never
+        used.
     type: str
   fail_on_partial:
     description:
@@ -568,7 +572,7 @@ capacity:
   returned: when servers are to be evacuated and a host can take them
   type: dict
 microversions:
-  description: The microversion of each kind of request.
+  description: The microversion of each kind of request, as in M(novaha.recovery.os_instance_evacuate).
   returned: when the cloud was reached
   type: dict
 snapshot:
