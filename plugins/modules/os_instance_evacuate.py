@@ -121,7 +121,7 @@ options:
         (one request per server), or lower when the cloud offers less. V(2.95) and later (Nova leaves the server
         stopped) only when asked for here; the module then starts an originally V(ACTIVE) server itself.
       - A C(compute_api_version) pinned in C(clouds.yaml) is not used for any request of this module (it is
-        reported in RV(microversions.client_pin)); only this option sets the evacuate microversion. Taken for
+        reported in C(client_pin) of RV(microversions)); only this option sets the evacuate microversion. Taken for
         these requests, a pin such as V(2.1) would send C(onSharedStorage=false) (below 2.14), let a target host
         bypass the scheduler (below 2.29) and lock without a reason (below 2.73).
       - Other requests (reading servers and migrations, locking) use the microversion they need, independent
