@@ -13,6 +13,7 @@ One function per decision, so a reader finds each in exactly one place:
 - what a server looks like before and after ........ ``snapshot``
 - whether its state can be evacuated ................ ``classify``
 - what happens to it (evacuate, wait, nothing) ...... ``decide``
+- whether its lock is ours .......................... ``our_lock``
 - which microversions are used ...................... ``_microversions.choose_microversions``
 - what the evacuate request carries ................. ``evacuate_request``
 - whether it is recovered, failed or in progress .... ``judge``
@@ -108,6 +109,7 @@ RESETTABLE_VM_STATES = frozenset(['active', 'stopped', 'error', 'paused', 'suspe
 # Kinds of the warnings a server's record carries (``warning_kinds``, one per warning).
 WARNING_ROOT_DISK_LOST = 'root_disk_lost'      # image-booted, no shared storage: the root disk is rebuilt
 WARNING_DISK_RECREATED = 'disk_recreated'      # an ephemeral or swap disk is recreated empty
+WARNING_NOT_LOCKED = 'not_locked'            # the cloud offers no lock reason (below 2.73): moved unlocked
 WARNING_OTHER = 'other'
 
 LOCK_REASON_PREFIX = 'novaha.recovery:'
@@ -180,9 +182,15 @@ def lock_reason(source_host, status):
     return '%s evacuating from %s (was %s)' % (LOCK_REASON_PREFIX, source_host, status)
 
 
-def parse_lock_reason(reason):
-    """{'source': ..., 'status': ...} when ``reason`` is a lock this engine took, else None."""
-    match = _LOCK_REASON_RE.match(reason or '')
+def our_lock(server):
+    """{'source': ..., 'status': ...} when ``server`` (a body or a snapshot) is locked by novaha.recovery, else None.
+
+    The one answer to "is this lock ours": a lock carrying our reason (``lock_reason``). Nova shows a lock's
+    reason from microversion 2.73; below it no lock is ours, because the engine takes none there
+    (``_microversions.choose_microversions``) - a lock without a reason is its user's, and stays."""
+    if not server or not server.get('locked'):
+        return None
+    match = _LOCK_REASON_RE.match(server.get('locked_reason') or '')
     return match.groupdict() if match else None
 
 
@@ -281,7 +289,7 @@ def decide(snap, service, migrations, expected_source=None, reset_state=False, t
     """
     ident = '%s (%s)' % (snap.get('name'), snap.get('id'))
     host = snap.get('host')
-    ours = parse_lock_reason(snap.get('locked_reason')) if snap.get('locked') else None
+    ours = our_lock(snap)
     original = ours['status'] if ours else None
     migrations = sorted(migrations or [], key=lambda m: m.get('id') or 0, reverse=True)
 
@@ -389,6 +397,13 @@ class Note(str):
         note = str.__new__(cls, text)
         note.kind = kind
         return note
+
+
+def not_locked_warning(what, cloud_max):
+    """Why ``what`` (a server, or "N servers") is moved without a lock: the cloud cannot mark the lock as ours."""
+    return Note('%s not locked: the compute API offers microversions up to %s, and a lock carries its reason only '
+                'from 2.73 on; a lock without it, left behind if the run were killed, could not be told from its '
+                "user's lock by any later run" % (what, mv_str(cloud_max)), WARNING_NOT_LOCKED)
 
 
 def warning_kind(warning):

@@ -25,8 +25,8 @@ from ansible_collections.novaha.recovery.plugins.module_utils._decisions import 
     KIND_API_OUTAGE, KIND_NO_VALID_HOST, KIND_NOT_FENCED, KIND_POWER, KIND_POWERED_ON, KIND_STATE, KIND_TIMEOUT,
     OUTCOME_FAILED, OUTCOME_IN_PROGRESS,
     OUTCOME_NOTHING_TO_DO, OUTCOME_PENDING, OUTCOME_PLANNED, OUTCOME_RECOVERED, OUTCOME_REFUSED, brief, decide,
-    disk_warnings, evacuate_request, judge, lock_reason, next_command, parse_lock_reason, retry_decision, snapshot,
-    warning_kind,
+    disk_warnings, evacuate_request, judge, lock_reason, next_command, not_locked_warning, our_lock, retry_decision,
+    snapshot, warning_kind,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
     KIND_API, KIND_NOT_FOUND, EvacuationError,
@@ -75,8 +75,8 @@ class ServerEvacuation(object):
         self.attempts = []
         self.request_ids = []
         self.locked_by_us = False
-        self.user_locked = bool(snap.get('locked')) and not parse_lock_reason(snap.get('locked_reason'))
-        self.ours_from_earlier = bool(snap.get('locked')) and bool(parse_lock_reason(snap.get('locked_reason')))
+        self.user_locked = bool(snap.get('locked')) and not our_lock(snap)
+        self.ours_from_earlier = bool(our_lock(snap))
         self.unlocked = False
         self.power_actions = []
         self.requested_at = None
@@ -336,6 +336,10 @@ class Engine(object):
             if self.mv.evacuate_stops_server and decision.expected_status == 'ACTIVE':
                 warnings.append('at microversion %s Nova leaves the evacuated server stopped; it is started '
                                 'afterwards to return it to ACTIVE' % mv_str(mv))
+        if lock and not self.mv.can_lock:
+            lock = False
+            if decision.action in (ACTION_EVACUATE, ACTION_WAIT, ACTION_RECONCILE) and not snap.get('locked'):
+                warnings.append(not_locked_warning('%s (%s)' % (snap.get('name'), snap.get('id')), self.mv.cloud_max))
         evac = ServerEvacuation(snap, decision, source, target_host, request, mv, warnings, lock, on_shared_storage)
         # os_instance_evacuate has no Cinder reading: the kind from Nova and the declaration alone.
         evac.storage = storage if storage is not None else storage_of(snap, bool(on_shared_storage))
@@ -564,10 +568,8 @@ class Engine(object):
                           'evacuation for it; it is sent again' % (e.id, dropped.get('requested_at')))
 
     def _lock(self, e):
-        if self.mv.lock_reason:
-            body = {'lock': {'locked_reason': lock_reason(e.source_host, e.expected_status)}}
-        else:
-            body = {'lock': None}
+        """Only at 2.73 or later (``plan`` takes no lock below): the reason is what makes the lock ours."""
+        body = {'lock': {'locked_reason': lock_reason(e.source_host, e.expected_status)}}
         self._action(e, 'lock', body, self.mv.lock)
         e.locked_by_us = True
 

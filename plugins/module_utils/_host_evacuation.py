@@ -30,7 +30,8 @@ import uuid
 
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
     ACTION_EVACUATE, ACTION_NONE, ACTION_RECONCILE, ACTION_WAIT, MIGRATION_DONE, MIGRATION_FAILED,
-    OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED, evacuate_request, parse_lock_reason, snapshot,
+    OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED, WARNING_NOT_LOCKED, evacuate_request, not_locked_warning,
+    our_lock, snapshot, warning_kind,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
     KIND_CONFIGURATION, EvacuationError, MissingLibraryError, NovahaError,
@@ -918,6 +919,9 @@ class HostEvacuation(object):
                                sum(1 for e in plan.evacuations if e.action == ACTION_EVACUATE))
         if warning:
             plan.warnings.insert(0, warning)
+        unlocked = sum(1 for e in plan.evacuations if WARNING_NOT_LOCKED in [warning_kind(w) for w in e.warnings])
+        if unlocked:
+            plan.warnings.append(str(not_locked_warning('%d servers' % unlocked, self.mv.cloud_max)))
         return plan
 
     @staticmethod
@@ -987,8 +991,7 @@ class HostEvacuation(object):
             body = self.server(sid)
             if body is not None:
                 bodies.append(body)
-        ours = set(b['id'] for b in bodies if b.get('locked')
-                   and (parse_lock_reason(b.get('locked_reason')) or {}).get('source') == host)
+        ours = set(b['id'] for b in bodies if (our_lock(b) or {}).get('source') == host)
         noted = set(b['id'] for b in bodies if NOTE_KEY in (b.get('metadata') or {}))
         return bodies, migrations, (finish | ours | noted)
 

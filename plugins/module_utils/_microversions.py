@@ -65,44 +65,66 @@ def mv_str(value):
 class Microversions(object):
     """The microversion of each kind of request, chosen once per run."""
 
-    def __init__(self, evacuate, read, lock, migrations, services, cloud_max, negotiated):
+    def __init__(self, evacuate, read, lock, migrations, services, cloud_max, negotiated, client_pin=None):
         self.evacuate = evacuate
         self.read = read
-        self.lock = lock
+        self.lock = lock              # None: the cloud cannot mark a lock as ours (below 2.73), none is taken
         self.migrations = migrations
         self.services = services
         self.cloud_max = cloud_max
         self.negotiated = negotiated  # False when the operator asked for the evacuate microversion
+        self.client_pin = client_pin  # clouds.yaml's compute_api_version as written, never used for a request
 
     @property
     def evacuate_stops_server(self):
         return self.evacuate >= MV_EVACUATE_STOPS
 
     @property
-    def lock_reason(self):
-        return self.lock >= MV_LOCK_REASON
+    def can_lock(self):
+        """A lock of ours carries its reason, so that any later run tells it from its user's lock."""
+        return self.lock is not None
 
     def to_dict(self):
         return dict(
             evacuate=mv_str(self.evacuate),
             read=mv_str(self.read),
-            lock=mv_str(self.lock),
+            lock=mv_str(self.lock) if self.lock is not None else None,
             migrations=mv_str(self.migrations),
             services=mv_str(self.services),
             cloud_max=mv_str(self.cloud_max),
             negotiated=self.negotiated,
+            client_pin=self.client_pin,
+            client_pin_ignored=self.client_pin is not None,
             evacuate_stops_server=self.evacuate_stops_server,
             sends_on_shared_storage=self.evacuate < MV_SHARED_STORAGE_GONE,
             target_host_checked_by_scheduler=self.evacuate >= MV_TARGET_SCHEDULED,
         )
 
 
+def pin_text(value):
+    """clouds.yaml's ``compute_api_version`` as the operator wrote it (``2.1``, ``2.latest``), or None."""
+    if value is None or value == '':
+        return None
+    if isinstance(value, (tuple, list)):
+        return mv_str(parse_mv(value))
+    if isinstance(value, float):
+        return repr(value)
+    return str(value).strip() or None
+
+
 def choose_microversions(cloud_min, cloud_max, requested=None, client_default=None):
     """Choose the microversion of each request from what the cloud offers.
 
     ``requested`` is the operator's explicit evacuate microversion (the module's ``microversion``
-    option), used as given. Otherwise 2.94 (``MV_EVACUATE_DEFAULT``), lowered to a
-    ``compute_api_version`` pinned in clouds.yaml (``client_default``) and to the cloud's maximum.
+    option), used as given. Otherwise 2.94 (``MV_EVACUATE_DEFAULT``), lowered to the cloud's maximum.
+
+    ``client_default`` (a ``compute_api_version`` pinned in clouds.yaml) is never used for a request of the
+    engine: it is meant for the operator's own clients, and taken for ours it changed what Nova does - at 2.1 to
+    2.13 ``onSharedStorage: false`` is sent, below 2.29 a target host bypasses the scheduler, below 2.73 a lock
+    carries no reason. It is only reported (``client_pin``), so that a reader sees it was there and ignored.
+
+    A lock is taken only where it carries our reason (2.73): an unmarked lock left behind by a killed run is one
+    no later run can tell from its user's, so below 2.73 the servers are moved unlocked (``lock`` None).
     Reads are separate from the evacuate request and use what they need.
     """
     low = parse_mv(cloud_min) or MV_BASE
@@ -123,14 +145,14 @@ def choose_microversions(cloud_min, cloud_max, requested=None, client_default=No
                                   % (mv_str(wanted), mv_str(low), mv_str(high)), kind=KIND_API)
         evacuate, negotiated = wanted, False
     else:
-        ceiling = min(parse_mv(client_default) or MV_EVACUATE_DEFAULT, MV_EVACUATE_DEFAULT)
-        evacuate, negotiated = max(low, min(ceiling, high)), True
+        evacuate, negotiated = max(low, min(MV_EVACUATE_DEFAULT, high)), True
     return Microversions(
         evacuate=evacuate,
         read=min(high, MV_READ),
-        lock=MV_LOCK_REASON if high >= MV_LOCK_REASON else MV_BASE,
+        lock=MV_LOCK_REASON if high >= MV_LOCK_REASON else None,
         migrations=MV_MIGRATIONS,
         services=MV_SERVICES if high >= MV_SERVICES else MV_SERVICES_FORCED_DOWN,
         cloud_max=high,
         negotiated=negotiated,
+        client_pin=pin_text(client_default),
     )

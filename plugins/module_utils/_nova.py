@@ -171,7 +171,8 @@ class SdkNova(object):
         self.last_date = None
 
     def microversion_range(self):
-        """(min, max, client default) as announced by the endpoint / pinned in clouds.yaml.
+        """(min, max, client pin): what the endpoint announces, and clouds.yaml's ``compute_api_version`` as written
+        (reported, never used for a request: ``choose_microversions``).
 
         From keystoneauth's version discovery when it has it, else from the compute API's version document (a
         GET on the endpoint itself); an unreachable API raises, it is never taken for "2.1 only"."""
@@ -180,7 +181,7 @@ class SdkNova(object):
         high = parse_mv(getattr(data, 'max_microversion', None)) if data is not None else None
         if high is None:
             low, high = self._version_document()
-        return low, high, parse_mv(getattr(self._compute, 'default_microversion', None))
+        return low, high, getattr(self._compute, 'default_microversion', None)
 
     def _version_document(self):
         try:

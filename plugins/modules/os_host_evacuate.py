@@ -248,6 +248,8 @@ options:
     description:
       - "Lock each server while it is moved (reason C(novaha.recovery: evacuating from HOST (was STATUS))) and
         unlock it afterwards. Servers already locked by their users stay locked and are not unlocked."
+      - A cloud below microversion 2.73 (where a lock carries no reason) gets no lock at all, with one warning in
+        the plan, as in M(novaha.recovery.os_instance_evacuate).
       - A server that carries no lock of this module (locked by its user, or O(lock=false)) and that must be
         started after Nova stopped it at the destination (microversion 2.95 and later) gets the instance
         metadata C(novaha.recovery:expected_status=ACTIVE) while it is moved, so that a run killed in between
@@ -355,7 +357,9 @@ options:
   microversion:
     description:
       - The compute API microversion of the evacuate requests, as in M(novaha.recovery.os_instance_evacuate).
-        Default is V(2.94) (Nova keeps each server's power state; one request per server).
+        Default is V(2.94) (Nova keeps each server's power state; one request per server), lower when the cloud
+        offers less. A C(compute_api_version) pinned in C(clouds.yaml) is reported in RV(microversions), never
+        used.
     type: str
   fail_on_partial:
     description:
@@ -653,7 +657,7 @@ capacity:
   returned: when servers are to be evacuated and a host can take them
   type: dict
 microversions:
-  description: The microversion of each kind of request.
+  description: The microversion of each kind of request, as in M(novaha.recovery.os_instance_evacuate).
   returned: when the cloud was reached
   type: dict
 snapshot:
@@ -678,7 +682,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._concurrency import window_for
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
-    ACTION_EVACUATE, ACTION_RECONCILE, WARNING_DISK_RECREATED, WARNING_ROOT_DISK_LOST,
+    ACTION_EVACUATE, ACTION_RECONCILE, WARNING_DISK_RECREATED, WARNING_NOT_LOCKED, WARNING_ROOT_DISK_LOST,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import EvacuationError, NovahaError
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
@@ -705,8 +709,9 @@ RECOVERED_BY_SERVICES_SPEC = dict(
     match=dict(type='dict', required=True, options=SELECT_SPEC),
 )
 
-# Per-server warnings of the disks lost: the plan's one warning (``_storage.loss_warning``) tells them.
-_ROUTINE = (WARNING_ROOT_DISK_LOST, WARNING_DISK_RECREATED)
+# Per-server warnings the plan tells once: the disks lost (``_storage.loss_warning``), the servers moved unlocked
+# (``_decisions.not_locked_warning``).
+_ROUTINE = (WARNING_ROOT_DISK_LOST, WARNING_DISK_RECREATED, WARNING_NOT_LOCKED)
 
 
 class HostEvacuate(NovahaModule):

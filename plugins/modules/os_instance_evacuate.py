@@ -97,7 +97,11 @@ options:
   lock:
     description:
       - "Lock the server while it is moved, with the reason C(novaha.recovery: evacuating from HOST (was
-        STATUS)) (microversion 2.73 and later), and unlock it afterwards."
+        STATUS)), and unlock it afterwards."
+      - The reason is what tells a lock of this module from anyone else's, and Nova takes one from microversion
+        2.73. A cloud that offers less gets no lock at all - the server is moved unlocked, with a warning of kind
+        V(not_locked) - because a lock without it, left behind by a killed run, could not be told from its
+        user's lock by any later run.
       - A server that was already locked (by its user, or by anyone) is neither locked again nor unlocked.
       - A lock with this reason found on a server that is no longer on the source host is treated as left
         by an interrupted run; the task returns the server to the status in the reason and removes the lock.
@@ -114,11 +118,14 @@ options:
     description:
       - The compute API microversion of the evacuate request, for example V(2.94).
       - Default is V(2.94), the newest at which Nova gives the evacuated server back its power state itself
-        (one request per server), or lower when the cloud offers less or C(compute_api_version) is pinned
-        lower in C(clouds.yaml). V(2.95) and later (Nova leaves the server stopped) only when asked for here;
-        the module then starts an originally V(ACTIVE) server itself.
+        (one request per server), or lower when the cloud offers less. V(2.95) and later (Nova leaves the server
+        stopped) only when asked for here; the module then starts an originally V(ACTIVE) server itself.
+      - A C(compute_api_version) pinned in C(clouds.yaml) is not used for any request of this module (it is
+        reported in C(client_pin) of RV(microversions)); only this option sets the evacuate microversion. Taken for
+        these requests, a pin such as V(2.1) would send C(onSharedStorage=false) (below 2.14), let a target host
+        bypass the scheduler (below 2.29) and lock without a reason (below 2.73).
       - Other requests (reading servers and migrations, locking) use the microversion they need, independent
-        of this option.
+        of this option. Details in the collection's C(docs/microversions.md).
     type: str
 attributes:
   check_mode:
@@ -364,7 +371,11 @@ evacuation:
     timings: {requested_at: "2025-11-21T12:00:00Z", finished_at: "2025-11-21T12:00:41Z", seconds: 41.0}
     next_command: null
 microversions:
-  description: The microversion of each kind of request and what follows from the evacuate one.
+  description:
+    - The microversion of each kind of request and what follows from the evacuate one.
+    - C(lock) is null on a cloud below 2.73, where no lock is taken.
+    - C(client_pin) is the C(compute_api_version) of C(clouds.yaml) as written (null when none), and
+      C(client_pin_ignored) says that it was there and not used for any request.
   returned: when the cloud was reached
   type: dict
   sample:
@@ -375,6 +386,8 @@ microversions:
     services: "2.53"
     cloud_max: "2.104"
     negotiated: true
+    client_pin: "2.1"
+    client_pin_ignored: true
     evacuate_stops_server: false
     sends_on_shared_storage: false
     target_host_checked_by_scheduler: true

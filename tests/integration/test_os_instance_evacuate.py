@@ -51,10 +51,10 @@ def fail_and_fence(cloud, host):
     force_down(cloud, host)
 
 
-def evacuate(cloud, args, check=False, cloud_name=None, verbosity=0):
+def evacuate(cloud, args, check=False, cloud_name=None, verbosity=0, extra_env=None):
     params = dict(cloud=cloud_name or cloud.admin_cloud, timeout=TIMEOUT, poll_interval=2)
     params.update(args)
-    return run_module(cloud, MODULE, params, check=check, verbosity=verbosity)
+    return run_module(cloud, MODULE, params, check=check, verbosity=verbosity, extra_env=extra_env)
 
 
 def assert_password_hidden(password, result, output):
@@ -287,3 +287,76 @@ def test_unknown_server_is_a_clear_error(clean_cloud):
         assert result.get("failed"), output
         assert result["changed"] is False
         assert f"server {ref} not found" in result["msg"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A compute_api_version pinned in the operator's clouds.yaml (the local Nova offers the newest).
+#
+# The pin is for the operator's own clients: the module reports it (microversions.client_pin) and sends its own
+# requests at the microversions the engine chose from what the cloud offers - the lock with our reason at 2.73,
+# the evacuate at 2.94 without onSharedStorage and with the target host checked by the scheduler, the reads at
+# 2.96. Proven twice per pin: by the module's result, and by the microversion header each request carried through
+# the fault proxy. One server per pin, all booted and failed with their host once (seconds per pin).
+# A cloud below 2.73 (no lock reason, so no lock is taken) cannot be made here - the local Nova is the newest:
+# tests/unit/plugins/module_utils/test_microversions.py proves it on the fake Nova.
+
+PINS = ["2.1", "2.13", "2.28", "2.72", "newest", None]
+
+
+@pytest.fixture(scope="module")
+def failed_host(cloud):
+    """One server per pin on a failed, fenced host, the cloud reset first. Shared by the runs of the one test
+    below (pytest runs them one after the other); each run evacuates its own server, in any order."""
+    cloud.cli("reset")
+    source, target = cloud.computes[0], cloud.computes[1]
+    vms = cloud.boot(source, len(PINS))
+    fail_and_fence(cloud, source)
+    newest = cloud.connect().compute.get_endpoint_data().max_microversion
+    return dict(cloud=cloud, source=source, target=target, newest="%d.%d" % tuple(newest)[:2],
+                vms=dict(zip(PINS, vms)))
+
+
+def pinned_clouds_yaml(cloud, pin):
+    """The local clouds.yaml with compute_api_version pinned in the admin entry (None: as it is)."""
+    if pin is None:
+        return str(cloud.clouds_yaml)
+    data = json.loads(cloud.clouds_yaml.read_text())
+    data["clouds"][cloud.admin_cloud]["compute_api_version"] = pin
+    path = cloud.state_dir / "tmp" / f"clouds-pin-{pin}.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("pin", PINS, ids=lambda p: f"pin-{p or 'none'}")
+def test_a_pinned_clouds_yaml_does_not_change_what_is_sent(failed_host, faults, pin):
+    cloud, source, target = failed_host["cloud"], failed_host["source"], failed_host["target"]
+    vm = failed_host["vms"][pin]
+    pin = failed_host["newest"] if pin == "newest" else pin
+
+    result, output = evacuate(cloud, dict(server=vm["id"], expected_source_host=source, target_host=target,
+                                          poll_interval=1),
+                              extra_env=dict(OS_CLIENT_CONFIG_FILE=pinned_clouds_yaml(cloud, pin)))
+
+    assert not result.get("failed"), f"{result.get('msg')}\n{output}"
+    mvs = result["microversions"]
+    assert mvs["client_pin"] == pin and mvs["client_pin_ignored"] is (pin is not None)
+    assert (mvs["evacuate"], mvs["lock"], mvs["read"]) == ("2.94", "2.73", "2.96")
+    assert not mvs["sends_on_shared_storage"] and mvs["target_host_checked_by_scheduler"]
+    record = result["evacuation"]
+    assert record["outcome"] == "recovered", record
+    assert record["request"] == {"evacuate": {"host": target}}
+    assert [(r["action"], r["microversion"]) for r in record["request_ids"]] == [
+        ("lock", "2.73"), ("evacuate", "2.94"), ("unlock", "2.1")]
+    # What went over the wire, as the fault proxy saw each request's microversion header: the actions at the
+    # microversions chosen, every read at the one its kind needs; nothing at the pin unless the engine chose it.
+    actions = faults.requests("nova", method="POST", path=f"/servers/{vm['id']}/action$")
+    assert [(e["microversion"], e["status"]) for e in actions] == [("2.73", 202), ("2.94", 200), ("2.1", 202)]
+    reads = set((e["path"].split("?")[0].replace(vm["id"], "ID"), e["microversion"])
+                for e in faults.requests("nova", method="GET") if e["microversion"])
+    assert ("/v2.1/servers/ID", "2.96") in reads and ("/v2.1/servers/detail", "2.96") in reads
+    assert reads <= {("/v2.1/servers/ID", "2.96"), ("/v2.1/servers/detail", "2.96"), ("/v2.1/os-migrations", "2.59"),
+                     ("/v2.1/os-services", "2.53")}, reads
+    now = server(cloud, vm["id"])
+    assert now["OS-EXT-SRV-ATTR:host"] == target and now["status"] == "ACTIVE" and now["locked"] is False
+    assert len(evacuations(cloud, vm["id"])) == 1

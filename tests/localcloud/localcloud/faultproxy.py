@@ -166,7 +166,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
         # request that hangs, and whether it was forwarded, while it is in progress).
         entry = self.proxy.log.record(service=self.service.name, method=self.command, path=self.path,
                                       status=None, upstream_status=None, forwarded=False, fault=None,
-                                      request_id=None)
+                                      request_id=None, microversion=self._microversion())
         outcome = {}
         try:
             self.handle_request(entry)
@@ -179,6 +179,14 @@ class ProxyHandler(BaseHTTPRequestHandler):
             outcome["error"] = f"{type(exc).__name__}: {exc}"
         finally:
             self.proxy.log.finish(entry, duration=round(time.monotonic() - started, 4), **outcome)
+
+    def _microversion(self):
+        """The microversion the client asked for ("compute 2.94" -> "2.94"), or None: what tests check was sent."""
+        value = self.headers.get("OpenStack-API-Version") or ""
+        parts = value.split()
+        if len(parts) == 2:
+            return parts[1]
+        return self.headers.get("X-OpenStack-Nova-API-Version") or value or None
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _dispatch
 

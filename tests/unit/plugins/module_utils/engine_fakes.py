@@ -196,7 +196,8 @@ class FakeNova(object):
     # -- the adapter interface ------------------------------------------------------------------------
 
     def microversion_range(self):
-        return parse_mv('2.1'), parse_mv(self.max_mv), parse_mv(self.default_mv)
+        # the pin as clouds.yaml / openstacksdk give it: a string such as '2.1' or '2.latest'
+        return parse_mv('2.1'), parse_mv(self.max_mv), self.default_mv
 
     def outage(self, start_in, seconds, status=503, method=None, path=None, after_processing=False):
         """From ``start_in`` seconds from now, for ``seconds``: matching requests (``method``; ``path`` a regex)
@@ -250,8 +251,11 @@ class FakeNova(object):
         raise _nova.NovaApiError(status, message)
 
     @staticmethod
-    def _public(body):
-        return dict((k, v) for k, v in body.items() if not k.startswith('_'))
+    def _public(body, mv=None):
+        shown = dict((k, v) for k, v in body.items() if not k.startswith('_'))
+        if mv is not None and mv < (2, 73):
+            shown.pop('locked_reason', None)    # nova/api/openstack/compute/views/servers.py: from 2.73
+        return shown
 
     def _route(self, method, path, query, mv, body, rid):
         if method == 'GET' and path == '/servers/detail':
@@ -265,13 +269,13 @@ class FakeNova(object):
                     continue
                 if 'name' in query and not re.search(query['name'], s['name']):
                     continue
-                found.append(self._public(s))
+                found.append(self._public(s, mv))
             return {'servers': found}
         m = re.match(r'^/servers/([^/]+)$', path)
         if method == 'GET' and m:
             if m.group(1) not in self.servers:
                 self._error(404, 'Instance %s could not be found.' % m.group(1))
-            return {'server': self._public(self.servers[m.group(1)])}
+            return {'server': self._public(self.servers[m.group(1)], mv)}
         if method == 'GET' and path == '/os-migrations':
             since = query.get('changes-since')
             out = []
@@ -303,6 +307,10 @@ class FakeNova(object):
         server = self.servers[sid]
         (name, args), = body.items()
         if name == 'lock':
+            # nova/api/openstack/compute/schemas/lock_server.py: a body with locked_reason from 2.73 on only
+            if args and mv < (2, 73):
+                self._error(400, "Invalid input for field/attribute lock. Value: %s. %s is not of type 'null'"
+                            % (args, args))
             server['locked'] = True
             server['locked_reason'] = (args or {}).get('locked_reason')
             self._touch(server)

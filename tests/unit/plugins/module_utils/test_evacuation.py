@@ -122,12 +122,6 @@ def test_negotiated_microversion_follows_an_older_cloud():
     assert mv.evacuate == (2, 90) and not mv.evacuate_stops_server and mv.read == (2, 90)
 
 
-def test_client_pin_from_clouds_yaml_is_the_ceiling():
-    assert _microversions.choose_microversions('2.1', '2.104', client_default='2.60').evacuate == (2, 60)
-    # a pin above 2.94 does not make Nova stop the evacuated servers: that takes the module's microversion
-    assert _microversions.choose_microversions('2.1', '2.104', client_default='2.100').evacuate == (2, 94)
-
-
 def test_requested_microversion_is_used_as_given():
     mv = _microversions.choose_microversions('2.1', '2.104', requested='2.13')
     assert mv.evacuate == (2, 13) and not mv.negotiated and mv.to_dict()['sends_on_shared_storage']
