@@ -76,7 +76,7 @@ def sync(dest):
             dst.unlink()
         shutil.copy2(src, dst)
     # Directories left empty by removed files.
-    for dirpath, dirnames, filenames in os.walk(dest, topdown=False):
+    for dirpath, _dirnames, _filenames in os.walk(dest, topdown=False):
         path = Path(dirpath)
         rel = path.relative_to(dest)
         if path != dest and not any(path.iterdir()) and not OWN.intersection([rel, *rel.parents]):

@@ -24,26 +24,41 @@ from urllib.parse import urljoin, urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_text
-from ansible.module_utils.urls import open_url, ConnectionError as UrlsConnectionError
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError, open_url
 
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
-    KIND_API, KIND_CONFIGURATION, KIND_FORBIDDEN, KIND_NOT_FOUND, KIND_UNAUTHORIZED, KIND_UNREACHABLE,
-    MissingLibraryError, NovahaError,
+    KIND_API,
+    KIND_CONFIGURATION,
+    KIND_FORBIDDEN,
+    KIND_NOT_FOUND,
+    KIND_UNAUTHORIZED,
+    KIND_UNREACHABLE,
+    MissingLibraryError,
+    NovahaError,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import (
-    CAUSE_CONFIG, FenceAgent, IpmiBmc, RedfishBmc, TransportError, level_options, validate_level,
+    CAUSE_CONFIG,
+    FenceAgent,
+    IpmiBmc,
+    RedfishBmc,
+    TransportError,
+    level_options,
+    validate_level,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import backoff
 from ansible_collections.novaha.recovery.plugins.module_utils._options import (
-    at_least, check_options, conflict_error, option_error,
+    at_least,
+    check_options,
+    conflict_error,
+    option_error,
 )
 
 try:
+    import keystoneauth1.exceptions as ksa_exc
     import openstack
     import openstack.config
     import openstack.connection
     import openstack.exceptions
-    import keystoneauth1.exceptions as ksa_exc
 except ImportError:
     HAS_OPENSTACKSDK = False
     OPENSTACKSDK_IMPORT_ERROR = traceback.format_exc()

@@ -44,10 +44,14 @@ import json
 import re
 
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
-    KIND_FORBIDDEN, KIND_NOT_FOUND, EvacuationError,
+    KIND_FORBIDDEN,
+    KIND_NOT_FOUND,
+    EvacuationError,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
-    MV_SHARED_STORAGE_GONE, MV_TARGET_SCHEDULED, mv_str,
+    MV_SHARED_STORAGE_GONE,
+    MV_TARGET_SCHEDULED,
+    mv_str,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._storage import storage_next_command, storage_of
 

@@ -21,24 +21,63 @@ import datetime
 import re
 
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
-    ACTION_EVACUATE, ACTION_NONE, ACTION_RECONCILE, ACTION_REFUSE, ACTION_WAIT, HIDDEN, KIND_BAD_TARGET,
-    KIND_API_OUTAGE, KIND_NO_VALID_HOST, KIND_NOT_FENCED, KIND_POWER, KIND_POWERED_ON, KIND_STATE, KIND_TIMEOUT,
-    OUTCOME_FAILED, OUTCOME_IN_PROGRESS,
-    OUTCOME_NOTHING_TO_DO, OUTCOME_PENDING, OUTCOME_PLANNED, OUTCOME_RECOVERED, OUTCOME_REFUSED, brief, decide,
-    disk_warnings, evacuate_request, judge, lock_reason, next_command, parse_lock_reason, retry_decision, snapshot,
+    ACTION_EVACUATE,
+    ACTION_NONE,
+    ACTION_RECONCILE,
+    ACTION_REFUSE,
+    ACTION_WAIT,
+    HIDDEN,
+    KIND_API_OUTAGE,
+    KIND_BAD_TARGET,
+    KIND_NO_VALID_HOST,
+    KIND_NOT_FENCED,
+    KIND_POWER,
+    KIND_POWERED_ON,
+    KIND_STATE,
+    KIND_TIMEOUT,
+    OUTCOME_FAILED,
+    OUTCOME_IN_PROGRESS,
+    OUTCOME_NOTHING_TO_DO,
+    OUTCOME_PENDING,
+    OUTCOME_PLANNED,
+    OUTCOME_RECOVERED,
+    OUTCOME_REFUSED,
+    brief,
+    decide,
+    disk_warnings,
+    evacuate_request,
+    judge,
+    lock_reason,
+    next_command,
+    parse_lock_reason,
+    retry_decision,
+    snapshot,
     warning_kind,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
-    KIND_API, KIND_NOT_FOUND, EvacuationError,
+    KIND_API,
+    KIND_NOT_FOUND,
+    EvacuationError,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
-    MV_BASE, MV_SHARED_STORAGE_GONE, choose_microversions, mv_str,
+    MV_BASE,
+    MV_SHARED_STORAGE_GONE,
+    choose_microversions,
+    mv_str,
 )
-from ansible_collections.novaha.recovery.plugins.module_utils._storage import storage_of
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
-    NovaApiError, RetryingReads, SystemClock, backoff, call, explain_api_error, isotime, list_all, query,
+    NovaApiError,
+    RetryingReads,
+    SystemClock,
+    backoff,
+    call,
+    explain_api_error,
+    isotime,
+    list_all,
+    query,
     transient,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._storage import storage_of
 from ansible_collections.novaha.recovery.plugins.module_utils._watch import Watcher, next_poll_delay
 
 # ---------------------------------------------------------------------------------------------------------

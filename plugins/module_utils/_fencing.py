@@ -26,7 +26,6 @@ import os
 import re
 import subprocess
 import time
-
 from urllib.parse import quote, urlsplit
 
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import KIND_CONFIGURATION, NovahaError

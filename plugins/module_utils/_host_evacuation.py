@@ -26,29 +26,73 @@ import json
 import traceback
 import uuid
 
-
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
-    ACTION_EVACUATE, ACTION_NONE, ACTION_RECONCILE, ACTION_WAIT, MIGRATION_DONE, MIGRATION_FAILED,
-    OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED, evacuate_request, parse_lock_reason, snapshot,
+    ACTION_EVACUATE,
+    ACTION_NONE,
+    ACTION_RECONCILE,
+    ACTION_WAIT,
+    MIGRATION_DONE,
+    MIGRATION_FAILED,
+    OUTCOME_IN_PROGRESS,
+    OUTCOME_PENDING,
+    OUTCOME_PLANNED,
+    evacuate_request,
+    parse_lock_reason,
+    snapshot,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
-    KIND_CONFIGURATION, EvacuationError, MissingLibraryError, NovahaError,
+    KIND_CONFIGURATION,
+    EvacuationError,
+    MissingLibraryError,
+    NovahaError,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import summarize
-from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
-    NovaApiError, NovaWrapper, answer, call, explain_api_error, list_all, query as _query,
-)
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
-    MV_AGGREGATES, MV_BASE, MV_HYPERVISORS, MV_SERVER_GROUPS,
+    MV_AGGREGATES,
+    MV_BASE,
+    MV_HYPERVISORS,
+    MV_SERVER_GROUPS,
+)
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
+    NovaApiError,
+    NovaWrapper,
+    answer,
+    call,
+    explain_api_error,
+    list_all,
+    query as _query,
+)
+from ansible_collections.novaha.recovery.plugins.module_utils._run import (
+    COMPUTE,
+    DEFAULT_LEASE,
+    DEFAULT_SETTLE,
+    PHASE_EVACUATING,
+    PHASE_INTERRUPTED,
+    PHASE_VERIFYING,
+    UNFINISHED_MIGRATIONS,
+    HostRun,
+    RunError,
+    controller_identity,
+    judge_holder,
+    parse_marker,
+    reference_time,
+    wait_for,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._service import close_matches, service_view
 from ansible_collections.novaha.recovery.plugins.module_utils._storage import (
-    KIND_STORAGE_UNVERIFIED, KIND_VOLUME_UNUSABLE, LOCAL_SKIP, STORAGE_KINDS, STORAGE_LOCAL, judge_attachments,
-    loss_warning, port_summary, root_volume, skip_record, storage_of, volume_guard, volume_summary,
-)
-from ansible_collections.novaha.recovery.plugins.module_utils._run import (
-    COMPUTE, DEFAULT_LEASE, DEFAULT_SETTLE, PHASE_EVACUATING, PHASE_INTERRUPTED, PHASE_VERIFYING,
-    UNFINISHED_MIGRATIONS, HostRun, RunError, controller_identity, judge_holder, parse_marker, reference_time, wait_for,
+    KIND_STORAGE_UNVERIFIED,
+    KIND_VOLUME_UNUSABLE,
+    LOCAL_SKIP,
+    STORAGE_KINDS,
+    STORAGE_LOCAL,
+    judge_attachments,
+    loss_warning,
+    port_summary,
+    root_volume,
+    skip_record,
+    storage_of,
+    volume_guard,
+    volume_summary,
 )
 
 SCHEDULER = 'nova-scheduler'

@@ -24,11 +24,14 @@ from __future__ import annotations
 import datetime
 import email.utils
 import time
-
 from urllib.parse import urlencode
 
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
-    KIND_API, KIND_FORBIDDEN, KIND_NOT_FOUND, EvacuationError, NovahaError,
+    KIND_API,
+    KIND_FORBIDDEN,
+    KIND_NOT_FOUND,
+    EvacuationError,
+    NovahaError,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import mv_str, parse_mv
 

@@ -28,8 +28,14 @@ from __future__ import annotations
 import datetime
 
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
-    ACTION_NONE, ACTION_RECONCILE, ACTION_WAIT, OUTCOME_IN_PROGRESS, OUTCOME_NOTHING_TO_DO, OUTCOME_PLANNED,
-    OUTCOME_RECOVERED, judge,
+    ACTION_NONE,
+    ACTION_RECONCILE,
+    ACTION_WAIT,
+    OUTCOME_IN_PROGRESS,
+    OUTCOME_NOTHING_TO_DO,
+    OUTCOME_PLANNED,
+    OUTCOME_RECOVERED,
+    judge,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._storage import storage_brief
 

@@ -27,7 +27,9 @@ import difflib
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import KIND_CONFIGURATION, NovahaError
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import POWER_OFF
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
-    MV_SERVICES, MV_SERVICES_FORCED_DOWN, mv_str,
+    MV_SERVICES,
+    MV_SERVICES_FORCED_DOWN,
+    mv_str,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import call, query
 

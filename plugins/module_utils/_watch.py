@@ -16,7 +16,6 @@ import datetime
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import snapshot
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import backoff, list_all
 
-
 FIRST_LOOK = 1.0  # seconds from an action, or from a look that saw a change, to the next look
 
 

@@ -95,7 +95,11 @@ import os
 import time
 
 from ansible_collections.novaha.recovery.plugins.module_utils._auth_cache import (
-    CACHE_GLOB, cache_run_id, cache_tokens, judge_cache, live_runs,
+    CACHE_GLOB,
+    cache_run_id,
+    cache_tokens,
+    judge_cache,
+    live_runs,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule, auth_cache_key, revoke_token
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import NovahaError

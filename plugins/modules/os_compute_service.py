@@ -105,7 +105,10 @@ from ansible_collections.novaha.recovery.plugins.module_utils._cloud import Nova
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova, SystemClock
 from ansible_collections.novaha.recovery.plugins.module_utils._options import conflict_error
 from ansible_collections.novaha.recovery.plugins.module_utils._service import (
-    find_compute_service, predict_service, service_microversion, update_compute_service,
+    find_compute_service,
+    predict_service,
+    service_microversion,
+    update_compute_service,
 )
 
 

@@ -341,14 +341,21 @@ request_id:
 """
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
-    NovahaModule, bmc_argument_spec, build_fence_levels,
+    NovahaModule,
+    bmc_argument_spec,
+    build_fence_levels,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import check_fence, level_options
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova, SystemClock
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least
 from ansible_collections.novaha.recovery.plugins.module_utils._service import (
-    compute_hosts, find_compute_service, plan_service_update, predict_service, service_microversion,
-    stale_heartbeat, update_compute_service,
+    compute_hosts,
+    find_compute_service,
+    plan_service_update,
+    predict_service,
+    service_microversion,
+    stale_heartbeat,
+    update_compute_service,
 )
 
 

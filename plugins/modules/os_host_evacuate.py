@@ -589,18 +589,30 @@ import os
 import time
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
-    NovahaModule, bmc_argument_spec, build_fence_levels,
+    NovahaModule,
+    bmc_argument_spec,
+    build_fence_levels,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
-    ACTION_EVACUATE, ACTION_RECONCILE, WARNING_DISK_RECREATED, WARNING_ROOT_DISK_LOST,
+    ACTION_EVACUATE,
+    ACTION_RECONCILE,
+    WARNING_DISK_RECREATED,
+    WARNING_ROOT_DISK_LOST,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import EvacuationError, NovahaError
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import PowerWatch
-from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import (
-    CountingNova, HostEvacuation, SdkService, compile_query, list_host, read_host, refusal_kind, summarize_run,
+    CountingNova,
+    HostEvacuation,
+    SdkService,
+    compile_query,
+    list_host,
+    read_host,
+    refusal_kind,
+    summarize_run,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, between
 from ansible_collections.novaha.recovery.plugins.module_utils._run import LEASE_RULE, RUN_ID_RULE, RunError
 

@@ -392,7 +392,11 @@ next_command:
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
-    ACTION_NONE, ACTION_REFUSE, ACTION_WAIT, OUTCOME_IN_PROGRESS, OUTCOME_RECOVERED,
+    ACTION_NONE,
+    ACTION_REFUSE,
+    ACTION_WAIT,
+    OUTCOME_IN_PROGRESS,
+    OUTCOME_RECOVERED,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova

@@ -291,8 +291,17 @@ from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNo
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, option_error
 from ansible_collections.novaha.recovery.plugins.module_utils._report import servers_to_verify, verdicts
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
-    LEASE_RULE, PHASE_DONE, PHASE_INTERRUPTED, PHASE_ISOLATED, PHASE_VERIFYING, RUN_ID_RULE, HostRun, iso,
-    plan_restore, retrying_reads, wait_for_repair,
+    LEASE_RULE,
+    PHASE_DONE,
+    PHASE_INTERRUPTED,
+    PHASE_ISOLATED,
+    PHASE_VERIFYING,
+    RUN_ID_RULE,
+    HostRun,
+    iso,
+    plan_restore,
+    retrying_reads,
+    wait_for_repair,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._service import service_view
 

@@ -28,9 +28,7 @@ from collections import namedtuple
 import pytest
 
 from conftest import ROOT
-from recovery_helpers import HOST, LOCK_PREFIX, NOTE_KEY, boot, command, outcome_in_nova, reports_of, service
-from recovery_helpers import kill as sigkill
-from recovery_helpers import servers as all_servers
+from recovery_helpers import HOST, LOCK_PREFIX, NOTE_KEY, boot, command, kill as sigkill, outcome_in_nova, reports_of, servers as all_servers, service
 
 SEED = int(os.environ.get("NOVAHA_CHAOS_SEED", "14"))
 FAULT_RUNS = int(os.environ.get("NOVAHA_CHAOS_FAULT_RUNS", "3"))

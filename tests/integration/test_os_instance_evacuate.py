@@ -14,8 +14,11 @@ import pytest
 from conftest import collections_path, run_module
 
 sys.path.insert(0, str(collections_path()))
-from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _nova  # noqa: E402
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as engine  # noqa: E402
+from ansible_collections.novaha.recovery.plugins.module_utils import (  # noqa: E402
+    _decisions,
+    _evacuation as engine,  # noqa: E402
+    _nova,
+)
 
 MODULE = "novaha.recovery.os_instance_evacuate"
 TIMEOUT = 240

@@ -12,8 +12,7 @@ import time
 import pytest
 
 from conftest import ROOT
-from recovery_helpers import (HOST, LOCK_PREFIX, assert_recovered_once, boot, command, evacuations, kill, reports_of,
-                              run, servers, service, set_service, stamp)
+from recovery_helpers import HOST, LOCK_PREFIX, assert_recovered_once, boot, command, evacuations, kill, reports_of, run, servers, service, set_service, stamp
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ local_ephemeral=skip leaves the local ones alone; a volume in error before the r
 
 import pytest
 
-from localcloud import volumes  # tests/localcloud is on sys.path (conftest)
 from conftest import run_module
+from localcloud import volumes  # tests/localcloud is on sys.path (conftest)
 from recovery_helpers import set_service
 
 FAILED = "node-28"     # a host of the shared store (node-27 and node-28 share, node-31 is local)

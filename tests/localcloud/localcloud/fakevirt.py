@@ -21,11 +21,10 @@ import os
 import tempfile
 import time
 
-from oslo_config import cfg
-from oslo_log import log as logging
-
 from nova.compute import task_states
 from nova.virt import fake
+from oslo_config import cfg
+from oslo_log import log as logging
 
 from localcloud import instancestore
 

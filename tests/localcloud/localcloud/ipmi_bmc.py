@@ -40,8 +40,7 @@ import uuid
 from pathlib import Path
 
 from pyghmi.ipmi import bmc as pyghmi_bmc
-from pyghmi.ipmi.private import constants as ipmi_constants
-from pyghmi.ipmi.private import serversession
+from pyghmi.ipmi.private import constants as ipmi_constants, serversession
 
 from localcloud import bmc
 

@@ -12,10 +12,8 @@ import datetime
 import re
 from urllib.parse import parse_qsl, urlsplit
 
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
-from ansible_collections.novaha.recovery.plugins.module_utils import _nova
+from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev, _host_evacuation as he, _nova
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import mv_str, parse_mv
-from ansible_collections.novaha.recovery.plugins.module_utils import _host_evacuation as he
 
 SRC = 'node-1'
 DST = 'node-2'

@@ -6,10 +6,9 @@ A helper module, not a test file: the report's tests and the filters' tests impo
 
 import copy
 
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
-from ansible_collections.novaha.recovery.plugins.module_utils import _decisions
-
 from engine_fakes import DST, RECORDED_SERVER, SRC
+
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _evacuation as ev
 
 FINISHED = '2025-11-22T00:23:18Z'
 VERIFIED = '2025-11-22T00:23:17Z'

@@ -7,17 +7,11 @@ way Nova's API, conductor and computes do, including the 2.95 "stopped at destin
 import copy
 
 import pytest
-
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
-from ansible_collections.novaha.recovery.plugins.module_utils import _decisions
-from ansible_collections.novaha.recovery.plugins.module_utils import _errors
-from ansible_collections.novaha.recovery.plugins.module_utils import _microversions
-from ansible_collections.novaha.recovery.plugins.module_utils import _nova
-from ansible_collections.novaha.recovery.plugins.module_utils import _watch
-from ansible_collections.novaha.recovery.plugins.module_utils._microversions import mv_str
-
 from engine_fakes import DST, OTHER, RECORDED_SERVER, SRC, FakeNova
 from nova_fakes import EPOCH, PagingNova
+
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _errors, _evacuation as ev, _microversions, _nova, _watch
+from ansible_collections.novaha.recovery.plugins.module_utils._microversions import mv_str
 
 
 def evacuate(nova, clock, ref, run=True, microversion=None, **opts):

@@ -8,9 +8,7 @@ import datetime
 
 import pytest
 
-from ansible_collections.novaha.recovery.plugins.module_utils import _decisions
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
-from ansible_collections.novaha.recovery.plugins.module_utils import _nova
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _evacuation as ev, _nova
 
 
 def run(nova, clock, count=10, max_parallel=4, timeout=900, outage_timeout=120, power_check=None, delay=3):

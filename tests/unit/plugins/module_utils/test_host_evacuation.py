@@ -8,16 +8,9 @@ import sys
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
-from ansible_collections.novaha.recovery.plugins.module_utils import _decisions
-from ansible_collections.novaha.recovery.plugins.module_utils import _errors
-from ansible_collections.novaha.recovery.plugins.module_utils import _nova
-from ansible_collections.novaha.recovery.plugins.module_utils import _host_evacuation as he
-from ansible_collections.novaha.recovery.plugins.module_utils import _run as run
-
 from engine_fakes import DST, OTHER, SRC, HostNova, host_run
 
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _errors, _evacuation as ev, _host_evacuation as he, _nova, _run as run
 
 # ---------------------------------------------------------------------------------------------------------
 # guards

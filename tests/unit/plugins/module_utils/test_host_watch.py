@@ -1,11 +1,10 @@
 """os_host_info with list_host_servers=false (the verify phase's watch): it reads the services, each watched
 server by its id and the host's evacuations, never a listing of servers."""
 
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
-from ansible_collections.novaha.recovery.plugins.module_utils import _host_evacuation as he
-
 from engine_fakes import DST, SRC, HostNova, host_run
 from nova_fakes import Clock
+
+from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev, _host_evacuation as he
 
 
 def test_the_watch_reads_each_evacuated_server_by_id_and_lists_no_servers():

@@ -5,15 +5,23 @@ Records are what os_host_evacuate returns: built by the engine's own ServerEvacu
 """
 
 import pytest
-
-from ansible_collections.novaha.recovery.plugins.module_utils import _decisions
-from ansible_collections.novaha.recovery.plugins.module_utils import _report as rp
-
 from engine_fakes import DST, OTHER, SRC
 from report_records import (
-    FINISHED, MARKER, SERVICE_BEFORE, VERIFIED, moved_earlier, ok, plan_of, record, recovered, refused_paused, result,
+    FINISHED,
+    MARKER,
+    SERVICE_BEFORE,
+    VERIFIED,
+    moved_earlier,
+    ok,
+    plan_of,
+    record,
+    recovered,
+    refused_paused,
+    result,
     run,
 )
+
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _report as rp
 
 STOPPED_IN_VERIFY = dict(phase='verify', task='Verify - stop when servers were not recovered',
                          msg='1 server(s) of node-1 not recovered: paused-1')

@@ -3,10 +3,9 @@
 import datetime
 
 import pytest
+from nova_fakes import Clock, FailingNova, ServiceNova
 
 from ansible_collections.novaha.recovery.plugins.module_utils import _run as run
-
-from nova_fakes import Clock, FailingNova, ServiceNova
 
 HOST = 'node-28'
 T0 = datetime.datetime(2025, 11, 21, 12, 0, 0, tzinfo=datetime.timezone.utc)

@@ -5,7 +5,6 @@ import pytest
 
 from ansible_collections.novaha.recovery.plugins.module_utils import _service
 
-
 # --- the host meant -----------------------------------------------------------------------------------
 
 

@@ -3,14 +3,9 @@ each server (module_utils/_storage.py and its use by the host evacuation), with 
 follow the fake Nova's servers the way the real ones do when Nova moves an attachment and a port binding."""
 
 import pytest
-
-from ansible_collections.novaha.recovery.plugins.module_utils import _decisions
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
-from ansible_collections.novaha.recovery.plugins.module_utils import _host_evacuation as he
-from ansible_collections.novaha.recovery.plugins.module_utils import _nova
-from ansible_collections.novaha.recovery.plugins.module_utils import _storage as st
-
 from engine_fakes import SRC, HostNova
+
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _evacuation as ev, _host_evacuation as he, _nova, _storage as st
 
 
 class FakeCinder(object):
