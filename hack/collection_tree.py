@@ -29,9 +29,7 @@ OWN = {KEEP, Path(".git")}
 
 def source_files():
     try:
-        out = subprocess.run(
-            ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            check=True, capture_output=True).stdout
+        out = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"], check=True, capture_output=True).stdout
         names = [Path(name) for name in out.decode().split("\0") if name]
     except (OSError, subprocess.CalledProcessError):
         names = []

@@ -8,7 +8,6 @@
 
 
 class ModuleDocFragment(object):
-
     DOCUMENTATION = r"""
 options:
   bmc:

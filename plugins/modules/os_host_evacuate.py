@@ -659,7 +659,7 @@ class HostEvacuate(NovahaModule):
         wait_for_run=dict(type='int', default=0),
         wait_for_service_down=dict(type='int', default=0),
         fail_on_guards=dict(type='bool', default=True),
-        **bmc_argument_spec()
+        **bmc_argument_spec(),
     )
     module_kwargs = dict(supports_check_mode=True, mutually_exclusive=[('bmc', 'fence_levels')])
     option_rules = dict(
@@ -689,30 +689,38 @@ class HostEvacuate(NovahaModule):
 
         nova = CountingNova(SdkNova(self.conn))
         engine = Engine(nova, microversion=p['microversion'])
-        evacuation = HostEvacuation(engine, placement=SdkService(self.conn.placement),
-                                    image=SdkService(self.conn.image), run_id=p['run_id'],
-                                    joined=p['run_id'] is not None, lease=p['lease'],
-                                    volume=self.reader('block-storage', 'volume', engine.clock),
-                                    network=self.reader('network', 'network', engine.clock))
+        evacuation = HostEvacuation(
+            engine,
+            placement=SdkService(self.conn.placement),
+            image=SdkService(self.conn.image),
+            run_id=p['run_id'],
+            joined=p['run_id'] is not None,
+            lease=p['lease'],
+            volume=self.reader('block-storage', 'volume', engine.clock),
+            network=self.reader('network', 'network', engine.clock),
+        )
         self.results['run_id'] = evacuation.run_id
         self.results['microversions'] = engine.mv.to_dict()
         if p['wait_for_service_down'] > 0:
-            self.results['waited_for_service_down'] = evacuation.wait_for_service_down(host,
-                                                                                       p['wait_for_service_down'])
+            self.results['waited_for_service_down'] = evacuation.wait_for_service_down(host, p['wait_for_service_down'])
         listing = list_host(engine, host) if p['snapshot'] else None
         if listing is not None:
             self.results['snapshot'] = read_host(engine, host, listing=listing)
         plan = self.make_plan(evacuation, host, listing)
-        if not self.check_mode and not p['run_id'] and plan.holder is not None and plan.holder.kind == 'live' \
-                and not plan.failed_checks:
+        if not self.check_mode and not p['run_id'] and plan.holder is not None and plan.holder.kind == 'live' and not plan.failed_checks:
             # Planned while another run moved servers: wait for it (or its heartbeat to go stale), take the
             # host, and plan again from the servers as they are now.
             evacuation.claim(plan)
             plan = self.make_plan(evacuation, host, None)
 
-        self.results.update(preconditions=[c.to_dict() for c in plan.checks], skipped=plan.skipped,
-                            plan=plan.plan_list(), capacity=plan.capacity, storage=plan.storage_summary(),
-                            holder=plan.holder.to_dict() if plan.holder is not None else None)
+        self.results.update(
+            preconditions=[c.to_dict() for c in plan.checks],
+            skipped=plan.skipped,
+            plan=plan.plan_list(),
+            capacity=plan.capacity,
+            storage=plan.storage_summary(),
+            holder=plan.holder.to_dict() if plan.holder is not None else None,
+        )
         self.report(plan, summarize_run(plan))
         for warning in plan.warnings:
             self.warn(warning)
@@ -720,8 +728,11 @@ class HostEvacuate(NovahaModule):
         failed = plan.failed_checks
         self.results['refused'] = bool(failed)
         if failed:
-            msg = ('%shost %s cannot be evacuated now: %s. Nothing was changed'
-                   % ('check mode: ' if self.check_mode else '', host, '; '.join(c.detail for c in failed)))
+            msg = '%shost %s cannot be evacuated now: %s. Nothing was changed' % (
+                'check mode: ' if self.check_mode else '',
+                host,
+                '; '.join(c.detail for c in failed),
+            )
             self.give_back(evacuation, finished=False)
             if p['fail_on_guards']:
                 self.fail(msg, kind=refusal_kind(failed))
@@ -740,9 +751,16 @@ class HostEvacuate(NovahaModule):
 
         progress = self.progress_writer(host, evacuation.run_id)
         try:
-            summary = evacuation.execute(plan, timeout=p['timeout'], poll_interval=p['poll_interval'],
-                                         retries=p['retries'], max_parallel=p['max_parallel'], on_progress=progress,
-                                         outage_timeout=p['outage_timeout'], power_check=power_check)
+            summary = evacuation.execute(
+                plan,
+                timeout=p['timeout'],
+                poll_interval=p['poll_interval'],
+                retries=p['retries'],
+                max_parallel=p['max_parallel'],
+                on_progress=progress,
+                outage_timeout=p['outage_timeout'],
+                power_check=power_check,
+            )
         except NovahaError as exc:
             self.report(plan, summarize_run(plan), nova)
             self.fail('host %s (run %s): %s' % (host, evacuation.run_id, exc.msg), **exc.result())
@@ -754,26 +772,39 @@ class HostEvacuate(NovahaModule):
         self.warn_records(records)
 
         changed = any(r['changed'] for r in records)
-        msg = ('host %s (run %s): %d of %d selected servers recovered, %d failed, %d refused, %d already done, '
-               '%d in progress, %d pending; %d skipped; %ss'
-               % (host, evacuation.run_id, summary['recovered'], summary['selected'], summary['failed'],
-                  summary['refused'], summary['nothing_to_do'], summary['in_progress'], summary['pending'],
-                  summary['skipped'], summary['seconds']))
+        msg = 'host %s (run %s): %d of %d selected servers recovered, %d failed, %d refused, %d already done, %d in progress, %d pending; %d skipped; %ss' % (
+            host,
+            evacuation.run_id,
+            summary['recovered'],
+            summary['selected'],
+            summary['failed'],
+            summary['refused'],
+            summary['nothing_to_do'],
+            summary['in_progress'],
+            summary['pending'],
+            summary['skipped'],
+            summary['seconds'],
+        )
         unfinished = summary['in_progress'] + summary['pending']
         for warning in sorted(set(evacuation.engine.power_warnings)):  # once each, however many batches
             self.warn(warning)
         if summary.get('host_powered_on'):
-            msg += ('; STOPPED: the failed host reads %s again, %d servers were not evacuated: power it off, prove it '
-                    '(os_fence_check) and run the task again' % (summary['host_powered_on'], summary['pending']))
+            msg += (
+                '; STOPPED: the failed host reads %s again, %d servers were not evacuated: power it off, prove it '
+                '(os_fence_check) and run the task again' % (summary['host_powered_on'], summary['pending'])
+            )
         elif summary.get('interrupted'):
-            msg += ('; INTERRUPTED: %s; %d servers are not finished: run the task again once the API answers to '
-                    'resume them' % (summary['interrupted'], unfinished))
+            msg += '; INTERRUPTED: %s; %d servers are not finished: run the task again once the API answers to resume them' % (
+                summary['interrupted'],
+                unfinished,
+            )
             if summary.get('end_error'):
-                msg += ('; the run could not mark the host interrupted (%s): it is taken over once its heartbeat is '
-                        'older than the lease (%ss)' % (summary['end_error'], p['lease']))
+                msg += '; the run could not mark the host interrupted (%s): it is taken over once its heartbeat is older than the lease (%ss)' % (
+                    summary['end_error'],
+                    p['lease'],
+                )
         elif unfinished:
-            msg += ('; %d servers are not finished after the timeout of %ss: run the task again to resume them'
-                    % (unfinished, p['timeout']))
+            msg += '; %d servers are not finished after the timeout of %ss: run the task again to resume them' % (unfinished, p['timeout'])
         if (summary['failed'] or unfinished) and p['fail_on_partial']:
             failures = ['%s: %s' % (r['name'], r['reason']) for r in records if r['outcome'] == 'failed']
             self.fail('%s%s' % (msg, '. Failed: %s' % ' | '.join(failures) if failures else ''), changed=changed)
@@ -791,11 +822,23 @@ class HostEvacuate(NovahaModule):
     def make_plan(self, evacuation, host, listing):
         p = self.params
         return evacuation.prepare(
-            host, include=p['include'], exclude=p['exclude'], query=p['query'], priority_key=p['priority_key'],
-            max_down_percent=p['max_down_percent'], target_hosts=p['target_hosts'], takeover=p['takeover'],
-            reset_state=p['reset_state'], lock=p['lock'], on_shared_storage=p['on_shared_storage'],
-            shared_storage=p['shared_storage'], local_ephemeral=p['local_ephemeral'],
-            require_capacity=p['require_capacity'], listing=listing, wait_for_run=p['wait_for_run'])
+            host,
+            include=p['include'],
+            exclude=p['exclude'],
+            query=p['query'],
+            priority_key=p['priority_key'],
+            max_down_percent=p['max_down_percent'],
+            target_hosts=p['target_hosts'],
+            takeover=p['takeover'],
+            reset_state=p['reset_state'],
+            lock=p['lock'],
+            on_shared_storage=p['on_shared_storage'],
+            shared_storage=p['shared_storage'],
+            local_ephemeral=p['local_ephemeral'],
+            require_capacity=p['require_capacity'],
+            listing=listing,
+            wait_for_run=p['wait_for_run'],
+        )
 
     def reader(self, service_type, attribute, clock):
         """A read adapter for another service of the cloud (reads ride out a short outage), or None when the
@@ -809,11 +852,10 @@ class HostEvacuate(NovahaModule):
 
     def report(self, plan, summary, nova=None):
         if nova is not None:
-            summary.update(api_requests=nova.requests, polls=nova.polls,
-                           watch_requests_per_poll=round(float(nova.watch_requests) / nova.polls, 2)
-                           if nova.polls else None)
-        self.results.update(summary=summary, servers=[e.record() for e in plan.evacuations],
-                            plan=plan.plan_list())
+            summary.update(
+                api_requests=nova.requests, polls=nova.polls, watch_requests_per_poll=round(float(nova.watch_requests) / nova.polls, 2) if nova.polls else None
+            )
+        self.results.update(summary=summary, servers=[e.record() for e in plan.evacuations], plan=plan.plan_list())
 
     @staticmethod
     def describe_plan(plan):
@@ -821,8 +863,7 @@ class HostEvacuate(NovahaModule):
         for e in plan.evacuations:
             counts[e.action] = counts.get(e.action, 0) + 1
         parts = ['%d to %s' % (n, action) for action, n in sorted(counts.items())]
-        return '%d servers selected (%s), %d skipped' % (len(plan.evacuations), ', '.join(parts) or 'none',
-                                                         len(plan.skipped))
+        return '%d servers selected (%s), %d skipped' % (len(plan.evacuations), ', '.join(parts) or 'none', len(plan.skipped))
 
     def warn_records(self, records):
         for record in records:
@@ -839,14 +880,14 @@ class HostEvacuate(NovahaModule):
         started = time.time()
 
         def write(counts):
-            data = dict(counts, host=host, run_id=run_id, time=time.time(),
-                        elapsed=counts.get('elapsed', time.time() - started))
+            data = dict(counts, host=host, run_id=run_id, time=time.time(), elapsed=counts.get('elapsed', time.time() - started))
             try:
                 with open(path + '.tmp', 'w') as handle:
                     json.dump(data, handle)
                 os.replace(path + '.tmp', path)
             except (IOError, OSError):
                 pass  # progress is a courtesy; the run does not depend on it
+
         return write
 
 

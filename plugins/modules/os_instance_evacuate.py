@@ -428,18 +428,27 @@ class InstanceEvacuate(NovahaModule):
     def check_inputs(self):
         p = self.params
         if p['target_host'] is not None and p['target_host'] == p['expected_source_host']:
-            raise conflict_error('target_host', 'expected_source_host', 'both are %s; a server is evacuated away '
-                                 'from its failed host, never to it' % p['target_host'], value=p['target_host'])
+            raise conflict_error(
+                'target_host',
+                'expected_source_host',
+                'both are %s; a server is evacuated away from its failed host, never to it' % p['target_host'],
+                value=p['target_host'],
+            )
 
     def run(self):
         p = self.params
 
         engine = Engine(SdkNova(self.conn), microversion=p['microversion'])
         self.results['microversions'] = engine.mv.to_dict()
-        evac = engine.plan(p['server'], expected_source_host=p['expected_source_host'],
-                           target_host=p['target_host'], admin_password=p['admin_password'],
-                           on_shared_storage=p['on_shared_storage'], reset_state=p['reset_state'],
-                           lock=p['lock'])
+        evac = engine.plan(
+            p['server'],
+            expected_source_host=p['expected_source_host'],
+            target_host=p['target_host'],
+            admin_password=p['admin_password'],
+            on_shared_storage=p['on_shared_storage'],
+            reset_state=p['reset_state'],
+            lock=p['lock'],
+        )
 
         record = evac.record()
         self.results['evacuation'] = record
@@ -452,8 +461,7 @@ class InstanceEvacuate(NovahaModule):
         if self.check_mode:
             self.exit(changed=evac.action != ACTION_WAIT, msg='check mode: %s' % record['reason'])
 
-        engine.run([evac], wait=p['wait'], timeout=p['timeout'], poll_interval=p['poll_interval'],
-                   retries=p['retries'])
+        engine.run([evac], wait=p['wait'], timeout=p['timeout'], poll_interval=p['poll_interval'], retries=p['retries'])
         record = evac.record()
         self.results.update(evacuation=record, changed=record['changed'])
         for warning in record['warnings']:
@@ -462,8 +470,10 @@ class InstanceEvacuate(NovahaModule):
         if record['outcome'] == OUTCOME_RECOVERED:
             self.exit(msg=record['reason'])
         if record['outcome'] == OUTCOME_IN_PROGRESS and not p['wait']:
-            self.exit(msg='evacuation of %s (%s) from %s accepted by Nova (request id %s); not waited for'
-                      % (record['name'], record['id'], record['source_host'], last_request_id(record)))
+            self.exit(
+                msg='evacuation of %s (%s) from %s accepted by Nova (request id %s); not waited for'
+                % (record['name'], record['id'], record['source_host'], last_request_id(record))
+            )
         request_id = last_request_id(record)
         msg = record['reason']
         if request_id and request_id not in msg:

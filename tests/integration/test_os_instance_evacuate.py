@@ -33,8 +33,7 @@ def server(cloud, server_id):
 
 def evacuations(cloud, server_id):
     conn = cloud.connect()
-    response = conn.compute.get(f"/os-migrations?migration_type=evacuation&instance_uuid={server_id}",
-                                microversion="2.59")
+    response = conn.compute.get(f"/os-migrations?migration_type=evacuation&instance_uuid={server_id}", microversion="2.59")
     assert response.status_code == 200, response.text
     return response.json()["migrations"]
 
@@ -44,8 +43,7 @@ def force_down(cloud, host, forced_down=True):
     conn = cloud.connect()
     services = conn.compute.get(f"/os-services?binary=nova-compute&host={host}", microversion="2.53").json()
     (service,) = [s for s in services["services"] if s["host"] == host]
-    response = conn.compute.put(f"/os-services/{service['id']}", json={"forced_down": forced_down},
-                                microversion="2.53")
+    response = conn.compute.put(f"/os-services/{service['id']}", json={"forced_down": forced_down}, microversion="2.53")
     assert response.status_code == 200, response.text
 
 
@@ -87,13 +85,16 @@ def assert_recovered(cloud, result, output, server_id, source, status):
     return now
 
 
-@pytest.mark.parametrize("status,microversion", [
-    ("ACTIVE", None),      # the default, 2.94: Nova boots it again itself, one request
-    ("ACTIVE", "2.95"),    # Nova stops it at the destination, the module starts it
-    ("SHUTOFF", None),
-    ("SHUTOFF", "2.95"),
-    ("ERROR", None),       # Nova rebuilds an ERROR server and boots it: it ends ACTIVE
-])
+@pytest.mark.parametrize(
+    "status,microversion",
+    [
+        ("ACTIVE", None),  # the default, 2.94: Nova boots it again itself, one request
+        ("ACTIVE", "2.95"),  # Nova stops it at the destination, the module starts it
+        ("SHUTOFF", None),
+        ("SHUTOFF", "2.95"),
+        ("ERROR", None),  # Nova rebuilds an ERROR server and boots it: it ends ACTIVE
+    ],
+)
 def test_server_ends_where_and_as_it_should(clean_cloud, status, microversion):
     cloud = clean_cloud
     source = cloud.computes[0]
@@ -122,8 +123,7 @@ def test_target_host_with_admin_password_at_vvvv(clean_cloud):
     fail_and_fence(cloud, source)
     password = "Evac-pw-7f3c1a"
 
-    result, output = evacuate(cloud, dict(server=vm["name"], target_host=target, admin_password=password),
-                              verbosity=4)
+    result, output = evacuate(cloud, dict(server=vm["name"], target_host=target, admin_password=password), verbosity=4)
 
     now = assert_recovered(cloud, result, output, vm["id"], source, "ACTIVE")
     assert now["OS-EXT-SRV-ATTR:host"] == target
@@ -183,7 +183,7 @@ def test_paused_server_is_refused_and_nothing_changes(clean_cloud):
 def test_source_not_fenced_is_a_clear_error(clean_cloud):
     cloud = clean_cloud
     source = cloud.computes[0]
-    (vm,) = cloud.boot(source, 1)   # the host is healthy: its nova-compute service is up
+    (vm,) = cloud.boot(source, 1)  # the host is healthy: its nova-compute service is up
 
     result, output = evacuate(cloud, dict(server=vm["id"]))
 
@@ -202,7 +202,7 @@ def test_novas_still_in_use_answer_becomes_not_fenced(clean_cloud):
     cloud = clean_cloud
     source = cloud.computes[0]
     (vm,) = cloud.boot(source, 1)
-    force_down(cloud, source)           # nova-compute keeps running: the host is healthy
+    force_down(cloud, source)  # nova-compute keeps running: the host is healthy
     conn = cloud.connect()
     evacuator = engine.Engine(_nova.SdkNova(conn))
     (planned,) = [evacuator.plan(vm["id"], expected_source_host=source)]
@@ -215,8 +215,8 @@ def test_novas_still_in_use_answer_becomes_not_fenced(clean_cloud):
     assert record["outcome"] == "failed" and record["kind"] == "not_fenced"
     assert record["reason"].startswith(f"host {source} is not fenced/forced down: Nova says")
     assert "still in use" in record["reason"] and record["attempts"][0]["request_id"] in record["reason"]
-    assert len(record["attempts"]) == 1     # a refusal is not retried
-    assert record["changed"] is False       # our lock was taken and removed again
+    assert len(record["attempts"]) == 1  # a refusal is not retried
+    assert record["changed"] is False  # our lock was taken and removed again
     assert "compute service set --down" in record["next_command"]
     now = server(cloud, vm["id"])
     assert now["OS-EXT-SRV-ATTR:host"] == source and now["status"] == "ACTIVE" and now["locked"] is False
@@ -251,8 +251,7 @@ def test_check_mode_plans_and_changes_nothing(clean_cloud):
     (vm,) = cloud.boot(source, 1)
     fail_and_fence(cloud, source)
 
-    result, output = evacuate(cloud, dict(server=vm["id"], admin_password="n0t-in-output"), check=True,
-                              verbosity=4)
+    result, output = evacuate(cloud, dict(server=vm["id"], admin_password="n0t-in-output"), check=True, verbosity=4)
 
     assert not result.get("failed"), output
     assert result["changed"] is True

@@ -28,14 +28,12 @@ def playbook(cloud, name, host, tmp_path, check=False, verbosity=0, **extra):
     reports = tmp_path / "reports"
     extra_vars = {"host_recovery_report_root": str(reports), **extra}
     var = "recover_host" if name.startswith("recover") else "restore_host"
-    cmd = [str(DEV_BIN / "ansible-playbook"), "-i", str(cloud.inventory), str(ROOT / "playbooks" / name),
-           "-e", f"{var}={host}", "-e", json.dumps(extra_vars)]
+    cmd = [str(DEV_BIN / "ansible-playbook"), "-i", str(cloud.inventory), str(ROOT / "playbooks" / name), "-e", f"{var}={host}", "-e", json.dumps(extra_vars)]
     if check:
         cmd.append("--check")
     if verbosity:
         cmd.append("-" + "v" * verbosity)
-    proc = subprocess.run(cmd, env=cloud.env(), cwd=ROOT, capture_output=True, text=True, timeout=900,
-                          check=False)
+    proc = subprocess.run(cmd, env=cloud.env(), cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
     output = proc.stdout + proc.stderr
     return proc.returncode, output, report_of(tmp_path, host.split(",")[0])
 
@@ -63,8 +61,7 @@ def service(cloud, host):
 
 def evacuations(cloud, host):
     conn = cloud.connect()
-    body = conn.compute.get(f"/os-migrations?migration_type=evacuation&source_compute={host}",
-                            microversion="2.59").json()
+    body = conn.compute.get(f"/os-migrations?migration_type=evacuation&source_compute={host}", microversion="2.59").json()
     return body["migrations"]
 
 
@@ -281,8 +278,7 @@ def test_two_failed_hosts_are_both_recovered_and_the_partial_one_is_named(clean_
     cloud.fail_host(second, power="on")
 
     # Two of three computes down is above the default partition guard (50 %): the operator raises it.
-    rc, output, _report = playbook(cloud, "recover-host.yml", f"{first},{second}", tmp_path,
-                                   host_recovery_max_down_percent=70)
+    rc, output, _report = playbook(cloud, "recover-host.yml", f"{first},{second}", tmp_path, host_recovery_max_down_percent=70)
     assert rc != 0, output
 
     # Both hosts fenced and isolated; every evacuable server on node-27, the paused one left on node-28.

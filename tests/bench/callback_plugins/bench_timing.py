@@ -43,8 +43,7 @@ class CallbackModule(CallbackBase):
 
     def _record(self, result, status):
         started, name = self._started.get(result._task._uuid, (time.time(), result._task.get_name()))
-        self._records.append({'task': name, 'action': result._task.action, 'status': status,
-                              'start': started, 'end': time.time()})
+        self._records.append({'task': name, 'action': result._task.action, 'status': status, 'start': started, 'end': time.time()})
 
     def v2_runner_on_ok(self, result, **kwargs):
         self._record(result, 'ok')

@@ -28,7 +28,7 @@ def main(argv):
     if "--standby-file" in argv:
         index = argv.index("--standby-file")
         go_file = argv[index + 1]
-        del argv[index:index + 2]
+        del argv[index : index + 2]
         _warm_up()
         while not os.path.exists(go_file):
             time.sleep(0.05)

@@ -74,8 +74,7 @@ def main(event, host_label="host"):
     payload = event.get("payload")
     alerts = payload.get("alerts") if isinstance(payload, dict) else None
     if not isinstance(alerts, list):
-        LOGGER.warning("novaha.recovery.alertmanager_alerts: not an Alertmanager notification "
-                       "(no list under payload.alerts); event passed unchanged")
+        LOGGER.warning("novaha.recovery.alertmanager_alerts: not an Alertmanager notification (no list under payload.alerts); event passed unchanged")
         return event
     alerts = [alert for alert in alerts if isinstance(alert, dict)]
 
