@@ -61,7 +61,7 @@ try:
     import openstack.exceptions
 except ImportError:
     HAS_OPENSTACKSDK = False
-    OPENSTACKSDK_IMPORT_ERROR = traceback.format_exc()
+    OPENSTACKSDK_IMPORT_ERROR = traceback.format_exc()  # type: str | None
 else:
     HAS_OPENSTACKSDK = True
     OPENSTACKSDK_IMPORT_ERROR = None
@@ -174,7 +174,7 @@ def _http_facts(exc):
 
 
 def _exception_kind(exc):
-    names = set()
+    names = set()  # type: set
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -330,7 +330,7 @@ def cloud_name_error(cloud, files=None, region_name=None):
             option='cloud',
         )
     entry = clouds[cloud] if isinstance(clouds[cloud], dict) else {}
-    regions = [r.get('name') if isinstance(r, dict) else r for r in entry.get('regions') or []]
+    regions = [r.get('name') if isinstance(r, dict) else r for r in entry.get('regions') or []]  # type: list
     regions = [str(r) for r in regions or [entry.get('region_name')] if r]
     if region_name and regions and region_name not in regions:
         return NovahaError(
@@ -638,7 +638,7 @@ def bmc_argument_spec():
 def build_fence_levels(params, host=None, compute_hosts=()):
     """The fence levels of ``params`` (``fence_levels``, else ``bmc``), each checked (BmcConfigError names the
     bad option before anything is asked) and built: RedfishBmc, IpmiBmc or FenceAgent."""
-    built = []
+    built = []  # type: list
     for option, spec in level_options(params):
         settings = validate_level(spec, option)
         kind = settings['type']
@@ -714,9 +714,9 @@ class NovahaModule(object):
     ``self.fail(msg, **details)``.
     """
 
-    argument_spec = {}
-    module_kwargs = {}
-    option_rules = {}
+    argument_spec = {}  # type: dict
+    module_kwargs = {}  # type: dict
+    option_rules = {}  # type: dict
     needs_cloud = True
 
     def __init__(self):
@@ -726,7 +726,7 @@ class NovahaModule(object):
         self.ansible.validating = False
         self.params = self.ansible.params
         self.check_mode = self.ansible.check_mode
-        self.results = dict(changed=False)
+        self.results = dict(changed=False)  # type: dict
         self._conn = None
         self._auth_saved = None
         if self.needs_cloud:

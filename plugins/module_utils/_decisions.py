@@ -408,6 +408,8 @@ def evacuate_request(mv, target_host=None, admin_password=None, on_shared_storag
 class Note(str):
     """A warning with its kind (``WARNING_*``): callers decide on the kind, never on the words."""
 
+    kind = WARNING_OTHER  # each note sets its own in __new__
+
     def __new__(cls, text, kind=WARNING_OTHER):
         note = str.__new__(cls, text)
         note.kind = kind

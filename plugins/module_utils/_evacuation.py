@@ -429,7 +429,7 @@ class Engine(object):
             watcher.seed(e.before, [e.migration] if e.migration else [])
         deadline = start + timeout
         pending = list(todo)
-        active = []
+        active = []  # type: list
         window = max(1, max_parallel) if wait else len(todo)
         quiet_polls = 0
         outage = self.outage = Outage(self.clock)
@@ -606,7 +606,7 @@ class Engine(object):
 
     def _lock(self, e):
         if self.mv.lock_reason:
-            body = {'lock': {'locked_reason': lock_reason(e.source_host, e.expected_status)}}
+            body = {'lock': {'locked_reason': lock_reason(e.source_host, e.expected_status)}}  # type: dict
         else:
             body = {'lock': None}
         self._action(e, 'lock', body, self.mv.lock)

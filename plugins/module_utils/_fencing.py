@@ -251,7 +251,7 @@ class RedfishBmc(object):
             return self._system_path
         members = self._call('GET', '/redfish/v1/Systems').get('Members') or []
         members = members if isinstance(members, list) else []
-        paths = [m.get('@odata.id') for m in members if isinstance(m, dict) and isinstance(m.get('@odata.id'), str) and m.get('@odata.id')]
+        paths = [m.get('@odata.id') for m in members if isinstance(m, dict) and isinstance(m.get('@odata.id'), str) and m.get('@odata.id')]  # type: list
         if len(paths) != 1:
             raise FenceError(CAUSE_CONFIG, 'the BMC manages %d systems (%s); set bmc.system_id' % (len(paths), ', '.join(paths) or 'none'), self.describe())
         self._system_path = paths[0]
@@ -783,7 +783,7 @@ def check_fence(host, levels, fence=False, attested=False, power_timeout=60, che
     elif not isinstance(levels, (list, tuple)):
         levels = [levels]
     first = levels[0] if levels else None
-    evidence = dict(
+    evidence = dict(  # type: dict
         method=first.kind if first is not None else 'none',
         bmc=first.describe() if first is not None else None,
         power_state=None,
@@ -798,7 +798,7 @@ def check_fence(host, levels, fence=False, attested=False, power_timeout=60, che
         level=None,
         levels=[],
     )
-    result = dict(fenced=False, verdict=None, evidence=evidence, power_changed=False, would_power_off=False, error=None, level_errors=[])
+    result = dict(fenced=False, verdict=None, evidence=evidence, power_changed=False, would_power_off=False, error=None, level_errors=[])  # type: dict
     latest = None  # the latest reading of any level: the one that is judged
     last_sent = None  # the latest power-off command of any level: an Off reading must follow it
     failures = []

@@ -447,7 +447,7 @@ def run_query(compiled, expression, views):
             option='query',
             query=expression,
         )
-    by_name = {}
+    by_name = {}  # type: dict
     for view in views:
         by_name.setdefault(view['name'], []).append(view['id'])
     ids = set(view['id'] for view in views)
@@ -859,7 +859,7 @@ class HostEvacuation(object):
             raise explain_api_error(err, 'reading server %s' % server_id)
 
     def server_groups(self):
-        groups, offset = [], 0
+        groups, offset = [], 0  # type: list, int
         while True:
             resp = _get(
                 self.nova,
@@ -875,7 +875,7 @@ class HostEvacuation(object):
 
     def aggregate_metadata(self, host):
         resp = _get(self.nova, '/os-aggregates', MV_AGGREGATES, 'listing the host aggregates')
-        merged = {}
+        merged = {}  # type: dict
         for agg in sorted((resp.body or {}).get('aggregates') or [], key=lambda a: a.get('id') or 0):
             if host in (agg.get('hosts') or []):
                 merged.update(agg.get('metadata') or {})
@@ -921,7 +921,7 @@ class HostEvacuation(object):
 
     def volumes(self, ids):
         """Volume id -> the Cinder volume body (None: Cinder does not know it); {} without Cinder."""
-        found = {}
+        found = {}  # type: dict
         if self.volume is None:
             return found
         for vid in ids:
@@ -1066,7 +1066,7 @@ class HostEvacuation(object):
     def _server_views(self, host, bodies, include, exclude, query, shared_storage=None):
         """What selection looks at for each server: its body with its server groups, and the image properties and
         aggregate metadata when a criterion needs them (read only then)."""
-        groups_by_server = {}
+        groups_by_server = {}  # type: dict
         if bodies:
             for group in self.server_groups():
                 if group.get('policy') in GROUP_POLICIES:
@@ -1080,7 +1080,7 @@ class HostEvacuation(object):
             or (query and 'image_properties' in query)
             or needs_option(shared_storage, None, 'image_properties')
         ):
-            for image_id in sorted(set((b.get('image') or {}).get('id') for b in bodies if isinstance(b.get('image'), dict))):
+            for image_id in sorted(set((b.get('image') or {}).get('id') for b in bodies if isinstance(b.get('image'), dict))):  # type: ignore[type-var]
                 image_props[image_id] = self.image_properties(image_id)
 
         views = []
@@ -1168,7 +1168,7 @@ class HostEvacuation(object):
         return ids
 
     def _serialisation_warnings(self, plan):
-        members = {}
+        members = {}  # type: dict
         for e in plan.work:
             for gid in e.exclusive_groups:
                 members.setdefault(gid, []).append(e)
@@ -1303,7 +1303,7 @@ class HostEvacuation(object):
 
         def keep_holding(counts):
             # The heartbeat of the lease, and proof every quarter lease that no other run took the host.
-            self.run.renew_if_due()
+            self.run.renew_if_due()  # type: ignore[union-attr]  # begin() made the run
             progress(counts)
 
         finished = False

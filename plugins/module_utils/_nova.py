@@ -315,7 +315,7 @@ def query(path, params):
 
 def list_all(nova, path, params, key, microversion, limit_pages=100):
     """A listing followed over its pages (Nova pages at [api]max_limit). Returns (items, server date)."""
-    items = []
+    items = []  # type: list
     date = None
     marker = None
     for _page in range(limit_pages):

@@ -91,6 +91,8 @@ class RunError(NovahaError):
     """A failure of the run's hold on a host, phrased for the operator. ``kind``: held (a live run holds the
     host), lost (another run took it), no_service, api; ``holder``: the run found, returned as its dict."""
 
+    transient = False  # set True by a failed API request that may succeed when sent again
+
     def __init__(self, msg, kind='api', holder=None, request_id=None, http_status=None):
         super(RunError, self).__init__(msg, kind=kind, request_id=request_id, http_status=http_status, holder=holder.to_dict() if holder is not None else None)
         self.holder = holder
@@ -455,10 +457,10 @@ class HostRun(object):
     # -- writing -----------------------------------------------------------------------------------------------
 
     def _put(self, body, doing):
-        resp = self._request('PUT', '/os-services/%s' % self.service['id'], body, doing)
+        resp = self._request('PUT', '/os-services/%s' % self.service['id'], body, doing)  # type: ignore[index]  # read before any write
         updated = (resp.body or {}).get('service') if resp is not None else None
         if isinstance(updated, dict):
-            self.service = dict(self.service, **updated)
+            self.service = dict(self.service, **updated)  # type: ignore[arg-type]  # read before any write
         return self.service
 
     def _write(self, marker, doing, forced_down=None):

@@ -133,7 +133,7 @@ def update_compute_service(nova, service, forced_down=None, disabled=None, disab
     host = service['host']
     doing = 'updating the %s service of host %s' % (COMPUTE_BINARY, host)
     if microversion >= MV_SERVICES:
-        body = {}
+        body = {}  # type: dict
         if forced_down is not None:
             body['forced_down'] = bool(forced_down)
         if disabled is not None:
@@ -158,7 +158,7 @@ def update_compute_service(nova, service, forced_down=None, disabled=None, disab
 
 def plan_service_update(service, force_down=False, disable=False, disabled_reason=None):
     """What must change on the Nova service (a dict for update_compute_service; empty: nothing)."""
-    changes = {}
+    changes = {}  # type: dict
     if force_down and not service.get('forced_down'):
         changes['forced_down'] = True
     if disable:

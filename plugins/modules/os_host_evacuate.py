@@ -859,7 +859,7 @@ class HostEvacuate(NovahaModule):
 
     @staticmethod
     def describe_plan(plan):
-        counts = {}
+        counts = {}  # type: dict
         for e in plan.evacuations:
             counts[e.action] = counts.get(e.action, 0) + 1
         parts = ['%d to %s' % (n, action) for action, n in sorted(counts.items())]
