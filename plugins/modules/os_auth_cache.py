@@ -7,7 +7,7 @@
 DOCUMENTATION = r"""
 module: os_auth_cache
 short_description: End a run's shared Keystone token - revoke it and remove its file, or those of runs that are gone
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The modules of a run share one Keystone token through O(auth_cache), a private file that holds an admin-scoped
     bearer token until it expires (an hour by default). This module ends such tokens.
