@@ -11,7 +11,7 @@ version_added: 0.1.0
 description:
   - Recovers the servers of one failed, fenced compute host with Nova's evacuate action, at most
     O(max_parallel) at a time, and proves each one recovered the way
-    M(novaha.recovery.os_instance_evacuate) does (same engine, same per-server record).
+    M(novaha.recovery.os_instance_evacuate) does (the same per-server record).
   - "Guards, checked before anything changes; every failed one is reported at once and the task fails:
     O(host) is a C(nova-compute) host; its service is forced down or reported down; another enabled, up
     compute host remains; no more than O(max_down_percent) of the compute services are down (more looks
@@ -52,12 +52,9 @@ description:
   - "Live progress. While it waits, the task prints a line at least every O(progress_interval) seconds
     (and when the counts change) in the job output, in C(ansible-playbook) as in AWX:
     C(os_host_evacuate node-28 (run 3f2a1c9e0b): 5 recovered, 2 in flight, 0 failed, 7 pending of 14
-    selected; 35s elapsed). How: a module cannot write to the job output while it runs, so this module has
-    an action plugin of the same name. The action plugin runs the module in a thread of the Ansible worker,
-    the module writes its counts to a progress file after every poll, and the action plugin reads that file
-    and prints with Ansible's C(Display), which AWX records as job events. This needs the module to run on
-    the controller (C(connection: local) or C(delegate_to: localhost), the usual way for cloud API modules);
-    on a remote host, or with C(async), the task runs without live progress."
+    selected; 35s elapsed). This needs the module to run on the controller (C(connection: local) or
+    C(delegate_to: localhost), the usual way for cloud API modules); on a remote host, or with C(async),
+    the task runs without live progress."
 author:
   - novaha.recovery maintainers (@novaha)
 options:
@@ -136,9 +133,7 @@ options:
     description:
       - At most this many evacuations in flight at once (a sliding window, refilled as each server is seen
         recovered).
-      - The window keeps Nova busy without handing it every server at once. Measured on the local cloud
-        (docs/benchmarks.md), 50 servers with 2 s rebuilds were back in 64 s with 5, 43 s with 10 and 35 s
-        with 20, and in 41 s when all 50 were posted at once.
+      - The window keeps Nova busy without handing it every server at once.
     type: int
     default: 20
   max_down_percent:
@@ -365,7 +360,7 @@ extends_documentation_fragment:
 """
 
 EXAMPLES = r"""
-- name: Evacuate every server of node-28, five at a time
+- name: Evacuate every server of node-28, at most 20 at a time
   novaha.recovery.os_host_evacuate:
     cloud: novaha-admin
     host: node-28

@@ -12,8 +12,8 @@ description:
   - Reads, in a handful of requests, what a recovery needs to know about one compute host and changes nothing.
   - The C(nova-compute) service of O(host) with the age of its last heartbeat (measured against the clock of
     the compute API, so a skewed controller clock does not matter), every C(nova-compute) and
-    C(nova-scheduler) service of the cloud, every server on O(host) in every project (the same snapshot the
-    evacuation engine takes), and the evacuation migrations whose source is O(host).
+    C(nova-scheduler) service of the cloud, every server on O(host) in every project (the same snapshot
+    M(novaha.recovery.os_host_evacuate) takes), and the evacuation migrations whose source is O(host).
   - With O(servers), also where each of those servers is now and in which state, wherever it is; the
     recovery role watches evacuated servers with it, with O(list_host_servers=false).
 author:

@@ -142,8 +142,7 @@ notes:
     originally V(ACTIVE) server, so the final status is the same at every microversion.
   - The server is watched with one server listing and one migrations listing per poll (C(changes-since),
     all projects), the same requests the host-level module makes for any number of servers.
-  - Reads are sent again when the API dropped the connection (web servers close idle keep-alive connections
-    after a few seconds, about a poll interval); a look that still gets no answer fails nothing, polling goes
+  - A read that gets no answer is sent again; a look that still gets no answer fails nothing, polling goes
     on until O(timeout). An evacuate request that got no answer is checked against the server's migration
     records before any new attempt, so it is never issued twice.
   - An image-backed root disk, and ephemeral and swap disks, are rebuilt empty on the new host unless the
