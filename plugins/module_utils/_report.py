@@ -7,7 +7,7 @@
 
 No Ansible imports, no clock: the role hands over what its phases registered (plain dicts) and the time
 (``finished_at``, ``verified_at``); the filter plugins of plugins/filter/recovery.py only pass them on.
-The schema is documented in docs/host_recovery_report.md.
+The schema is documented in docs/docsite/rst/host_recovery_report.rst.
 
 One function per decision:
 
@@ -199,7 +199,7 @@ def verdicts(now, servers, host, verified_at):
 
 
 def server_entry(record, host, verified=None):
-    """A server entry of the report (docs/host_recovery_report.md) from an engine record and its verdict."""
+    """A server entry of the report (docs/docsite/rst/host_recovery_report.rst) from an engine record and its verdict."""
     before = record.get('before') or {}
     after = record.get('after') or {}
     timings = record.get('timings') or {}

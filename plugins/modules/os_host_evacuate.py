@@ -297,7 +297,7 @@ options:
     description:
       - Also return RV(snapshot), the host as it is before anything is planned or changed. The plan is made
         from the same reading of the services, the servers and the migrations, so the two always agree.
-      - The role M(novaha.recovery.host_recovery) saves it as C(snapshot.json); one module run then does the
+      - The role P(novaha.recovery.host_recovery#role) saves it as C(snapshot.json); one module run then does the
         snapshot and the plan.
     type: bool
     default: false

@@ -33,7 +33,7 @@ from localcloud import bmc  # noqa: E402  (the package lives outside the test tr
 
 pytestmark = pytest.mark.slow
 
-# As docs/automation.md runs it: by name, from the collection (found through ANSIBLE_COLLECTIONS_PATH).
+# As docs/docsite/rst/automation.rst runs it: by name, from the collection (found through ANSIBLE_COLLECTIONS_PATH).
 RULEBOOK = "novaha.recovery.recover_host_local"
 HOST = "node-28"
 OTHERS = {"node-27", "node-31"}
