@@ -39,7 +39,7 @@ sanity: install ## ansible-test sanity (Python 3.11) on a mirror under build/san
 unit: install ## Unit tests (tests/unit; no network, no cloud)
 	$(call pytest,tests/unit)
 
-lint: install ## ansible-lint, production profile
+lint: install ## reuse, ruff (check, format), mypy, antsibull-changelog, antsibull-docs, ansible-lint
 	bash $(ROOT)/hack/lint.sh
 
 # The chaos runs marked chaos_only take long: `make chaos` runs them, with the fast subset that is part of this target.

@@ -3,7 +3,8 @@
 #   - Debian packages for the local cloud and the BMC checks (only those missing;
 #     the package index is refreshed only when something has to be installed);
 #   - .venv/cloud from tests/localcloud/requirements.txt (the local cloud's services);
-#   - .venv/dev from tests/requirements-dev.txt (ansible-core, linters, pytest, molecule,
+#   - .venv/dev from tests/requirements-dev.txt (ansible-core, pytest, molecule, the linters of
+#     hack/lint.sh (ansible-lint, reuse, ruff, mypy, antsibull-changelog, antsibull-docs),
 #     ansible-rulebook, ansible-builder).
 # A virtualenv is (re)installed only when its requirement files or the Python changed:
 # the sha256 of those inputs is kept in .venv/<name>/.novaha-stamp.
