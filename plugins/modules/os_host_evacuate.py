@@ -497,7 +497,7 @@ summary:
            watch_requests_per_poll: 2.0}
 servers:
   description:
-    - The engine's record of every selected server, in evacuation order, as
+    - The record of every selected server, in evacuation order, as
       RV(novaha.recovery.os_instance_evacuate#module:evacuation) documents it (id, name, action, outcome,
       reason, kind, before, after, migration, attempts, lock, timings, request_ids, warnings, next_command).
   returned: when the host's servers were listed

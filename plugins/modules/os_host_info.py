@@ -132,7 +132,7 @@ schedulers:
   elements: dict
 servers:
   description:
-    - Every server whose host is O(host), in every project, as the evacuation engine snapshots it (id, name,
+    - Every server whose host is O(host), in every project, as M(novaha.recovery.os_host_evacuate) reads it (id, name,
       project_id, status, vm_state, task_state, power_state, host, locked, locked_reason, flavor, image_id,
       volumes, ports, server_groups, metadata, fault ...), sorted by name.
   returned: always

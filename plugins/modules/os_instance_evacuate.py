@@ -244,7 +244,7 @@ plan:
                 the new host and data written to the root disk is lost"]
 evacuation:
   description:
-    - The engine's record of the server, the same for every module of the collection.
+    - The record of the server, the same in every module of the collection that evacuates.
   returned: when the server was found
   type: dict
   contains:
