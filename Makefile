@@ -43,7 +43,7 @@ unit: install ## Unit tests (tests/unit; no network, no cloud)
 cores: install ## Unit tests and ansible-test sanity on every supported ansible-core, 2.16 to 2.19 (noxfile.py; long)
 	cd $(ROOT) && $(DEV)/nox
 
-lint: install ## ansible-lint, production profile
+lint: install ## reuse, ruff (check, format), mypy, antsibull-changelog, antsibull-docs, ansible-lint
 	bash $(ROOT)/hack/lint.sh
 
 # The chaos runs marked chaos_only take long: `make chaos` runs them, with the fast subset that is part of this target.

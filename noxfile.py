@@ -42,6 +42,7 @@ def unit_session(core):
         """The collection's unit tests (tests/unit/plugins) with this ansible-core."""
         install(session, core, "pytest", "pyyaml")
         session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/plugins", *session.posargs)
+
     return unit
 
 
@@ -50,8 +51,8 @@ def sanity_session(core):
     def sanity(session):
         """ansible-test sanity of this ansible-core (its own pinned tools, in virtualenvs of its own)."""
         install(session, core)
-        session.run("bash", str(ROOT / "hack" / "sanity.sh"), *session.posargs, external=True,
-                    env={"NOVAHA_ANSIBLE_BIN": str(Path(session.bin))})
+        session.run("bash", str(ROOT / "hack" / "sanity.sh"), *session.posargs, external=True, env={"NOVAHA_ANSIBLE_BIN": str(Path(session.bin))})
+
     return sanity
 
 
@@ -62,8 +63,8 @@ def e2e_session(core):
         install(session, core)
         venv = Path(session.virtualenv.location)
         node = f"tests/integration/test_recover_playbook.py::test_recover_end_to_end[{venv.name}]"
-        session.run(str(DEV_BIN / "python"), "-m", "pytest", "-q", node, *session.posargs, external=True,
-                    env={"NOVAHA_E2E_VENVS": str(venv)})
+        session.run(str(DEV_BIN / "python"), "-m", "pytest", "-q", node, *session.posargs, external=True, env={"NOVAHA_E2E_VENVS": str(venv)})
+
     return e2e
 
 

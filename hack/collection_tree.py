@@ -29,9 +29,7 @@ OWN = {KEEP, Path(".git")}
 
 def source_files():
     try:
-        out = subprocess.run(
-            ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            check=True, capture_output=True).stdout
+        out = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"], check=True, capture_output=True).stdout
         names = [Path(name) for name in out.decode().split("\0") if name]
     except (OSError, subprocess.CalledProcessError):
         names = []
@@ -76,7 +74,7 @@ def sync(dest):
             dst.unlink()
         shutil.copy2(src, dst)
     # Directories left empty by removed files.
-    for dirpath, dirnames, filenames in os.walk(dest, topdown=False):
+    for dirpath, _dirnames, _filenames in os.walk(dest, topdown=False):
         path = Path(dirpath)
         rel = path.relative_to(dest)
         if path != dest and not any(path.iterdir()) and not OWN.intersection([rel, *rel.parents]):

@@ -3,7 +3,8 @@
 #   - Debian packages for the local cloud and the BMC checks (only those missing;
 #     the package index is refreshed only when something has to be installed);
 #   - .venv/cloud from tests/localcloud/requirements.txt (the local cloud's services);
-#   - .venv/dev from tests/requirements-dev.txt (ansible-core, linters, pytest, molecule,
+#   - .venv/dev from tests/requirements-dev.txt (ansible-core, pytest, molecule, the linters of
+#     hack/lint.sh (ansible-lint, reuse, ruff, mypy, antsibull-changelog, antsibull-docs),
 #     ansible-rulebook, ansible-builder);
 #   - .venv/core-oldest from tests/requirements-oldest.txt (the oldest ansible-core the collection claims).
 # A virtualenv is (re)installed only when its requirement files or the Python changed:

@@ -37,7 +37,6 @@ def read_progress(path):
 
 
 class ActionModule(ActionBase):
-
     _supports_check_mode = True
     _supports_async = True
 
@@ -49,8 +48,7 @@ class ActionModule(ActionBase):
         local = getattr(self._connection, 'transport', None) in ('local', 'ansible.builtin.local')
         if wrap_async or not local:
             if not wrap_async:
-                display.vv('os_host_evacuate: the module runs on %s, not on the controller: no live progress'
-                           % self._play_context.remote_addr)
+                display.vv('os_host_evacuate: the module runs on %s, not on the controller: no live progress' % self._play_context.remote_addr)
             result.update(self._execute_module(task_vars=task_vars, wrap_async=wrap_async))
             if not wrap_async:
                 self._remove_tmp_path(self._connection._shell.tmpdir)
@@ -87,8 +85,11 @@ class ActionModule(ActionBase):
                 counts = tuple(data.get(k) for k in ('recovered', 'in_flight', 'failed', 'pending'))
                 if (counts != shown and now - shown_at >= MIN_GAP) or now - shown_at >= interval:
                     data['elapsed'] = (data.get('elapsed') or 0) + max(0.0, time.time() - (data.get('time') or 0))
-                    display.display('[%s] %s' % (name, progress_line(data.get('host'), data.get('run_id'), data))
-                                    if name else progress_line(data.get('host'), data.get('run_id'), data))
+                    display.display(
+                        '[%s] %s' % (name, progress_line(data.get('host'), data.get('run_id'), data))
+                        if name
+                        else progress_line(data.get('host'), data.get('run_id'), data)
+                    )
                     shown_at, shown = now, counts
         finally:
             for leftover in (path, path + '.tmp'):

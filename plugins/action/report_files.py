@@ -66,8 +66,7 @@ def write_files(directory, files, mode, directory_mode, remove, check_mode):
     """(changed, written, removed) after writing ``files`` ({name: text}) into ``directory`` and removing
     ``remove``; in check mode only what would be done."""
     directory = os.path.abspath(os.path.expanduser(directory))
-    wanted = [(os.path.join(directory, file_name(name)), to_bytes(text if text is not None else ''))
-              for name, text in sorted(files.items())]
+    wanted = [(os.path.join(directory, file_name(name)), to_bytes(text if text is not None else '')) for name, text in sorted(files.items())]
     made_dir = not os.path.isdir(directory)
     if made_dir and not check_mode:
         os.makedirs(directory, mode=directory_mode)
@@ -92,7 +91,6 @@ def write_files(directory, files, mode, directory_mode, remove, check_mode):
 
 
 class ActionModule(ActionBase):
-
     TRANSFERS_FILES = False
     _supports_check_mode = True
     _supports_async = False
@@ -103,10 +101,14 @@ class ActionModule(ActionBase):
         _spec, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         try:
             changed, directory, written, removed = write_files(
-                args['path'], args['files'], octal_mode(args['mode'], 'mode'),
-                octal_mode(args['directory_mode'], 'directory_mode'), args['remove'], self._play_context.check_mode)
+                args['path'],
+                args['files'],
+                octal_mode(args['mode'], 'mode'),
+                octal_mode(args['directory_mode'], 'directory_mode'),
+                args['remove'],
+                self._play_context.check_mode,
+            )
         except (IOError, OSError) as exc:
-            raise AnsibleActionFail('writing the report files in %s on the controller failed: %s'
-                                    % (args['path'], to_text(exc)))
+            raise AnsibleActionFail('writing the report files in %s on the controller failed: %s' % (args['path'], to_text(exc)))
         result.update(changed=changed, path=directory, written=written, removed=removed)
         return result

@@ -8,7 +8,6 @@
 
 
 class ModuleDocFragment(object):
-
     # Every module of the collection.
     DOCUMENTATION = r"""
 attributes:

@@ -4,11 +4,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 # How to read and cut a host's power: the bmc and fence_levels options, written once for every module that
-# needs them (argument spec: module_utils/_cloud.py bmc_argument_spec). docs/fencing.md has the details.
+# needs them (argument spec: module_utils/_cloud.py bmc_argument_spec). docs/docsite/rst/fencing.rst has the details.
 
 
 class ModuleDocFragment(object):
-
     DOCUMENTATION = r"""
 options:
   bmc:

@@ -8,7 +8,6 @@
 
 
 class ModuleDocFragment(object):
-
     DOCUMENTATION = r"""
 options:
   cloud:
@@ -96,8 +95,7 @@ options:
   auth_cache:
     description:
       - A file in which the modules of one run share their Keystone token (and service catalog), so that a
-        module after the first neither authenticates again nor makes the APIs validate a new token (about
-        1.5 s less per module on the local cloud, see docs/benchmarks.md).
+        module after the first neither authenticates again nor makes the APIs validate a new token.
       - The file is written with mode 0600, its directory created with mode 0700 when missing; a directory
         open to other users is refused with a warning. A token saved for other credentials is never used; an
         expired one, or one the API refuses, is replaced by a new authentication.

@@ -48,11 +48,16 @@ def recovery_not_recovered(verdicts, plan=None, evacuation=None, host=None):
     return _report.left_behind(records, _plain(verdicts, 'the verdicts', list), host)
 
 
-def recovery_rollback_record(stopped_in, plan=None, evacuation=None, host=None, restored=None, snapshot=None,
-                             service_now=None):
+def recovery_rollback_record(stopped_in, plan=None, evacuation=None, host=None, restored=None, snapshot=None, service_now=None):
     records = _report.recovery_records(_plain(plan, 'plan'), _plain(evacuation, 'evacuation'))
-    return _report.rollback_record(stopped_in, _report.evacuation_started(records, host), _plain(restored, 'restored'),
-                                   _plain(snapshot, 'snapshot'), _plain(service_now, 'service_now'), records)
+    return _report.rollback_record(
+        stopped_in,
+        _report.evacuation_started(records, host),
+        _plain(restored, 'restored'),
+        _plain(snapshot, 'snapshot'),
+        _plain(service_now, 'service_now'),
+        records,
+    )
 
 
 def host_recovery_result(report, report_dir=None):
@@ -72,8 +77,7 @@ def host_recovery_summary(results):
 
 
 def restore_refusals(now, first=None, power_state=None, power_msg=None, waited=None):
-    return _run.restore_refusals(_plain(now, 'the reading'), _plain(first, 'first'), power_state or None,
-                                 power_msg or None, waited)
+    return _run.restore_refusals(_plain(now, 'the reading'), _plain(first, 'first'), power_state or None, power_msg or None, waited)
 
 
 def host_recovery_bmc(bmc_type, **settings):

@@ -109,14 +109,14 @@ def judge_cache(run_id, tokens, idle, now, live, key, idle_limit=IDLE_SECONDS):
     read, and is left until it expires)."""
     unexpired = [t for t in tokens if t.expires_at is None or t.expires_at > now]
     if not unexpired:
-        return Verdict(True, 'its run %s is gone: %s' % (
-            run_id, 'every token in it has expired' if tokens else 'it holds no token'))
+        return Verdict(True, 'its run %s is gone: %s' % (run_id, 'every token in it has expired' if tokens else 'it holds no token'))
     if run_id in live:
         return Verdict(False, 'run %s holds a host (its heartbeat is live)' % run_id)
     if idle < idle_limit:
-        return Verdict(False, 'run %s used it %ds ago (a run that has not claimed its host yet holds no marker; '
-                              'it is judged after %ds unused)' % (run_id, idle, idle_limit))
+        return Verdict(
+            False,
+            'run %s used it %ds ago (a run that has not claimed its host yet holds no marker; it is judged after %ds unused)' % (run_id, idle, idle_limit),
+        )
     if any(t.key != key for t in unexpired):
         return Verdict(False, 'it holds a token of other credentials (another cloud): left until it expires')
-    return Verdict(True, 'its run %s is gone: it holds no host and was last used %ds ago' % (run_id, idle),
-                   revoke=[t.token for t in unexpired])
+    return Verdict(True, 'its run %s is gone: it holds no host and was last used %ds ago' % (run_id, idle), revoke=[t.token for t in unexpired])

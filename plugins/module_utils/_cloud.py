@@ -24,29 +24,44 @@ from urllib.parse import urljoin, urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_text
-from ansible.module_utils.urls import open_url, ConnectionError as UrlsConnectionError
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError, open_url
 
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
-    KIND_API, KIND_CONFIGURATION, KIND_FORBIDDEN, KIND_NOT_FOUND, KIND_UNAUTHORIZED, KIND_UNREACHABLE,
-    MissingLibraryError, NovahaError,
+    KIND_API,
+    KIND_CONFIGURATION,
+    KIND_FORBIDDEN,
+    KIND_NOT_FOUND,
+    KIND_UNAUTHORIZED,
+    KIND_UNREACHABLE,
+    MissingLibraryError,
+    NovahaError,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import (
-    CAUSE_CONFIG, FenceAgent, IpmiBmc, RedfishBmc, TransportError, level_options, validate_level,
+    CAUSE_CONFIG,
+    FenceAgent,
+    IpmiBmc,
+    RedfishBmc,
+    TransportError,
+    level_options,
+    validate_level,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import backoff
 from ansible_collections.novaha.recovery.plugins.module_utils._options import (
-    at_least, check_options, conflict_error, option_error,
+    at_least,
+    check_options,
+    conflict_error,
+    option_error,
 )
 
 try:
+    import keystoneauth1.exceptions as ksa_exc
     import openstack
     import openstack.config
     import openstack.connection
     import openstack.exceptions
-    import keystoneauth1.exceptions as ksa_exc
 except ImportError:
     HAS_OPENSTACKSDK = False
-    OPENSTACKSDK_IMPORT_ERROR = traceback.format_exc()
+    OPENSTACKSDK_IMPORT_ERROR = traceback.format_exc()  # type: str | None
 else:
     HAS_OPENSTACKSDK = True
     OPENSTACKSDK_IMPORT_ERROR = None
@@ -64,8 +79,7 @@ def cloud_argument_spec():
         auth=dict(type='dict', no_log=True),
         auth_type=dict(type='str'),
         region_name=dict(type='str'),
-        interface=dict(type='str', default='public', choices=['public', 'internal', 'admin'],
-                       aliases=['endpoint_type']),
+        interface=dict(type='str', default='public', choices=['public', 'internal', 'admin'], aliases=['endpoint_type']),
         validate_certs=dict(type='bool', aliases=['verify']),
         ca_cert=dict(type='str', aliases=['cacert']),
         client_cert=dict(type='str', aliases=['cert']),
@@ -99,8 +113,7 @@ def collect_secrets(value, found=None):
 
 # A JSON member whose key names a secret ("adminPass", "password", "application_credential_secret", "token"
 # ...) and whose value is a string, as keystoneauth logs request and response bodies.
-_SECRET_MEMBER = re.compile(r'("[A-Za-z_-]*(?:pass|secret|token)[A-Za-z_-]*"\s*:\s*)"(?:[^"\\]|\\.)*"',
-                            re.IGNORECASE)
+_SECRET_MEMBER = re.compile(r'("[A-Za-z_-]*(?:pass|secret|token)[A-Za-z_-]*"\s*:\s*)"(?:[^"\\]|\\.)*"', re.IGNORECASE)
 REDACTED = '********'
 
 
@@ -161,7 +174,7 @@ def _http_facts(exc):
 
 
 def _exception_kind(exc):
-    names = set()
+    names = set()  # type: set
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -183,8 +196,7 @@ def describe_api_error(exc, doing):
 
     kind = KIND_API
     if status == 401 or 'Unauthorized' in kinds:
-        cause = ('the cloud rejected the credentials (check auth / the clouds.yaml entry, the password '
-                 'and the project and domain names): %s' % text)
+        cause = 'the cloud rejected the credentials (check auth / the clouds.yaml entry, the password and the project and domain names): %s' % text
         kind = KIND_UNAUTHORIZED
     elif status == 403:
         cause = 'forbidden; this needs an account with the admin role: %s' % text
@@ -204,11 +216,9 @@ def describe_api_error(exc, doing):
         cause = 'the API is unreachable: %s' % text
         kind = KIND_UNREACHABLE
     elif kinds & {'EndpointNotFound', 'CatalogException'}:
-        cause = ('no matching endpoint in the service catalog (check region_name and interface): %s'
-                 % text)
+        cause = 'no matching endpoint in the service catalog (check region_name and interface): %s' % text
         kind = KIND_CONFIGURATION
-    elif kinds & {'MissingRequiredOptions', 'MissingAuthPlugin', 'ConfigException',
-                  'OpenStackConfigException', 'NoMatchingPlugin'}:
+    elif kinds & {'MissingRequiredOptions', 'MissingAuthPlugin', 'ConfigException', 'OpenStackConfigException', 'NoMatchingPlugin'}:
         cause = 'the cloud configuration is incomplete or invalid: %s' % text
         kind = KIND_CONFIGURATION
     else:
@@ -239,18 +249,20 @@ def connection_kwargs(params):
     """openstacksdk keyword arguments from the shared options (raises NovahaError on contradictions)."""
     cloud = params.get('cloud')
     if isinstance(cloud, dict):
-        clashing = [name for name in ('auth', 'auth_type', 'region_name', 'validate_certs', 'ca_cert',
-                                      'client_cert', 'client_key', 'api_timeout')
-                    if params.get(name) is not None]
+        clashing = [
+            name
+            for name in ('auth', 'auth_type', 'region_name', 'validate_certs', 'ca_cert', 'client_cert', 'client_key', 'api_timeout')
+            if params.get(name) is not None
+        ]
         if params.get('interface') not in (None, 'public'):
             clashing.append('interface')
         if clashing:
-            raise conflict_error(clashing[0], 'cloud', 'cloud is a complete cloud configuration (a dictionary), '
-                                 'so %s must not also be given' % ', '.join(clashing))
+            raise conflict_error(
+                clashing[0], 'cloud', 'cloud is a complete cloud configuration (a dictionary), so %s must not also be given' % ', '.join(clashing)
+            )
         return dict(cloud)
     if cloud is not None and not isinstance(cloud, str):
-        raise option_error('cloud', None, 'must be the name of a cloud in clouds.yaml or a dictionary',
-                           shown='a %s' % type(cloud).__name__)
+        raise option_error('cloud', None, 'must be the name of a cloud in clouds.yaml or a dictionary', shown='a %s' % type(cloud).__name__)
     kwargs = dict(
         cloud=cloud,
         auth_type=params.get('auth_type'),
@@ -280,36 +292,53 @@ def cloud_name_error(cloud, files=None, region_name=None):
 
     openstacksdk skips a clouds.yaml it cannot parse and then says only that the cloud was not found."""
     import yaml  # openstacksdk's own dependency
+
     files = clouds_yaml_files() if files is None else files
     existing = [f for f in files if os.path.exists(f)]
     if not existing:
-        return NovahaError("cloud '%s' cannot be found: there is no clouds.yaml (looked for %s). Nothing was changed"
-                           % (cloud, ', '.join(files[:4])), kind=KIND_CONFIGURATION, option='cloud')
+        return NovahaError(
+            "cloud '%s' cannot be found: there is no clouds.yaml (looked for %s). Nothing was changed" % (cloud, ', '.join(files[:4])),
+            kind=KIND_CONFIGURATION,
+            option='cloud',
+        )
     path = existing[0]
     try:
         with open(path) as handle:
             data = json.load(handle) if path.endswith('.json') else yaml.safe_load(handle)
     except (IOError, OSError) as exc:
-        return NovahaError("cloud '%s': the clouds.yaml %s cannot be read: %s. Nothing was changed"
-                           % (cloud, path, exc.strerror or exc), kind=KIND_CONFIGURATION, option='cloud')
+        return NovahaError(
+            "cloud '%s': the clouds.yaml %s cannot be read: %s. Nothing was changed" % (cloud, path, exc.strerror or exc),
+            kind=KIND_CONFIGURATION,
+            option='cloud',
+        )
     except (ValueError, yaml.YAMLError) as exc:
-        return NovahaError("cloud '%s': the clouds.yaml %s is not valid YAML: %s. Nothing was changed"
-                           % (cloud, path, ' '.join(str(exc).split())), kind=KIND_CONFIGURATION, option='cloud')
+        return NovahaError(
+            "cloud '%s': the clouds.yaml %s is not valid YAML: %s. Nothing was changed" % (cloud, path, ' '.join(str(exc).split())),
+            kind=KIND_CONFIGURATION,
+            option='cloud',
+        )
     clouds = data.get('clouds') if isinstance(data, dict) else None
     if not isinstance(clouds, dict):
-        return NovahaError("cloud '%s': the clouds.yaml %s has no clouds: mapping. Nothing was changed"
-                           % (cloud, path), kind=KIND_CONFIGURATION, option='cloud')
+        return NovahaError(
+            "cloud '%s': the clouds.yaml %s has no clouds: mapping. Nothing was changed" % (cloud, path), kind=KIND_CONFIGURATION, option='cloud'
+        )
     if cloud not in clouds:
-        return NovahaError("cloud '%s' is not in the clouds.yaml %s (its clouds: %s). Nothing was changed"
-                           % (cloud, path, ', '.join(sorted(str(c) for c in clouds)) or 'none'),
-                           kind=KIND_CONFIGURATION, option='cloud')
+        return NovahaError(
+            "cloud '%s' is not in the clouds.yaml %s (its clouds: %s). Nothing was changed"
+            % (cloud, path, ', '.join(sorted(str(c) for c in clouds)) or 'none'),
+            kind=KIND_CONFIGURATION,
+            option='cloud',
+        )
     entry = clouds[cloud] if isinstance(clouds[cloud], dict) else {}
-    regions = [r.get('name') if isinstance(r, dict) else r for r in entry.get('regions') or []]
+    regions = [r.get('name') if isinstance(r, dict) else r for r in entry.get('regions') or []]  # type: list
     regions = [str(r) for r in regions or [entry.get('region_name')] if r]
     if region_name and regions and region_name not in regions:
-        return NovahaError("region_name is '%s': cloud '%s' has the regions %s (names are case sensitive). "
-                           "Nothing was changed" % (region_name, cloud, ', '.join(regions)),
-                           kind=KIND_CONFIGURATION, option='region_name', value=region_name)
+        return NovahaError(
+            "region_name is '%s': cloud '%s' has the regions %s (names are case sensitive). Nothing was changed" % (region_name, cloud, ', '.join(regions)),
+            kind=KIND_CONFIGURATION,
+            option='region_name',
+            value=region_name,
+        )
     return None
 
 
@@ -329,8 +358,11 @@ def connect(params, warn=None, secrets=None):
     try:
         region = openstack.config.get_cloud_region(cloud=cloud, app_name=APP_NAME, **kwargs)
     except _api_exceptions() as exc:
-        named = cloud_name_error(cloud, region_name=kwargs.get('region_name')) if isinstance(cloud, str) and \
-            isinstance(exc, openstack.exceptions.ConfigException) else None
+        named = (
+            cloud_name_error(cloud, region_name=kwargs.get('region_name'))
+            if isinstance(cloud, str) and isinstance(exc, openstack.exceptions.ConfigException)
+            else None
+        )
         if named is not None:
             raise named
         msg, details = describe_api_error(exc, 'connecting to %s' % where)
@@ -346,12 +378,17 @@ def connect(params, warn=None, secrets=None):
         msg, details = describe_api_error(exc, 'connecting to %s' % where)
         if details['http_status'] == 404:
             # Keystone answers 404 to a token it no longer knows (expired, revoked) given as the credentials.
-            msg, details['kind'] = ('connecting to %s failed: Keystone refused the authentication as not found: '
-                                    'an expired or revoked token, an unknown project, or an auth_url that is not '
-                                    "Keystone's (check %s) (HTTP 404%s)"
-                                    % (where, credentials if credentials == 'auth' else 'the clouds.yaml entry',
-                                       ', request id %s' % details['request_id'] if details['request_id'] else ''),
-                                    KIND_UNAUTHORIZED)
+            msg, details['kind'] = (
+                'connecting to %s failed: Keystone refused the authentication as not found: '
+                'an expired or revoked token, an unknown project, or an auth_url that is not '
+                "Keystone's (check %s) (HTTP 404%s)"
+                % (
+                    where,
+                    credentials if credentials == 'auth' else 'the clouds.yaml entry',
+                    ', request id %s' % details['request_id'] if details['request_id'] else '',
+                ),
+                KIND_UNAUTHORIZED,
+            )
         raise NovahaError(msg, option=credentials, **details)
     if secrets is not None and token:
         secrets.add(token)
@@ -412,8 +449,7 @@ def revoke_token(conn, token):
         return describe_api_error(exc, 'revoking the token')[0]
     if resp.status_code in (200, 204, 404):
         return None
-    return 'Keystone answered HTTP %s%s' % (resp.status_code, ' (request id %s)' % _response_request_id(resp)
-                                            if _response_request_id(resp) else '')
+    return 'Keystone answered HTTP %s%s' % (resp.status_code, ' (request id %s)' % _response_request_id(resp) if _response_request_id(resp) else '')
 
 
 def _private_dir_problem(path):
@@ -422,8 +458,7 @@ def _private_dir_problem(path):
     except OSError as exc:
         return 'cannot read directory %s: %s' % (path, exc)
     if mode & 0o077:
-        return 'directory %s is open to other users (mode %o); a token is kept only in a private one' % (
-            path, mode & 0o777)
+        return 'directory %s is open to other users (mode %o); a token is kept only in a private one' % (path, mode & 0o777)
     return None
 
 
@@ -511,14 +546,26 @@ def bmc_http(validate_certs=True, ca_path=None):
     for GET and HEAD, only to the same scheme, host and port; a redirect elsewhere is refused, so the basic
     auth credentials never reach another host (or go out over plain http).
     """
+
     def once(method, url, headers, body, timeout, auth):
         username, password = auth if auth else (None, None)
         try:
-            response = open_url(url, data=body, headers=headers, method=method, timeout=timeout,
-                                validate_certs=validate_certs, ca_path=ca_path,
-                                url_username=username, url_password=password,
-                                force_basic_auth=bool(username), use_proxy=False, use_netrc=False,
-                                follow_redirects='none', http_agent=APP_NAME)
+            response = open_url(
+                url,
+                data=body,
+                headers=headers,
+                method=method,
+                timeout=timeout,
+                validate_certs=validate_certs,
+                ca_path=ca_path,
+                url_username=username,
+                url_password=password,
+                force_basic_auth=bool(username),
+                use_proxy=False,
+                use_netrc=False,
+                follow_redirects='none',
+                http_agent=APP_NAME,
+            )
             return response.getcode(), to_text(response.read(), errors='surrogate_or_replace'), None
         except HTTPError as exc:
             location = None
@@ -548,13 +595,17 @@ def bmc_http(validate_certs=True, ca_path=None):
             target = urljoin(url, location)
             if _origin(target) != _origin(url):
                 scheme, host, port = _origin(target)
-                raise TransportError('the BMC redirected to %s://%s:%s, another host or scheme; not followed, so '
-                                     'the credentials were not sent there (give the BMC\'s own address in '
-                                     'bmc.address)' % (scheme, host, port), cause=CAUSE_CONFIG)
+                raise TransportError(
+                    'the BMC redirected to %s://%s:%s, another host or scheme; not followed, so '
+                    'the credentials were not sent there (give the BMC\'s own address in '
+                    'bmc.address)' % (scheme, host, port),
+                    cause=CAUSE_CONFIG,
+                )
             if method not in ('GET', 'HEAD'):
                 return status, payload
             url = target
         raise TransportError('the BMC redirected more than %d times' % MAX_BMC_REDIRECTS, cause=CAUSE_CONFIG)
+
     return http
 
 
@@ -587,23 +638,47 @@ def bmc_argument_spec():
 def build_fence_levels(params, host=None, compute_hosts=()):
     """The fence levels of ``params`` (``fence_levels``, else ``bmc``), each checked (BmcConfigError names the
     bad option before anything is asked) and built: RedfishBmc, IpmiBmc or FenceAgent."""
-    built = []
+    built = []  # type: list
     for option, spec in level_options(params):
         settings = validate_level(spec, option)
         kind = settings['type']
         if kind == 'redfish':
-            built.append(RedfishBmc(settings['address'], bmc_http(settings['validate_certs'], settings['ca_path']),
-                                    username=settings['username'], password=settings['password'],
-                                    system_id=settings['system_id'], timeout=settings['timeout'],
-                                    host=host, compute_hosts=compute_hosts))
+            built.append(
+                RedfishBmc(
+                    settings['address'],
+                    bmc_http(settings['validate_certs'], settings['ca_path']),
+                    username=settings['username'],
+                    password=settings['password'],
+                    system_id=settings['system_id'],
+                    timeout=settings['timeout'],
+                    host=host,
+                    compute_hosts=compute_hosts,
+                )
+            )
         elif kind == 'ipmi':
-            built.append(IpmiBmc(settings['address'], settings['username'], settings['password'],
-                                 port=settings['port'], cipher_suite=settings['cipher_suite'],
-                                 timeout=settings['timeout']))
+            built.append(
+                IpmiBmc(
+                    settings['address'],
+                    settings['username'],
+                    settings['password'],
+                    port=settings['port'],
+                    cipher_suite=settings['cipher_suite'],
+                    timeout=settings['timeout'],
+                )
+            )
         else:
-            built.append(FenceAgent(settings['agent'], options=settings['options'], address=settings['address'],
-                                    port=settings['port'], username=settings['username'],
-                                    password=settings['password'], timeout=settings['timeout'], host=host))
+            built.append(
+                FenceAgent(
+                    settings['agent'],
+                    options=settings['options'],
+                    address=settings['address'],
+                    port=settings['port'],
+                    username=settings['username'],
+                    password=settings['password'],
+                    timeout=settings['timeout'],
+                    host=host,
+                )
+            )
     return built
 
 
@@ -639,9 +714,9 @@ class NovahaModule(object):
     ``self.fail(msg, **details)``.
     """
 
-    argument_spec = {}
-    module_kwargs = {}
-    option_rules = {}
+    argument_spec = {}  # type: dict
+    module_kwargs = {}  # type: dict
+    option_rules = {}  # type: dict
     needs_cloud = True
 
     def __init__(self):
@@ -651,17 +726,15 @@ class NovahaModule(object):
         self.ansible.validating = False
         self.params = self.ansible.params
         self.check_mode = self.ansible.check_mode
-        self.results = dict(changed=False)
+        self.results = dict(changed=False)  # type: dict
         self._conn = None
         self._auth_saved = None
         if self.needs_cloud:
             # auth and client_key are no_log already; a cloud *dictionary* may hold passwords too.
-            for secret in collect_secrets({'cloud': self.params.get('cloud'),
-                                           'auth': self.params.get('auth')}):
+            for secret in collect_secrets({'cloud': self.params.get('cloud'), 'auth': self.params.get('auth')}):
                 self.ansible.no_log_values.add(secret)
             if not HAS_OPENSTACKSDK:
-                self.ansible.fail_json(msg=missing_required_lib('openstacksdk'),
-                                       exception=OPENSTACKSDK_IMPORT_ERROR)
+                self.ansible.fail_json(msg=missing_required_lib('openstacksdk'), exception=OPENSTACKSDK_IMPORT_ERROR)
             self._setup_sdk_logging()
 
     def _setup_sdk_logging(self):
@@ -736,8 +809,7 @@ class NovahaModule(object):
         """The single way a NovahaError becomes a failed task: its message, its kind and its facts."""
         if isinstance(exc, MissingLibraryError):
             self._keep_auth()
-            self.ansible.fail_json(msg=missing_required_lib(exc.library, reason=exc.reason),
-                                   exception=exc.import_traceback, **self.results)
+            self.ansible.fail_json(msg=missing_required_lib(exc.library, reason=exc.reason), exception=exc.import_traceback, **self.results)
         facts = exc.result()
         facts.update(details)
         self.fail(self._whose_account(exc.msg, facts), **facts)

@@ -22,14 +22,14 @@ width never exceeds ``cap`` (``max_parallel``) nor falls below ``floor``.
 
 from __future__ import annotations
 
-QUEUE_FAST = 3.0       # seconds in accepted below which Nova keeps pace
-QUEUE_SLOW = 15.0      # seconds in accepted above which Nova is behind
-LATENCY_SLACK = 1.0    # seconds over the baseline an answer may take before it counts as slow
-LATENCY_FACTOR = 3.0   # ... and times the baseline
-COOLDOWN_POLLS = 2     # polls after a cut during which no other cut is made
-DEFAULT_START = 10     # the first width: what a fixed window of the old default kept in flight at half
-FIXED_CAP = 20         # max_parallel unset, concurrency=fixed: the window of earlier releases
-ADAPTIVE_CAP = 100     # max_parallel unset, concurrency=adaptive: the window grows up to here while Nova keeps pace
+QUEUE_FAST = 3.0  # seconds in accepted below which Nova keeps pace
+QUEUE_SLOW = 15.0  # seconds in accepted above which Nova is behind
+LATENCY_SLACK = 1.0  # seconds over the baseline an answer may take before it counts as slow
+LATENCY_FACTOR = 3.0  # ... and times the baseline
+COOLDOWN_POLLS = 2  # polls after a cut during which no other cut is made
+DEFAULT_START = 10  # the first width: what a fixed window of the old default kept in flight at half
+FIXED_CAP = 20  # max_parallel unset, concurrency=fixed: the window of earlier releases
+ADAPTIVE_CAP = 100  # max_parallel unset, concurrency=adaptive: the window grows up to here while Nova keeps pace
 
 GROW = 'grow'
 HOLD = 'hold'
@@ -43,11 +43,11 @@ class AdaptiveWindow(object):
         self.cap = max(1, int(cap))
         self.floor = max(1, min(int(floor), self.cap))
         self.width = max(self.floor, min(int(start), self.cap))
-        self.threshold = self.cap          # doubling up to here, then one at a time
-        self.baseline = None               # the fastest poll seen, seconds
+        self.threshold = self.cap  # doubling up to here, then one at a time
+        self.baseline = None  # the fastest poll seen, seconds
         self.cooldown = 0
         self.peak = self.width
-        self.changes = []                  # (poll number, old width, new width, reason)
+        self.changes = []  # (poll number, old width, new width, reason)
         self.polls = 0
 
     def slow(self, latency):
@@ -78,7 +78,7 @@ class AdaptiveWindow(object):
         elif errors:
             trouble = '%d transient API error(s)' % errors
         elif was_slow:
-            trouble = 'the API answered in %.1fs (baseline %.1fs)' % (latency, self.baseline)
+            trouble = 'the API answered in %.1fs (baseline %.1fs)' % (latency or 0.0, self.baseline or 0.0)
         elif longest > QUEUE_SLOW:
             trouble = 'an evacuation waited %.0fs in Nova\'s queue (migration accepted)' % longest
         if trouble:
@@ -109,8 +109,13 @@ class AdaptiveWindow(object):
 
     def to_dict(self):
         """What the report and the live progress show of the window."""
-        return dict(width=self.width, cap=self.cap, peak=self.peak, changes=len(self.changes),
-                    last_change=dict(zip(('poll', 'from', 'to', 'why'), self.changes[-1])) if self.changes else None)
+        return dict(
+            width=self.width,
+            cap=self.cap,
+            peak=self.peak,
+            changes=len(self.changes),
+            last_change=dict(zip(('poll', 'from', 'to', 'why'), self.changes[-1])) if self.changes else None,
+        )
 
 
 class FixedWindow(object):

@@ -60,8 +60,7 @@ class EvacuationError(NovahaError):
     """A failure of the evacuation engine: the request id, HTTP status and next command as arguments."""
 
     def __init__(self, msg, kind=KIND_API, request_id=None, http_status=None, next_command=None, **details):
-        super(EvacuationError, self).__init__(msg, kind=kind, request_id=request_id, http_status=http_status,
-                                              next_command=next_command, **details)
+        super(EvacuationError, self).__init__(msg, kind=kind, request_id=request_id, http_status=http_status, next_command=next_command, **details)
 
 
 class MissingLibraryError(NovahaError):
@@ -69,8 +68,7 @@ class MissingLibraryError(NovahaError):
     the Ansible way (``missing_required_lib``)."""
 
     def __init__(self, library, reason, import_traceback):
-        super(MissingLibraryError, self).__init__('%s is needed for %s' % (library, reason),
-                                                  kind=KIND_MISSING_LIBRARY)
+        super(MissingLibraryError, self).__init__('%s is needed for %s' % (library, reason), kind=KIND_MISSING_LIBRARY)
         self.library = library
         self.reason = reason
         self.import_traceback = import_traceback

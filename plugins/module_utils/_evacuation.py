@@ -20,26 +20,66 @@ from __future__ import annotations
 import datetime
 import re
 
+from ansible_collections.novaha.recovery.plugins.module_utils._concurrency import FixedWindow
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
-    ACTION_EVACUATE, ACTION_NONE, ACTION_RECONCILE, ACTION_REFUSE, ACTION_WAIT, HIDDEN, KIND_BAD_TARGET,
-    KIND_API_OUTAGE, KIND_NO_VALID_HOST, KIND_NOT_FENCED, KIND_POWER, KIND_POWERED_ON, KIND_STATE, KIND_TIMEOUT,
-    OUTCOME_FAILED, OUTCOME_IN_PROGRESS,
-    OUTCOME_NOTHING_TO_DO, OUTCOME_PENDING, OUTCOME_PLANNED, OUTCOME_RECOVERED, OUTCOME_REFUSED, brief, decide,
-    disk_warnings, evacuate_request, judge, lock_reason, next_command, not_locked_warning, our_lock, retry_decision,
-    snapshot, warning_kind,
+    ACTION_EVACUATE,
+    ACTION_NONE,
+    ACTION_RECONCILE,
+    ACTION_REFUSE,
+    ACTION_WAIT,
+    HIDDEN,
+    KIND_API_OUTAGE,
+    KIND_BAD_TARGET,
+    KIND_NO_VALID_HOST,
+    KIND_NOT_FENCED,
+    KIND_POWER,
+    KIND_POWERED_ON,
+    KIND_STATE,
+    KIND_TIMEOUT,
+    OUTCOME_FAILED,
+    OUTCOME_IN_PROGRESS,
+    OUTCOME_NOTHING_TO_DO,
+    OUTCOME_PENDING,
+    OUTCOME_PLANNED,
+    OUTCOME_RECOVERED,
+    OUTCOME_REFUSED,
+    brief,
+    decide,
+    disk_warnings,
+    evacuate_request,
+    judge,
+    lock_reason,
+    next_command,
+    not_locked_warning,
+    our_lock,
+    retry_decision,
+    snapshot,
+    warning_kind,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
-    KIND_API, KIND_NOT_FOUND, EvacuationError,
+    KIND_API,
+    KIND_NOT_FOUND,
+    EvacuationError,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
-    MV_BASE, MV_SHARED_STORAGE_GONE, choose_microversions, mv_str,
+    MV_BASE,
+    MV_SHARED_STORAGE_GONE,
+    choose_microversions,
+    mv_str,
 )
-from ansible_collections.novaha.recovery.plugins.module_utils._concurrency import FixedWindow
-from ansible_collections.novaha.recovery.plugins.module_utils._storage import storage_of
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
-    NovaApiError, RetryingReads, SystemClock, backoff, call, explain_api_error, isotime, list_all, query,
+    NovaApiError,
+    RetryingReads,
+    SystemClock,
+    backoff,
+    call,
+    explain_api_error,
+    isotime,
+    list_all,
+    query,
     transient,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._storage import storage_of
 from ansible_collections.novaha.recovery.plugins.module_utils._watch import Watcher, next_poll_delay
 
 # ---------------------------------------------------------------------------------------------------------
@@ -49,8 +89,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._watch import Watc
 class ServerEvacuation(object):
     """One server's plan, progress and result. ``record()`` is what modules return."""
 
-    def __init__(self, snap, decision, source_host, target_host=None, request=None, microversion=None,
-                 warnings=None, lock=True, on_shared_storage=None):
+    def __init__(self, snap, decision, source_host, target_host=None, request=None, microversion=None, warnings=None, lock=True, on_shared_storage=None):
         self.id = snap['id']
         self.name = snap.get('name')
         self.before = snap
@@ -62,16 +101,15 @@ class ServerEvacuation(object):
         self.reset_to = decision.reset_to
         self.source_host = source_host
         self.target_host = target_host
-        self.request = request                      # the evacuate body, adminPass replaced by HIDDEN
+        self.request = request  # the evacuate body, adminPass replaced by HIDDEN
         self.microversion = microversion
         self.warnings = list(decision.warnings) + list(warnings or [])
         self.lock_wanted = lock
         self.on_shared_storage = on_shared_storage
-        self.exclusive_groups = set()               # the host module sets these (affinity serialisation)
-        self.outcome = {ACTION_NONE: OUTCOME_NOTHING_TO_DO, ACTION_REFUSE: OUTCOME_REFUSED}.get(
-            decision.action, OUTCOME_PLANNED)
+        self.exclusive_groups = set()  # the host module sets these (affinity serialisation)
+        self.outcome = {ACTION_NONE: OUTCOME_NOTHING_TO_DO, ACTION_REFUSE: OUTCOME_REFUSED}.get(decision.action, OUTCOME_PLANNED)
         self.migration = decision.migration
-        self.known_migration_ids = set()            # evacuation migrations that existed before us
+        self.known_migration_ids = set()  # evacuation migrations that existed before us
         self.attempts = []
         self.request_ids = []
         self.locked_by_us = False
@@ -83,12 +121,12 @@ class ServerEvacuation(object):
         self.finished_at = None
         self._admin_password = None
         # Transient failures of the compute API (Engine.run pauses; see Engine._defer).
-        self.deferred = None            # the error that sent this server back to the queue
+        self.deferred = None  # the error that sent this server back to the queue
         self.transient_failures = 0
-        self.check_first = None         # an evacuate request whose effect is still to be found out
+        self.check_first = None  # an evacuate request whose effect is still to be found out
         self.reset_done = False
-        self.power_unknown = None       # os-start/os-stop sent, its answer lost
-        self.storage = None             # _storage.storage_of(...) when the host module read it
+        self.power_unknown = None  # os-start/os-stop sent, its answer lost
+        self.storage = None  # _storage.storage_of(...) when the host module read it
 
     def refuse(self, reason, kind):
         """Not evacuated after all (a guard the host module judges, such as an unusable volume)."""
@@ -106,20 +144,30 @@ class ServerEvacuation(object):
     def changed(self):
         """Something in the cloud changed: a lock taken and removed again on the way is not a change."""
         acted = set(r['action'] for r in self.request_ids)
-        return bool(acted & set(['evacuate', 'reset_state', 'start', 'stop'])) or (
-            self.ours_from_earlier and self.unlocked) or (self.locked_by_us and not self.unlocked)
+        return (
+            bool(acted & set(['evacuate', 'reset_state', 'start', 'stop']))
+            or (self.ours_from_earlier and self.unlocked)
+            or (self.locked_by_us and not self.unlocked)
+        )
 
     def note(self, action, response_or_id, microversion=None):
         request_id = getattr(response_or_id, 'request_id', response_or_id)
-        self.request_ids.append(dict(action=action, request_id=request_id,
-                                     microversion=mv_str(microversion) if microversion else None))
+        self.request_ids.append(dict(action=action, request_id=request_id, microversion=mv_str(microversion) if microversion else None))
 
     def plan(self):
         """What would be sent (check mode)."""
-        return dict(action=self.action, reason=self.reason, microversion=mv_str(self.microversion)
-                    if self.microversion else None, request=self.request, expected_status=self.expected_status,
-                    reset_state_to=self.reset_to, lock=self.lock_wanted and not self.before.get('locked'),
-                    storage=self.storage, warnings=[str(w) for w in self.warnings], warning_kinds=[warning_kind(w) for w in self.warnings])
+        return dict(
+            action=self.action,
+            reason=self.reason,
+            microversion=mv_str(self.microversion) if self.microversion else None,
+            request=self.request,
+            expected_status=self.expected_status,
+            reset_state_to=self.reset_to,
+            lock=self.lock_wanted and not self.before.get('locked'),
+            storage=self.storage,
+            warnings=[str(w) for w in self.warnings],
+            warning_kinds=[warning_kind(w) for w in self.warnings],
+        )
 
     def record(self):
         seconds = None
@@ -145,33 +193,29 @@ class ServerEvacuation(object):
             migration=_migration_view(self.migration),
             attempts=[dict((k, v) for k, v in a.items() if not k.startswith('_')) for a in self.attempts],
             power_actions=list(self.power_actions),
-            lock=dict(user_locked=self.user_locked, locked_by_us=self.locked_by_us or self.ours_from_earlier,
-                      unlocked=self.unlocked),
-            timings=dict(requested_at=isotime(self.requested_at), finished_at=isotime(self.finished_at),
-                         seconds=seconds),
+            lock=dict(user_locked=self.user_locked, locked_by_us=self.locked_by_us or self.ours_from_earlier, unlocked=self.unlocked),
+            timings=dict(requested_at=isotime(self.requested_at), finished_at=isotime(self.finished_at), seconds=seconds),
             request_ids=list(self.request_ids),
             warnings=[str(w) for w in self.warnings],
             warning_kinds=[warning_kind(w) for w in self.warnings],
             storage=self.storage,
         )
-        rec['next_command'] = None if self.outcome in (OUTCOME_RECOVERED, OUTCOME_NOTHING_TO_DO,
-                                                       OUTCOME_PLANNED) else next_command(rec)
+        rec['next_command'] = None if self.outcome in (OUTCOME_RECOVERED, OUTCOME_NOTHING_TO_DO, OUTCOME_PLANNED) else next_command(rec)
         return rec
 
 
 def _migration_view(mig):
     if not mig:
         return None
-    return dict((k, mig.get(k)) for k in ('id', 'uuid', 'status', 'source_compute', 'dest_compute',
-                                          'created_at', 'updated_at'))
+    return dict((k, mig.get(k)) for k in ('id', 'uuid', 'status', 'source_compute', 'dest_compute', 'created_at', 'updated_at'))
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The engine
 
 
-MAX_TRANSIENT_PER_SERVER = 5   # transient failures of one server's requests while the API answers others
-UNLOCK_RETRIES = 3             # an unlock is tried again after 1, 2 and 4 seconds
+MAX_TRANSIENT_PER_SERVER = 5  # transient failures of one server's requests while the API answers others
+UNLOCK_RETRIES = 3  # an unlock is tried again after 1, 2 and 4 seconds
 
 
 class Outage(object):
@@ -184,9 +228,9 @@ class Outage(object):
         self.last = None
         self.failures = 0
         self.next_try = 0.0
-        self.count = 0              # outages seen in the run
-        self.longest = 0.0          # seconds of the longest that ended
-        self.total = 0              # transient failures seen in the run (the window counts them per poll)
+        self.count = 0  # outages seen in the run
+        self.longest = 0.0  # seconds of the longest that ended
+        self.total = 0  # transient failures seen in the run (the window counts them per poll)
 
     @property
     def active(self):
@@ -219,8 +263,7 @@ class Outage(object):
         return 0.0 if self.since is None else self.clock.now() - self.since
 
     def to_dict(self):
-        return dict(outages=self.count, longest_seconds=round(max(self.longest, self.lasted()), 1),
-                    ongoing=self.active, last_error=self.last)
+        return dict(outages=self.count, longest_seconds=round(max(self.longest, self.lasted()), 1), ongoing=self.active, last_error=self.last)
 
 
 _UUID_RE = re.compile(r'^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$')
@@ -236,12 +279,12 @@ class Engine(object):
         self._requested_mv = microversion
         self._mv = None
         self.outage = Outage(self.clock)
-        self.interrupted = None         # why the last run() ended before its servers did (an API outage)
-        self.stopped = None             # the failed host read power On: no new evacuation was started
+        self.interrupted = None  # why the last run() ended before its servers did (an API outage)
+        self.stopped = None  # the failed host read power On: no new evacuation was started
         # Power reads that failed, over every run() of this Engine (one per module call); set here, so that it is
         # there for its readers also when run() returns early with nothing to do.
         self.power_warnings = []
-        self.window = None              # the last run's window (_concurrency), for the summary
+        self.window = None  # the last run's window (_concurrency), for the summary
         # verify(evacuation, server snapshot) -> None or (kind, reason): asked once Nova says a server is recovered
         # (the host module checks that its volumes and ports followed it).
         self.verify = None
@@ -267,41 +310,63 @@ class Engine(object):
             except NovaApiError as err:
                 if err.status_code != 404:
                     raise explain_api_error(err, 'looking up server %s' % ref)
-        resp = self._get(query('/servers/detail', [('all_tenants', 'True'), ('name', '^%s$' % re.escape(ref))]),
-                         self.mv.read, 'looking up server %s in all projects' % ref)
+        resp = self._get(
+            query('/servers/detail', [('all_tenants', 'True'), ('name', '^%s$' % re.escape(ref))]), self.mv.read, 'looking up server %s in all projects' % ref
+        )
         matches = [s for s in (resp.body or {}).get('servers', []) if s.get('name') == ref or s.get('id') == ref]
         if not matches:
-            raise EvacuationError('server %s not found: no server has this id or exact name in any project' % ref,
-                                  kind=KIND_NOT_FOUND, request_id=resp.request_id)
+            raise EvacuationError(
+                'server %s not found: no server has this id or exact name in any project' % ref, kind=KIND_NOT_FOUND, request_id=resp.request_id
+            )
         if len(matches) > 1:
-            raise EvacuationError('server name %s is ambiguous: %s; give the id instead' % (ref, '; '.join(
-                '%s (project %s, host %s, %s)' % (s.get('id'), s.get('tenant_id'), s.get('OS-EXT-SRV-ATTR:host'),
-                                                  s.get('status')) for s in matches)), kind=KIND_NOT_FOUND)
+            raise EvacuationError(
+                'server name %s is ambiguous: %s; give the id instead'
+                % (
+                    ref,
+                    '; '.join(
+                        '%s (project %s, host %s, %s)' % (s.get('id'), s.get('tenant_id'), s.get('OS-EXT-SRV-ATTR:host'), s.get('status')) for s in matches
+                    ),
+                ),
+                kind=KIND_NOT_FOUND,
+            )
         # The detail listing lacks server_groups (2.71 shows them in GET /servers/{id} only).
-        return self._get('/servers/%s' % matches[0]['id'], self.mv.read,
-                         'reading server %s' % ref).body['server']
+        return self._get('/servers/%s' % matches[0]['id'], self.mv.read, 'reading server %s' % ref).body['server']
 
     def compute_service(self, host):
         """The nova-compute service of ``host`` as os-services shows it, or None."""
-        resp = self._get(query('/os-services', [('binary', 'nova-compute'), ('host', host)]), self.mv.services,
-                         'reading the nova-compute service of %s' % host)
+        resp = self._get(query('/os-services', [('binary', 'nova-compute'), ('host', host)]), self.mv.services, 'reading the nova-compute service of %s' % host)
         found = [s for s in (resp.body or {}).get('services', []) if s.get('host') == host]
         return found[0] if found else None
 
     def evacuation_migrations(self, server_id=None, source_host=None):
         """Evacuation migration records of one server and/or one source host (all pages)."""
         try:
-            items, _date = list_all(self.nova, '/os-migrations',
-                                    [('migration_type', 'evacuation'), ('instance_uuid', server_id),
-                                     ('source_compute', source_host)], 'migrations', self.mv.migrations)
+            items, _date = list_all(
+                self.nova,
+                '/os-migrations',
+                [('migration_type', 'evacuation'), ('instance_uuid', server_id), ('source_compute', source_host)],
+                'migrations',
+                self.mv.migrations,
+            )
         except NovaApiError as err:
             raise explain_api_error(err, 'listing evacuation migrations of %s' % (server_id or source_host))
         return [m for m in items if m.get('migration_type', 'evacuation') == 'evacuation']
 
     # -- planning -----------------------------------------------------------------------------------------
 
-    def plan(self, server, expected_source_host=None, target_host=None, admin_password=None,
-             on_shared_storage=None, reset_state=False, lock=True, service=None, migrations=None, storage=None):
+    def plan(
+        self,
+        server,
+        expected_source_host=None,
+        target_host=None,
+        admin_password=None,
+        on_shared_storage=None,
+        reset_state=False,
+        lock=True,
+        service=None,
+        migrations=None,
+        storage=None,
+    ):
         """A ServerEvacuation saying what would be done to ``server`` (a body, an id or a name).
 
         The host module passes ``service`` and ``migrations`` from one listing for the whole host, and the
@@ -334,8 +399,7 @@ class Engine(object):
             request = _masked(body_)
             warnings = warnings + disk_warnings(snap, shared)
             if self.mv.evacuate_stops_server and decision.expected_status == 'ACTIVE':
-                warnings.append('at microversion %s Nova leaves the evacuated server stopped; it is started '
-                                'afterwards to return it to ACTIVE' % mv_str(mv))
+                warnings.append('at microversion %s Nova leaves the evacuated server stopped; it is started afterwards to return it to ACTIVE' % mv_str(mv))
         if lock and not self.mv.can_lock:
             lock = False
             if decision.action in (ACTION_EVACUATE, ACTION_WAIT, ACTION_RECONCILE) and not snap.get('locked'):
@@ -349,8 +413,19 @@ class Engine(object):
 
     # -- running ------------------------------------------------------------------------------------------
 
-    def run(self, evacuations, wait=True, timeout=900, poll_interval=5, retries=1, max_parallel=1,
-            on_progress=None, outage_timeout=120, power_check=None, window=None):
+    def run(
+        self,
+        evacuations,
+        wait=True,
+        timeout=900,
+        poll_interval=5,
+        retries=1,
+        max_parallel=1,
+        on_progress=None,
+        outage_timeout=120,
+        power_check=None,
+        window=None,
+    ):
         """Carry out planned evacuations: at most ``max_parallel`` in flight, servers sharing an exclusive
         group never together, two listings per poll whatever the number of servers. Returns the same
         objects, updated. Servers still in flight at ``timeout`` stay ``in_progress`` (a re-run resumes).
@@ -376,7 +451,7 @@ class Engine(object):
             watcher.seed(e.before, [e.migration] if e.migration else [])
         deadline = start + timeout
         pending = list(todo)
-        active = []
+        active = []  # type: list
         self.window = window if window is not None else FixedWindow(max_parallel)
         width = self.window.width if wait else len(todo)
         quiet_polls = 0
@@ -441,8 +516,7 @@ class Engine(object):
                         no_valid_host += e.kind == KIND_NO_VALID_HOST
             errors = outage.total - errors_seen
             errors_seen = outage.total
-            self.window.observe(in_flight, latency=latency, queued=self._queued(active), errors=errors,
-                                no_valid_host=no_valid_host)
+            self.window.observe(in_flight, latency=latency, queued=self._queued(active), errors=errors, no_valid_host=no_valid_host)
             width = self.window.width
             if outage.active and outage.lasted() >= outage_timeout:
                 self._interrupt(active, pending, outage, outage_timeout)
@@ -464,8 +538,7 @@ class Engine(object):
         ``pre-migrating`` is not queue: the destination compute sets it as it starts the rebuild, which lasts
         as long as the rebuild does (a first benchmark counted it, and the window shrank on every 20 s rebuild)."""
         now = self.clock.now()
-        return [now - e.requested_at for e in active if e.requested_at is not None and
-                (e.migration or {}).get('status') in (None, 'accepted')]
+        return [now - e.requested_at for e in active if e.requested_at is not None and (e.migration or {}).get('status') in (None, 'accepted')]
 
     def _power_stop(self, power_check, pending):
         """Before a new batch: does the failed host still read power Off? A host that reads On stops every new
@@ -474,28 +547,33 @@ class Engine(object):
             reading_on = power_check()
         except Exception as exc:  # pylint: disable=broad-except
             # The host was proven off before the run; a BMC that stops answering is noted, not a reason to stop.
-            self.power_warnings.append('the power of the failed host could not be read again (%s); it was proven '
-                                       'off before the run, evacuations go on' % getattr(exc, 'msg', exc))
+            self.power_warnings.append(
+                'the power of the failed host could not be read again (%s); it was proven off before the run, evacuations go on' % getattr(exc, 'msg', exc)
+            )
             return None
         if not reading_on:
             return None
         for e in pending:
             e.outcome = OUTCOME_PENDING
             e.kind = KIND_POWERED_ON
-            e.reason = ('not started: the failed host %s reads power On again (%s); no evacuation is started while '
-                        'it may run its own copy of the server' % (e.source_host, reading_on))
+            e.reason = 'not started: the failed host %s reads power On again (%s); no evacuation is started while it may run its own copy of the server' % (
+                e.source_host,
+                reading_on,
+            )
         return reading_on
 
     def _interrupt(self, active, pending, outage, outage_timeout):
-        why = ('the compute API failed for %ss (longer than outage_timeout %ss; last error: %s)'
-               % (int(outage.lasted()), outage_timeout, outage.last))
+        why = 'the compute API failed for %ss (longer than outage_timeout %ss; last error: %s)' % (int(outage.lasted()), outage_timeout, outage.last)
         self.interrupted = why
         for e in active:
             e.outcome = OUTCOME_IN_PROGRESS
             e.kind = KIND_API_OUTAGE
-            e.reason = ('server %s (%s) is still being evacuated, not failed: %s. Re-run once the API answers to '
-                        'resume waiting%s' % (e.name, e.id, why, '; the lock novaha.recovery took stays until then'
-                                              if e.locked_by_us and not e.unlocked else ''))
+            e.reason = 'server %s (%s) is still being evacuated, not failed: %s. Re-run once the API answers to resume waiting%s' % (
+                e.name,
+                e.id,
+                why,
+                '; the lock novaha.recovery took stays until then' if e.locked_by_us and not e.unlocked else '',
+            )
         for e in pending:
             e.outcome = OUTCOME_PENDING
             e.kind = KIND_API_OUTAGE
@@ -519,7 +597,7 @@ class Engine(object):
                     self._lock(e)
                 except NovaApiError as err:
                     if transient(err):
-                        e.locked_by_us = True   # it may have taken effect: unlocked at the end either way
+                        e.locked_by_us = True  # it may have taken effect: unlocked at the end either way
                         return self._defer(e, err, 'locking %s before its evacuation' % ident)
                     error = explain_api_error(err, 'locking %s before its evacuation' % ident)
                     return self._finish(e, OUTCOME_FAILED, error.msg, error.kind)
@@ -553,8 +631,7 @@ class Engine(object):
         e.transient_failures += 1
         error = explain_api_error(err, doing)
         if e.transient_failures > MAX_TRANSIENT_PER_SERVER:
-            return self._finish(e, OUTCOME_FAILED, '%s (%d times; the API answered other requests meanwhile)'
-                                % (error.msg, e.transient_failures), error.kind)
+            return self._finish(e, OUTCOME_FAILED, '%s (%d times; the API answered other requests meanwhile)' % (error.msg, e.transient_failures), error.kind)
         e.deferred = err
         e.outcome = OUTCOME_PLANNED
         e.warnings.append('%s; waiting for the compute API and trying again' % error.msg)
@@ -564,12 +641,14 @@ class Engine(object):
         """An evacuate request Nova has no record of (no migration newer than it): it was not accepted, so it is
         not an attempt; the request goes again."""
         dropped = e.attempts.pop()
-        e.warnings.append('the evacuate request of %s sent at %s got no usable answer and Nova recorded no '
-                          'evacuation for it; it is sent again' % (e.id, dropped.get('requested_at')))
+        e.warnings.append(
+            'the evacuate request of %s sent at %s got no usable answer and Nova recorded no '
+            'evacuation for it; it is sent again' % (e.id, dropped.get('requested_at'))
+        )
 
     def _lock(self, e):
         """Only at 2.73 or later (``plan`` takes no lock below): the reason is what makes the lock ours."""
-        body = {'lock': {'locked_reason': lock_reason(e.source_host, e.expected_status)}}
+        body = {'lock': {'locked_reason': lock_reason(e.source_host, e.expected_status)}}  # type: dict
         self._action(e, 'lock', body, self.mv.lock)
         e.locked_by_us = True
 
@@ -586,8 +665,9 @@ class Engine(object):
                     self.clock.sleep(backoff(failures, cap=4.0))
                     failures += 1
                     continue
-                e.warnings.append('could not remove the lock novaha.recovery took on %s: %s (request id %s); '
-                                  'a re-run removes it' % (e.id, err.message, err.request_id))
+                e.warnings.append(
+                    'could not remove the lock novaha.recovery took on %s: %s (request id %s); a re-run removes it' % (e.id, err.message, err.request_id)
+                )
                 return
             e.unlocked = True
             if e.after is not None:
@@ -598,10 +678,21 @@ class Engine(object):
         """POST the evacuate action once; records the attempt. Raises NovaApiError."""
         body, _warnings = evacuate_request(self.mv.evacuate, target_host, e._admin_password, e.on_shared_storage)
         known = e.known_migration_ids | set(a.get('migration_id') for a in e.attempts if a.get('migration_id'))
-        attempt = dict(number=len(e.attempts) + 1, target_host=target_host, microversion=mv_str(self.mv.evacuate),
-                       scheduler_fallback=scheduler_fallback, requested_at=isotime(self.clock.now()),
-                       request_id=None, migration_id=None, migration_status=None, outcome=OUTCOME_IN_PROGRESS,
-                       kind=None, error=None, finished_at=None, _after=max(known) if known else 0)
+        attempt = dict(
+            number=len(e.attempts) + 1,
+            target_host=target_host,
+            microversion=mv_str(self.mv.evacuate),
+            scheduler_fallback=scheduler_fallback,
+            requested_at=isotime(self.clock.now()),
+            request_id=None,
+            migration_id=None,
+            migration_status=None,
+            outcome=OUTCOME_IN_PROGRESS,
+            kind=None,
+            error=None,
+            finished_at=None,
+            _after=max(known) if known else 0,
+        )
         e.attempts.append(attempt)
         try:
             resp = self.nova.request('POST', '/servers/%s/action' % e.id, self.mv.evacuate, body)
@@ -647,42 +738,58 @@ class Engine(object):
         try:
             migrations = self.evacuation_migrations(server_id=e.id)
         except EvacuationError:
-            return None     # could not look
+            return None  # could not look
         # Any evacuation newer than the attempt, even one already done or failed: the watcher judges it.
         fresh = [m for m in migrations if (m.get('id') or 0) > attempt['_after']]
         if not fresh:
             return False
         mig = max(fresh, key=lambda m: m.get('id') or 0)
-        attempt.update(outcome=OUTCOME_IN_PROGRESS, kind=None, migration_id=mig.get('id'),
-                       migration_status=mig.get('status'),
-                       error='adopted evacuation migration %s already in flight' % mig.get('id'), finished_at=None)
+        attempt.update(
+            outcome=OUTCOME_IN_PROGRESS,
+            kind=None,
+            migration_id=mig.get('id'),
+            migration_status=mig.get('status'),
+            error='adopted evacuation migration %s already in flight' % mig.get('id'),
+            finished_at=None,
+        )
         e.migration = mig
         watcher.seed(watcher.servers.get(e.id) or e.before, [mig])
         watcher.invalidate(e.id)
-        e.warnings.append('an evacuation of %s was already in flight (migration %s); waited for it instead of '
-                          'issuing another' % (e.id, mig.get('id')))
+        e.warnings.append('an evacuation of %s was already in flight (migration %s); waited for it instead of issuing another' % (e.id, mig.get('id')))
         return True
 
     def _classify_issue_error(self, e, err):
         details = err.message or ''
         if err.status_code == 400 and 'still in use' in details:
-            return EvacuationError('host %s is not fenced/forced down: Nova says "%s"; %s (%s) was not evacuated. '
-                                   'Fence the host and force its nova-compute service down first '
-                                   '(novaha.recovery.os_fence_check) (HTTP 400, request id %s)'
-                                   % (e.source_host, details, e.name, e.id, err.request_id),
-                                   kind=KIND_NOT_FENCED, request_id=err.request_id, http_status=400)
+            return EvacuationError(
+                'host %s is not fenced/forced down: Nova says "%s"; %s (%s) was not evacuated. '
+                'Fence the host and force its nova-compute service down first '
+                '(novaha.recovery.os_fence_check) (HTTP 400, request id %s)' % (e.source_host, details, e.name, e.id, err.request_id),
+                kind=KIND_NOT_FENCED,
+                request_id=err.request_id,
+                http_status=400,
+            )
         if err.status_code == 404 and 'Compute host' in details:
-            return EvacuationError('target host %s of %s (%s) is not a compute host: %s (HTTP 404, request id %s)'
-                                   % (e.target_host, e.name, e.id, details, err.request_id), kind=KIND_BAD_TARGET,
-                                   request_id=err.request_id, http_status=404)
+            return EvacuationError(
+                'target host %s of %s (%s) is not a compute host: %s (HTTP 404, request id %s)' % (e.target_host, e.name, e.id, details, err.request_id),
+                kind=KIND_BAD_TARGET,
+                request_id=err.request_id,
+                http_status=404,
+            )
         if err.status_code == 400 and 'same one' in details:
-            return EvacuationError('target host of %s (%s) is the host it is on: %s (HTTP 400, request id %s)'
-                                   % (e.name, e.id, details, err.request_id), kind=KIND_BAD_TARGET,
-                                   request_id=err.request_id, http_status=400)
+            return EvacuationError(
+                'target host of %s (%s) is the host it is on: %s (HTTP 400, request id %s)' % (e.name, e.id, details, err.request_id),
+                kind=KIND_BAD_TARGET,
+                request_id=err.request_id,
+                http_status=400,
+            )
         if err.status_code == 409:
-            return EvacuationError('Nova refused to evacuate %s (%s): %s (HTTP 409, request id %s)'
-                                   % (e.name, e.id, details, err.request_id), kind=KIND_STATE,
-                                   request_id=err.request_id, http_status=409)
+            return EvacuationError(
+                'Nova refused to evacuate %s (%s): %s (HTTP 409, request id %s)' % (e.name, e.id, details, err.request_id),
+                kind=KIND_STATE,
+                request_id=err.request_id,
+                http_status=409,
+            )
         return explain_api_error(err, 'evacuating %s (%s) from %s' % (e.name, e.id, e.source_host))
 
     def _advance(self, e, watcher, retries):
@@ -696,8 +803,7 @@ class Engine(object):
             if attempt is not None:
                 attempt.update(migration_id=mig.get('id'), migration_status=mig.get('status'))
         e.after = now
-        j = judge(e.before, now, mig, e.expected_status, e.source_host,
-                  migration_required=e.action != ACTION_RECONCILE)
+        j = judge(e.before, now, mig, e.expected_status, e.source_host, migration_required=e.action != ACTION_RECONCILE)
         if j.outcome == OUTCOME_RECOVERED and self.verify is not None:
             mismatch = self.verify(e, now)
             if mismatch is not None:
@@ -724,9 +830,12 @@ class Engine(object):
         """Start (or stop) an evacuated server to reach its expected status; once only."""
         ident = '%s (%s)' % (e.name, e.id)
         if action in e.power_actions:
-            reason = ('os-%s was sent to %s after its evacuation but it is still %s%s'
-                      % (action, ident, now.get('status'),
-                         '; Nova: %s' % now['fault']['message'] if now.get('fault') else ''))
+            reason = 'os-%s was sent to %s after its evacuation but it is still %s%s' % (
+                action,
+                ident,
+                now.get('status'),
+                '; Nova: %s' % now['fault']['message'] if now.get('fault') else '',
+            )
             return self._finish(e, OUTCOME_FAILED, reason, KIND_POWER)
         try:
             self._action(e, action, {'os-%s' % action: None}, MV_BASE)
@@ -776,12 +885,14 @@ class Engine(object):
         e.outcome = OUTCOME_IN_PROGRESS
         e.kind = KIND_TIMEOUT
         mig = e.migration
-        e.reason = ('server %s (%s) is still being evacuated after %ss (%s); it is not failed: re-run to resume '
-                    'waiting%s%s' % (e.name, e.id, timeout,
-                                     'migration %s is %s' % (mig.get('id'), mig.get('status')) if mig
-                                     else 'no migration record seen yet',
-                                     '; the lock novaha.recovery took stays until then' if e.locked_by_us else '',
-                                     ''.join('; the last look failed: %s' % msg for msg in poll_errors)))
+        e.reason = 'server %s (%s) is still being evacuated after %ss (%s); it is not failed: re-run to resume waiting%s%s' % (
+            e.name,
+            e.id,
+            timeout,
+            'migration %s is %s' % (mig.get('id'), mig.get('status')) if mig else 'no migration record seen yet',
+            '; the lock novaha.recovery took stays until then' if e.locked_by_us else '',
+            ''.join('; the last look failed: %s' % msg for msg in poll_errors),
+        )
 
     def _settle_without_waiting(self, issued):
         """wait=false: report the migration each server got, from one listing."""
@@ -798,8 +909,7 @@ class Engine(object):
             if mine:
                 e.migration = max(mine, key=lambda m: m.get('id') or 0)
                 if e.attempts:
-                    e.attempts[-1].update(migration_id=e.migration.get('id'),
-                                          migration_status=e.migration.get('status'))
+                    e.attempts[-1].update(migration_id=e.migration.get('id'), migration_status=e.migration.get('status'))
             e.reason = 'evacuation requested, not waited for (wait=false)'
 
 

@@ -26,7 +26,6 @@ import os
 import re
 import subprocess
 import time
-
 from urllib.parse import quote, urlsplit
 
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import KIND_CONFIGURATION, NovahaError
@@ -75,8 +74,7 @@ class BmcConfigError(NovahaError):
     """An option of a BMC / fence level that cannot be used; raised before anything is asked or changed."""
 
     def __init__(self, option, problem):
-        super(BmcConfigError, self).__init__('%s %s; nothing was asked of the BMC or changed' % (option, problem),
-                                             kind=KIND_CONFIGURATION, option=option)
+        super(BmcConfigError, self).__init__('%s %s; nothing was asked of the BMC or changed' % (option, problem), kind=KIND_CONFIGURATION, option=option)
         self.option = option
 
 
@@ -84,8 +82,7 @@ class FenceError(NovahaError):
     """A BMC could not prove the host is off. ``cause`` is one of the CAUSE_* words."""
 
     def __init__(self, cause, detail, bmc=None):
-        super(FenceError, self).__init__('%s: %s' % (bmc, detail) if bmc else detail, kind=KIND_NOT_PROVEN,
-                                         cause=cause, bmc=bmc)
+        super(FenceError, self).__init__('%s: %s' % (bmc, detail) if bmc else detail, kind=KIND_NOT_PROVEN, cause=cause, bmc=bmc)
         self.cause = cause
         self.detail = detail
         self.bmc = bmc
@@ -181,8 +178,7 @@ class RedfishBmc(object):
 
     kind = 'redfish'
 
-    def __init__(self, address, http, username=None, password=None, port=None, system_id=None,
-                 timeout=10, clock=time.time, host=None, compute_hosts=()):
+    def __init__(self, address, http, username=None, password=None, port=None, system_id=None, timeout=10, clock=time.time, host=None, compute_hosts=()):
         self.base = redfish_base_url(address, port)
         self.http = http
         self.auth = (username, password) if username else None
@@ -213,39 +209,37 @@ class RedfishBmc(object):
             headers['Content-Type'] = 'application/json'
             data = json.dumps(body)
         try:
-            status, payload = self.http(method, self.base + path, headers=headers, body=data,
-                                        timeout=self.timeout, auth=self.auth)
+            status, payload = self.http(method, self.base + path, headers=headers, body=data, timeout=self.timeout, auth=self.auth)
         except TransportError as exc:
             if exc.timed_out:
-                raise FenceError(CAUSE_TIMEOUT, 'no answer within %s s to %s %s (%s)'
-                                 % (self.timeout, method, path, exc.reason), self.describe())
-            raise FenceError(exc.cause or CAUSE_UNREACHABLE, '%s %s: %s' % (method, path, exc.reason),
-                             self.describe())
+                raise FenceError(CAUSE_TIMEOUT, 'no answer within %s s to %s %s (%s)' % (self.timeout, method, path, exc.reason), self.describe())
+            raise FenceError(exc.cause or CAUSE_UNREACHABLE, '%s %s: %s' % (method, path, exc.reason), self.describe())
         if status == 401:
-            raise FenceError(CAUSE_CREDENTIALS, 'the BMC rejected the username/password (HTTP 401)',
-                             self.describe())
+            raise FenceError(CAUSE_CREDENTIALS, 'the BMC rejected the username/password (HTTP 401)', self.describe())
         if status == 403:
-            raise FenceError(CAUSE_FORBIDDEN, 'the BMC account may not %s %s (HTTP 403): %s'
-                             % (method, path, _redfish_message(payload) or 'forbidden'), self.describe())
+            raise FenceError(
+                CAUSE_FORBIDDEN, 'the BMC account may not %s %s (HTTP 403): %s' % (method, path, _redfish_message(payload) or 'forbidden'), self.describe()
+            )
         if status == 404:
             raise FenceError(CAUSE_CONFIG, '%s not found on the BMC (HTTP 404)' % path, self.describe())
         if status >= 400:
-            raise FenceError(CAUSE_PROTOCOL, '%s %s returned HTTP %s: %s'
-                             % (method, path, status, _redfish_message(payload) or _short_body(payload)),
-                             self.describe())
+            raise FenceError(
+                CAUSE_PROTOCOL, '%s %s returned HTTP %s: %s' % (method, path, status, _redfish_message(payload) or _short_body(payload)), self.describe()
+            )
         if 300 <= status < 400:
-            raise FenceError(CAUSE_PROTOCOL, '%s %s returned HTTP %s (a redirect that was not followed)'
-                             % (method, path, status), self.describe())
+            raise FenceError(CAUSE_PROTOCOL, '%s %s returned HTTP %s (a redirect that was not followed)' % (method, path, status), self.describe())
         if not payload or not payload.strip():
             return {}
         try:
             body = json.loads(payload)
         except ValueError:
-            raise FenceError(CAUSE_PROTOCOL, '%s %s returned HTTP %s with a body that is not JSON: %s'
-                             % (method, path, status, _short_body(payload)), self.describe())
+            raise FenceError(
+                CAUSE_PROTOCOL, '%s %s returned HTTP %s with a body that is not JSON: %s' % (method, path, status, _short_body(payload)), self.describe()
+            )
         if not isinstance(body, dict):
-            raise FenceError(CAUSE_PROTOCOL, '%s %s returned HTTP %s with a JSON %s, not a Redfish object'
-                             % (method, path, status, type(body).__name__), self.describe())
+            raise FenceError(
+                CAUSE_PROTOCOL, '%s %s returned HTTP %s with a JSON %s, not a Redfish object' % (method, path, status, type(body).__name__), self.describe()
+            )
         return body
 
     def system_path(self):
@@ -257,11 +251,9 @@ class RedfishBmc(object):
             return self._system_path
         members = self._call('GET', '/redfish/v1/Systems').get('Members') or []
         members = members if isinstance(members, list) else []
-        paths = [m.get('@odata.id') for m in members
-                 if isinstance(m, dict) and isinstance(m.get('@odata.id'), str) and m.get('@odata.id')]
+        paths = [m.get('@odata.id') for m in members if isinstance(m, dict) and isinstance(m.get('@odata.id'), str) and m.get('@odata.id')]  # type: list
         if len(paths) != 1:
-            raise FenceError(CAUSE_CONFIG, 'the BMC manages %d systems (%s); set bmc.system_id'
-                             % (len(paths), ', '.join(paths) or 'none'), self.describe())
+            raise FenceError(CAUSE_CONFIG, 'the BMC manages %d systems (%s); set bmc.system_id' % (len(paths), ', '.join(paths) or 'none'), self.describe())
         self._system_path = paths[0]
         return self._system_path
 
@@ -273,8 +265,7 @@ class RedfishBmc(object):
             raise FenceError(CAUSE_CONFIG, problem, self.describe())
         raw = self._system.get('PowerState')
         raw = raw if isinstance(raw, str) or raw is None else str(raw)
-        return PowerReading(redfish_power_state(raw), raw, self.clock(), self.kind,
-                            'PowerState %s' % raw)
+        return PowerReading(redfish_power_state(raw), raw, self.clock(), self.kind, 'PowerState %s' % raw)
 
     def allowed_reset_types(self, action):
         allowed = action.get('ResetType@Redfish.AllowableValues')
@@ -296,13 +287,13 @@ class RedfishBmc(object):
         action = action if isinstance(action, dict) else {}
         target = action.get('target') if isinstance(action.get('target'), str) else None
         if not target:
-            raise FenceError(CAUSE_UNSUPPORTED, 'the system offers no %s action' % REDFISH_RESET,
-                             self.describe())
+            raise FenceError(CAUSE_UNSUPPORTED, 'the system offers no %s action' % REDFISH_RESET, self.describe())
         allowed = self.allowed_reset_types(action)
         # None: the BMC does not list its reset types; then ForceOff is tried and the reading decides.
         if allowed is not None and REDFISH_FORCE_OFF not in allowed:
-            raise FenceError(CAUSE_UNSUPPORTED, 'ResetType %s is not allowed by the BMC (allowed: %s)'
-                             % (REDFISH_FORCE_OFF, ', '.join(allowed) or 'none'), self.describe())
+            raise FenceError(
+                CAUSE_UNSUPPORTED, 'ResetType %s is not allowed by the BMC (allowed: %s)' % (REDFISH_FORCE_OFF, ', '.join(allowed) or 'none'), self.describe()
+            )
         self._call('POST', target, body={'ResetType': REDFISH_FORCE_OFF})
         return 'ComputerSystem.Reset %s' % REDFISH_FORCE_OFF
 
@@ -324,12 +315,10 @@ def identity_problem(system, host, compute_hosts):
     others = set(_short_name(h) for h in compute_hosts or () if h and _short_name(h) != own)
     host_name = system.get('HostName')
     if isinstance(host_name, str) and host_name.strip() and _short_name(host_name) != own:
-        return ('the system reports HostName %s, not %s: the address or system_id given is the BMC of another '
-                'host' % (host_name.strip(), host))
+        return 'the system reports HostName %s, not %s: the address or system_id given is the BMC of another host' % (host_name.strip(), host)
     name = system.get('Name')
     if isinstance(name, str) and _short_name(name) in others:
-        return ('the system is named %s, another compute host of this cloud, not %s: the address or system_id '
-                'given is the BMC of another host' % (name, host))
+        return 'the system is named %s, another compute host of this cloud, not %s: the address or system_id given is the BMC of another host' % (name, host)
     return None
 
 
@@ -340,20 +329,23 @@ def identity_problem(system, host, compute_hosts):
 def run_subprocess(argv, env, timeout):
     """Default ipmitool runner: (rc, stdout, stderr); hard timeout; TransportError when it expires."""
     try:
-        proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=timeout, check=False)
+        proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise TransportError('ipmitool did not finish within %s s' % timeout, timed_out=True)
-    return (proc.returncode, proc.stdout.decode('utf-8', 'replace'),
-            proc.stderr.decode('utf-8', 'replace'))
+    return (proc.returncode, proc.stdout.decode('utf-8', 'replace'), proc.stderr.decode('utf-8', 'replace'))
 
 
-_IPMI_CREDENTIALS = re.compile(r'HMAC is invalid|unauthorized name|invalid user ?name|'
-                               r'password|unauthorized|integrity check', re.IGNORECASE)
+_IPMI_CREDENTIALS = re.compile(
+    r'HMAC is invalid|unauthorized name|invalid user ?name|'
+    r'password|unauthorized|integrity check',
+    re.IGNORECASE,
+)
 _IPMI_CIPHER = re.compile(r'cipher suite', re.IGNORECASE)
 _IPMI_PRIVILEGE = re.compile(r'privilege', re.IGNORECASE)
-_IPMI_NOISE = re.compile(r'^(Loading IANA PEN Registry|Running Get VSO|Discovered IPMB|'
-                         r'Invalid completion code received: Invalid command)')
+_IPMI_NOISE = re.compile(
+    r'^(Loading IANA PEN Registry|Running Get VSO|Discovered IPMB|'
+    r'Invalid completion code received: Invalid command)'
+)
 _IPMI_POWER = re.compile(r'Chassis Power is (on|off)', re.IGNORECASE)
 
 
@@ -374,8 +366,9 @@ class IpmiBmc(object):
 
     kind = 'ipmi'
 
-    def __init__(self, address, username, password, port=None, cipher_suite=None, timeout=10,
-                 runner=run_subprocess, ipmitool='ipmitool', clock=time.time, environ=None):
+    def __init__(
+        self, address, username, password, port=None, cipher_suite=None, timeout=10, runner=run_subprocess, ipmitool='ipmitool', clock=time.time, environ=None
+    ):
         self.address = address
         self.port = port or IPMI_DEFAULT_PORT
         self.username = username
@@ -393,8 +386,7 @@ class IpmiBmc(object):
 
     def argv(self, *command):
         # -v: only then does ipmitool say why a session failed (HMAC invalid, unauthorized name).
-        argv = [self.ipmitool, '-v', '-I', 'lanplus', '-H', self.address, '-p', str(self.port),
-                '-U', self.username or '', '-E']
+        argv = [self.ipmitool, '-v', '-I', 'lanplus', '-H', self.address, '-p', str(self.port), '-U', self.username or '', '-E']
         if self.cipher_suite is not None:
             argv += ['-C', str(self.cipher_suite)]
         return argv + list(command)
@@ -409,8 +401,7 @@ class IpmiBmc(object):
         except TransportError as exc:
             raise FenceError(CAUSE_TIMEOUT, '%s: %s' % (words, exc.reason), self.describe())
         except OSError as exc:
-            raise FenceError(CAUSE_CONFIG, 'cannot run %s (install ipmitool on the controller): %s'
-                             % (self.ipmitool, exc), self.describe())
+            raise FenceError(CAUSE_CONFIG, 'cannot run %s (install ipmitool on the controller): %s' % (self.ipmitool, exc), self.describe())
         if rc != 0:
             lines = [line.strip() for line in (err or out or '').splitlines()]
             err = ' '.join(line for line in lines if line and not _IPMI_NOISE.search(line))
@@ -425,8 +416,7 @@ class IpmiBmc(object):
         out = self._run('chassis', 'power', 'status')
         match = _IPMI_POWER.search(out)
         if not match:
-            raise FenceError(CAUSE_PROTOCOL, 'chassis power status printed %r' % out.strip()[:200],
-                             self.describe())
+            raise FenceError(CAUSE_PROTOCOL, 'chassis power status printed %r' % out.strip()[:200], self.describe())
         state = POWER_ON if match.group(1).lower() == 'on' else POWER_OFF
         return PowerReading(state, match.group(0), self.clock(), self.kind)
 
@@ -442,12 +432,10 @@ class IpmiBmc(object):
 def run_agent(argv, env, timeout, stdin_text):
     """Default fence agent runner: (rc, stdout, stderr); options on stdin; TransportError on the timeout."""
     try:
-        proc = subprocess.run(argv, env=env, input=stdin_text.encode('utf-8'), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=timeout, check=False)
+        proc = subprocess.run(argv, env=env, input=stdin_text.encode('utf-8'), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise TransportError('the fence agent did not finish within %s s' % timeout, timed_out=True)
-    return (proc.returncode, proc.stdout.decode('utf-8', 'replace'),
-            proc.stderr.decode('utf-8', 'replace'))
+    return (proc.returncode, proc.stdout.decode('utf-8', 'replace'), proc.stderr.decode('utf-8', 'replace'))
 
 
 class FenceAgent(object):
@@ -466,8 +454,9 @@ class FenceAgent(object):
 
     kind = 'fence_agent'
 
-    def __init__(self, agent, options=None, address=None, port=None, username=None, password=None,
-                 timeout=10, runner=run_agent, clock=time.time, environ=None, host=None):
+    def __init__(
+        self, agent, options=None, address=None, port=None, username=None, password=None, timeout=10, runner=run_agent, clock=time.time, environ=None, host=None
+    ):
         self.agent = agent
         self.host = host
         self.options = dict(options or {})
@@ -487,9 +476,13 @@ class FenceAgent(object):
 
     def stdin(self, action):
         lines = ['action=%s' % action]
-        for key, value in (('ip', self.address), ('ipport', self.port), ('username', self.username),
-                           ('password', self.password),
-                           ('nodename', None if 'nodename' in self.options else self.host)):
+        for key, value in (
+            ('ip', self.address),
+            ('ipport', self.port),
+            ('username', self.username),
+            ('password', self.password),
+            ('nodename', None if 'nodename' in self.options else self.host),
+        ):
             if value not in (None, ''):
                 lines.append('%s=%s' % (key, value))
         for key, value in sorted(self.options.items()):
@@ -517,14 +510,12 @@ class FenceAgent(object):
             return PowerReading(POWER_OFF, 'status exit 2', self.clock(), self.kind, 'power Off (agent exit 2)')
         if rc == AGENT_STATUS_ON:
             return PowerReading(POWER_ON, 'status exit 0', self.clock(), self.kind, 'power On (agent exit 0)')
-        raise FenceError(CAUSE_UNREACHABLE, 'action=status exited %s: %s' % (rc, said or 'no message'),
-                         self.describe())
+        raise FenceError(CAUSE_UNREACHABLE, 'action=status exited %s: %s' % (rc, said or 'no message'), self.describe())
 
     def power_off(self):
         rc, _out, said = self._run('off')
         if rc != 0:
-            raise FenceError(CAUSE_UNREACHABLE, 'action=off exited %s: %s' % (rc, said or 'no message'),
-                             self.describe())
+            raise FenceError(CAUSE_UNREACHABLE, 'action=off exited %s: %s' % (rc, said or 'no message'), self.describe())
         return 'fence agent action=off'
 
 
@@ -583,20 +574,17 @@ def redfish_address(address, port, option):
     authority = re.split(r'[/?#]', rest, maxsplit=1)[0]
     if '@' in authority:
         # The credentials themselves are never repeated: the message names the option only.
-        raise BmcConfigError(option, 'must not carry credentials (user:password@); give them in username and '
-                             'password, which are kept out of logs')
-    tail = rest[len(authority):]
+        raise BmcConfigError(option, 'must not carry credentials (user:password@); give them in username and password, which are kept out of logs')
+    tail = rest[len(authority) :]
     if tail not in ('', '/'):
-        raise BmcConfigError(option, 'must be the BMC\'s base URL without a path or query (got %s); the system '
-                             'goes in system_id' % tail[:100])
+        raise BmcConfigError(option, 'must be the BMC\'s base URL without a path or query (got %s); the system goes in system_id' % tail[:100])
     if authority.startswith('['):
         close = authority.find(']')
         if close < 0:
             raise BmcConfigError(option, 'has an unclosed [ in %r' % text)
-        host_text, port_text = authority[:close + 1], authority[close + 1:]
+        host_text, port_text = authority[: close + 1], authority[close + 1 :]
     elif authority.count(':') > 1:
-        raise BmcConfigError(option, 'has an IPv6 address without brackets in a URL (%r); write it as '
-                             'https://[address]:port' % text)
+        raise BmcConfigError(option, 'has an IPv6 address without brackets in a URL (%r); write it as https://[address]:port' % text)
     else:
         host_text, colon, port_text = authority.partition(':')
         port_text = colon + port_text
@@ -609,16 +597,27 @@ def redfish_address(address, port, option):
     if not host_text:
         raise BmcConfigError(option, 'has no host in %r' % text)
     host = _host_part(host_text, option)
-    return redfish_base_url('%s://%s' % (scheme.lower(), '[%s]' % host if ':' in host else host),
-                            port if port is not None else url_port)
+    return redfish_base_url('%s://%s' % (scheme.lower(), '[%s]' % host if ':' in host else host), port if port is not None else url_port)
 
 
-def bmc_settings(bmc_type, address=None, ipmi_address=None, ipmi_port=None, username=None, password=None,
-                 system_id=None, ca_path=None, validate_certs=True, ipmi_cipher_suite=None, timeout=None):
+def bmc_settings(
+    bmc_type,
+    address=None,
+    ipmi_address=None,
+    ipmi_port=None,
+    username=None,
+    password=None,
+    system_id=None,
+    ca_path=None,
+    validate_certs=True,
+    ipmi_cipher_suite=None,
+    timeout=None,
+):
     """The ``bmc`` option of os_fence_check and os_host_evacuate from a host's inventory variables (the role's
     ``host_recovery_bmc_*``): the address of the BMC type, numbers as numbers, and every setting left empty left
     out, so that the module's own default applies. Built here, not in Jinja: before ansible-core 2.19 a ``None``
     or a number made in a template reached a module as a string ("argument 'port' is of type str")."""
+
     def given(value):
         return value is not None and not (isinstance(value, str) and value.strip() in ('', 'None'))
 
@@ -626,13 +625,18 @@ def bmc_settings(bmc_type, address=None, ipmi_address=None, ipmi_port=None, user
         try:
             return int(str(value).strip())
         except ValueError:
-            raise NovahaError('%s must be a number, not %r. Nothing was changed' % (name, value),
-                              kind=KIND_CONFIGURATION)
+            raise NovahaError('%s must be a number, not %r. Nothing was changed' % (name, value), kind=KIND_CONFIGURATION)
 
     bmc_type = str(bmc_type or 'none').strip()
     ipmi = bmc_type == 'ipmi'
-    settings = dict(type=bmc_type, address=ipmi_address if ipmi else address, username=username,
-                    password=password, system_id=None if ipmi else system_id, ca_path=None if ipmi else ca_path)
+    settings = dict(
+        type=bmc_type,
+        address=ipmi_address if ipmi else address,
+        username=username,
+        password=password,
+        system_id=None if ipmi else system_id,
+        ca_path=None if ipmi else ca_path,
+    )
     settings = dict((k, str(v)) for k, v in settings.items() if given(v))
     settings['type'] = bmc_type
     if not isinstance(validate_certs, bool):
@@ -683,24 +687,20 @@ def validate_level(spec, option):
                 raise BmcConfigError('%s.%s' % (option, name), 'is required for ipmi')
         suite = spec.get('cipher_suite')
         if suite is not None and not 0 <= suite <= 17:
-            raise BmcConfigError(option + '.cipher_suite', 'must be an RMCP+ cipher suite from 0 to 17, not %s'
-                                 % suite)
+            raise BmcConfigError(option + '.cipher_suite', 'must be an RMCP+ cipher suite from 0 to 17, not %s' % suite)
     else:
         agent = (spec.get('agent') or '').strip()
         if not agent:
             raise BmcConfigError(option + '.agent', 'is required for fence_agent: the path of the fence agent')
         if not os.path.isabs(agent) or not os.path.isfile(agent) or not os.access(agent, os.X_OK):
-            raise BmcConfigError(option + '.agent', 'is %s, which is not an executable file (an absolute path)'
-                                 % agent)
+            raise BmcConfigError(option + '.agent', 'is %s, which is not an executable file (an absolute path)' % agent)
         if spec.get('address'):
             settings['address'] = _host_part(spec['address'].strip(), option + '.address')
         for key, value in (spec.get('options') or {}).items():
             if not re.match(r'^[A-Za-z0-9_-]+$', str(key)) or '\n' in str(value):
-                raise BmcConfigError(option + '.options', 'has %r, which cannot be passed as a name=value line'
-                                     % key)
+                raise BmcConfigError(option + '.options', 'has %r, which cannot be passed as a name=value line' % key)
             if key in ('action', 'password', 'passwd'):
-                raise BmcConfigError(option + '.options', 'must not set %s (the action is chosen per step; the '
-                                     'password goes in %s.password)' % (key, option))
+                raise BmcConfigError(option + '.options', 'must not set %s (the action is chosen per step; the password goes in %s.password)' % (key, option))
     return settings
 
 
@@ -743,8 +743,7 @@ def judge_fenced(reading, attested, not_before=None):
         return Verdict(True, reading.method, 'the BMC reads %s' % reading.display)
     if reading is not None and reading.state == POWER_ON:
         if attested:
-            return Verdict(False, reading.method, 'the operator attested power off, but the BMC reads %s'
-                           % reading.display)
+            return Verdict(False, reading.method, 'the operator attested power off, but the BMC reads %s' % reading.display)
         return Verdict(False, reading.method, 'the BMC reads %s' % reading.display)
     if attested:
         return Verdict(True, 'attestation', 'the operator attested that the host is powered off')
@@ -766,8 +765,18 @@ def wait_for_off(bmc, deadline, clock, sleep, interval):
 
 
 def _level_record(number, bmc):
-    return dict(level=number, method=bmc.kind, bmc=bmc.describe(), result='not asked', power_state=None,
-                power_state_raw=None, read_at=None, action=None, error_cause=None, error=None)
+    return dict(
+        level=number,
+        method=bmc.kind,
+        bmc=bmc.describe(),
+        result='not asked',
+        power_state=None,
+        power_state_raw=None,
+        read_at=None,
+        action=None,
+        error_cause=None,
+        error=None,
+    )
 
 
 def _try_level(bmc, record, fence, check_mode, power_timeout, clock, sleep, interval):
@@ -791,9 +800,11 @@ def _try_level(bmc, record, fence, check_mode, power_timeout, clock, sleep, inte
                 if reading.state == POWER_OFF:
                     fence_seconds = round(reading.read_at - started, 3)
                 else:
-                    failure = FenceError(CAUSE_STUCK, 'accepted "%s" but still reads %s after %s s '
-                                         '(power_timeout)' % (record['action'], reading.display, power_timeout),
-                                         bmc.describe())
+                    failure = FenceError(
+                        CAUSE_STUCK,
+                        'accepted "%s" but still reads %s after %s s (power_timeout)' % (record['action'], reading.display, power_timeout),
+                        bmc.describe(),
+                    )
     except FenceError as exc:
         # The last good reading (if any) stays: an On reading still overrules an attestation.
         failure = exc
@@ -805,8 +816,7 @@ def _try_level(bmc, record, fence, check_mode, power_timeout, clock, sleep, inte
     return reading, sent_at, failure, would, fence_seconds
 
 
-def check_fence(host, levels, fence=False, attested=False, power_timeout=60, check_mode=False,
-                clock=time.time, sleep=time.sleep, interval=1.0):
+def check_fence(host, levels, fence=False, attested=False, power_timeout=60, check_mode=False, clock=time.time, sleep=time.sleep, interval=1.0):
     """Ask the fence levels in order, power the host off when asked and needed, and judge it.
 
     ``levels``: the BMCs / fence agents, in the operator's order (one object or None is taken as a list of
@@ -824,23 +834,31 @@ def check_fence(host, levels, fence=False, attested=False, power_timeout=60, che
     elif not isinstance(levels, (list, tuple)):
         levels = [levels]
     first = levels[0] if levels else None
-    evidence = dict(method=first.kind if first is not None else 'none',
-                    bmc=first.describe() if first is not None else None,
-                    power_state=None, power_state_raw=None, read_at=None,
-                    power_state_before=None, action=None, action_sent_at=None,
-                    fence_seconds=None, attested=bool(attested), error_cause=None, level=None, levels=[])
-    result = dict(fenced=False, verdict=None, evidence=evidence, power_changed=False,
-                  would_power_off=False, error=None, level_errors=[])
-    latest = None          # the latest reading of any level: the one that is judged
-    last_sent = None       # the latest power-off command of any level: an Off reading must follow it
+    evidence = dict(  # type: dict
+        method=first.kind if first is not None else 'none',
+        bmc=first.describe() if first is not None else None,
+        power_state=None,
+        power_state_raw=None,
+        read_at=None,
+        power_state_before=None,
+        action=None,
+        action_sent_at=None,
+        fence_seconds=None,
+        attested=bool(attested),
+        error_cause=None,
+        level=None,
+        levels=[],
+    )
+    result = dict(fenced=False, verdict=None, evidence=evidence, power_changed=False, would_power_off=False, error=None, level_errors=[])  # type: dict
+    latest = None  # the latest reading of any level: the one that is judged
+    last_sent = None  # the latest power-off command of any level: an Off reading must follow it
     failures = []
     deciding = None
 
     for number, bmc in enumerate(levels, 1):
         record = _level_record(number, bmc)
         evidence['levels'].append(record)
-        reading, sent_at, failure, would, fence_seconds = _try_level(
-            bmc, record, fence, check_mode, power_timeout, clock, sleep, interval)
+        reading, sent_at, failure, would, fence_seconds = _try_level(bmc, record, fence, check_mode, power_timeout, clock, sleep, interval)
         deciding = (record, bmc, failure, fence_seconds)
         if sent_at is not None:
             result['power_changed'] = True
@@ -864,9 +882,15 @@ def check_fence(host, levels, fence=False, attested=False, power_timeout=60, che
 
     if deciding is not None:
         record, bmc, failure, fence_seconds = deciding
-        evidence.update(method=bmc.kind, bmc=record['bmc'], power_state_before=record.get('power_state_before'),
-                        action=record['action'], action_sent_at=record.get('action_sent_at'),
-                        fence_seconds=fence_seconds, error_cause=failure.cause if failure is not None else None)
+        evidence.update(
+            method=bmc.kind,
+            bmc=record['bmc'],
+            power_state_before=record.get('power_state_before'),
+            action=record['action'],
+            action_sent_at=record.get('action_sent_at'),
+            fence_seconds=fence_seconds,
+            error_cause=failure.cause if failure is not None else None,
+        )
     if latest is not None:
         evidence.update(power_state=latest.state, power_state_raw=latest.raw, read_at=iso(latest.read_at))
 
@@ -877,28 +901,30 @@ def check_fence(host, levels, fence=False, attested=False, power_timeout=60, che
     if len(levels) > 1 and proved_by is not None:
         result['verdict'] = 'level %s (%s): %s' % (proved_by, evidence['bmc'], verdict.reason)
     result['level_errors'] = [
-        'level %d (%s) gave no power reading for host %s: %s: %s'
-        % (n, failure.bmc or b.describe(), host, failure.cause, failure.detail)
-        for n, b, failure in failures if proved_by is None or n < proved_by]
+        'level %d (%s) gave no power reading for host %s: %s: %s' % (n, failure.bmc or b.describe(), host, failure.cause, failure.detail)
+        for n, b, failure in failures
+        if proved_by is None or n < proved_by
+    ]
     if verdict.fenced:
         if proved_by is None:  # the attestation decided
             evidence.update(method=verdict.method, error_cause=failures[-1][2].cause if failures else None)
             if failures:
                 result['bmc_error'] = '; '.join(
-                    '%s gave no power reading for host %s: %s: %s' % (f.bmc or 'the BMC', host, f.cause, f.detail)
-                    for _n, _b, f in failures)
+                    '%s gave no power reading for host %s: %s: %s' % (f.bmc or 'the BMC', host, f.cause, f.detail) for _n, _b, f in failures
+                )
     elif result['would_power_off']:
         pass
     elif failures and len(levels) == 1:
         result['error'] = failures[0][2].message(host)
     elif failures and evidence['levels'][-1]['result'] != 'reads on':
         result['error'] = 'host %s is not proven fenced by any of its %d fence levels: %s%s' % (
-            host, len(levels), '; '.join('level %d (%s): %s: %s' % (n, f.bmc or b.describe(), f.cause, f.detail)
-                                         for n, b, f in failures),
-            '; %s' % verdict.reason if latest is not None and latest.state == POWER_ON else '')
+            host,
+            len(levels),
+            '; '.join('level %d (%s): %s: %s' % (n, f.bmc or b.describe(), f.cause, f.detail) for n, b, f in failures),
+            '; %s' % verdict.reason if latest is not None and latest.state == POWER_ON else '',
+        )
     else:
-        result['error'] = 'host %s is not proven fenced%s: %s' % (
-            host, ' (%s)' % evidence['bmc'] if evidence['bmc'] else '', verdict.reason)
+        result['error'] = 'host %s is not proven fenced%s: %s' % (host, ' (%s)' % evidence['bmc'] if evidence['bmc'] else '', verdict.reason)
     return result
 
 

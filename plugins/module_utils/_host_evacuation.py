@@ -27,31 +27,77 @@ import json
 import traceback
 import uuid
 
-
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
-    ACTION_EVACUATE, ACTION_NONE, ACTION_RECONCILE, ACTION_WAIT, MIGRATION_DONE, MIGRATION_FAILED,
-    OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED, WARNING_NOT_LOCKED, evacuate_request, not_locked_warning,
-    our_lock, snapshot, warning_kind,
+    ACTION_EVACUATE,
+    ACTION_NONE,
+    ACTION_RECONCILE,
+    ACTION_WAIT,
+    MIGRATION_DONE,
+    MIGRATION_FAILED,
+    OUTCOME_IN_PROGRESS,
+    OUTCOME_PENDING,
+    OUTCOME_PLANNED,
+    WARNING_NOT_LOCKED,
+    evacuate_request,
+    not_locked_warning,
+    our_lock,
+    snapshot,
+    warning_kind,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
-    KIND_CONFIGURATION, EvacuationError, MissingLibraryError, NovahaError,
+    KIND_CONFIGURATION,
+    EvacuationError,
+    MissingLibraryError,
+    NovahaError,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import summarize
-from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
-    NovaApiError, NovaWrapper, answer, call, explain_api_error, list_all, query as _query,
-)
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
-    MV_AGGREGATES, MV_BASE, MV_HYPERVISORS, MV_SERVER_GROUPS,
+    MV_AGGREGATES,
+    MV_BASE,
+    MV_HYPERVISORS,
+    MV_SERVER_GROUPS,
+)
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import (
+    NovaApiError,
+    NovaWrapper,
+    answer,
+    call,
+    explain_api_error,
+    list_all,
+    query as _query,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._options import option_error
+from ansible_collections.novaha.recovery.plugins.module_utils._run import (
+    COMPUTE,
+    DEFAULT_LEASE,
+    DEFAULT_SETTLE,
+    PHASE_EVACUATING,
+    PHASE_INTERRUPTED,
+    PHASE_VERIFYING,
+    UNFINISHED_MIGRATIONS,
+    HostRun,
+    RunError,
+    controller_identity,
+    judge_holder,
+    parse_marker,
+    reference_time,
+    wait_for,
+)
 from ansible_collections.novaha.recovery.plugins.module_utils._service import close_matches, service_view
 from ansible_collections.novaha.recovery.plugins.module_utils._storage import (
-    KIND_STORAGE_UNVERIFIED, KIND_VOLUME_UNUSABLE, LOCAL_SKIP, STORAGE_KINDS, STORAGE_LOCAL, judge_attachments,
-    loss_warning, port_summary, root_volume, skip_record, storage_of, volume_guard, volume_summary,
-)
-from ansible_collections.novaha.recovery.plugins.module_utils._run import (
-    COMPUTE, DEFAULT_LEASE, DEFAULT_SETTLE, PHASE_EVACUATING, PHASE_INTERRUPTED, PHASE_VERIFYING,
-    UNFINISHED_MIGRATIONS, HostRun, RunError, controller_identity, judge_holder, parse_marker, reference_time, wait_for,
+    KIND_STORAGE_UNVERIFIED,
+    KIND_VOLUME_UNUSABLE,
+    LOCAL_SKIP,
+    STORAGE_KINDS,
+    STORAGE_LOCAL,
+    judge_attachments,
+    loss_warning,
+    port_summary,
+    root_volume,
+    skip_record,
+    storage_of,
+    volume_guard,
+    volume_summary,
 )
 
 SCHEDULER = 'nova-scheduler'
@@ -87,24 +133,34 @@ class HostListing(object):
     plans from, so that a module doing both reads the cloud once."""
 
     def __init__(self, services, date, servers, migrations):
-        self.services = services        # every Nova service (raw bodies)
-        self.date = date                # the API's clock at the services listing
-        self.servers = servers          # the servers whose host is this host (raw bodies)
-        self.migrations = migrations    # the host's evacuation migrations (raw records)
+        self.services = services  # every Nova service (raw bodies)
+        self.date = date  # the API's clock at the services listing
+        self.servers = servers  # the servers whose host is this host (raw bodies)
+        self.migrations = migrations  # the host's evacuation migrations (raw records)
 
 
 def servers_on(engine, host):
     """The servers of every project whose host is ``host`` (all pages)."""
-    items, _date = list_pages(engine.nova, '/servers/detail', [('all_tenants', 'True'), ('host', host)], 'servers',
-                              engine.mv.read, 'listing the servers of host %s in all projects' % host)
+    items, _date = list_pages(
+        engine.nova,
+        '/servers/detail',
+        [('all_tenants', 'True'), ('host', host)],
+        'servers',
+        engine.mv.read,
+        'listing the servers of host %s in all projects' % host,
+    )
     return [s for s in items if s.get('OS-EXT-SRV-ATTR:host') == host]
 
 
 def list_host(engine, host):
     """Three GETs: the Nova services, the servers on ``host`` and its evacuation migrations."""
     resp = _get(engine.nova, '/os-services', engine.mv.services, 'listing the Nova services')
-    return HostListing(services=(resp.body or {}).get('services') or [], date=resp.date,
-                       servers=servers_on(engine, host), migrations=engine.evacuation_migrations(source_host=host))
+    return HostListing(
+        services=(resp.body or {}).get('services') or [],
+        date=resp.date,
+        servers=servers_on(engine, host),
+        migrations=engine.evacuation_migrations(source_host=host),
+    )
 
 
 def read_host(engine, host, tracked_ids=(), listing=None):
@@ -121,21 +177,24 @@ def read_host(engine, host, tracked_ids=(), listing=None):
 
     tracked = []
     if tracked_ids:
-        everywhere, _date = list_pages(engine.nova, '/servers/detail', [('all_tenants', 'True')], 'servers',
-                                       mv.read, 'listing the servers of every project')
+        everywhere, _date = list_pages(engine.nova, '/servers/detail', [('all_tenants', 'True')], 'servers', mv.read, 'listing the servers of every project')
         by_id = dict((s.get('id'), s) for s in everywhere)
         for server_id in tracked_ids:
             body = by_id.get(server_id)
             tracked.append(snapshot(body) if body else dict(id=server_id, deleted=True))
 
     migrations = sorted(listing.migrations, key=lambda m: m.get('id') or 0)
-    migrations = [dict((k, m.get(k)) for k in ('id', 'uuid', 'instance_uuid', 'status', 'source_compute',
-                                               'dest_compute', 'created_at', 'updated_at'))
-                  for m in migrations]
+    migrations = [
+        dict((k, m.get(k)) for k in ('id', 'uuid', 'instance_uuid', 'status', 'source_compute', 'dest_compute', 'created_at', 'updated_at')) for m in migrations
+    ]
 
     down = [s for s in computes if s['state'] != 'up' or s['forced_down']]
     return dict(
-        service=mine, computes=computes, schedulers=schedulers, servers=servers, tracked=tracked,
+        service=mine,
+        computes=computes,
+        schedulers=schedulers,
+        servers=servers,
+        tracked=tracked,
         migrations=migrations,
         summary=dict(
             servers=len(servers),
@@ -144,7 +203,8 @@ def read_host(engine, host, tracked_ids=(), listing=None):
             computes_down_percent=round(100.0 * len(down) / len(computes), 1) if computes else 0.0,
             schedulers_up=len([s for s in schedulers if s['state'] == 'up']),
             migrations_unfinished=len([m for m in migrations if m['status'] in UNFINISHED_MIGRATIONS]),
-        ))
+        ),
+    )
 
 
 def read_tracked(engine, host, tracked_ids):
@@ -152,8 +212,9 @@ def read_tracked(engine, host, tracked_ids):
     (``servers`` is empty), each server of ``tracked_ids`` read by its id (one GET each, instead of listing
     every server of every project). Changes nothing."""
     resp = _get(engine.nova, '/os-services', engine.mv.services, 'listing the Nova services')
-    listing = HostListing(services=(resp.body or {}).get('services') or [], date=resp.date, servers=[],
-                          migrations=engine.evacuation_migrations(source_host=host))
+    listing = HostListing(
+        services=(resp.body or {}).get('services') or [], date=resp.date, servers=[], migrations=engine.evacuation_migrations(source_host=host)
+    )
     found = read_host(engine, host, listing=listing)
     found['tracked'] = [tracked_server(engine, server_id) for server_id in tracked_ids]
     return found
@@ -227,9 +288,10 @@ def check_preconditions(services, host, max_down_percent, target_hosts=None):
         if mine:
             detail = 'host %s has %d nova-compute services; remove the stale ones first' % (host, len(mine))
         else:
-            detail = ('%s is not a nova-compute host (exact match, as in "openstack compute service list"); %s'
-                      % (host, 'did you mean %s?' % ', '.join(close) if close else
-                         'compute hosts: %s' % ', '.join(known[:20]) if known else 'the cloud has no compute hosts'))
+            detail = '%s is not a nova-compute host (exact match, as in "openstack compute service list"); %s' % (
+                host,
+                'did you mean %s?' % ', '.join(close) if close else 'compute hosts: %s' % ', '.join(known[:20]) if known else 'the cloud has no compute hosts',
+            )
         checks.append(Check('compute_host', False, detail))
     else:
         checks.append(Check('compute_host', True, '%s is a nova-compute host (service %s)' % (host, source.get('id'))))
@@ -237,23 +299,32 @@ def check_preconditions(services, host, max_down_percent, target_hosts=None):
             how = 'forced down' if source.get('forced_down') else 'reported down (heartbeat older than service_down_time)'
             detail = 'the nova-compute service of %s is %s' % (host, how)
             if not source.get('forced_down'):
-                detail += '; not forced down: if the host comes back while its servers are rebuilt elsewhere both ' \
-                          'copies may run; fence it and force it down (novaha.recovery.os_fence_check)'
+                detail += (
+                    '; not forced down: if the host comes back while its servers are rebuilt elsewhere both '
+                    'copies may run; fence it and force it down (novaha.recovery.os_fence_check)'
+                )
             checks.append(Check('source_down', True, detail))
         else:
-            checks.append(Check('source_down', False,
-                                'host %s is not fenced/forced down: its nova-compute service is up and not forced down, '
-                                'so Nova refuses to evacuate from it. Fence the host and force its service down first '
-                                '(novaha.recovery.os_fence_check)' % host))
+            checks.append(
+                Check(
+                    'source_down',
+                    False,
+                    'host %s is not fenced/forced down: its nova-compute service is up and not forced down, '
+                    'so Nova refuses to evacuate from it. Fence the host and force its service down first '
+                    '(novaha.recovery.os_fence_check)' % host,
+                )
+            )
 
     others = [s for s in computes if s.get('host') != host]
     usable = sorted(s.get('host') for s in others if service_usable(s))
     if usable:
-        checks.append(Check('compute_remains', True, '%d other compute host%s enabled and up: %s'
-                            % (len(usable), '' if len(usable) == 1 else 's', ', '.join(usable[:10]))))
+        checks.append(
+            Check(
+                'compute_remains', True, '%d other compute host%s enabled and up: %s' % (len(usable), '' if len(usable) == 1 else 's', ', '.join(usable[:10]))
+            )
+        )
     else:
-        checks.append(Check('compute_remains', False, 'no other nova-compute host is enabled and up; there is nowhere to '
-                                                      'evacuate the servers of %s to' % host))
+        checks.append(Check('compute_remains', False, 'no other nova-compute host is enabled and up; there is nowhere to evacuate the servers of %s to' % host))
     if target_hosts:
         unknown = [t for t in target_hosts if t not in set(s.get('host') for s in computes)]
         unusable = [t for t in target_hosts if t not in unknown and t not in usable]
@@ -266,31 +337,42 @@ def check_preconditions(services, host, max_down_percent, target_hosts=None):
         if host in target_hosts:
             ok = False
             parts.append('%s is the failed host itself' % host)
-        checks.append(Check('target_hosts', ok, 'target_hosts: %s' % '; '.join(parts) if parts else
-                            'target hosts enabled and up: %s' % ', '.join(target_hosts)))
+        checks.append(
+            Check('target_hosts', ok, 'target_hosts: %s' % '; '.join(parts) if parts else 'target hosts enabled and up: %s' % ', '.join(target_hosts))
+        )
 
     down = sorted(s.get('host') for s in computes if service_down(s))
     if computes:
         percent = 100.0 * len(down) / len(computes)
         ok = percent <= max_down_percent
-        detail = ('%d of %d nova-compute services are down (%.0f%%: %s); the limit is %s%%'
-                  % (len(down), len(computes), percent, ', '.join(down[:10]) or 'none', max_down_percent))
+        detail = '%d of %d nova-compute services are down (%.0f%%: %s); the limit is %s%%' % (
+            len(down),
+            len(computes),
+            percent,
+            ', '.join(down[:10]) or 'none',
+            max_down_percent,
+        )
         if not ok:
-            detail += ('. So many hosts down at once looks like a network partition or a control plane fault, not '
-                       'host failures; evacuating now could run servers twice. Raise max_down_percent only once you '
-                       'know the hosts are really dead')
+            detail += (
+                '. So many hosts down at once looks like a network partition or a control plane fault, not '
+                'host failures; evacuating now could run servers twice. Raise max_down_percent only once you '
+                'know the hosts are really dead'
+            )
         checks.append(Check('down_percent', ok, detail))
 
     schedulers = [s for s in services if s.get('binary') == SCHEDULER]
     up = [s for s in schedulers if s.get('state') == 'up' and s.get('status') == 'enabled' and not s.get('forced_down')]
     if up:
-        checks.append(Check('scheduler_up', True, '%d nova-scheduler up (%s)'
-                            % (len(up), ', '.join(sorted(s.get('host') for s in up)))))
+        checks.append(Check('scheduler_up', True, '%d nova-scheduler up (%s)' % (len(up), ', '.join(sorted(s.get('host') for s in up)))))
     else:
-        checks.append(Check('scheduler_up', False, 'no nova-scheduler service is up (%s); an evacuation would fail '
-                                                   'with no valid host' % (', '.join(
-                                                       '%s %s' % (s.get('host'), s.get('state')) for s in schedulers)
-                                                       or 'none registered')))
+        checks.append(
+            Check(
+                'scheduler_up',
+                False,
+                'no nova-scheduler service is up (%s); an evacuation would fail '
+                'with no valid host' % (', '.join('%s %s' % (s.get('host'), s.get('state')) for s in schedulers) or 'none registered'),
+            )
+        )
     return checks, source
 
 
@@ -316,15 +398,17 @@ def holder_check(holder, wait_for_run=0):
     if holder.kind == 'ended':
         return Check('no_other_run', True, 'resuming the recovery of the ended %s' % holder.describe())
     if holder.kind == 'stale':
-        return Check('no_other_run', True, 'taking over %s: its heartbeat is older than its lease, so its '
-                                           'controller is gone' % holder.describe())
+        return Check('no_other_run', True, 'taking over %s: its heartbeat is older than its lease, so its controller is gone' % holder.describe())
     if holder.kind == 'overridden':
         return Check('no_other_run', True, 'taking over %s (takeover=true)' % holder.describe())
     if wait_for_run > 0:
-        return Check('no_other_run', True, 'a live %s holds the host; this run waits up to %ss for it to end'
-                     % (holder.describe(), wait_for_run))
-    return Check('no_other_run', False, 'another novaha.recovery run holds this host: %s. Wait for it to end; '
-                 'once its heartbeat is older than its lease the same command takes over' % holder.describe())
+        return Check('no_other_run', True, 'a live %s holds the host; this run waits up to %ss for it to end' % (holder.describe(), wait_for_run))
+    return Check(
+        'no_other_run',
+        False,
+        'another novaha.recovery run holds this host: %s. Wait for it to end; '
+        'once its heartbeat is older than its lease the same command takes over' % holder.describe(),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -337,32 +421,38 @@ def compile_query(expression):
         import jmespath
         import jmespath.exceptions
     except ImportError:
-        raise MissingLibraryError('jmespath', 'the query option (JMESPath selection of servers)',
-                                  traceback.format_exc())
+        raise MissingLibraryError('jmespath', 'the query option (JMESPath selection of servers)', traceback.format_exc())
     try:
         return jmespath.compile(expression)
     except jmespath.exceptions.JMESPathError as exc:
-        raise NovahaError('query %r is not a valid JMESPath expression: %s. Nothing was changed'
-                          % (expression, ' '.join(str(exc).split())), kind=KIND_CONFIGURATION, option='query',
-                          query=expression)
+        raise NovahaError(
+            'query %r is not a valid JMESPath expression: %s. Nothing was changed' % (expression, ' '.join(str(exc).split())),
+            kind=KIND_CONFIGURATION,
+            option='query',
+            query=expression,
+        )
 
 
 def run_query(compiled, expression, views):
     """The ids the query picks from ``views``. It must return a list of servers, ids or names."""
     import jmespath.exceptions
+
     try:
         found = compiled.search(views)
     except jmespath.exceptions.JMESPathError as exc:
-        raise NovahaError('query %r failed on the server list: %s. Nothing was changed'
-                          % (expression, ' '.join(str(exc).split())), query=expression)
+        raise NovahaError('query %r failed on the server list: %s. Nothing was changed' % (expression, ' '.join(str(exc).split())), query=expression)
     if found is None:
         return set()
     if not isinstance(found, list):
-        raise NovahaError('query %r must return a list of servers (or of their ids or names), not %s %s. '
-                          'Write it as a filter, for example "[?metadata.HA_Enabled==\'True\']". '
-                          'Nothing was changed' % (expression, type(found).__name__, json.dumps(found)[:80]),
-                          kind=KIND_CONFIGURATION, option='query', query=expression)
-    by_name = {}
+        raise NovahaError(
+            'query %r must return a list of servers (or of their ids or names), not %s %s. '
+            'Write it as a filter, for example "[?metadata.HA_Enabled==\'True\']". '
+            'Nothing was changed' % (expression, type(found).__name__, json.dumps(found)[:80]),
+            kind=KIND_CONFIGURATION,
+            option='query',
+            query=expression,
+        )
+    by_name = {}  # type: dict
     for view in views:
         by_name.setdefault(view['name'], []).append(view['id'])
     ids = set(view['id'] for view in views)
@@ -375,10 +465,13 @@ def run_query(compiled, expression, views):
         elif isinstance(item, str) and item in by_name:
             picked.update(by_name[item])
         else:
-            raise NovahaError('query %r returned %s, which is not a server of the list (an object with its '
-                              '"id", an id or a name). Nothing was changed'
-                              % (expression, json.dumps(item)[:80]), kind=KIND_CONFIGURATION, option='query',
-                              query=expression)
+            raise NovahaError(
+                'query %r returned %s, which is not a server of the list (an object with its '
+                '"id", an id or a name). Nothing was changed' % (expression, json.dumps(item)[:80]),
+                kind=KIND_CONFIGURATION,
+                option='query',
+                query=expression,
+            )
     return picked
 
 
@@ -399,9 +492,15 @@ def server_view(body, groups=None, image_properties=None, aggregate_metadata=Non
         locked_reason=body.get('locked_reason'),
         metadata=dict(body.get('metadata') or {}),
         tags=list(body.get('tags') or []),
-        flavor=dict(name=flavor.get('original_name') or flavor.get('id'), vcpus=flavor.get('vcpus'),
-                    ram=flavor.get('ram'), disk=flavor.get('disk'), ephemeral=flavor.get('ephemeral', 0),
-                    swap=flavor.get('swap', 0), extra_specs=dict(flavor.get('extra_specs') or {})),
+        flavor=dict(
+            name=flavor.get('original_name') or flavor.get('id'),
+            vcpus=flavor.get('vcpus'),
+            ram=flavor.get('ram'),
+            disk=flavor.get('disk'),
+            ephemeral=flavor.get('ephemeral', 0),
+            swap=flavor.get('swap', 0),
+            extra_specs=dict(flavor.get('extra_specs') or {}),
+        ),
         image_id=image.get('id') if isinstance(image, dict) else None,
         image_properties=dict(image_properties or {}),
         boot_from_volume=not image,
@@ -464,15 +563,13 @@ def selection_reason(view, include, exclude):
             found = _lookup(view, option)
             if not _pair_matches(found, key, wanted):
                 have = ('%s=%s' % (key, found[key])) if key in found else '%s missing' % key
-                return 'not selected: include.%s needs %s %s, the server has %s' % (
-                    option, words, _describe(key, wanted), have)
+                return 'not selected: include.%s needs %s %s, the server has %s' % (option, words, _describe(key, wanted), have)
     names = include.get('names') or []
     if names and not any(fnmatch.fnmatchcase(view['name'] or '', pattern) for pattern in names):
         return 'not selected: its name matches none of include.names (%s)' % ', '.join(names)
     projects = include.get('project_ids') or []
     if projects and view['project_id'] not in projects:
-        return 'not selected: its project %s is none of include.project_ids (%s)' % (
-            view['project_id'], ', '.join(projects))
+        return 'not selected: its project %s is none of include.project_ids (%s)' % (view['project_id'], ', '.join(projects))
     for option, words, _where in CRITERIA:
         for key, wanted in sorted((exclude.get(option) or {}).items()):
             found = _lookup(view, option)
@@ -513,7 +610,7 @@ def _matched_by(view, criteria):
 AMPHORA_NAMES = 'amphora-????????-????-????-????-????????????'
 DEFAULT_RECOVERED_BY_SERVICES = [dict(service='octavia', match=dict(names=[AMPHORA_NAMES]))]
 
-KIND_RECOVERED_BY_SERVICE = 'recovered_by_service'   # a ``skipped`` kind: left alone, its service recovers it
+KIND_RECOVERED_BY_SERVICE = 'recovered_by_service'  # a ``skipped`` kind: left alone, its service recovers it
 SELECTION_KEYS = tuple(c[0] for c in CRITERIA) + ('names', 'project_ids')
 _GLOB = frozenset('*?[')
 
@@ -540,12 +637,17 @@ def service_skip_record(view, index, entry):
     """The ``skipped`` entry of a server left alone because ``entry['service']`` recovers it by itself."""
     sid = view['id']
     service = entry['service']
-    return dict(id=sid, name=view['name'], project_id=view['project_id'], status=view['status'],
-                kind=KIND_RECOVERED_BY_SERVICE, service=service,
-                reason='left alone: %s recovers it by itself (recovered_by_services[%d]: %s)'
-                       % (service, index, _matched_by(view, entry.get('match') or {})),
-                next_command='openstack server evacuate %s (only to evacuate it anyway, rather than let %s recover it;'
-                             ' or run again with recovered_by_services=[])' % (sid, service))
+    return dict(
+        id=sid,
+        name=view['name'],
+        project_id=view['project_id'],
+        status=view['status'],
+        kind=KIND_RECOVERED_BY_SERVICE,
+        service=service,
+        reason='left alone: %s recovers it by itself (recovered_by_services[%d]: %s)' % (service, index, _matched_by(view, entry.get('match') or {})),
+        next_command='openstack server evacuate %s (only to evacuate it anyway, rather than let %s recover it;'
+        ' or run again with recovered_by_services=[])' % (sid, service),
+    )
 
 
 def check_recovered_by_services(entries, option='recovered_by_services'):
@@ -554,12 +656,18 @@ def check_recovered_by_services(entries, option='recovered_by_services'):
     for index, entry in enumerate(entries or []):
         name = '%s[%d]' % (option, index)
         if not isinstance(entry, dict) or not str(entry.get('service') or '').strip():
-            raise option_error('%s.service' % name, (entry or {}).get('service') if isinstance(entry, dict) else entry,
-                               'must name the service that recovers these servers (for example octavia)')
+            raise option_error(
+                '%s.service' % name,
+                (entry or {}).get('service') if isinstance(entry, dict) else entry,
+                'must name the service that recovers these servers (for example octavia)',
+            )
         match = dict((k, v) for k, v in (entry.get('match') or {}).items() if v is not None)  # as the operator gave it
         if not any(match.get(key) for key in SELECTION_KEYS):
-            raise option_error('%s.match' % name, match, 'must give at least one criterion (%s): an empty match '
-                               'would leave every server of the host alone' % ', '.join(SELECTION_KEYS))
+            raise option_error(
+                '%s.match' % name,
+                match,
+                'must give at least one criterion (%s): an empty match would leave every server of the host alone' % ', '.join(SELECTION_KEYS),
+            )
 
 
 def priority_of(view, key):
@@ -572,8 +680,7 @@ def priority_of(view, key):
         return 0
 
 
-def select_servers(views, include=None, exclude=None, query=None, priority_key=DEFAULT_PRIORITY_KEY,
-                   always=()):
+def select_servers(views, include=None, exclude=None, query=None, priority_key=DEFAULT_PRIORITY_KEY, always=()):
     """(selected views in evacuation order, skipped [{id, name, reason}]).
 
     A server is selected when it passes ``include`` (every criterion), is hit by no ``exclude`` criterion,
@@ -594,8 +701,7 @@ def select_servers(views, include=None, exclude=None, query=None, priority_key=D
         if reason is None:
             selected.append(view)
         else:
-            skipped.append(dict(id=view['id'], name=view['name'], project_id=view['project_id'],
-                                status=view['status'], reason=reason))
+            skipped.append(dict(id=view['id'], name=view['name'], project_id=view['project_id'], status=view['status'], reason=reason))
     selected.sort(key=lambda v: (-priority_of(v, priority_key), v['name'] or '', v['id']))
     skipped.sort(key=lambda s: (s['name'] or '', s['id']))
     return selected, skipped
@@ -643,8 +749,7 @@ def pack(needs, free):
     for sid, need in sorted(needs, key=lambda item: (-item[1].get('MEMORY_MB', 0), -item[1].get('VCPU', 0))):
         for host in sorted(left, key=lambda h: -left[h].get('MEMORY_MB', [0])[0]):
             res = left[host]
-            if all(res.get(rc, [0, 0])[0] >= amount and res.get(rc, [0, 0])[1] >= amount
-                   for rc, amount in need.items() if amount):
+            if all(res.get(rc, [0, 0])[0] >= amount and res.get(rc, [0, 0])[1] >= amount for rc, amount in need.items() if amount):
                 for rc, amount in need.items():
                     if amount:
                         res[rc][0] -= amount
@@ -664,13 +769,33 @@ def check_capacity(needs, free, source):
     if not free:
         warning = 'capacity not checked: no usable host to evacuate to was found in %s' % source
     elif unplaced:
-        warning = ('not enough free capacity for %d of %d servers to evacuate on %s (needed VCPU %s, MEMORY_MB %s, '
-                   'DISK_GB %s; free VCPU %s, MEMORY_MB %s, DISK_GB %s, per %s): some evacuations may fail with '
-                   '"No valid host"' % (len(unplaced), len(needs), ', '.join(sorted(free)), total_need['VCPU'],
-                                        total_need['MEMORY_MB'], total_need['DISK_GB'], total_free['VCPU'],
-                                        total_free['MEMORY_MB'], total_free['DISK_GB'], source))
-    return dict(source=source, hosts=sorted(free), needed=total_need, free=total_free, fits=not unplaced and bool(free),
-                unplaced=unplaced, placement=placed, warning=warning)
+        warning = (
+            'not enough free capacity for %d of %d servers to evacuate on %s (needed VCPU %s, MEMORY_MB %s, '
+            'DISK_GB %s; free VCPU %s, MEMORY_MB %s, DISK_GB %s, per %s): some evacuations may fail with '
+            '"No valid host"'
+            % (
+                len(unplaced),
+                len(needs),
+                ', '.join(sorted(free)),
+                total_need['VCPU'],
+                total_need['MEMORY_MB'],
+                total_need['DISK_GB'],
+                total_free['VCPU'],
+                total_free['MEMORY_MB'],
+                total_free['DISK_GB'],
+                source,
+            )
+        )
+    return dict(
+        source=source,
+        hosts=sorted(free),
+        needed=total_need,
+        free=total_free,
+        fits=not unplaced and bool(free),
+        unplaced=unplaced,
+        placement=placed,
+        warning=warning,
+    )
 
 
 def assign_targets(needs, free):
@@ -727,15 +852,15 @@ class HostPlan(object):
         self.host = host
         self.checks = []
         self.source_service = None
-        self.holder = None          # _run.Holder: who held the host when it was read
-        self.selected = []          # views
+        self.holder = None  # _run.Holder: who held the host when it was read
+        self.selected = []  # views
         self.skipped = []
-        self.evacuations = []       # engine ServerEvacuation objects, in order
+        self.evacuations = []  # engine ServerEvacuation objects, in order
         self.capacity = None
         self.warnings = []
         self.run_id = None
         self.wait_for_run = 0
-        self.storage = {}           # server id -> _storage.storage_of(...) with the volumes as Cinder shows them
+        self.storage = {}  # server id -> _storage.storage_of(...) with the volumes as Cinder shows them
 
     @property
     def failed_checks(self):
@@ -749,10 +874,17 @@ class HostPlan(object):
         out = []
         for order, e in enumerate(self.evacuations, 1):
             entry = e.plan()
-            entry.update(order=order, id=e.id, name=e.name, project_id=e.before.get('project_id'),
-                         status=e.before.get('status'), expected_target=e.target_host or (
-                             'the scheduler' if e.action == ACTION_EVACUATE else None),
-                         exclusive_groups=sorted(e.exclusive_groups), outcome=e.outcome, storage=e.storage)
+            entry.update(
+                order=order,
+                id=e.id,
+                name=e.name,
+                project_id=e.before.get('project_id'),
+                status=e.before.get('status'),
+                expected_target=e.target_host or ('the scheduler' if e.action == ACTION_EVACUATE else None),
+                exclusive_groups=sorted(e.exclusive_groups),
+                outcome=e.outcome,
+                storage=e.storage,
+            )
             out.append(entry)
         return out
 
@@ -772,8 +904,19 @@ class HostEvacuation(object):
     """Plans and runs the evacuation of one failed host. ``engine``: an _evacuation.Engine whose ``nova``
     is the adapter used here too; ``placement`` / ``image``: adapters or None."""
 
-    def __init__(self, engine, placement=None, image=None, controller=None, run_id=None, joined=False,
-                 lease=DEFAULT_LEASE, settle=DEFAULT_SETTLE, volume=None, network=None):
+    def __init__(
+        self,
+        engine,
+        placement=None,
+        image=None,
+        controller=None,
+        run_id=None,
+        joined=False,
+        lease=DEFAULT_LEASE,
+        settle=DEFAULT_SETTLE,
+        volume=None,
+        network=None,
+    ):
         self.engine = engine
         self.nova = engine.nova
         self.clock = engine.clock
@@ -813,11 +956,14 @@ class HostEvacuation(object):
             raise explain_api_error(err, 'reading server %s' % server_id)
 
     def server_groups(self):
-        groups, offset = [], 0
+        groups, offset = [], 0  # type: list, int
         while True:
-            resp = _get(self.nova, _query('/os-server-groups', [('all_projects', 'True'), ('limit', 1000),
-                                                                ('offset', offset or None)]),
-                        MV_SERVER_GROUPS, 'listing the server groups of all projects')
+            resp = _get(
+                self.nova,
+                _query('/os-server-groups', [('all_projects', 'True'), ('limit', 1000), ('offset', offset or None)]),
+                MV_SERVER_GROUPS,
+                'listing the server groups of all projects',
+            )
             page = (resp.body or {}).get('server_groups') or []
             groups.extend(page)
             if len(page) < 1000:
@@ -826,7 +972,7 @@ class HostEvacuation(object):
 
     def aggregate_metadata(self, host):
         resp = _get(self.nova, '/os-aggregates', MV_AGGREGATES, 'listing the host aggregates')
-        merged = {}
+        merged = {}  # type: dict
         for agg in sorted((resp.body or {}).get('aggregates') or [], key=lambda a: a.get('id') or 0):
             if host in (agg.get('hosts') or []):
                 merged.update(agg.get('metadata') or {})
@@ -841,15 +987,38 @@ class HostEvacuation(object):
             if err.status_code == 404:
                 return {}
             raise explain_api_error(err, 'reading image %s for image_properties selection' % image_id)
-        standard = ('id', 'name', 'status', 'visibility', 'protected', 'os_hidden', 'checksum', 'os_hash_algo',
-                    'os_hash_value', 'owner', 'size', 'virtual_size', 'container_format', 'disk_format',
-                    'created_at', 'updated_at', 'tags', 'self', 'file', 'schema', 'min_disk', 'min_ram',
-                    'locations', 'direct_url', 'stores')
+        standard = (
+            'id',
+            'name',
+            'status',
+            'visibility',
+            'protected',
+            'os_hidden',
+            'checksum',
+            'os_hash_algo',
+            'os_hash_value',
+            'owner',
+            'size',
+            'virtual_size',
+            'container_format',
+            'disk_format',
+            'created_at',
+            'updated_at',
+            'tags',
+            'self',
+            'file',
+            'schema',
+            'min_disk',
+            'min_ram',
+            'locations',
+            'direct_url',
+            'stores',
+        )
         return dict((k, v) for k, v in body.items() if k not in standard)
 
     def volumes(self, ids):
         """Volume id -> the Cinder volume body (None: Cinder does not know it); {} without Cinder."""
-        found = {}
+        found = {}  # type: dict
         if self.volume is None:
             return found
         for vid in ids:
@@ -879,20 +1048,37 @@ class HostEvacuation(object):
             volumes = self.volumes(now.get('volumes') or [])
             ports = self.ports_of(evac.id)
         except NovahaError as exc:
-            return KIND_STORAGE_UNVERIFIED, ('server %s (%s) is on %s but its volumes and ports could not be '
-                                             'verified: %s' % (evac.name, evac.id, new_host, exc.msg))
+            return KIND_STORAGE_UNVERIFIED, (
+                'server %s (%s) is on %s but its volumes and ports could not be verified: %s' % (evac.name, evac.id, new_host, exc.msg)
+            )
         if evac.storage is not None:
-            evac.storage['after'] = dict(volumes=[volume_summary(volumes[v]) for v in sorted(volumes)],
-                                         ports=[port_summary(p) for p in ports] if ports is not None else None)
-        return judge_attachments(now, new_host, evac.source_host, volumes if self.volume is not None else None,
-                                 ports)
+            evac.storage['after'] = dict(
+                volumes=[volume_summary(volumes[v]) for v in sorted(volumes)], ports=[port_summary(p) for p in ports] if ports is not None else None
+            )
+        return judge_attachments(now, new_host, evac.source_host, volumes if self.volume is not None else None, ports)
 
     # -- planning ----------------------------------------------------------------------------------------
 
-    def prepare(self, host, include=None, exclude=None, query=None, priority_key=DEFAULT_PRIORITY_KEY,
-                max_down_percent=50, target_hosts=None, takeover=False, reset_state=False, lock=True,
-                on_shared_storage=None, require_capacity=False, listing=None, wait_for_run=0, shared_storage=None,
-                local_ephemeral=None, recovered_by_services=None):
+    def prepare(
+        self,
+        host,
+        include=None,
+        exclude=None,
+        query=None,
+        priority_key=DEFAULT_PRIORITY_KEY,
+        max_down_percent=50,
+        target_hosts=None,
+        takeover=False,
+        reset_state=False,
+        lock=True,
+        on_shared_storage=None,
+        require_capacity=False,
+        listing=None,
+        wait_for_run=0,
+        shared_storage=None,
+        local_ephemeral=None,
+        recovered_by_services=None,
+    ):
         """Read everything, decide everything, change nothing. Raises NovahaError for a bad query.
 
         ``on_shared_storage``: every instance directory of the host is on shared storage (True), or none is
@@ -914,9 +1100,10 @@ class HostEvacuation(object):
         self._plan_servers(plan, bodies, source, migrations, on_shared_storage, reset_state, lock)
         self._capacity_and_targets(plan, services, target_hosts, require_capacity)
         self._serialisation_warnings(plan)
-        warning = loss_warning([(e.name, e.id, e.storage) for e in plan.evacuations
-                                if e.action == ACTION_EVACUATE and e.storage],
-                               sum(1 for e in plan.evacuations if e.action == ACTION_EVACUATE))
+        warning = loss_warning(
+            [(e.name, e.id, e.storage) for e in plan.evacuations if e.action == ACTION_EVACUATE and e.storage],
+            sum(1 for e in plan.evacuations if e.action == ACTION_EVACUATE),
+        )
         if warning:
             plan.warnings.insert(0, warning)
         unlocked = sum(1 for e in plan.evacuations if WARNING_NOT_LOCKED in [warning_kind(w) for w in e.warnings])
@@ -945,8 +1132,7 @@ class HostEvacuation(object):
         volumes = self.volumes(ids) if ids else {}
         keep = []
         for view in plan.selected:
-            shared = on_shared_storage is True or (
-                bool(shared_storage) and selection_reason(view, shared_storage, None) is None)
+            shared = on_shared_storage is True or (bool(shared_storage) and selection_reason(view, shared_storage, None) is None)
             storage = storage_of(view, shared, root_volume(view, volumes))
             if volumes:
                 storage['volume_states'] = [volume_summary(volumes.get(v)) for v in view['volumes']]
@@ -965,8 +1151,7 @@ class HostEvacuation(object):
         plan.checks, source = check_preconditions(services, plan.host, max_down_percent, target_hosts)
         plan.source_service = source
         if source is not None:
-            now, skew = reference_time((listing.date if listing is not None else None) or self.nova.last_date,
-                                       self.clock.now())
+            now, skew = reference_time((listing.date if listing is not None else None) or self.nova.last_date, self.clock.now())
             plan.holder = judge_holder(parse_marker(source.get('disabled_reason')), self.run_id, now, takeover, skew)
             check = holder_check(plan.holder, wait_for_run)
             plan.checks.append(check)
@@ -998,19 +1183,21 @@ class HostEvacuation(object):
     def _server_views(self, host, bodies, include, exclude, query, shared_storage=None):
         """What selection looks at for each server: its body with its server groups, and the image properties and
         aggregate metadata when a criterion needs them (read only then)."""
-        groups_by_server = {}
+        groups_by_server = {}  # type: dict
         if bodies:
             for group in self.server_groups():
                 if group.get('policy') in GROUP_POLICIES:
                     for member in group.get('members') or []:
                         groups_by_server.setdefault(member, []).append(group)
-        by_aggregate = needs_option(include, exclude, 'aggregate_metadata') or \
-            needs_option(shared_storage, None, 'aggregate_metadata')
+        by_aggregate = needs_option(include, exclude, 'aggregate_metadata') or needs_option(shared_storage, None, 'aggregate_metadata')
         aggregate_md = self.aggregate_metadata(host) if bodies and by_aggregate else {}
         image_props = {}
-        if needs_option(include, exclude, 'image_properties') or (query and 'image_properties' in query) or \
-                needs_option(shared_storage, None, 'image_properties'):
-            for image_id in sorted(set((b.get('image') or {}).get('id') for b in bodies if isinstance(b.get('image'), dict))):
+        if (
+            needs_option(include, exclude, 'image_properties')
+            or (query and 'image_properties' in query)
+            or needs_option(shared_storage, None, 'image_properties')
+        ):
+            for image_id in sorted(set((b.get('image') or {}).get('id') for b in bodies if isinstance(b.get('image'), dict))):  # type: ignore[type-var]
                 image_props[image_id] = self.image_properties(image_id)
 
         views = []
@@ -1024,9 +1211,17 @@ class HostEvacuation(object):
         by_id = dict((b['id'], b) for b in bodies)
         for view in plan.selected:
             storage = plan.storage.get(view['id'])
-            evac = self.engine.plan(by_id[view['id']], expected_source_host=plan.host, target_host=None,
-                                    on_shared_storage=on_shared_storage, reset_state=reset_state, lock=lock,
-                                    service=source, migrations=migrations, storage=storage)
+            evac = self.engine.plan(
+                by_id[view['id']],
+                expected_source_host=plan.host,
+                target_host=None,
+                on_shared_storage=on_shared_storage,
+                reset_state=reset_state,
+                lock=lock,
+                service=source,
+                migrations=migrations,
+                storage=storage,
+            )
             if storage and storage['guard'] and evac.action == ACTION_EVACUATE:
                 evac.refuse(storage['guard'], KIND_VOLUME_UNUSABLE)
             evac.exclusive_groups = set(g['id'] for g in view['server_groups'])
@@ -1043,8 +1238,7 @@ class HostEvacuation(object):
         evacuate_needs = []
         for view in plan.selected:
             evacuate_needs.append((view['id'], flavor_needs(view)))
-        usable = [s.get('host') for s in services if s.get('binary') == COMPUTE and s.get('host') != host
-                  and service_usable(s)]
+        usable = [s.get('host') for s in services if s.get('binary') == COMPUTE and s.get('host') != host and service_usable(s)]
         candidate_hosts = [t for t in (target_hosts or usable) if t in usable]
 
         to_move = [e for e in plan.evacuations if e.action == ACTION_EVACUATE]
@@ -1058,8 +1252,7 @@ class HostEvacuation(object):
                 else:
                     plan.warnings.append(plan.capacity['warning'])
             elif require_capacity:
-                plan.checks.append(Check('capacity', True, 'the %d servers to evacuate fit on %s'
-                                         % (len(needs), ', '.join(plan.capacity['hosts']))))
+                plan.checks.append(Check('capacity', True, 'the %d servers to evacuate fit on %s' % (len(needs), ', '.join(plan.capacity['hosts']))))
             if target_hosts and free:
                 targets = assign_targets(needs, free)
         for e in to_move:
@@ -1068,8 +1261,7 @@ class HostEvacuation(object):
                 if target:
                     self._retarget(e, target)
                 else:
-                    e.warnings.append('%s (%s) fits on none of the target hosts %s; the scheduler chooses its host'
-                                      % (e.name, e.id, ', '.join(target_hosts)))
+                    e.warnings.append('%s (%s) fits on none of the target hosts %s; the scheduler chooses its host' % (e.name, e.id, ', '.join(target_hosts)))
 
     def _retarget(self, evac, target):
         """Re-plan an evacuation for a target host (the engine builds the request and its warnings)."""
@@ -1083,8 +1275,7 @@ class HostEvacuation(object):
         """Servers whose evacuation from this host is ours to finish: in flight, or started by an earlier run of
         this recovery (since the first run's start, kept in the marker)."""
         ids = set()
-        since = previous.started_at - datetime.timedelta(seconds=60) if previous is not None and previous.started_at \
-            else None
+        since = previous.started_at - datetime.timedelta(seconds=60) if previous is not None and previous.started_at else None
         for mig in migrations:
             if mig.get('status') not in MIGRATION_DONE | MIGRATION_FAILED:
                 ids.add(mig.get('instance_uuid'))
@@ -1094,14 +1285,13 @@ class HostEvacuation(object):
         return ids
 
     def _serialisation_warnings(self, plan):
-        members = {}
+        members = {}  # type: dict
         for e in plan.work:
             for gid in e.exclusive_groups:
                 members.setdefault(gid, []).append(e)
         for gid, evacs in sorted(members.items()):
             if len(evacs) > 1:
-                plan.warnings.append('servers %s share server group %s: they are evacuated one after the other'
-                                     % (', '.join(e.name for e in evacs), gid))
+                plan.warnings.append('servers %s share server group %s: they are evacuated one after the other' % (', '.join(e.name for e in evacs), gid))
 
     def free_capacity(self, hosts):
         """({host: {rc: (free, max_unit)}}, source) from Placement, else from hypervisor statistics."""
@@ -1118,8 +1308,7 @@ class HostEvacuation(object):
                     rp = hyp.get('id')
                     inv = self.placement.request('GET', '/resource_providers/%s/inventories' % rp, '1.0').body
                     use = self.placement.request('GET', '/resource_providers/%s/usages' % rp, '1.0').body
-                    free[hyp['service']['host']] = free_from_placement((inv or {}).get('inventories') or {},
-                                                                       (use or {}).get('usages') or {})
+                    free[hyp['service']['host']] = free_from_placement((inv or {}).get('inventories') or {}, (use or {}).get('usages') or {})
                 return free, 'Placement inventories and usages'
             except (NovaApiError, KeyError, TypeError):
                 pass
@@ -1130,15 +1319,15 @@ class HostEvacuation(object):
             free[hyp['service']['host']] = dict(
                 VCPU=((hyp.get('vcpus') or 0) - (hyp.get('vcpus_used') or 0), hyp.get('vcpus') or 0),
                 MEMORY_MB=((hyp.get('memory_mb') or 0) - (hyp.get('memory_mb_used') or 0), hyp.get('memory_mb') or 0),
-                DISK_GB=((hyp.get('local_gb') or 0) - (hyp.get('local_gb_used') or 0), hyp.get('local_gb') or 0))
+                DISK_GB=((hyp.get('local_gb') or 0) - (hyp.get('local_gb_used') or 0), hyp.get('local_gb') or 0),
+            )
         return free, 'hypervisor statistics (allocation ratios not applied)'
 
     # -- notes of the expected status ------------------------------------------------------------------------
 
     def _note(self, evac, status):
         try:
-            self.nova.request('PUT', '/servers/%s/metadata/%s' % (evac.id, NOTE_KEY), MV_BASE,
-                              {'meta': {NOTE_KEY: status}})
+            self.nova.request('PUT', '/servers/%s/metadata/%s' % (evac.id, NOTE_KEY), MV_BASE, {'meta': {NOTE_KEY: status}})
         except NovaApiError as err:
             raise explain_api_error(err, 'noting the expected status of %s (%s) in its metadata' % (evac.name, evac.id))
         evac.before.setdefault('metadata', {})[NOTE_KEY] = status
@@ -1146,15 +1335,15 @@ class HostEvacuation(object):
     def drop_notes(self, plan):
         """Remove the notes of servers that need them no more (anything but in progress / not started)."""
         for evac in plan.evacuations:
-            if NOTE_KEY not in (evac.before.get('metadata') or {}) or evac.outcome in (
-                    OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED):
+            if NOTE_KEY not in (evac.before.get('metadata') or {}) or evac.outcome in (OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED):
                 continue
             try:
                 self.nova.request('DELETE', '/servers/%s/metadata/%s' % (evac.id, NOTE_KEY), MV_BASE)
             except NovaApiError as err:
                 if err.status_code != 404:
-                    evac.warnings.append('could not remove the metadata %s novaha.recovery set on %s: %s (request id %s)'
-                                         % (NOTE_KEY, evac.id, err.message, err.request_id))
+                    evac.warnings.append(
+                        'could not remove the metadata %s novaha.recovery set on %s: %s (request id %s)' % (NOTE_KEY, evac.id, err.message, err.request_id)
+                    )
 
     # -- the hold on the host ----------------------------------------------------------------------------
 
@@ -1162,8 +1351,9 @@ class HostEvacuation(object):
         """This evacuation's hold on ``host``: the one HostRun of the module, built at its first use (the wait for
         the service down, the claim, the evacuation)."""
         if self.run is None:
-            self.run = HostRun(self.nova, host, self.run_id, self.clock, controller=self.controller,
-                               lease=self.lease, settle=self.settle, microversion=self.mv.services)
+            self.run = HostRun(
+                self.nova, host, self.run_id, self.clock, controller=self.controller, lease=self.lease, settle=self.settle, microversion=self.mv.services
+            )
         return self.run
 
     def wait_for_service_down(self, host, timeout, interval=5):
@@ -1179,15 +1369,14 @@ class HostEvacuation(object):
                 if exc.kind == 'no_service':
                     return None
                 raise
-        _service, waited, _looks = wait_for(look, lambda service: service is None or service_down(service),
-                                            self.clock, timeout, interval)
+
+        _service, waited, _looks = wait_for(look, lambda service: service is None or service_down(service), self.clock, timeout, interval)
         return waited
 
     def claim(self, plan):
         """An evacuation of its own takes the host, waiting up to ``plan.wait_for_run`` for a live holder.
         A plan made while another run held the host is out of date once it is taken: plan again."""
-        return self.host_run(plan.host).claim(takeover=plan.holder is not None and plan.holder.kind == 'overridden',
-                                              wait_timeout=plan.wait_for_run)
+        return self.host_run(plan.host).claim(takeover=plan.holder is not None and plan.holder.kind == 'overridden', wait_timeout=plan.wait_for_run)
 
     def begin(self, plan):
         """Hold the host for the evacuation: a joined run must already hold it (its phase moves on to
@@ -1213,8 +1402,9 @@ class HostEvacuation(object):
 
     # -- running -----------------------------------------------------------------------------------------
 
-    def execute(self, plan, wait=True, timeout=1800, poll_interval=5, retries=1, max_parallel=20, on_progress=None,
-                outage_timeout=120, power_check=None, window=None):
+    def execute(
+        self, plan, wait=True, timeout=1800, poll_interval=5, retries=1, max_parallel=20, on_progress=None, outage_timeout=120, power_check=None, window=None
+    ):
         """Mark the host, run the engine over the planned servers, release the marker. Returns the summary."""
         start = self.clock.now()
         peak = dict(in_flight=0)
@@ -1232,7 +1422,7 @@ class HostEvacuation(object):
 
         def keep_holding(counts):
             # The heartbeat of the lease, and proof every quarter lease that no other run took the host.
-            self.run.renew_if_due()
+            self.run.renew_if_due()  # type: ignore[union-attr]  # begin() made the run
             progress(counts)
 
         finished = False
@@ -1242,11 +1432,19 @@ class HostEvacuation(object):
             for evac in plan.evacuations:
                 if needs_note(evac, self.mv.evacuate_stops_server):
                     self._note(evac, evac.expected_status)
-            self.engine.run(plan.evacuations, wait=wait, timeout=timeout, poll_interval=poll_interval,
-                            retries=retries, max_parallel=max_parallel, on_progress=keep_holding,
-                            outage_timeout=outage_timeout, power_check=power_check, window=window)
-            finished = wait and not any(e.outcome in (OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED)
-                                        for e in plan.evacuations)
+            self.engine.run(
+                plan.evacuations,
+                wait=wait,
+                timeout=timeout,
+                poll_interval=poll_interval,
+                retries=retries,
+                max_parallel=max_parallel,
+                on_progress=keep_holding,
+                outage_timeout=outage_timeout,
+                power_check=power_check,
+                window=window,
+            )
+            finished = wait and not any(e.outcome in (OUTCOME_IN_PROGRESS, OUTCOME_PENDING, OUTCOME_PLANNED) for e in plan.evacuations)
         except RunError as exc:
             lost = exc.kind == 'lost'
             failed = True
@@ -1270,8 +1468,7 @@ class HostEvacuation(object):
         summary['end_error'] = end_error
         summary['max_in_flight'] = peak['in_flight']
         summary['window'] = self.engine.window.to_dict() if self.engine.window is not None else None
-        summary['api_outages'] = dict(self.engine.outage.to_dict(),
-                                      reads_sent_again=len(getattr(self.engine.nova, 'retried', ())))
+        summary['api_outages'] = dict(self.engine.outage.to_dict(), reads_sent_again=len(getattr(self.engine.nova, 'retried', ())))
         summary['interrupted'] = self.engine.interrupted
         summary['host_powered_on'] = self.engine.stopped
         return summary
@@ -1279,8 +1476,13 @@ class HostEvacuation(object):
 
 def needs_note(evac, evacuate_stops_server):
     """A server returned to ACTIVE after Nova stopped it, without a lock of ours carrying its status."""
-    return (evac.action == ACTION_EVACUATE and evacuate_stops_server and evac.expected_status == 'ACTIVE'
-            and evac.before.get('vm_state') == 'active' and (evac.user_locked or not evac.lock_wanted))
+    return (
+        evac.action == ACTION_EVACUATE
+        and evacuate_stops_server
+        and evac.expected_status == 'ACTIVE'
+        and evac.before.get('vm_state') == 'active'
+        and (evac.user_locked or not evac.lock_wanted)
+    )
 
 
 def finish_noted(evac):
@@ -1291,17 +1493,31 @@ def finish_noted(evac):
     evac.action = ACTION_RECONCILE
     evac.expected_status = noted
     evac.outcome = OUTCOME_PLANNED
-    evac.reason = ('server %s (%s) was evacuated to %s by an earlier run and is %s; it is returned to %s (noted in '
-                   'its metadata %s)' % (evac.name, evac.id, evac.before.get('host'), evac.before.get('status'), noted,
-                                         NOTE_KEY))
+    evac.reason = 'server %s (%s) was evacuated to %s by an earlier run and is %s; it is returned to %s (noted in its metadata %s)' % (
+        evac.name,
+        evac.id,
+        evac.before.get('host'),
+        evac.before.get('status'),
+        noted,
+        NOTE_KEY,
+    )
 
 
 def summarize_run(plan, seconds=None):
     """selected, recovered, failed, refused, nothing_to_do, in_progress, pending, skipped, seconds."""
     counts = summarize(plan.evacuations)
-    out = dict(selected=len(plan.evacuations), recovered=counts['recovered'], failed=counts['failed'],
-               refused=counts['refused'], nothing_to_do=counts['nothing_to_do'], in_progress=counts['in_flight'],
-               pending=0, planned=0, skipped=len(plan.skipped), seconds=round(seconds, 1) if seconds is not None else None)
+    out = dict(
+        selected=len(plan.evacuations),
+        recovered=counts['recovered'],
+        failed=counts['failed'],
+        refused=counts['refused'],
+        nothing_to_do=counts['nothing_to_do'],
+        in_progress=counts['in_flight'],
+        pending=0,
+        planned=0,
+        skipped=len(plan.skipped),
+        seconds=round(seconds, 1) if seconds is not None else None,
+    )
     for e in plan.evacuations:
         if e.outcome == OUTCOME_PENDING:
             out['pending'] += 1
@@ -1314,10 +1530,15 @@ def progress_line(host, run_id, counts):
     """The line operators read in the job output while the task waits."""
     storage = counts.get('storage') or {}
     kinds = ', '.join('%d %s' % (n, kind) for kind, n in sorted((storage.get('kinds') or {}).items()) if n)
-    return ('os_host_evacuate %s (run %s): %d recovered, %d in flight, %d failed, %d pending of %d selected%s; '
-            '%s%ds elapsed' % (host, run_id, counts.get('recovered', 0), counts.get('in_flight', 0),
-                               counts.get('failed', 0), counts.get('pending', 0), counts.get('selected', 0),
-                               ' (%s%s)' % (kinds, '; %d lose local disks' % storage['data_loss']
-                                            if storage.get('data_loss') else '') if kinds else '',
-                               'window %d; ' % counts['width'] if counts.get('width') else '',
-                               int(counts.get('elapsed', 0) or 0)))
+    return 'os_host_evacuate %s (run %s): %d recovered, %d in flight, %d failed, %d pending of %d selected%s; %s%ds elapsed' % (
+        host,
+        run_id,
+        counts.get('recovered', 0),
+        counts.get('in_flight', 0),
+        counts.get('failed', 0),
+        counts.get('pending', 0),
+        counts.get('selected', 0),
+        ' (%s%s)' % (kinds, '; %d lose local disks' % storage['data_loss'] if storage.get('data_loss') else '') if kinds else '',
+        'window %d; ' % counts['width'] if counts.get('width') else '',
+        int(counts.get('elapsed', 0) or 0),
+    )

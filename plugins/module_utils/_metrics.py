@@ -21,8 +21,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils import _decisions,
 
 PREFIX = 'novaha_recovery_'
 # Every outcome a run can have, in the order of docs/host_recovery_report.md: one sample each.
-OUTCOMES = (_report.RUN_RECOVERED, _report.RUN_PARTIAL, _report.RUN_FAILED, _report.RUN_ABORTED,
-            _report.RUN_NOTHING_TO_DO, _report.RUN_PLANNED)
+OUTCOMES = (_report.RUN_RECOVERED, _report.RUN_PARTIAL, _report.RUN_FAILED, _report.RUN_ABORTED, _report.RUN_NOTHING_TO_DO, _report.RUN_PLANNED)
 # The servers of a run by result: recovered, failed (selected and not recovered, whatever the reason: failed,
 # refused, still in progress or pending), skipped (left out by the selection), planned (check mode).
 SERVER_RESULTS = ('recovered', 'failed', 'skipped', 'planned')
@@ -62,16 +61,18 @@ def server_counts(report):
     host = report.get('host')
     servers = report.get('servers') or []
     planned = [s for s in servers if s.get('outcome') == _decisions.OUTCOME_PLANNED]
-    return dict(recovered=len([s for s in servers if _report.server_recovered(s, host)]),
-                failed=len(_report.not_recovered(servers, host)),
-                skipped=len(report.get('skipped') or []),
-                planned=len(planned))
+    return dict(
+        recovered=len([s for s in servers if _report.server_recovered(s, host)]),
+        failed=len(_report.not_recovered(servers, host)),
+        skipped=len(report.get('skipped') or []),
+        planned=len(planned),
+    )
 
 
 def phase_seconds(report):
     """[(phase, seconds)] in the order the phases ran, a phase named twice added up (one sample per label set: a
     file with a duplicate sample is refused whole by the collector)."""
-    out = {}
+    out = {}  # type: dict
     for phase in report.get('phases') or []:
         if phase.get('seconds') is not None:
             out[phase.get('name')] = out.get(phase.get('name'), 0) + phase['seconds']
@@ -101,35 +102,54 @@ def render_metrics(report):
     def family(name, help_text, samples):
         samples = [s for s in samples if s[1] is not None]
         if samples:
-            families.append(['# HELP %s%s %s' % (PREFIX, name, help_text), '# TYPE %s%s gauge' % (PREFIX, name)]
-                            + [_sample(name, by_host + labels, value) for labels, value in samples])
+            families.append(
+                ['# HELP %s%s %s' % (PREFIX, name, help_text), '# TYPE %s%s gauge' % (PREFIX, name)]
+                + [_sample(name, by_host + labels, value) for labels, value in samples]
+            )
 
     outcome = report.get('outcome')
-    family('run_info', 'The last recovery run of the host: its run id, outcome and check mode (always 1).',
-           [((('run_id', report.get('run_id') or ''), ('outcome', outcome),
-              ('check_mode', 'true' if report.get('check_mode') else 'false')), 1)])
-    family('outcome', 'Outcome of the last recovery run of the host: 1 for its outcome, 0 for the others.',
-           [((('outcome', name),), 1 if name == outcome else 0) for name in OUTCOMES])
-    family('needs_attention', 'Whether the last recovery run of the host needs an operator '
-                              '(outcome partial, failed or aborted).',
-           [((), _report.needs_attention(outcome))])
+    family(
+        'run_info',
+        'The last recovery run of the host: its run id, outcome and check mode (always 1).',
+        [((('run_id', report.get('run_id') or ''), ('outcome', outcome), ('check_mode', 'true' if report.get('check_mode') else 'false')), 1)],
+    )
+    family(
+        'outcome',
+        'Outcome of the last recovery run of the host: 1 for its outcome, 0 for the others.',
+        [((('outcome', name),), 1 if name == outcome else 0) for name in OUTCOMES],
+    )
+    family(
+        'needs_attention',
+        'Whether the last recovery run of the host needs an operator (outcome partial, failed or aborted).',
+        [((), _report.needs_attention(outcome))],
+    )
     counts = server_counts(report)
-    family('servers', 'Servers of the last recovery run of the host by result (failed: selected and not '
-                      'recovered; skipped: not selected; planned: check mode).',
-           [((('result', name),), counts[name]) for name in SERVER_RESULTS])
-    family('phase_seconds', 'Seconds each phase of the last recovery run of the host took.',
-           [((('phase', name),), seconds) for name, seconds in phase_seconds(report)])
-    family('fencing_seconds', 'Seconds from the power-off command to the first Off reading of the host\'s BMC '
-                              'in the last recovery run.',
-           [((), (report.get('fencing') or {}).get('fence_seconds'))])
-    family('time_to_all_recovered_seconds', 'Seconds from the start of the last recovery run of the host to its '
-                                            'last server recovered (outcome recovered only).',
-           [((), seconds_to_all_recovered(report))])
+    family(
+        'servers',
+        'Servers of the last recovery run of the host by result (failed: selected and not recovered; skipped: not selected; planned: check mode).',
+        [((('result', name),), counts[name]) for name in SERVER_RESULTS],
+    )
+    family(
+        'phase_seconds',
+        'Seconds each phase of the last recovery run of the host took.',
+        [((('phase', name),), seconds) for name, seconds in phase_seconds(report)],
+    )
+    family(
+        'fencing_seconds',
+        'Seconds from the power-off command to the first Off reading of the host\'s BMC in the last recovery run.',
+        [((), (report.get('fencing') or {}).get('fence_seconds'))],
+    )
+    family(
+        'time_to_all_recovered_seconds',
+        'Seconds from the start of the last recovery run of the host to its last server recovered (outcome recovered only).',
+        [((), seconds_to_all_recovered(report))],
+    )
     started, finished = _epoch(report.get('started_at')), _epoch(report.get('finished_at'))
-    family('run_duration_seconds', 'Seconds the last recovery run of the host took, from its start to its report.',
-           [((), finished - started if started is not None and finished is not None else None)])
-    family('run_started_timestamp_seconds', 'When the last recovery run of the host started (Unix time).',
-           [((), started)])
-    family('run_finished_timestamp_seconds', 'When the last recovery run of the host wrote its report (Unix time).',
-           [((), finished)])
+    family(
+        'run_duration_seconds',
+        'Seconds the last recovery run of the host took, from its start to its report.',
+        [((), finished - started if started is not None and finished is not None else None)],
+    )
+    family('run_started_timestamp_seconds', 'When the last recovery run of the host started (Unix time).', [((), started)])
+    family('run_finished_timestamp_seconds', 'When the last recovery run of the host wrote its report (Unix time).', [((), finished)])
     return '\n'.join(line for lines in families for line in lines) + '\n'

@@ -14,19 +14,19 @@ from __future__ import annotations
 
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import KIND_API, EvacuationError
 
-MV_BASE = (2, 1)                   # the compute API v2.1 itself: actions and metadata need nothing newer
+MV_BASE = (2, 1)  # the compute API v2.1 itself: actions and metadata need nothing newer
 MV_SERVICES_FORCED_DOWN = (2, 11)  # a service can be forced down
-MV_SHARED_STORAGE_GONE = (2, 14)   # onSharedStorage removed from the request (Nova detects it)
-MV_TARGET_SCHEDULED = (2, 29)      # a target host is validated by the scheduler unless forced
-MV_AGGREGATES = (2, 41)            # aggregate uuid
-MV_SERVICES = (2, 53)              # os-services by uuid (PUT /os-services/{id} instead of host + binary)
-MV_HYPERVISORS = (2, 53)           # hypervisor id is the compute node / resource provider uuid; stats until 2.87
-MV_MIGRATIONS = (2, 59)            # os-migrations: uuid, changes-since, paging
-MV_SERVER_GROUPS = (2, 64)         # server group "policy" (singular) and "rules"
-MV_FORCE_GONE = (2, 68)            # 'force' removed
-MV_LOCK_REASON = (2, 73)           # lock with locked_reason; locked_reason shown
+MV_SHARED_STORAGE_GONE = (2, 14)  # onSharedStorage removed from the request (Nova detects it)
+MV_TARGET_SCHEDULED = (2, 29)  # a target host is validated by the scheduler unless forced
+MV_AGGREGATES = (2, 41)  # aggregate uuid
+MV_SERVICES = (2, 53)  # os-services by uuid (PUT /os-services/{id} instead of host + binary)
+MV_HYPERVISORS = (2, 53)  # hypervisor id is the compute node / resource provider uuid; stats until 2.87
+MV_MIGRATIONS = (2, 59)  # os-migrations: uuid, changes-since, paging
+MV_SERVER_GROUPS = (2, 64)  # server group "policy" (singular) and "rules"
+MV_FORCE_GONE = (2, 68)  # 'force' removed
+MV_LOCK_REASON = (2, 73)  # lock with locked_reason; locked_reason shown
 MV_HYPERVISOR_STATS_GONE = (2, 88)
-MV_EVACUATE_STOPS = (2, 95)        # evacuated server left stopped at the destination
+MV_EVACUATE_STOPS = (2, 95)  # evacuated server left stopped at the destination
 # The evacuate microversion unless the operator asks for another: the newest at which Nova restores the
 # server's power state itself. 2.95 would stop every server and need a start request and another look per
 # server (measured in docs/benchmarks.md); fencing is proven before any evacuation, so nothing is gained
@@ -36,7 +36,7 @@ MV_EVACUATE_DEFAULT = (2, 94)
 # Reads: flavor embedded (2.47), server_groups in show (2.71), locked_reason (2.73), pinned AZ (2.96).
 # Not higher: 2.102 restricts query parameters and nothing later adds what the engine reads.
 MV_READ = (2, 96)
-MV_MINIMUM = MV_MIGRATIONS         # the engine finds evacuations by their migration records
+MV_MINIMUM = MV_MIGRATIONS  # the engine finds evacuations by their migration records
 
 
 def parse_mv(value):
@@ -68,7 +68,7 @@ class Microversions(object):
     def __init__(self, evacuate, read, lock, migrations, services, cloud_max, negotiated, client_pin=None):
         self.evacuate = evacuate
         self.read = read
-        self.lock = lock              # None: the cloud cannot mark a lock as ours (below 2.73), none is taken
+        self.lock = lock  # None: the cloud cannot mark a lock as ours (below 2.73), none is taken
         self.migrations = migrations
         self.services = services
         self.cloud_max = cloud_max
@@ -130,19 +130,20 @@ def choose_microversions(cloud_min, cloud_max, requested=None, client_default=No
     low = parse_mv(cloud_min) or MV_BASE
     high = parse_mv(cloud_max)
     if high is None:
-        raise EvacuationError('the compute API announces no microversions; this engine needs %s or later'
-                              % mv_str(MV_MINIMUM), kind=KIND_API)
+        raise EvacuationError('the compute API announces no microversions; this engine needs %s or later' % mv_str(MV_MINIMUM), kind=KIND_API)
     if high < MV_MINIMUM:
-        raise EvacuationError('the compute API offers microversions up to %s; finding evacuation migrations '
-                              'needs %s or later' % (mv_str(high), mv_str(MV_MINIMUM)), kind=KIND_API)
+        raise EvacuationError(
+            'the compute API offers microversions up to %s; finding evacuation migrations needs %s or later' % (mv_str(high), mv_str(MV_MINIMUM)), kind=KIND_API
+        )
     try:
         wanted = parse_mv(requested)
     except ValueError:
         raise EvacuationError('microversion %r is not a microversion such as 2.94' % (requested,), kind=KIND_API)
     if wanted is not None:
         if wanted[0] != 2 or not low <= wanted <= high:
-            raise EvacuationError('microversion %s is outside what the compute API offers (%s to %s)'
-                                  % (mv_str(wanted), mv_str(low), mv_str(high)), kind=KIND_API)
+            raise EvacuationError(
+                'microversion %s is outside what the compute API offers (%s to %s)' % (mv_str(wanted), mv_str(low), mv_str(high)), kind=KIND_API
+            )
         evacuate, negotiated = wanted, False
     else:
         evacuate, negotiated = max(low, min(MV_EVACUATE_DEFAULT, high)), True

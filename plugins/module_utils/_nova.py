@@ -24,11 +24,14 @@ from __future__ import annotations
 import datetime
 import email.utils
 import time
-
 from urllib.parse import urlencode
 
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
-    KIND_API, KIND_FORBIDDEN, KIND_NOT_FOUND, EvacuationError, NovahaError,
+    KIND_API,
+    KIND_FORBIDDEN,
+    KIND_NOT_FOUND,
+    EvacuationError,
+    NovahaError,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import mv_str, parse_mv
 
@@ -41,12 +44,15 @@ class NovaApiError(NovahaError):
     own message; ``explain_api_error`` phrases it for the operator with what was being done."""
 
     def __init__(self, status_code, message, request_id=None, method=None, path=None, retry=None):
-        super(NovaApiError, self).__init__('%s %s: %s%s' % (method, path, 'HTTP %s: ' % status_code
-                                                            if status_code is not None else '', message),
-                                           kind=KIND_API, http_status=status_code, request_id=request_id)
+        super(NovaApiError, self).__init__(
+            '%s %s: %s%s' % (method, path, 'HTTP %s: ' % status_code if status_code is not None else '', message),
+            kind=KIND_API,
+            http_status=status_code,
+            request_id=request_id,
+        )
         self.status_code = status_code
         self.message = message
-        self.retry = retry      # None: judged from the status (``transient``)
+        self.retry = retry  # None: judged from the status (``transient``)
         self.method = method
         self.path = path
 
@@ -85,8 +91,7 @@ def call(nova, method, path, microversion, doing, body=None):
 def explain_api_error(err, doing):
     """An EvacuationError (a NovahaError) for an HTTP error of the compute API while ``doing`` something."""
     if err.status_code == 403:
-        msg = ('%s was refused: forbidden (%s); this needs an account with the admin role'
-               % (doing, err.message))
+        msg = '%s was refused: forbidden (%s); this needs an account with the admin role' % (doing, err.message)
         kind = KIND_FORBIDDEN
     elif err.status_code == 401:
         msg = '%s was refused: the cloud rejected the credentials (%s)' % (doing, err.message)
@@ -102,8 +107,7 @@ def explain_api_error(err, doing):
         facts.append('request id %s' % err.request_id)
     if facts:
         msg = '%s (%s)' % (msg, ', '.join(facts))
-    return EvacuationError(msg, kind=kind, request_id=err.request_id,
-                           http_status=err.status_code)
+    return EvacuationError(msg, kind=kind, request_id=err.request_id, http_status=err.status_code)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -131,8 +135,7 @@ def answer(resp, method, path, date=None):
             payload = None
     if resp.status_code >= 400:
         text = resp.text if isinstance(getattr(resp, 'text', None), str) else ''
-        raise NovaApiError(resp.status_code, _nova_message(payload, text.strip()[:300] or resp.reason),
-                           request_id=request_id, method=method, path=path)
+        raise NovaApiError(resp.status_code, _nova_message(payload, text.strip()[:300] or resp.reason), request_id=request_id, method=method, path=path)
     return Response(resp.status_code, payload, request_id=request_id, date=date)
 
 
@@ -204,8 +207,7 @@ class SdkNova(object):
     GET_CONNECT_RETRIES = 3
 
     def request(self, method, path, microversion, body=None):
-        kwargs = dict(microversion=mv_str(microversion), raise_exc=False,
-                      connect_retries=self.GET_CONNECT_RETRIES if method == 'GET' else 0)
+        kwargs = dict(microversion=mv_str(microversion), raise_exc=False, connect_retries=self.GET_CONNECT_RETRIES if method == 'GET' else 0)
         if body is not None:
             kwargs['json'] = body
         try:
@@ -216,8 +218,13 @@ class SdkNova(object):
             # keystoneauth renews the token inside a request (the old one expired): an error of Keystone then
             # is an error of this request, never a traceback that ends the run without a result per server.
             status = getattr(exc, 'http_status', None)
-            raise NovaApiError(status, 'renewing the token with Keystone failed (%s: %s)' % (type(exc).__name__, exc),
-                               method=method, path=path, retry=status is not None and status in TRANSIENT_STATUSES)
+            raise NovaApiError(
+                status,
+                'renewing the token with Keystone failed (%s: %s)' % (type(exc).__name__, exc),
+                method=method,
+                path=path,
+                retry=status is not None and status in TRANSIENT_STATUSES,
+            )
         self.last_date = _http_date((resp.headers or {}).get('date')) or self.last_date
         return answer(resp, method, path, date=self.last_date)
 
@@ -267,7 +274,7 @@ class RetryingReads(NovaWrapper):
         super(RetryingReads, self).__init__(nova)
         self.clock = clock
         self.budget = float(budget)
-        self.retried = []        # (method, path, error message) of every read sent again
+        self.retried = []  # (method, path, error message) of every read sent again
 
     def request(self, method, path, microversion, body=None):
         if method != 'GET':
@@ -309,7 +316,7 @@ def query(path, params):
 
 def list_all(nova, path, params, key, microversion, limit_pages=100):
     """A listing followed over its pages (Nova pages at [api]max_limit). Returns (items, server date)."""
-    items = []
+    items = []  # type: list
     date = None
     marker = None
     for _page in range(limit_pages):
@@ -323,7 +330,9 @@ def list_all(nova, path, params, key, microversion, limit_pages=100):
         marker = page[-1].get('uuid') or page[-1].get('id')
     else:
         # A cut list would silently leave servers or migrations out of every decision made from it.
-        raise EvacuationError('listing %s stopped after %d pages (%d items) with more still to come; nothing is '
-                              'decided from a partial list. Raise Nova\'s [api]max_limit, or narrow the listing'
-                              % (path, limit_pages, len(items)), kind=KIND_API)
+        raise EvacuationError(
+            'listing %s stopped after %d pages (%d items) with more still to come; nothing is '
+            'decided from a partial list. Raise Nova\'s [api]max_limit, or narrow the listing' % (path, limit_pages, len(items)),
+            kind=KIND_API,
+        )
     return items, date

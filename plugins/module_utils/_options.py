@@ -53,8 +53,7 @@ def at_least(minimum, unit='', why=None):
 
 def between(minimum, maximum, unit='', why=None):
     """A number from ``minimum`` to ``maximum``, both included."""
-    return Rule(lambda v: _number(v) and minimum <= v <= maximum,
-                'must be between %s and %s%s' % (minimum, maximum, _unit(unit)), why)
+    return Rule(lambda v: _number(v) and minimum <= v <= maximum, 'must be between %s and %s%s' % (minimum, maximum, _unit(unit)), why)
 
 
 def matching(pattern, words):
@@ -75,14 +74,19 @@ def lookup(params, name):
 
 def option_error(option, value, problem, shown=None):
     """The error for one bad option: its name, its value (or ``shown``, words for it) and the cause."""
-    return NovahaError('%s is %s: it %s. %s' % (option, shown or _show(value), problem, NOTHING_CHANGED),
-                       kind=KIND_CONFIGURATION, option=option, value=value if shown is None else None)
+    return NovahaError(
+        '%s is %s: it %s. %s' % (option, shown or _show(value), problem, NOTHING_CHANGED),
+        kind=KIND_CONFIGURATION,
+        option=option,
+        value=value if shown is None else None,
+    )
 
 
 def conflict_error(option, other, cause, value=None):
     """The error for two options that cannot be given together (``option`` is the one to change)."""
-    return NovahaError('%s conflicts with %s: %s. %s' % (option, other, cause, NOTHING_CHANGED),
-                       kind=KIND_CONFIGURATION, option=option, conflicts_with=other, value=value)
+    return NovahaError(
+        '%s conflicts with %s: %s. %s' % (option, other, cause, NOTHING_CHANGED), kind=KIND_CONFIGURATION, option=option, conflicts_with=other, value=value
+    )
 
 
 def _show(value):

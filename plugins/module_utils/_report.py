@@ -7,7 +7,7 @@
 
 No Ansible imports, no clock: the role hands over what its phases registered (plain dicts) and the time
 (``finished_at``, ``verified_at``); the filter plugins of plugins/filter/recovery.py only pass them on.
-The schema is documented in docs/host_recovery_report.md.
+The schema is documented in docs/docsite/rst/host_recovery_report.rst.
 
 One function per decision:
 
@@ -29,8 +29,14 @@ from __future__ import annotations
 import datetime
 
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
-    ACTION_NONE, ACTION_RECONCILE, ACTION_WAIT, OUTCOME_IN_PROGRESS, OUTCOME_NOTHING_TO_DO, OUTCOME_PLANNED,
-    OUTCOME_RECOVERED, judge,
+    ACTION_NONE,
+    ACTION_RECONCILE,
+    ACTION_WAIT,
+    OUTCOME_IN_PROGRESS,
+    OUTCOME_NOTHING_TO_DO,
+    OUTCOME_PLANNED,
+    OUTCOME_RECOVERED,
+    judge,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._storage import storage_brief
 
@@ -39,11 +45,11 @@ SCHEMA_VERSION = 2
 TIME_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
 
 # Outcomes of a run (the report's top-level ``outcome``).
-RUN_RECOVERED = 'recovered'          # every selected server verified where and as it should be
-RUN_PARTIAL = 'partial'              # evacuation started, some servers recovered, some not
-RUN_FAILED = 'failed'                # evacuation started, no server recovered
-RUN_ABORTED = 'aborted'              # stopped before any server was moved off the host
-RUN_PLANNED = 'planned'              # check mode
+RUN_RECOVERED = 'recovered'  # every selected server verified where and as it should be
+RUN_PARTIAL = 'partial'  # evacuation started, some servers recovered, some not
+RUN_FAILED = 'failed'  # evacuation started, no server recovered
+RUN_ABORTED = 'aborted'  # stopped before any server was moved off the host
+RUN_PLANNED = 'planned'  # check mode
 RUN_NOTHING_TO_DO = 'nothing_to_do'  # no server selected; the host is fenced and isolated
 # What an operator need not look at; any other outcome fails the play that ran the recovery.
 SETTLED = frozenset([RUN_RECOVERED, RUN_PLANNED, RUN_NOTHING_TO_DO])
@@ -114,8 +120,7 @@ def servers_to_verify(servers, host):
     way (recovered, in progress, already moved by an earlier run), never one left on the host by refusal."""
     watched = {}
     for record in servers or []:
-        if record.get('outcome') in (OUTCOME_RECOVERED, OUTCOME_IN_PROGRESS) or (
-                record.get('outcome') == OUTCOME_NOTHING_TO_DO and moved_off(record, host)):
+        if record.get('outcome') in (OUTCOME_RECOVERED, OUTCOME_IN_PROGRESS) or (record.get('outcome') == OUTCOME_NOTHING_TO_DO and moved_off(record, host)):
             watched[record['id']] = record.get('expected_status')
     return watched
 
@@ -126,8 +131,7 @@ def servers_to_verify(servers, host):
 
 def healthy_hosts(computes, failed_host):
     """Hosts a recovered server may be on: nova-compute up, not forced down, not the failed host."""
-    return set(c.get('host') for c in computes or []
-               if c.get('state') == 'up' and not c.get('forced_down') and c.get('host') != failed_host)
+    return set(c.get('host') for c in computes or [] if c.get('state') == 'up' and not c.get('forced_down') and c.get('host') != failed_host)
 
 
 def _latest_migration(migrations, server_id):
@@ -141,18 +145,24 @@ def verdict(record, now, migration, healthy, host, verified_at):
     there (the evacuation is in progress), so the verify phase looks again."""
     before = record.get('snapshot') or dict(id=record.get('id'), name=record.get('name'))
     gone = now is None or now.get('deleted', False)
-    judgement = judge(before, None if gone else now, migration, record.get('expected_status'), host,
-                      migration_required=False)
+    judgement = judge(before, None if gone else now, migration, record.get('expected_status'), host, migration_required=False)
     on_healthy = not gone and now.get('host') in healthy
     ok = judgement.outcome == OUTCOME_RECOVERED and on_healthy
     reason = judgement.reason
     if judgement.outcome == OUTCOME_RECOVERED and not on_healthy:
-        reason = '%s is %s on %s, which is not a healthy host (down, forced down or the failed one)' % (
-            record.get('name'), now.get('status'), now.get('host'))
-    return dict(id=record.get('id'), name=record.get('name') or record.get('id'),
-                host=None if gone else now.get('host'), status='DELETED' if gone else now.get('status'),
-                task_state=None if gone else now.get('task_state'), expected_status=record.get('expected_status'),
-                ok=ok, waiting=judgement.outcome == OUTCOME_IN_PROGRESS, reason=reason, verified_at=verified_at)
+        reason = '%s is %s on %s, which is not a healthy host (down, forced down or the failed one)' % (record.get('name'), now.get('status'), now.get('host'))
+    return dict(
+        id=record.get('id'),
+        name=record.get('name') or record.get('id'),
+        host=None if gone else now.get('host'),
+        status='DELETED' if gone else now.get('status'),
+        task_state=None if gone else now.get('task_state'),
+        expected_status=record.get('expected_status'),
+        ok=ok,
+        waiting=judgement.outcome == OUTCOME_IN_PROGRESS,
+        reason=reason,
+        verified_at=verified_at,
+    )
 
 
 def verdicts(now, servers, host, verified_at):
@@ -165,9 +175,20 @@ def verdicts(now, servers, host, verified_at):
     for server_id in servers_to_verify(servers, host):
         record = records[server_id]
         if server_id not in read:
-            out.append(dict(id=server_id, name=record.get('name') or server_id, host=None, status=None,
-                            task_state=None, expected_status=record.get('expected_status'), ok=False, waiting=True,
-                            reason='not read: %s' % (_get(now, 'msg') or 'no reading yet'), verified_at=verified_at))
+            out.append(
+                dict(
+                    id=server_id,
+                    name=record.get('name') or server_id,
+                    host=None,
+                    status=None,
+                    task_state=None,
+                    expected_status=record.get('expected_status'),
+                    ok=False,
+                    waiting=True,
+                    reason='not read: %s' % (_get(now, 'msg') or 'no reading yet'),
+                    verified_at=verified_at,
+                )
+            )
             continue
         migration = _latest_migration(_get(now, 'migrations'), server_id) or record.get('migration')
         out.append(verdict(record, read[server_id], migration, healthy, host, verified_at))
@@ -179,21 +200,26 @@ def verdicts(now, servers, host, verified_at):
 
 
 def server_entry(record, host, verified=None):
-    """A server entry of the report (docs/host_recovery_report.md) from an engine record and its verdict."""
+    """A server entry of the report (docs/docsite/rst/host_recovery_report.rst) from an engine record and its verdict."""
     before = record.get('before') or {}
     after = record.get('after') or {}
     timings = record.get('timings') or {}
     migration = record.get('migration') or {}
     return dict(
-        id=record.get('id'), name=record.get('name'), project_id=record.get('project_id'),
-        action=record.get('action'), outcome=record.get('outcome'), reason=record.get('reason'),
+        id=record.get('id'),
+        name=record.get('name'),
+        project_id=record.get('project_id'),
+        action=record.get('action'),
+        outcome=record.get('outcome'),
+        reason=record.get('reason'),
         kind=record.get('kind'),
         before=dict(host=before.get('host'), status=before.get('status')),
         after=dict(host=after.get('host'), status=after.get('status')),
         expected_status=record.get('expected_status'),
         migration=dict(id=migration.get('id'), status=migration.get('status')),
         attempts=len(record.get('attempts') or []),
-        requested_at=timings.get('requested_at'), finished_at=timings.get('finished_at'),
+        requested_at=timings.get('requested_at'),
+        finished_at=timings.get('finished_at'),
         seconds=timings.get('seconds'),
         verified=verified.get('ok') if verified else None,
         verified_at=verified.get('verified_at') if verified else None,
@@ -207,13 +233,29 @@ def server_entry(record, host, verified=None):
 def planned_entry(entry, host):
     """A server entry in check mode, from the plan (os_host_evacuate in check mode)."""
     return dict(
-        id=entry.get('id'), name=entry.get('name'), project_id=entry.get('project_id'), action=entry.get('action'),
-        outcome=entry.get('outcome'), reason=entry.get('reason'), kind=None,
-        before=dict(host=host, status=entry.get('status')), after=dict(host=None, status=None),
-        expected_status=entry.get('expected_status'), expected_target=entry.get('expected_target'),
-        migration=dict(id=None, status=None), attempts=0, requested_at=None, finished_at=None, seconds=None,
-        verified=None, verified_at=None, now=None, locked_by_us=False, storage=storage_brief(entry.get('storage')),
-        next_command=None)
+        id=entry.get('id'),
+        name=entry.get('name'),
+        project_id=entry.get('project_id'),
+        action=entry.get('action'),
+        outcome=entry.get('outcome'),
+        reason=entry.get('reason'),
+        kind=None,
+        before=dict(host=host, status=entry.get('status')),
+        after=dict(host=None, status=None),
+        expected_status=entry.get('expected_status'),
+        expected_target=entry.get('expected_target'),
+        migration=dict(id=None, status=None),
+        attempts=0,
+        requested_at=None,
+        finished_at=None,
+        seconds=None,
+        verified=None,
+        verified_at=None,
+        now=None,
+        locked_by_us=False,
+        storage=storage_brief(entry.get('storage')),
+        next_command=None,
+    )
 
 
 def server_recovered(entry, host):
@@ -252,11 +294,13 @@ def project_summary(servers, skipped, host):
     (check mode), ``skipped`` (not selected or left alone), ``left_to_services`` ({service: count} of those a
     service recovers by itself) and ``attention`` (the not recovered ones: id, name, outcome, next_command).
     Project ids only: the report reads no names from Keystone."""
-    projects = {}
+    projects = {}  # type: dict
 
     def entry(project_id):
-        return projects.setdefault(project_id, dict(project_id=project_id, servers=0, recovered=0, not_recovered=0,
-                                                    planned=0, skipped=0, left_to_services={}, attention=[]))
+        return projects.setdefault(
+            project_id, dict(project_id=project_id, servers=0, recovered=0, not_recovered=0, planned=0, skipped=0, left_to_services={}, attention=[])
+        )
+
     left = set(id(s) for s in not_recovered(servers, host))
     for server in servers or []:
         found = entry(server.get('project_id'))
@@ -267,8 +311,9 @@ def project_summary(servers, skipped, host):
             found['planned'] += 1
         if id(server) in left:
             found['not_recovered'] += 1
-            found['attention'].append(dict(id=server.get('id'), name=server.get('name'), outcome=server.get('outcome'),
-                                           next_command=server.get('next_command')))
+            found['attention'].append(
+                dict(id=server.get('id'), name=server.get('name'), outcome=server.get('outcome'), next_command=server.get('next_command'))
+            )
     for record in skipped or []:
         found = entry(record.get('project_id'))
         found['servers'] += 1
@@ -302,8 +347,7 @@ def left_behind(servers, verdicts_, host):
 
 
 def _left_in_words(server):
-    return '%s (%s%s)' % (server.get('name'), server.get('outcome'),
-                          ', still locked by novaha.recovery' if server.get('locked_by_us') else '')
+    return '%s (%s%s)' % (server.get('name'), server.get('outcome'), ', still locked by novaha.recovery' if server.get('locked_by_us') else '')
 
 
 def _reason(outcome, servers, host, stopped, plan):
@@ -312,7 +356,7 @@ def _reason(outcome, servers, host, stopped, plan):
     if outcome == RUN_PLANNED:
         said = _get(plan, 'msg') or 'plan made'
         if said.startswith('check mode: '):
-            said = said[len('check mode: '):]
+            said = said[len('check mode: ') :]
         return 'check mode: %s; nothing was changed' % said
     kept = '%s stays forced down and disabled until restore-host.yml' % host
     if outcome == RUN_NOTHING_TO_DO:
@@ -326,11 +370,9 @@ def _reason(outcome, servers, host, stopped, plan):
 
 
 def _next_steps(outcome, servers, host, check_mode):
-    steps = ['%s: %s' % (s.get('name'), s.get('next_command')) for s in not_recovered(servers, host)
-             if s.get('next_command')]
+    steps = ['%s: %s' % (s.get('name'), s.get('next_command')) for s in not_recovered(servers, host) if s.get('next_command')]
     if outcome in (RUN_RECOVERED, RUN_PARTIAL, RUN_NOTHING_TO_DO):
-        steps.append('after repairing %s: ansible-playbook novaha.recovery.restore_host -e restore_host=%s'
-                     % (host, host))
+        steps.append('after repairing %s: ansible-playbook novaha.recovery.restore_host -e restore_host=%s' % (host, host))
     elif outcome == RUN_ABORTED and not check_mode:
         steps.append('fix the cause above, then run recover-host.yml again for %s' % host)
     return steps
@@ -372,8 +414,19 @@ def report_servers(run):
 def _fencing(fencing):
     evidence = _get(fencing, 'evidence') or {}
     out = dict(fenced=_get(fencing, 'fenced'), msg=_get(fencing, 'msg'))
-    for key in ('method', 'bmc', 'power_state_before', 'power_state', 'read_at', 'action', 'action_sent_at',
-                'fence_seconds', 'attested', 'error_cause', 'level'):
+    for key in (
+        'method',
+        'bmc',
+        'power_state_before',
+        'power_state',
+        'read_at',
+        'action',
+        'action_sent_at',
+        'fence_seconds',
+        'attested',
+        'error_cause',
+        'level',
+    ):
         out[key] = evidence.get(key)
     keys = ('level', 'method', 'bmc', 'result', 'power_state', 'action', 'error_cause', 'error')
     out['levels'] = [dict((k, lv.get(k)) for k in keys) for lv in evidence.get('levels') or [] if isinstance(lv, dict)]
@@ -382,8 +435,7 @@ def _fencing(fencing):
 
 def _service_after(run):
     """The service as last read: after the rollback, else by the verify phase, else as isolated."""
-    for found in (_get(run, 'after_rollback', 'service'), _get(run, 'now', 'service'),
-                  _get(run, 'isolation', 'service', 'after')):
+    for found in (_get(run, 'after_rollback', 'service'), _get(run, 'now', 'service'), _get(run, 'isolation', 'service', 'after')):
         if found:
             return found
     return None
@@ -420,14 +472,15 @@ def build_report(run, finished_at):
         phases=phases_of(run.get('phases'), run.get('report_started_at'), finished_at),
         service=dict(snapshot=_get(run, 'snapshot', 'service'), after=_service_after(run)),
         fencing=_fencing(run.get('fencing')),
-        isolation=dict(marker=run.get('marker'), changed=_get(run, 'isolation', 'changed'),
-                       msg=_get(run, 'isolation', 'msg'), reason=run.get('reason')),
-        claim=dict(holder=_get(run, 'claim', 'holder'), took_over=_get(run, 'claim', 'took_over'),
-                   msg=_get(run, 'claim', 'msg')),
+        isolation=dict(marker=run.get('marker'), changed=_get(run, 'isolation', 'changed'), msg=_get(run, 'isolation', 'msg'), reason=run.get('reason')),
+        claim=dict(holder=_get(run, 'claim', 'holder'), took_over=_get(run, 'claim', 'took_over'), msg=_get(run, 'claim', 'msg')),
         guards=plan.get('preconditions') or [],
-        evacuation=dict(run_id=evacuation.get('run_id', plan.get('run_id')), msg=evacuation.get('msg'),
-                        summary=evacuation.get('summary', plan.get('summary')),
-                        storage=evacuation.get('storage', plan.get('storage'))),
+        evacuation=dict(
+            run_id=evacuation.get('run_id', plan.get('run_id')),
+            msg=evacuation.get('msg'),
+            summary=evacuation.get('summary', plan.get('summary')),
+            storage=evacuation.get('storage', plan.get('storage')),
+        ),
         servers=servers,
         skipped=skipped,
         projects=project_summary(servers, skipped, host),
@@ -440,8 +493,15 @@ def build_report(run, finished_at):
 def host_result(report, report_dir=None):
     """What the play keeps of one host's run: its outcome, whether it needs an operator, its summary line."""
     line = '%s: %s (run %s) - %s' % (report['host'], report['outcome'].upper(), report['run_id'], report['reason'])
-    return dict(host=report['host'], outcome=report['outcome'], run_id=report['run_id'], reason=report['reason'],
-                report_dir=report_dir, needs_attention=needs_attention(report['outcome']), line=line)
+    return dict(
+        host=report['host'],
+        outcome=report['outcome'],
+        run_id=report['run_id'],
+        reason=report['reason'],
+        report_dir=report_dir,
+        needs_attention=needs_attention(report['outcome']),
+        line=line,
+    )
 
 
 def summarize_hosts(results):
@@ -459,9 +519,11 @@ def summarize_hosts(results):
         if result.get('needs_attention'):
             attention.append(name)
             named.append('%s (%s)' % (name, result['outcome'].upper()))
-    msg = 'every host recovered, planned or with nothing to do' if not attention else (
-        'not recovered: %s - %d of %d hosts; see the line of each above and its report'
-        % (', '.join(named), len(attention), len(results)))
+    msg = (
+        'every host recovered, planned or with nothing to do'
+        if not attention
+        else ('not recovered: %s - %d of %d hosts; see the line of each above and its report' % (', '.join(named), len(attention), len(results)))
+    )
     return dict(lines=lines, needs_attention=attention, msg=msg)
 
 
@@ -490,6 +552,12 @@ def rollback_record(stopped_in, started, restored, snapshot_service, service_now
         action = 'nothing to restore: this run stopped before it changed the service flags'
     else:
         action = 'service flags left as they are: %s' % (restored.get('msg') or 'rollback disabled')
-    return dict(performed=bool(restored.get('changed')), evacuation_started=bool(started), action=action,
-                service_before=snapshot_service or None, service_after=service_now or None, flags_as_before=as_before,
-                locked_by_us=[r.get('id') for r in servers or [] if _holds_our_lock(r)])
+    return dict(
+        performed=bool(restored.get('changed')),
+        evacuation_started=bool(started),
+        action=action,
+        service_before=snapshot_service or None,
+        service_after=service_now or None,
+        flags_as_before=as_before,
+        locked_by_us=[r.get('id') for r in servers or [] if _holds_our_lock(r)],
+    )

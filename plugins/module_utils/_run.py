@@ -42,7 +42,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._nova import NovaA
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, matching
 
 COMPUTE = 'nova-compute'
-REASON_MAX = 255        # Nova's column for disabled_reason
+REASON_MAX = 255  # Nova's column for disabled_reason
 # Evacuation migration statuses that still block forcing the source service up (Nova cleans them up when the
 # source's nova-compute starts again).
 UNFINISHED_MIGRATIONS = ('accepted', 'pre-migrating', 'migrating', 'done')
@@ -66,7 +66,7 @@ DEFAULT_LEASE = 300
 # holder live through any ordinary skew while a dead one is still taken over.
 CLOCK_SKEW = 120
 DEFAULT_SETTLE = 2.0
-CLAIM_ROUNDS = 3         # slow read-and-write rounds before a claim gives up
+CLAIM_ROUNDS = 3  # slow read-and-write rounds before a claim gives up
 CLAIM_WRITE_RETRIES = 4  # marker writes that failed transiently (sent again after a fresh read) before giving up
 READ_RETRY_BUDGET = 30.0  # seconds a run's read rides out a failing API at most (the evacuation engine's budget)
 
@@ -76,21 +76,25 @@ _RUN_ID_RE = re.compile(r'^[0-9A-Za-z_-]{1,32}$')
 RUN_ID_RULE = matching(_RUN_ID_RE.pattern, '1 to 32 letters, digits, "-" or "_"')
 # The rule of every module option lease, the only check of a lease: the host_recovery role's host_recovery_lease
 # reaches its first module (the preflight's os_host_evacuate) before anything is read, and is named here for it.
-LEASE_RULE = at_least(10, 'seconds', why='a shorter heartbeat lets another run take the host over between two '
-                      'tasks; the host_recovery role sets it from host_recovery_lease')
+LEASE_RULE = at_least(
+    10, 'seconds', why='a shorter heartbeat lets another run take the host over between two tasks; the host_recovery role sets it from host_recovery_lease'
+)
 _MARKER_RE = re.compile(
     r'^novaha\.recovery run (?P<run_id>[0-9A-Za-z_-]{1,32}) (?P<phase>[a-z]+) ctl (?P<controller>\S+)'
     r' start (?P<start>\d{8}T\d{6}Z) beat (?P<beat>\d{8}T\d{6}Z) lease (?P<lease>\d+);'
-    r' was: (?P<was>enabled|disabled)(?P<down>,forced_down)?(?: \((?P<reason>.*)\))?$', re.DOTALL)
+    r' was: (?P<was>enabled|disabled)(?P<down>,forced_down)?(?: \((?P<reason>.*)\))?$',
+    re.DOTALL,
+)
 
 
 class RunError(NovahaError):
     """A failure of the run's hold on a host, phrased for the operator. ``kind``: held (a live run holds the
     host), lost (another run took it), no_service, api; ``holder``: the run found, returned as its dict."""
 
+    transient = False  # set True by a failed API request that may succeed when sent again
+
     def __init__(self, msg, kind='api', holder=None, request_id=None, http_status=None):
-        super(RunError, self).__init__(msg, kind=kind, request_id=request_id, http_status=http_status,
-                                       holder=holder.to_dict() if holder is not None else None)
+        super(RunError, self).__init__(msg, kind=kind, request_id=request_id, http_status=http_status, holder=holder.to_dict() if holder is not None else None)
         self.holder = holder
 
 
@@ -132,8 +136,7 @@ def controller_identity(hostname=None, namespace=None):
 class RunMarker(object):
     """What the disabled reason says about a run (see the module docstring)."""
 
-    def __init__(self, run_id, phase, controller, started_at, heartbeat_at, lease, was_status='enabled',
-                 was_forced_down=False, was_reason=None):
+    def __init__(self, run_id, phase, controller, started_at, heartbeat_at, lease, was_status='enabled', was_forced_down=False, was_reason=None):
         self.run_id = run_id
         self.phase = phase
         self.controller = controller
@@ -150,19 +153,32 @@ class RunMarker(object):
 
     def text(self):
         head = '%s%s %s ctl %s start %s beat %s lease %d; was: %s%s' % (
-            MARKER_PREFIX, self.run_id, self.phase, self.controller, stamp(self.started_at),
-            stamp(self.heartbeat_at), self.lease, self.was_status, ',forced_down' if self.was_forced_down else '')
+            MARKER_PREFIX,
+            self.run_id,
+            self.phase,
+            self.controller,
+            stamp(self.started_at),
+            stamp(self.heartbeat_at),
+            self.lease,
+            self.was_status,
+            ',forced_down' if self.was_forced_down else '',
+        )
         if self.was_reason:
             room = REASON_MAX - len(head) - 3
-            reason = self.was_reason if len(self.was_reason) <= room else self.was_reason[:max(0, room - 3)] + '...'
+            reason = self.was_reason if len(self.was_reason) <= room else self.was_reason[: max(0, room - 3)] + '...'
             head += ' (%s)' % reason
         return head
 
     def to_dict(self):
-        return dict(run_id=self.run_id, phase=self.phase, controller=self.controller,
-                    started_at=iso(self.started_at), heartbeat_at=iso(self.heartbeat_at), lease=self.lease,
-                    was=dict(status=self.was_status, forced_down=self.was_forced_down,
-                             disabled_reason=self.was_reason))
+        return dict(
+            run_id=self.run_id,
+            phase=self.phase,
+            controller=self.controller,
+            started_at=iso(self.started_at),
+            heartbeat_at=iso(self.heartbeat_at),
+            lease=self.lease,
+            was=dict(status=self.was_status, forced_down=self.was_forced_down, disabled_reason=self.was_reason),
+        )
 
     def restore_body(self, current=None):
         """The PUT /os-services/{id} body that puts the service back as it was before the first run.
@@ -182,10 +198,17 @@ def parse_marker(reason):
     text = reason or ''
     match = _MARKER_RE.match(text)
     if match:
-        return RunMarker(match.group('run_id'), match.group('phase'), match.group('controller'),
-                         _parse_stamp(match.group('start')), _parse_stamp(match.group('beat')),
-                         int(match.group('lease')), match.group('was'), bool(match.group('down')),
-                         match.group('reason'))
+        return RunMarker(
+            match.group('run_id'),
+            match.group('phase'),
+            match.group('controller'),
+            _parse_stamp(match.group('start')),
+            _parse_stamp(match.group('beat')),
+            int(match.group('lease')),
+            match.group('was'),
+            bool(match.group('down')),
+            match.group('reason'),
+        )
     return None
 
 
@@ -217,10 +240,12 @@ class Holder(object):
         m = self.marker
         if m is None:
             return 'no novaha.recovery run holds this host'
-        beat = ('last heartbeat %ss ago%s' % (int(self.age), ' on the local clock' if self.clock == 'local' else '')
-                if self.age is not None else 'heartbeat age unknown (no clock to measure it)')
-        return ('run %s (controller %s, phase %s, started %s, %s, lease %ss)'
-                % (m.run_id, m.controller, m.phase, iso(m.started_at), beat, m.lease))
+        beat = (
+            'last heartbeat %ss ago%s' % (int(self.age), ' on the local clock' if self.clock == 'local' else '')
+            if self.age is not None
+            else 'heartbeat age unknown (no clock to measure it)'
+        )
+        return 'run %s (controller %s, phase %s, started %s, %s, lease %ss)' % (m.run_id, m.controller, m.phase, iso(m.started_at), beat, m.lease)
 
     def to_dict(self):
         out = dict(kind=self.kind, heartbeat_age=round(self.age, 1) if self.age is not None else None)
@@ -270,9 +295,9 @@ def end_phase(stopped):
 
 
 # Why a run does not give the service back (``release_refusal``): flags, not words.
-RELEASE_NOT_HELD = 'not_held'                       # the service carries no marker of this run
-RELEASE_TOOK_OVER = 'took_over'                     # this run took over an earlier run of the recovery
-RELEASE_EVACUATION_STARTED = 'evacuation_started'   # servers left the host, or are on their way
+RELEASE_NOT_HELD = 'not_held'  # the service carries no marker of this run
+RELEASE_TOOK_OVER = 'took_over'  # this run took over an earlier run of the recovery
+RELEASE_EVACUATION_STARTED = 'evacuation_started'  # servers left the host, or are on their way
 
 
 def release_refusal(holder, took_over=False, evacuation_started=False, evacuated=False):
@@ -324,11 +349,19 @@ def claim_marker(service, run_id, controller, now, lease, previous=None):
     survives; otherwise it records the service as it is now."""
     if previous is not None:
         start = min(previous.started_at, now) if previous.started_at else now
-        return RunMarker(run_id, PHASE_CLAIMED, controller, start, now, lease, previous.was_status,
-                         previous.was_forced_down, previous.was_reason)
+        return RunMarker(run_id, PHASE_CLAIMED, controller, start, now, lease, previous.was_status, previous.was_forced_down, previous.was_reason)
     disabled = service.get('status') == 'disabled'
-    return RunMarker(run_id, PHASE_CLAIMED, controller, now, now, lease, 'disabled' if disabled else 'enabled',
-                     bool(service.get('forced_down')), service.get('disabled_reason') if disabled else None)
+    return RunMarker(
+        run_id,
+        PHASE_CLAIMED,
+        controller,
+        now,
+        now,
+        lease,
+        'disabled' if disabled else 'enabled',
+        bool(service.get('forced_down')),
+        service.get('disabled_reason') if disabled else None,
+    )
 
 
 def retrying_reads(nova, clock, lease):
@@ -343,11 +376,12 @@ def retrying_reads(nova, clock, lease):
 def held_message(host, holder, waited=None):
     """Why a run refuses a host a live run holds, and what to do."""
     waited_text = ' after waiting %ds' % waited if waited else ''
-    return ('host %s is held by a live novaha.recovery run%s: %s. This run changed nothing and starts no second '
-            'evacuator. Watch it with: openstack compute service list --service nova-compute --host %s --long '
-            '(the disabled reason shows its phase and heartbeat); when its controller is gone the same command '
-            'takes over once the heartbeat is older than the lease; takeover=true overrides a live-looking run'
-            % (host, waited_text, holder.describe(), host))
+    return (
+        'host %s is held by a live novaha.recovery run%s: %s. This run changed nothing and starts no second '
+        'evacuator. Watch it with: openstack compute service list --service nova-compute --host %s --long '
+        '(the disabled reason shows its phase and heartbeat); when its controller is gone the same command '
+        'takes over once the heartbeat is older than the lease; takeover=true overrides a live-looking run' % (host, waited_text, holder.describe(), host)
+    )
 
 
 class HostRun(object):
@@ -356,11 +390,9 @@ class HostRun(object):
     Every write is preceded by a read that checks the marker is still ours, and a claim is written, left to
     settle and read back: two runs that claim at the same moment cannot both go on."""
 
-    def __init__(self, nova, host, run_id, clock, controller=None, lease=DEFAULT_LEASE, settle=DEFAULT_SETTLE,
-                 microversion=MV_SERVICES):
+    def __init__(self, nova, host, run_id, clock, controller=None, lease=DEFAULT_LEASE, settle=DEFAULT_SETTLE, microversion=MV_SERVICES):
         if not valid_run_id(run_id):
-            raise RunError('run_id %r is not valid: 1 to 32 letters, digits, "-" or "_"' % (run_id,),
-                           kind='configuration')
+            raise RunError('run_id %r is not valid: 1 to 32 letters, digits, "-" or "_"' % (run_id,), kind='configuration')
         self.nova = nova
         self.host = host
         self.run_id = run_id
@@ -373,7 +405,7 @@ class HostRun(object):
         self.service = None
         self.took_over = None
         self.last_beat = None
-        self.renew_errors = []      # heartbeat renewals that failed and were tried again
+        self.renew_errors = []  # heartbeat renewals that failed and were tried again
 
     # -- reading -----------------------------------------------------------------------------------------------
 
@@ -382,10 +414,8 @@ class HostRun(object):
             return self.nova.request(method, path, self.mv, body)
         except NovaApiError as err:
             status, details, request_id = err.status_code, err.message, err.request_id
-            facts = ', '.join(x for x in ('HTTP %s' % status if status else '',
-                                          'request id %s' % request_id if request_id else '') if x)
-            error = RunError('%s failed: %s%s' % (doing, details, ' (%s)' % facts if facts else ''), kind='api',
-                             request_id=request_id, http_status=status)
+            facts = ', '.join(x for x in ('HTTP %s' % status if status else '', 'request id %s' % request_id if request_id else '') if x)
+            error = RunError('%s failed: %s%s' % (doing, details, ' (%s)' % facts if facts else ''), kind='api', request_id=request_id, http_status=status)
             error.transient = transient(err)
             raise error
 
@@ -401,13 +431,13 @@ class HostRun(object):
     def read(self):
         """(service, marker found, Holder) as Nova has them now: the one reader of the host's nova-compute
         service (the wait for the service down reads it so too)."""
-        resp = self._request('GET', '/os-services?binary=%s&host=%s' % (COMPUTE, self.host), None,
-                             'reading the nova-compute service of %s' % self.host)
-        found = [s for s in (resp.body or {}).get('services') or []
-                 if s.get('binary') == COMPUTE and s.get('host') == self.host]
+        resp = self._request('GET', '/os-services?binary=%s&host=%s' % (COMPUTE, self.host), None, 'reading the nova-compute service of %s' % self.host)
+        found = [s for s in (resp.body or {}).get('services') or [] if s.get('binary') == COMPUTE and s.get('host') == self.host]
         if not found:
-            raise RunError('host %s has no nova-compute service: check the host name (openstack compute service '
-                           'list --service nova-compute)' % self.host, kind='no_service')
+            raise RunError(
+                'host %s has no nova-compute service: check the host name (openstack compute service list --service nova-compute)' % self.host,
+                kind='no_service',
+            )
         service = found[0]
         marker = parse_marker(service.get('disabled_reason'))
         self.service = service
@@ -427,10 +457,10 @@ class HostRun(object):
     # -- writing -----------------------------------------------------------------------------------------------
 
     def _put(self, body, doing):
-        resp = self._request('PUT', '/os-services/%s' % self.service['id'], body, doing)
+        resp = self._request('PUT', '/os-services/%s' % self.service['id'], body, doing)  # type: ignore[index]  # read before any write
         updated = (resp.body or {}).get('service') if resp is not None else None
         if isinstance(updated, dict):
-            self.service = dict(self.service, **updated)
+            self.service = dict(self.service, **updated)  # type: ignore[arg-type]  # read before any write
         return self.service
 
     def _write(self, marker, doing, forced_down=None):
@@ -453,7 +483,7 @@ class HostRun(object):
         started = self.clock.now()
         slow_rounds = 0
         failed_writes = 0
-        before = None       # who held the host before this run's first write
+        before = None  # who held the host before this run's first write
         while True:
             read_at = self.clock.now()  # the answer may be as old as the request
             service, found, holder = self.read()
@@ -475,8 +505,7 @@ class HostRun(object):
                 marker.heartbeat_at = self.now()
                 marker.lease = self.lease
             else:
-                marker = claim_marker(service, self.run_id, self.controller, self.now(), self.lease,
-                                      found if holder.kind != 'free' else None)
+                marker = claim_marker(service, self.run_id, self.controller, self.now(), self.lease, found if holder.kind != 'free' else None)
                 self.took_over = holder if holder.kind in ('ended', 'stale', 'overridden') else None
             try:
                 self._write(marker, 'marking the nova-compute service of %s with run %s' % (self.host, self.run_id))
@@ -494,17 +523,22 @@ class HostRun(object):
                 slow_rounds += 1
                 if slow_rounds >= CLAIM_ROUNDS:
                     self._give_up(marker)
-                    raise RunError('the compute API took %.1f s to read and write the nova-compute service of %s, '
-                                   'more than settle (%ss), %d times: the claim cannot be proven alone. Nothing '
-                                   'else was changed; run again, or raise settle'
-                                   % (gap, self.host, self.settle, slow_rounds), kind='api')
+                    raise RunError(
+                        'the compute API took %.1f s to read and write the nova-compute service of %s, '
+                        'more than settle (%ss), %d times: the claim cannot be proven alone. Nothing '
+                        'else was changed; run again, or raise settle' % (gap, self.host, self.settle, slow_rounds),
+                        kind='api',
+                    )
                 continue
             self.clock.sleep(self.settle)
             _service, now_found, now_holder = self.read()
             if now_holder.kind != 'ours':
-                raise RunError('another novaha.recovery run claimed host %s at the same moment: %s. This run stops '
-                               'here; the other one goes on' % (self.host, now_holder.describe()), kind='lost',
-                               holder=now_holder)
+                raise RunError(
+                    'another novaha.recovery run claimed host %s at the same moment: %s. This run stops '
+                    'here; the other one goes on' % (self.host, now_holder.describe()),
+                    kind='lost',
+                    holder=now_holder,
+                )
             self.marker = now_found
             return before
 
@@ -521,10 +555,16 @@ class HostRun(object):
         """The marker, read now, must be ours; returns it. Raises RunError(kind='lost') otherwise."""
         service, found, holder = self.read()
         if holder.kind != 'ours':
-            raise RunError('run %s no longer holds host %s: %s. This run stops without changing anything more'
-                           % (self.run_id, self.host, holder.describe() if found else 'the service carries no run '
-                              'marker (disabled reason: %r)' % service.get('disabled_reason')),
-                           kind='lost', holder=holder)
+            raise RunError(
+                'run %s no longer holds host %s: %s. This run stops without changing anything more'
+                % (
+                    self.run_id,
+                    self.host,
+                    holder.describe() if found else 'the service carries no run marker (disabled reason: %r)' % service.get('disabled_reason'),
+                ),
+                kind='lost',
+                holder=holder,
+            )
         self.marker = found
         return found
 
@@ -576,13 +616,11 @@ class HostRun(object):
         service, _found, holder = self.read()
         plan = plan_restore(service, holder, override)
         if plan.refusal:
-            raise RunError('refusing to return %s to service, nothing changed: %s' % (self.host, plan.refusal),
-                           kind='refused', holder=holder)
+            raise RunError('refusing to return %s to service, nothing changed: %s' % (self.host, plan.refusal), kind='refused', holder=holder)
         before = dict(service)
         if plan.body is None or check_mode:
             return plan, before, None
-        return plan, before, dict(self._put(plan.body, 'returning the nova-compute service of %s to service'
-                                            % self.host))
+        return plan, before, dict(self._put(plan.body, 'returning the nova-compute service of %s to service' % self.host))
 
     def end(self, stopped, check_mode=False):
         """End this run's hold: its marker moves to the phase ``end_phase`` decides, with a fresh heartbeat, so
@@ -608,15 +646,13 @@ class HostRun(object):
         ``declined`` is None when the service was given back (or would be, in ``check_mode``), else the RELEASE_*
         kind; nothing is written then."""
         service, found, holder = self.read_if_any()
-        declined = release_refusal(holder, took_over=bool(took_over) or self.took_over is not None,
-                                   evacuation_started=evacuation_started, evacuated=evacuated)
+        declined = release_refusal(holder, took_over=bool(took_over) or self.took_over is not None, evacuation_started=evacuation_started, evacuated=evacuated)
         if declined is not None:
             return Release(self.host, self.run_id, declined, holder, service)
         before = dict(service)
         body = found.restore_body(service)
         if not check_mode:
-            self._put(body, 'restoring the nova-compute service of %s as it was before run %s'
-                      % (self.host, self.run_id))
+            self._put(body, 'restoring the nova-compute service of %s as it was before run %s' % (self.host, self.run_id))
             self.marker = None
         return Release(self.host, self.run_id, None, holder, before, body, check_mode)
 
@@ -626,8 +662,7 @@ class HostRun(object):
         waiting, at most ``timeout`` seconds. The heartbeat is renewed while it waits, and a run whose host was
         taken stops (RunError lost). Returns (last verdicts, seconds waited, number of looks)."""
         self.advance(PHASE_VERIFYING)
-        return wait_for(look, lambda verdicts: not any(v.get('waiting') for v in verdicts), self.clock, timeout,
-                        interval, between=self.renew_if_due)
+        return wait_for(look, lambda verdicts: not any(v.get('waiting') for v in verdicts), self.clock, timeout, interval, between=self.renew_if_due)
 
 
 class Release(object):
@@ -647,14 +682,16 @@ class Release(object):
         """In words, for the operator (decided by ``declined``, never parsed back)."""
         if self.declined is None:
             return '%s the nova-compute service of %s as it was before run %s: %s' % (
-                'check mode: would put back' if self.check_mode else 'put back', self.host, self.run_id, self.body)
+                'check mode: would put back' if self.check_mode else 'put back',
+                self.host,
+                self.run_id,
+                self.body,
+            )
         return {
-            RELEASE_NOT_HELD: 'run %s does not hold %s (%s): nothing of this run to give back' % (
-                self.run_id, self.host, self.holder.describe()),
-            RELEASE_EVACUATION_STARTED: 'servers of %s were moved off it or are on their way, so it stays isolated '
-                                        '(forced down, disabled)' % self.host,
+            RELEASE_NOT_HELD: 'run %s does not hold %s (%s): nothing of this run to give back' % (self.run_id, self.host, self.holder.describe()),
+            RELEASE_EVACUATION_STARTED: 'servers of %s were moved off it or are on their way, so it stays isolated (forced down, disabled)' % self.host,
             RELEASE_TOOK_OVER: 'run %s took over an earlier run of this recovery, which may have moved servers, so '
-                               '%s stays isolated (forced down, disabled)' % (self.run_id, self.host),
+            '%s stays isolated (forced down, disabled)' % (self.run_id, self.host),
         }[self.declined]
 
 
@@ -682,20 +719,23 @@ def plan_restore(service, holder, override=False):
     host = service.get('host')
     marker = holder.marker
     if holder.kind == 'live':
-        return RestorePlan(refusal='a novaha.recovery run still holds %s: %s; wait for it to end' % (
-            host, holder.describe()))
+        return RestorePlan(refusal='a novaha.recovery run still holds %s: %s; wait for it to end' % (host, holder.describe()))
     if marker is not None:
         body = dict(status=marker.was_status, forced_down=False)
         if marker.was_status == 'disabled':
             body['disabled_reason'] = marker.was_reason or 'disabled before novaha.recovery run %s' % marker.run_id
-            return RestorePlan(body, 'forced down cleared; left disabled with the reason it had before the recovery: '
-                                     '%s' % body['disabled_reason'], keeps_disabled_reason=body['disabled_reason'])
-        return RestorePlan(body, 'forced down cleared and enabled (the recovery marker of run %s is removed)'
-                           % marker.run_id)
+            return RestorePlan(
+                body,
+                'forced down cleared; left disabled with the reason it had before the recovery: %s' % body['disabled_reason'],
+                keeps_disabled_reason=body['disabled_reason'],
+            )
+        return RestorePlan(body, 'forced down cleared and enabled (the recovery marker of run %s is removed)' % marker.run_id)
     if service.get('status') == 'disabled' and not override:
-        return RestorePlan(refusal='%s is disabled, but not by novaha.recovery (disabled reason: %r); it is left '
-                                   'as it is. Enable it yourself, or run again with override=true (restore-host.yml: '
-                                   '-e restore_override=true) to enable it anyway' % (host, service.get('disabled_reason')))
+        return RestorePlan(
+            refusal='%s is disabled, but not by novaha.recovery (disabled reason: %r); it is left '
+            'as it is. Enable it yourself, or run again with override=true (restore-host.yml: '
+            '-e restore_override=true) to enable it anyway' % (host, service.get('disabled_reason'))
+        )
     if service.get('status') == 'enabled' and not service.get('forced_down'):
         return RestorePlan(None, '%s is enabled and not forced down; nothing to do' % host)
     words = []
@@ -711,8 +751,7 @@ def wait_for_repair(first, read, clock, timeout, interval=5, power_state=None, p
     ``first``: a reading taken before (as ``os_host_info`` returns it without servers; it must be a real one, or
     any later heartbeat would look new); ``read()`` the next ones. The power state (read once, by the caller) is
     judged at the end. Returns the refusals: an empty list, the host may go back to service."""
-    now, waited, _looks = wait_for(read, lambda reading: not restore_refusals(reading, first), clock, timeout,
-                                   interval)
+    now, waited, _looks = wait_for(read, lambda reading: not restore_refusals(reading, first), clock, timeout, interval)
     return restore_refusals(now, first, power_state, power_msg, int(round(waited)))
 
 
@@ -725,17 +764,17 @@ def restore_refusals(now, first, power_state=None, power_msg=None, waited=None):
     nova-compute has cleaned them up)."""
     refusals = []
     if power_state is not None and power_state != 'on':
-        refusals.append('the BMC does not read power On but %s%s'
-                        % (power_state or 'no reading', ' - %s' % power_msg if power_msg else ''))
+        refusals.append('the BMC does not read power On but %s%s' % (power_state or 'no reading', ' - %s' % power_msg if power_msg else ''))
     service = (now or {}).get('service') or {}
     before = (first or {}).get('service') or {}
     if not service.get('updated_at') or service.get('updated_at') == before.get('updated_at'):
-        refusals.append('nova-compute does not report: no heartbeat in %s s, the last one %s s ago; start '
-                        'nova-compute on the host' % (waited if waited is not None else '?',
-                                                      service.get('heartbeat_age', '?')))
-    unfinished = [str(m.get('id')) for m in (now or {}).get('migrations') or []
-                  if m.get('status') in UNFINISHED_MIGRATIONS]
+        refusals.append(
+            'nova-compute does not report: no heartbeat in %s s, the last one %s s ago; start '
+            'nova-compute on the host' % (waited if waited is not None else '?', service.get('heartbeat_age', '?'))
+        )
+    unfinished = [str(m.get('id')) for m in (now or {}).get('migrations') or [] if m.get('status') in UNFINISHED_MIGRATIONS]
     if unfinished:
-        refusals.append('evacuations from it are not cleaned up yet, migrations %s are not completed; its restarted '
-                        'nova-compute completes them' % ', '.join(unfinished))
+        refusals.append(
+            'evacuations from it are not cleaned up yet, migrations %s are not completed; its restarted nova-compute completes them' % ', '.join(unfinished)
+        )
     return refusals

@@ -27,7 +27,9 @@ import difflib
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import KIND_CONFIGURATION, NovahaError
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import POWER_OFF
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import (
-    MV_SERVICES, MV_SERVICES_FORCED_DOWN, mv_str,
+    MV_SERVICES,
+    MV_SERVICES_FORCED_DOWN,
+    mv_str,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import call, query
 
@@ -52,8 +54,7 @@ def heartbeat_age(updated_at, server_now):
 def service_view(raw, server_now=None):
     """The Nova service fields this collection reports, named as in the compute API, and the age of its last
     heartbeat on the API's clock (``server_now``, the Date of the answer; None when unknown)."""
-    view = dict((k, raw.get(k)) for k in ('id', 'host', 'binary', 'zone', 'state', 'status', 'disabled_reason',
-                                          'updated_at'))
+    view = dict((k, raw.get(k)) for k in ('id', 'host', 'binary', 'zone', 'state', 'status', 'disabled_reason', 'updated_at'))
     view['forced_down'] = bool(raw.get('forced_down', False))
     view['heartbeat_age'] = heartbeat_age(raw.get('updated_at'), server_now)
     return view
@@ -63,8 +64,7 @@ def close_matches(name, candidates, limit=5):
     """Candidates that look like ``name`` (a typo, other case, short name vs FQDN)."""
     candidates = sorted(set(candidates))
     lowered = dict((c.lower(), c) for c in candidates)
-    matches = [lowered[c] for c in difflib.get_close_matches(name.lower(), list(lowered), n=limit,
-                                                             cutoff=0.6)]
+    matches = [lowered[c] for c in difflib.get_close_matches(name.lower(), list(lowered), n=limit, cutoff=0.6)]
     short = name.split('.')[0].lower()
     for candidate in candidates:
         if candidate.split('.')[0].lower() == short and candidate not in matches:
@@ -86,9 +86,10 @@ def find_compute_service(nova, host, microversion=None):
     if len(exact) == 1:
         return service_view(exact[0], resp.date)
     if len(exact) > 1:
-        raise NovahaError('host %s has %d %s services (ids %s); remove the stale ones first'
-                          % (host, len(exact), COMPUTE_BINARY, ', '.join(str(s.get('id')) for s in exact)),
-                          kind=KIND_CONFIGURATION)
+        raise NovahaError(
+            'host %s has %d %s services (ids %s); remove the stale ones first' % (host, len(exact), COMPUTE_BINARY, ', '.join(str(s.get('id')) for s in exact)),
+            kind=KIND_CONFIGURATION,
+        )
     hosts = [s.get('host') for s in services if s.get('host')]
     similar = close_matches(host, hosts)
     if similar:
@@ -97,17 +98,18 @@ def find_compute_service(nova, host, microversion=None):
         hint = 'known compute hosts: %s' % ', '.join(sorted(hosts)[:20])
     else:
         hint = 'the cloud has no %s services' % COMPUTE_BINARY
-    raise NovahaError('no %s service on host %s (exact match, as in openstack compute service list); %s'
-                      % (COMPUTE_BINARY, host, hint), kind=KIND_CONFIGURATION, similar_hosts=similar)
+    raise NovahaError(
+        'no %s service on host %s (exact match, as in openstack compute service list); %s' % (COMPUTE_BINARY, host, hint),
+        kind=KIND_CONFIGURATION,
+        similar_hosts=similar,
+    )
 
 
 def compute_hosts(nova, microversion=None):
     """The host names of every nova-compute service, so that a BMC answering for another host is recognized."""
     doing = 'listing the %s services' % COMPUTE_BINARY
-    resp = call(nova, 'GET', query('/os-services', [('binary', COMPUTE_BINARY)]),
-                microversion or service_microversion(nova), doing)
-    return sorted(set(s.get('host') for s in (resp.body or {}).get('services', [])
-                      if s.get('binary') == COMPUTE_BINARY and s.get('host')))
+    resp = call(nova, 'GET', query('/os-services', [('binary', COMPUTE_BINARY)]), microversion or service_microversion(nova), doing)
+    return sorted(set(s.get('host') for s in (resp.body or {}).get('services', []) if s.get('binary') == COMPUTE_BINARY and s.get('host')))
 
 
 def service_microversion(nova):
@@ -117,12 +119,12 @@ def service_microversion(nova):
         return MV_SERVICES
     if best >= MV_SERVICES_FORCED_DOWN:
         return MV_SERVICES_FORCED_DOWN
-    raise NovahaError('the compute API offers microversions up to %s; forcing a service down needs %s '
-                      'or later' % (mv_str(best), mv_str(MV_SERVICES_FORCED_DOWN)))
+    raise NovahaError(
+        'the compute API offers microversions up to %s; forcing a service down needs %s or later' % (mv_str(best), mv_str(MV_SERVICES_FORCED_DOWN))
+    )
 
 
-def update_compute_service(nova, service, forced_down=None, disabled=None, disabled_reason=None,
-                           microversion=None):
+def update_compute_service(nova, service, forced_down=None, disabled=None, disabled_reason=None, microversion=None):
     """Set forced_down and/or disabled (+ reason) on a service_view; returns the service re-read.
 
     ``None`` leaves a field as it is. ``disabled_reason`` is only sent when disabling.
@@ -131,7 +133,7 @@ def update_compute_service(nova, service, forced_down=None, disabled=None, disab
     host = service['host']
     doing = 'updating the %s service of host %s' % (COMPUTE_BINARY, host)
     if microversion >= MV_SERVICES:
-        body = {}
+        body = {}  # type: dict
         if forced_down is not None:
             body['forced_down'] = bool(forced_down)
         if disabled is not None:
@@ -143,12 +145,10 @@ def update_compute_service(nova, service, forced_down=None, disabled=None, disab
     else:
         target = dict(host=host, binary=service.get('binary') or COMPUTE_BINARY)
         if forced_down is not None:
-            call(nova, 'PUT', '/os-services/force-down', microversion, doing,
-                 body=dict(target, forced_down=bool(forced_down)))
+            call(nova, 'PUT', '/os-services/force-down', microversion, doing, body=dict(target, forced_down=bool(forced_down)))
         if disabled:
             if disabled_reason:
-                call(nova, 'PUT', '/os-services/disable-log-reason', microversion, doing,
-                     body=dict(target, disabled_reason=disabled_reason))
+                call(nova, 'PUT', '/os-services/disable-log-reason', microversion, doing, body=dict(target, disabled_reason=disabled_reason))
             else:
                 call(nova, 'PUT', '/os-services/disable', microversion, doing, body=target)
         elif disabled is not None:
@@ -158,7 +158,7 @@ def update_compute_service(nova, service, forced_down=None, disabled=None, disab
 
 def plan_service_update(service, force_down=False, disable=False, disabled_reason=None):
     """What must change on the Nova service (a dict for update_compute_service; empty: nothing)."""
-    changes = {}
+    changes = {}  # type: dict
     if force_down and not service.get('forced_down'):
         changes['forced_down'] = True
     if disable:
@@ -190,5 +190,4 @@ def predict_service(service, changes):
 def stale_heartbeat(service, fence_result):
     """Nova still reports the service up although the BMC reads power Off."""
     evidence = fence_result['evidence']
-    return (service is not None and service.get('state') == 'up' and not service.get('forced_down')
-            and evidence.get('power_state') == POWER_OFF)
+    return service is not None and service.get('state') == 'up' and not service.get('forced_down') and evidence.get('power_state') == POWER_OFF

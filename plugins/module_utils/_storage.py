@@ -41,16 +41,15 @@ LOCAL_EVACUATE = 'evacuate'
 LOCAL_SKIP = 'skip'
 
 # Why a server failed verification or was refused for its storage (record ``kind``).
-KIND_VOLUME_UNUSABLE = 'volume_unusable'        # a volume in error or maintenance before the run
-KIND_VOLUME_NOT_MOVED = 'volume_not_moved'      # an attachment not on the new host, or left on the failed one
-KIND_PORT_NOT_BOUND = 'port_not_bound'          # a port not bound to the new host
+KIND_VOLUME_UNUSABLE = 'volume_unusable'  # a volume in error or maintenance before the run
+KIND_VOLUME_NOT_MOVED = 'volume_not_moved'  # an attachment not on the new host, or left on the failed one
+KIND_PORT_NOT_BOUND = 'port_not_bound'  # a port not bound to the new host
 KIND_STORAGE_UNVERIFIED = 'storage_unverified'  # Cinder or Neutron could not be read to verify
 KIND_LOCAL_SKIPPED = 'local_ephemeral_skipped'  # left alone by local_ephemeral=skip
 
 # Cinder volume statuses that stop a server's evacuation in the plan: Nova would try to move the attachment
 # and fail, leaving the server in ERROR on the new host (cinder/objects/fields.py VolumeStatus).
-UNUSABLE_VOLUME_STATUSES = frozenset(['error', 'error_deleting', 'error_restoring', 'error_extending',
-                                      'error_managing', 'maintenance', 'deleting'])
+UNUSABLE_VOLUME_STATUSES = frozenset(['error', 'error_deleting', 'error_restoring', 'error_extending', 'error_managing', 'maintenance', 'deleting'])
 
 
 def _ident(snap):
@@ -83,8 +82,7 @@ def storage_of(snap, shared=False, root=None):
             lost.append(dict(disk='swap', size_mb=flavor.get('swap')))
     root = root if kind == STORAGE_VOLUME and root in volumes else None
     data_volumes = [v for v in volumes if v != root]
-    return dict(kind=kind, shared=bool(shared), volumes=volumes, root_volume=root,
-                data_volumes=data_volumes, lost=lost, data_loss=bool(lost))
+    return dict(kind=kind, shared=bool(shared), volumes=volumes, root_volume=root, data_volumes=data_volumes, lost=lost, data_loss=bool(lost))
 
 
 def describe_loss(lost):
@@ -114,17 +112,21 @@ def volume_guard(snap, volumes):
             problems.append('volume %s%s is %s' % (vid, ' (%s)' % body['name'] if body.get('name') else '', status))
     if not problems:
         return None
-    return ('server %s is not evacuated: %s. Nova would fail to move the attachment and leave the server in ERROR '
-            'on the new host; repair the volume first ("openstack volume show <id>"; "cinder reset-state" only once '
-            'the backend is known good)' % (_ident(snap), '; '.join(problems)))
+    return (
+        'server %s is not evacuated: %s. Nova would fail to move the attachment and leave the server in ERROR '
+        'on the new host; repair the volume first ("openstack volume show <id>"; "cinder reset-state" only once '
+        'the backend is known good)' % (_ident(snap), '; '.join(problems))
+    )
 
 
 def volume_summary(body):
     """What the report keeps of a Cinder volume body: id, name, status and the host each attachment is on."""
     if body is None:
         return None
-    attachments = [dict(server_id=a.get('server_id'), attachment_id=a.get('attachment_id'), host=a.get('host_name'),
-                        device=a.get('device')) for a in body.get('attachments') or []]
+    attachments = [
+        dict(server_id=a.get('server_id'), attachment_id=a.get('attachment_id'), host=a.get('host_name'), device=a.get('device'))
+        for a in body.get('attachments') or []
+    ]
     attachments.sort(key=lambda a: (a['server_id'] or '', a['attachment_id'] or ''))
     return dict(id=body.get('id'), name=body.get('name') or None, status=body.get('status'), attachments=attachments)
 
@@ -150,18 +152,21 @@ def storage_brief(storage):
     if not storage:
         return None
     after = storage.get('after') or {}
-    return dict(kind=storage.get('kind'), volumes=list(storage.get('volumes') or []),
-                root_volume=storage.get('root_volume'), data_volumes=list(storage.get('data_volumes') or []),
-                lost=describe_loss(storage.get('lost')) or None,
-                volume_hosts=sorted(set(a.get('host') or '?' for v in after.get('volumes') or [] if v
-                                        for a in v.get('attachments') or [])) if after.get('volumes') else None,
-                port_hosts=sorted(set(p.get('host') or '?' for p in after.get('ports') or []))
-                if after.get('ports') else None)
+    return dict(
+        kind=storage.get('kind'),
+        volumes=list(storage.get('volumes') or []),
+        root_volume=storage.get('root_volume'),
+        data_volumes=list(storage.get('data_volumes') or []),
+        lost=describe_loss(storage.get('lost')) or None,
+        volume_hosts=sorted(set(a.get('host') or '?' for v in after.get('volumes') or [] if v for a in v.get('attachments') or []))
+        if after.get('volumes')
+        else None,
+        port_hosts=sorted(set(p.get('host') or '?' for p in after.get('ports') or [])) if after.get('ports') else None,
+    )
 
 
 def port_summary(body):
-    return dict(id=body.get('id'), host=body.get('binding:host_id') or None, status=body.get('status'),
-                mac=body.get('mac_address'))
+    return dict(id=body.get('id'), host=body.get('binding:host_id') or None, status=body.get('status'), mac=body.get('mac_address'))
 
 
 def loss_warning(storages, total):
@@ -173,20 +178,26 @@ def loss_warning(storages, total):
         return None
     shown = '; '.join('%s (%s): %s' % (name, sid, describe_loss(st['lost'])) for name, sid, st in losing[:20])
     more = ' and %d more' % (len(losing) - 20) if len(losing) > 20 else ''
-    return ('%d of %d servers to evacuate lose data on local disks: %s%s. Data volumes stay attached and keep their '
-            'data. Declare shared instance storage (on_shared_storage / shared_storage) if these disks are on it, '
-            'or leave these servers alone with local_ephemeral=skip'
-            % (len(losing), total, shown, more))
+    return (
+        '%d of %d servers to evacuate lose data on local disks: %s%s. Data volumes stay attached and keep their '
+        'data. Declare shared instance storage (on_shared_storage / shared_storage) if these disks are on it, '
+        'or leave these servers alone with local_ephemeral=skip' % (len(losing), total, shown, more)
+    )
 
 
 def skip_record(view, storage):
     """The ``skipped`` entry of a local-ephemeral server left alone by ``local_ephemeral=skip``."""
     sid = view.get('id')
-    return dict(id=sid, name=view.get('name'), project_id=view.get('project_id'), status=view.get('status'),
-                kind=KIND_LOCAL_SKIPPED, storage=storage['kind'],
-                reason='left alone (local_ephemeral=skip): its %s would be lost' % describe_loss(storage['lost']),
-                next_command='openstack server evacuate %s (accepting that its %s is lost)'
-                             % (sid, describe_loss(storage['lost'])))
+    return dict(
+        id=sid,
+        name=view.get('name'),
+        project_id=view.get('project_id'),
+        status=view.get('status'),
+        kind=KIND_LOCAL_SKIPPED,
+        storage=storage['kind'],
+        reason='left alone (local_ephemeral=skip): its %s would be lost' % describe_loss(storage['lost']),
+        next_command='openstack server evacuate %s (accepting that its %s is lost)' % (sid, describe_loss(storage['lost'])),
+    )
 
 
 def judge_attachments(snap, new_host, source_host, volumes, ports):
@@ -216,8 +227,10 @@ def judge_attachments(snap, new_host, source_host, volumes, ports):
         return KIND_VOLUME_NOT_MOVED, ('server %s is on %s but %s' % (ident, new_host, '; '.join(problems)))
     unbound = [p for p in ports or [] if (p.get('binding:host_id') or None) != new_host]
     if unbound:
-        return KIND_PORT_NOT_BOUND, ('server %s is on %s but %s' % (ident, new_host, '; '.join(
-            'port %s is bound to %s' % (p.get('id'), p.get('binding:host_id') or 'no host') for p in unbound)))
+        return KIND_PORT_NOT_BOUND, (
+            'server %s is on %s but %s'
+            % (ident, new_host, '; '.join('port %s is bound to %s' % (p.get('id'), p.get('binding:host_id') or 'no host') for p in unbound))
+        )
     return None
 
 

@@ -16,7 +16,6 @@ import datetime
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import snapshot
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import backoff, list_all
 
-
 FIRST_LOOK = 1.0  # seconds from an action, or from a look that saw a change, to the next look
 
 
@@ -81,11 +80,14 @@ class Watcher(object):
         # Migrations first: Nova saves the instance's new host, then marks the migration done
         # (resource_tracker.finish_evacuation), so a done migration is never seen with a server listing
         # older than it (which would look like "done but still on the source host").
-        migrations, _date = list_all(self.nova, '/os-migrations',
-                                     [('migration_type', 'evacuation'), ('source_compute', self.source_host),
-                                      ('changes-since', since)], 'migrations', self.mv.migrations)
-        servers, date = list_all(self.nova, '/servers/detail',
-                                 [('all_tenants', 'True'), ('changes-since', since)], 'servers', self.mv.read)
+        migrations, _date = list_all(
+            self.nova,
+            '/os-migrations',
+            [('migration_type', 'evacuation'), ('source_compute', self.source_host), ('changes-since', since)],
+            'migrations',
+            self.mv.migrations,
+        )
+        servers, date = list_all(self.nova, '/servers/detail', [('all_tenants', 'True'), ('changes-since', since)], 'servers', self.mv.read)
         self.polls += 1
         self.full_polls += full
         changes = 0

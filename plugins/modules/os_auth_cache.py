@@ -7,7 +7,7 @@
 DOCUMENTATION = r"""
 module: os_auth_cache
 short_description: End a run's shared Keystone token - revoke it and remove its file, or those of runs that are gone
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The modules of a run share one Keystone token through O(auth_cache), a private file that holds an admin-scoped
     bearer token until it expires (an hour by default). This module ends such tokens.
@@ -95,7 +95,11 @@ import os
 import time
 
 from ansible_collections.novaha.recovery.plugins.module_utils._auth_cache import (
-    CACHE_GLOB, cache_run_id, cache_tokens, judge_cache, live_runs,
+    CACHE_GLOB,
+    cache_run_id,
+    cache_tokens,
+    judge_cache,
+    live_runs,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule, auth_cache_key, revoke_token
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import NovahaError
@@ -131,8 +135,7 @@ class AuthCache(NovahaModule):
             self.exit(changed=False, msg='no token cache at %s; nothing to do' % path)
         tokens = self.read(path)
         if self.check_mode:
-            self.results['removed'].append(dict(path=path, run_id=cache_run_id(path), revoked=0,
-                                                reason='this run ends'))
+            self.results['removed'].append(dict(path=path, run_id=cache_run_id(path), revoked=0, reason='this run ends'))
             self.exit(changed=True, msg='check mode: would revoke %d tokens and remove %s' % (len(tokens), path))
         revoked = 0
         if tokens:
@@ -143,8 +146,7 @@ class AuthCache(NovahaModule):
                 revoked += self.revoke(token, path)
         self.params['auth_cache'] = None  # nothing saves the token again when the module ends
         self.remove(path)
-        self.results['removed'].append(dict(path=path, run_id=cache_run_id(path), revoked=revoked,
-                                            reason='this run ends'))
+        self.results['removed'].append(dict(path=path, run_id=cache_run_id(path), revoked=revoked, reason='this run ends'))
         self.exit(changed=True, msg='revoked %d Keystone tokens and removed the token cache %s' % (revoked, path))
 
     # -- the caches of other runs ----------------------------------------------------------------------------
@@ -157,13 +159,11 @@ class AuthCache(NovahaModule):
             try:
                 found.append((path, self.read(path, strict=True), time.time() - os.stat(path).st_mtime))
             except (IOError, OSError, ValueError) as exc:
-                self.results['kept'].append(dict(path=path, run_id=cache_run_id(path),
-                                                 reason='cannot be read: %s' % exc))
+                self.results['kept'].append(dict(path=path, run_id=cache_run_id(path), reason='cannot be read: %s' % exc))
         live, key = self.live_and_key(found, now)
         changed = False
         for path, tokens, idle in found:
-            verdict = judge_cache(cache_run_id(path), tokens, int(idle), now, live, key,
-                                  self.params['idle_timeout'])
+            verdict = judge_cache(cache_run_id(path), tokens, int(idle), now, live, key, self.params['idle_timeout'])
             if live is None and verdict.revoke:
                 verdict.remove, verdict.reason = False, 'the run markers could not be read'
             entry = dict(path=path, run_id=cache_run_id(path), reason=verdict.reason)
@@ -177,22 +177,22 @@ class AuthCache(NovahaModule):
                 self.remove(path)
             self.results['removed'].append(entry)
         removed = self.results['removed']
-        self.exit(changed=changed, msg='%s%d token caches of runs that are gone removed (%d tokens revoked), %d kept'
-                  % ('check mode: ' if self.check_mode else '', len(removed),
-                     sum(r.get('revoked', 0) for r in removed), len(self.results['kept'])))
+        self.exit(
+            changed=changed,
+            msg='%s%d token caches of runs that are gone removed (%d tokens revoked), %d kept'
+            % ('check mode: ' if self.check_mode else '', len(removed), sum(r.get('revoked', 0) for r in removed), len(self.results['kept'])),
+        )
 
     def live_and_key(self, found, now):
         """(run ids holding a host, this module's credentials key); (None, None) when not needed or unreadable."""
-        needed = [f for f in found if f[2] >= self.params['idle_timeout']
-                  and any(t.expires_at is None or t.expires_at > now for t in f[1])]
+        needed = [f for f in found if f[2] >= self.params['idle_timeout'] and any(t.expires_at is None or t.expires_at > now for t in f[1])]
         if not needed:
             return set(), None
         nova = SdkNova(self.conn)
         try:
             resp = nova.request('GET', query('/os-services', [('binary', 'nova-compute')]), MV_SERVICES)
         except NovahaError as exc:
-            self.warn('the run markers could not be read (%s); only caches whose tokens have all expired are '
-                      'removed' % exc.msg)
+            self.warn('the run markers could not be read (%s); only caches whose tokens have all expired are removed' % exc.msg)
             return None, None
         return live_runs((resp.body or {}).get('services') or [], resp.date), auth_cache_key(self.conn.session.auth)
 
@@ -211,8 +211,7 @@ class AuthCache(NovahaModule):
     def revoke(self, token, path):
         problem = revoke_token(self.conn, token)
         if problem:
-            self.warn('a token of %s was not revoked (%s); it stays valid until it expires, its file is removed'
-                      % (path, problem))
+            self.warn('a token of %s was not revoked (%s); it stays valid until it expires, its file is removed' % (path, problem))
             return 0
         return 1
 

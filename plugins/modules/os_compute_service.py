@@ -105,7 +105,10 @@ from ansible_collections.novaha.recovery.plugins.module_utils._cloud import Nova
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova, SystemClock
 from ansible_collections.novaha.recovery.plugins.module_utils._options import conflict_error
 from ansible_collections.novaha.recovery.plugins.module_utils._service import (
-    find_compute_service, predict_service, service_microversion, update_compute_service,
+    find_compute_service,
+    predict_service,
+    service_microversion,
+    update_compute_service,
 )
 
 
@@ -116,8 +119,7 @@ def plan_changes(before, forced_down=None, enabled=None, disabled_reason=None):
         changes['forced_down'] = forced_down
     if enabled is True and before.get('status') != 'enabled':
         changes['disabled'] = False
-    elif enabled is False and (before.get('status') != 'disabled' or (
-            disabled_reason and before.get('disabled_reason') != disabled_reason)):
+    elif enabled is False and (before.get('status') != 'disabled' or (disabled_reason and before.get('disabled_reason') != disabled_reason)):
         changes['disabled'] = True
         changes['disabled_reason'] = disabled_reason
     return changes
@@ -147,8 +149,7 @@ class ComputeService(NovahaModule):
     def check_inputs(self):
         p = self.params
         if p['disabled_reason'] is not None and p['enabled'] is not False:
-            raise conflict_error('disabled_reason', 'enabled', 'a disabled reason is only set together with '
-                                 'enabled=false (enabled is %s)' % p['enabled'])
+            raise conflict_error('disabled_reason', 'enabled', 'a disabled reason is only set together with enabled=false (enabled is %s)' % p['enabled'])
 
     def run(self):
         p = self.params
@@ -161,8 +162,10 @@ class ComputeService(NovahaModule):
 
         guard = p['only_if_disabled_reason']
         if guard is not None and not (before.get('disabled_reason') or '').startswith(guard):
-            self.exit(changed=False, msg='nova-compute on %s left as it is: its disabled reason %r does not start '
-                                         'with %r' % (host, before.get('disabled_reason'), guard))
+            self.exit(
+                changed=False,
+                msg='nova-compute on %s left as it is: its disabled reason %r does not start with %r' % (host, before.get('disabled_reason'), guard),
+            )
 
         changes = plan_changes(before, p['forced_down'], p['enabled'], p['disabled_reason'])
         if not changes:
@@ -171,10 +174,14 @@ class ComputeService(NovahaModule):
             self.results['service']['after'] = predict_service(before, changes)
             self.exit(changed=True, msg='check mode: nova-compute on %s would be %s' % (host, describe(changes)))
         with self.api('setting the flags of the nova-compute service of host %s (%s)' % (host, describe(changes))):
-            after = update_compute_service(nova, before, forced_down=changes.get('forced_down'),
-                                           disabled=changes.get('disabled'),
-                                           disabled_reason=changes.get('disabled_reason'),
-                                           microversion=microversion)
+            after = update_compute_service(
+                nova,
+                before,
+                forced_down=changes.get('forced_down'),
+                disabled=changes.get('disabled'),
+                disabled_reason=changes.get('disabled_reason'),
+                microversion=microversion,
+            )
         self.results['service']['after'] = after
         self.exit(changed=True, msg='nova-compute on %s: %s' % (host, describe(changes)))
 

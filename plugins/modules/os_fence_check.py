@@ -341,14 +341,21 @@ request_id:
 """
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
-    NovahaModule, bmc_argument_spec, build_fence_levels,
+    NovahaModule,
+    bmc_argument_spec,
+    build_fence_levels,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import check_fence, level_options
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova, SystemClock
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least
 from ansible_collections.novaha.recovery.plugins.module_utils._service import (
-    compute_hosts, find_compute_service, plan_service_update, predict_service, service_microversion,
-    stale_heartbeat, update_compute_service,
+    compute_hosts,
+    find_compute_service,
+    plan_service_update,
+    predict_service,
+    service_microversion,
+    stale_heartbeat,
+    update_compute_service,
 )
 
 
@@ -362,7 +369,7 @@ class FenceCheck(NovahaModule):
         disabled_reason=dict(type='str'),
         attest_powered_off=dict(type='bool', default=False),
         fail_on_unfenced=dict(type='bool', default=True),
-        **bmc_argument_spec()
+        **bmc_argument_spec(),
     )
     module_kwargs = dict(supports_check_mode=True, mutually_exclusive=[('bmc', 'fence_levels')])
     option_rules = dict(power_timeout=at_least(0, 'seconds'))
@@ -382,14 +389,12 @@ class FenceCheck(NovahaModule):
         self.results['service'] = dict(before=before, after=before)
 
         levels = build_fence_levels(p, host, others)
-        outcome = check_fence(host, levels, fence=p['fence'], attested=p['attest_powered_off'],
-                              power_timeout=p['power_timeout'], check_mode=self.check_mode)
+        outcome = check_fence(host, levels, fence=p['fence'], attested=p['attest_powered_off'], power_timeout=p['power_timeout'], check_mode=self.check_mode)
         evidence = outcome['evidence']
         plan = self.results['plan']
         if outcome['power_changed'] or outcome['would_power_off']:
             plan.append('power off %s (%s)' % (host, evidence['bmc']))
-        self.results.update(fenced=outcome['fenced'], evidence=evidence,
-                            changed=outcome['power_changed'], would_power_off=bool(outcome['would_power_off']))
+        self.results.update(fenced=outcome['fenced'], evidence=evidence, changed=outcome['power_changed'], would_power_off=bool(outcome['would_power_off']))
 
         if outcome.get('bmc_error'):
             self.warn('%s; relying on the operator attestation' % outcome['bmc_error'])
@@ -399,10 +404,16 @@ class FenceCheck(NovahaModule):
         elif outcome['fenced'] and evidence['method'] == 'attestation':
             self.warn('host %s counts as fenced on the operator attestation alone; no BMC reading' % host)
         if stale_heartbeat(before, outcome):
-            self.warn('nova-compute on %s still reports state up although the BMC reads power Off '
-                      '(stale heartbeat); %s' % (host, 'it is forced down now' if p['force_down'] else
-                                                 'Nova refuses evacuations until it marks it down '
-                                                 '(service_down_time) or force_down=true is used'))
+            self.warn(
+                'nova-compute on %s still reports state up although the BMC reads power Off '
+                '(stale heartbeat); %s'
+                % (
+                    host,
+                    'it is forced down now'
+                    if p['force_down']
+                    else 'Nova refuses evacuations until it marks it down (service_down_time) or force_down=true is used',
+                )
+            )
 
         if not outcome['fenced'] and not outcome['would_power_off']:
             # Never touch Nova for a host that may still be running.
@@ -415,8 +426,7 @@ class FenceCheck(NovahaModule):
         if changes.get('forced_down'):
             plan.append('force down the nova-compute service of %s' % host)
         if changes.get('disabled'):
-            plan.append('disable the nova-compute service of %s (reason: %s)'
-                        % (host, changes['disabled_reason']))
+            plan.append('disable the nova-compute service of %s (reason: %s)' % (host, changes['disabled_reason']))
 
         if self.check_mode:
             after = predict_service(before, changes)
@@ -428,13 +438,18 @@ class FenceCheck(NovahaModule):
         after = before
         if changes:
             self.results['changed'] = True
-            with self.api('marking the nova-compute service of host %s %s after fencing'
-                          % (host, ' and '.join(k.replace('_', ' ') for k in ('forced_down', 'disabled')
-                                                if k in changes))):
-                after = update_compute_service(nova, before, forced_down=changes.get('forced_down'),
-                                               disabled=changes.get('disabled'),
-                                               disabled_reason=changes.get('disabled_reason'),
-                                               microversion=microversion)
+            with self.api(
+                'marking the nova-compute service of host %s %s after fencing'
+                % (host, ' and '.join(k.replace('_', ' ') for k in ('forced_down', 'disabled') if k in changes))
+            ):
+                after = update_compute_service(
+                    nova,
+                    before,
+                    forced_down=changes.get('forced_down'),
+                    disabled=changes.get('disabled'),
+                    disabled_reason=changes.get('disabled_reason'),
+                    microversion=microversion,
+                )
             self.results['service']['after'] = after
 
         done = [outcome['verdict']]

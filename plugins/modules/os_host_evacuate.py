@@ -11,7 +11,7 @@ version_added: 0.1.0
 description:
   - Recovers the servers of one failed, fenced compute host with Nova's evacuate action, at most
     O(max_parallel) at a time, and proves each one recovered the way
-    M(novaha.recovery.os_instance_evacuate) does (same engine, same per-server record).
+    M(novaha.recovery.os_instance_evacuate) does (the same per-server record).
   - "Guards, checked before anything changes; every failed one is reported at once and the task fails:
     O(host) is a C(nova-compute) host; its service is forced down or reported down; another enabled, up
     compute host remains; no more than O(max_down_percent) of the compute services are down (more looks
@@ -52,12 +52,9 @@ description:
   - "Live progress. While it waits, the task prints a line at least every O(progress_interval) seconds
     (and when the counts change) in the job output, in C(ansible-playbook) as in AWX:
     C(os_host_evacuate node-28 (run 3f2a1c9e0b): 5 recovered, 2 in flight, 0 failed, 7 pending of 14
-    selected; 35s elapsed). How: a module cannot write to the job output while it runs, so this module has
-    an action plugin of the same name. The action plugin runs the module in a thread of the Ansible worker,
-    the module writes its counts to a progress file after every poll, and the action plugin reads that file
-    and prints with Ansible's C(Display), which AWX records as job events. This needs the module to run on
-    the controller (C(connection: local) or C(delegate_to: localhost), the usual way for cloud API modules);
-    on a remote host, or with C(async), the task runs without live progress."
+    selected; 35s elapsed). This needs the module to run on the controller (C(connection: local) or
+    C(delegate_to: localhost), the usual way for cloud API modules); on a remote host, or with C(async),
+    the task runs without live progress."
 author:
   - novaha.recovery maintainers (@novaha)
 options:
@@ -384,7 +381,7 @@ options:
     description:
       - Also return RV(snapshot), the host as it is before anything is planned or changed. The plan is made
         from the same reading of the services, the servers and the migrations, so the two always agree.
-      - The role M(novaha.recovery.host_recovery) saves it as C(snapshot.json); one module run then does the
+      - The role P(novaha.recovery.host_recovery#role) saves it as C(snapshot.json); one module run then does the
         snapshot and the plan.
     type: bool
     default: false
@@ -447,7 +444,7 @@ extends_documentation_fragment:
 """
 
 EXAMPLES = r"""
-- name: Evacuate every server of node-28, five at a time
+- name: Evacuate every server of node-28, at most 20 at a time
   novaha.recovery.os_host_evacuate:
     cloud: novaha-admin
     host: node-28
@@ -589,7 +586,7 @@ summary:
            watch_requests_per_poll: 2.0}
 servers:
   description:
-    - The engine's record of every selected server, in evacuation order, as
+    - The record of every selected server, in evacuation order, as
       RV(novaha.recovery.os_instance_evacuate#module:evacuation) documents it (id, name, action, outcome,
       reason, kind, before, after, migration, attempts, lock, timings, request_ids, warnings, next_command).
   returned: when the host's servers were listed
@@ -678,20 +675,34 @@ import os
 import time
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
-    NovahaModule, bmc_argument_spec, build_fence_levels,
+    NovahaModule,
+    bmc_argument_spec,
+    build_fence_levels,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._concurrency import window_for
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
-    ACTION_EVACUATE, ACTION_RECONCILE, WARNING_DISK_RECREATED, WARNING_NOT_LOCKED, WARNING_ROOT_DISK_LOST,
+    ACTION_EVACUATE,
+    ACTION_RECONCILE,
+    WARNING_DISK_RECREATED,
+    WARNING_NOT_LOCKED,
+    WARNING_ROOT_DISK_LOST,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import EvacuationError, NovahaError
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
 from ansible_collections.novaha.recovery.plugins.module_utils._fencing import PowerWatch
-from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import (
-    DEFAULT_RECOVERED_BY_SERVICES, CountingNova, HostEvacuation, SdkService, check_recovered_by_services, compile_query,
-    list_host, read_host, refusal_kind, summarize_run,
+    DEFAULT_RECOVERED_BY_SERVICES,
+    CountingNova,
+    HostEvacuation,
+    SdkService,
+    check_recovered_by_services,
+    compile_query,
+    list_host,
+    read_host,
+    refusal_kind,
+    summarize_run,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, between
 from ansible_collections.novaha.recovery.plugins.module_utils._run import LEASE_RULE, RUN_ID_RULE, RunError
 
@@ -737,8 +748,7 @@ class HostEvacuate(NovahaModule):
         on_shared_storage=dict(type='bool'),
         shared_storage=dict(type='dict', options=SELECT_SPEC),
         local_ephemeral=dict(type='str', choices=['evacuate', 'skip'], default='evacuate'),
-        recovered_by_services=dict(type='list', elements='dict', options=RECOVERED_BY_SERVICES_SPEC,
-                                   default=DEFAULT_RECOVERED_BY_SERVICES),
+        recovered_by_services=dict(type='list', elements='dict', options=RECOVERED_BY_SERVICES_SPEC, default=DEFAULT_RECOVERED_BY_SERVICES),
         microversion=dict(type='str'),
         fail_on_partial=dict(type='bool', default=True),
         progress_interval=dict(type='int', default=10),
@@ -749,7 +759,7 @@ class HostEvacuate(NovahaModule):
         wait_for_run=dict(type='int', default=0),
         wait_for_service_down=dict(type='int', default=0),
         fail_on_guards=dict(type='bool', default=True),
-        **bmc_argument_spec()
+        **bmc_argument_spec(),
     )
     module_kwargs = dict(supports_check_mode=True, mutually_exclusive=[('bmc', 'fence_levels')])
     option_rules = dict(
@@ -781,30 +791,38 @@ class HostEvacuate(NovahaModule):
 
         nova = CountingNova(SdkNova(self.conn))
         engine = Engine(nova, microversion=p['microversion'])
-        evacuation = HostEvacuation(engine, placement=SdkService(self.conn.placement),
-                                    image=SdkService(self.conn.image), run_id=p['run_id'],
-                                    joined=p['run_id'] is not None, lease=p['lease'],
-                                    volume=self.reader('block-storage', 'volume', engine.clock),
-                                    network=self.reader('network', 'network', engine.clock))
+        evacuation = HostEvacuation(
+            engine,
+            placement=SdkService(self.conn.placement),
+            image=SdkService(self.conn.image),
+            run_id=p['run_id'],
+            joined=p['run_id'] is not None,
+            lease=p['lease'],
+            volume=self.reader('block-storage', 'volume', engine.clock),
+            network=self.reader('network', 'network', engine.clock),
+        )
         self.results['run_id'] = evacuation.run_id
         self.results['microversions'] = engine.mv.to_dict()
         if p['wait_for_service_down'] > 0:
-            self.results['waited_for_service_down'] = evacuation.wait_for_service_down(host,
-                                                                                       p['wait_for_service_down'])
+            self.results['waited_for_service_down'] = evacuation.wait_for_service_down(host, p['wait_for_service_down'])
         listing = list_host(engine, host) if p['snapshot'] else None
         if listing is not None:
             self.results['snapshot'] = read_host(engine, host, listing=listing)
         plan = self.make_plan(evacuation, host, listing)
-        if not self.check_mode and not p['run_id'] and plan.holder is not None and plan.holder.kind == 'live' \
-                and not plan.failed_checks:
+        if not self.check_mode and not p['run_id'] and plan.holder is not None and plan.holder.kind == 'live' and not plan.failed_checks:
             # Planned while another run moved servers: wait for it (or its heartbeat to go stale), take the
             # host, and plan again from the servers as they are now.
             evacuation.claim(plan)
             plan = self.make_plan(evacuation, host, None)
 
-        self.results.update(preconditions=[c.to_dict() for c in plan.checks], skipped=plan.skipped,
-                            plan=plan.plan_list(), capacity=plan.capacity, storage=plan.storage_summary(),
-                            holder=plan.holder.to_dict() if plan.holder is not None else None)
+        self.results.update(
+            preconditions=[c.to_dict() for c in plan.checks],
+            skipped=plan.skipped,
+            plan=plan.plan_list(),
+            capacity=plan.capacity,
+            storage=plan.storage_summary(),
+            holder=plan.holder.to_dict() if plan.holder is not None else None,
+        )
         self.report(plan, summarize_run(plan))
         for warning in plan.warnings:
             self.warn(warning)
@@ -812,8 +830,11 @@ class HostEvacuate(NovahaModule):
         failed = plan.failed_checks
         self.results['refused'] = bool(failed)
         if failed:
-            msg = ('%shost %s cannot be evacuated now: %s. Nothing was changed'
-                   % ('check mode: ' if self.check_mode else '', host, '; '.join(c.detail for c in failed)))
+            msg = '%shost %s cannot be evacuated now: %s. Nothing was changed' % (
+                'check mode: ' if self.check_mode else '',
+                host,
+                '; '.join(c.detail for c in failed),
+            )
             self.give_back(evacuation, finished=False)
             if p['fail_on_guards']:
                 self.fail(msg, kind=refusal_kind(failed))
@@ -833,9 +854,17 @@ class HostEvacuate(NovahaModule):
         progress = self.progress_writer(host, evacuation.run_id)
         try:
             window = window_for(p['concurrency'], p['max_parallel'], p['sharing'])
-            summary = evacuation.execute(plan, timeout=p['timeout'], poll_interval=p['poll_interval'],
-                                         retries=p['retries'], max_parallel=window.cap, on_progress=progress,
-                                         outage_timeout=p['outage_timeout'], power_check=power_check, window=window)
+            summary = evacuation.execute(
+                plan,
+                timeout=p['timeout'],
+                poll_interval=p['poll_interval'],
+                retries=p['retries'],
+                max_parallel=window.cap,
+                on_progress=progress,
+                outage_timeout=p['outage_timeout'],
+                power_check=power_check,
+                window=window,
+            )
         except NovahaError as exc:
             self.report(plan, summarize_run(plan), nova)
             self.fail('host %s (run %s): %s' % (host, evacuation.run_id, exc.msg), **exc.result())
@@ -847,26 +876,39 @@ class HostEvacuate(NovahaModule):
         self.warn_records(records)
 
         changed = any(r['changed'] for r in records)
-        msg = ('host %s (run %s): %d of %d selected servers recovered, %d failed, %d refused, %d already done, '
-               '%d in progress, %d pending; %d skipped; %ss'
-               % (host, evacuation.run_id, summary['recovered'], summary['selected'], summary['failed'],
-                  summary['refused'], summary['nothing_to_do'], summary['in_progress'], summary['pending'],
-                  summary['skipped'], summary['seconds']))
+        msg = 'host %s (run %s): %d of %d selected servers recovered, %d failed, %d refused, %d already done, %d in progress, %d pending; %d skipped; %ss' % (
+            host,
+            evacuation.run_id,
+            summary['recovered'],
+            summary['selected'],
+            summary['failed'],
+            summary['refused'],
+            summary['nothing_to_do'],
+            summary['in_progress'],
+            summary['pending'],
+            summary['skipped'],
+            summary['seconds'],
+        )
         unfinished = summary['in_progress'] + summary['pending']
         for warning in sorted(set(evacuation.engine.power_warnings)):  # once each, however many batches
             self.warn(warning)
         if summary.get('host_powered_on'):
-            msg += ('; STOPPED: the failed host reads %s again, %d servers were not evacuated: power it off, prove it '
-                    '(os_fence_check) and run the task again' % (summary['host_powered_on'], summary['pending']))
+            msg += (
+                '; STOPPED: the failed host reads %s again, %d servers were not evacuated: power it off, prove it '
+                '(os_fence_check) and run the task again' % (summary['host_powered_on'], summary['pending'])
+            )
         elif summary.get('interrupted'):
-            msg += ('; INTERRUPTED: %s; %d servers are not finished: run the task again once the API answers to '
-                    'resume them' % (summary['interrupted'], unfinished))
+            msg += '; INTERRUPTED: %s; %d servers are not finished: run the task again once the API answers to resume them' % (
+                summary['interrupted'],
+                unfinished,
+            )
             if summary.get('end_error'):
-                msg += ('; the run could not mark the host interrupted (%s): it is taken over once its heartbeat is '
-                        'older than the lease (%ss)' % (summary['end_error'], p['lease']))
+                msg += '; the run could not mark the host interrupted (%s): it is taken over once its heartbeat is older than the lease (%ss)' % (
+                    summary['end_error'],
+                    p['lease'],
+                )
         elif unfinished:
-            msg += ('; %d servers are not finished after the timeout of %ss: run the task again to resume them'
-                    % (unfinished, p['timeout']))
+            msg += '; %d servers are not finished after the timeout of %ss: run the task again to resume them' % (unfinished, p['timeout'])
         if (summary['failed'] or unfinished) and p['fail_on_partial']:
             failures = ['%s: %s' % (r['name'], r['reason']) for r in records if r['outcome'] == 'failed']
             self.fail('%s%s' % (msg, '. Failed: %s' % ' | '.join(failures) if failures else ''), changed=changed)
@@ -884,12 +926,24 @@ class HostEvacuate(NovahaModule):
     def make_plan(self, evacuation, host, listing):
         p = self.params
         return evacuation.prepare(
-            host, include=p['include'], exclude=p['exclude'], query=p['query'], priority_key=p['priority_key'],
-            max_down_percent=p['max_down_percent'], target_hosts=p['target_hosts'], takeover=p['takeover'],
-            reset_state=p['reset_state'], lock=p['lock'], on_shared_storage=p['on_shared_storage'],
-            shared_storage=p['shared_storage'], local_ephemeral=p['local_ephemeral'],
+            host,
+            include=p['include'],
+            exclude=p['exclude'],
+            query=p['query'],
+            priority_key=p['priority_key'],
+            max_down_percent=p['max_down_percent'],
+            target_hosts=p['target_hosts'],
+            takeover=p['takeover'],
+            reset_state=p['reset_state'],
+            lock=p['lock'],
+            on_shared_storage=p['on_shared_storage'],
+            shared_storage=p['shared_storage'],
+            local_ephemeral=p['local_ephemeral'],
             recovered_by_services=p['recovered_by_services'],
-            require_capacity=p['require_capacity'], listing=listing, wait_for_run=p['wait_for_run'])
+            require_capacity=p['require_capacity'],
+            listing=listing,
+            wait_for_run=p['wait_for_run'],
+        )
 
     def reader(self, service_type, attribute, clock):
         """A read adapter for another service of the cloud (reads ride out a short outage), or None when the
@@ -903,20 +957,18 @@ class HostEvacuate(NovahaModule):
 
     def report(self, plan, summary, nova=None):
         if nova is not None:
-            summary.update(api_requests=nova.requests, polls=nova.polls,
-                           watch_requests_per_poll=round(float(nova.watch_requests) / nova.polls, 2)
-                           if nova.polls else None)
-        self.results.update(summary=summary, servers=[e.record() for e in plan.evacuations],
-                            plan=plan.plan_list())
+            summary.update(
+                api_requests=nova.requests, polls=nova.polls, watch_requests_per_poll=round(float(nova.watch_requests) / nova.polls, 2) if nova.polls else None
+            )
+        self.results.update(summary=summary, servers=[e.record() for e in plan.evacuations], plan=plan.plan_list())
 
     @staticmethod
     def describe_plan(plan):
-        counts = {}
+        counts = {}  # type: dict
         for e in plan.evacuations:
             counts[e.action] = counts.get(e.action, 0) + 1
         parts = ['%d to %s' % (n, action) for action, n in sorted(counts.items())]
-        return '%d servers selected (%s), %d skipped' % (len(plan.evacuations), ', '.join(parts) or 'none',
-                                                         len(plan.skipped))
+        return '%d servers selected (%s), %d skipped' % (len(plan.evacuations), ', '.join(parts) or 'none', len(plan.skipped))
 
     def warn_records(self, records):
         for record in records:
@@ -933,14 +985,14 @@ class HostEvacuate(NovahaModule):
         started = time.time()
 
         def write(counts):
-            data = dict(counts, host=host, run_id=run_id, time=time.time(),
-                        elapsed=counts.get('elapsed', time.time() - started))
+            data = dict(counts, host=host, run_id=run_id, time=time.time(), elapsed=counts.get('elapsed', time.time() - started))
             try:
                 with open(path + '.tmp', 'w') as handle:
                     json.dump(data, handle)
                 os.replace(path + '.tmp', path)
             except (IOError, OSError):
                 pass  # progress is a courtesy; the run does not depend on it
+
         return write
 
 

@@ -12,8 +12,8 @@ description:
   - Reads, in a handful of requests, what a recovery needs to know about one compute host and changes nothing.
   - The C(nova-compute) service of O(host) with the age of its last heartbeat (measured against the clock of
     the compute API, so a skewed controller clock does not matter), every C(nova-compute) and
-    C(nova-scheduler) service of the cloud, every server on O(host) in every project (the same snapshot the
-    evacuation engine takes), and the evacuation migrations whose source is O(host).
+    C(nova-scheduler) service of the cloud, every server on O(host) in every project (the same snapshot
+    M(novaha.recovery.os_host_evacuate) takes), and the evacuation migrations whose source is O(host).
   - With O(servers), also where each of those servers is now and in which state, wherever it is; the
     recovery role watches evacuated servers with it, with O(list_host_servers=false).
 author:
@@ -132,7 +132,7 @@ schedulers:
   elements: dict
 servers:
   description:
-    - Every server whose host is O(host), in every project, as the evacuation engine snapshots it (id, name,
+    - Every server whose host is O(host), in every project, as M(novaha.recovery.os_host_evacuate) reads it (id, name,
       project_id, status, vm_state, task_state, power_state, host, locked, locked_reason, flavor, image_id,
       volumes, ports, server_groups, metadata, fault ...), sorted by name.
   returned: always
@@ -162,8 +162,8 @@ summary:
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
-from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova, SystemClock
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import read_host, read_tracked
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova, SystemClock
 from ansible_collections.novaha.recovery.plugins.module_utils._service import find_compute_service
 
 

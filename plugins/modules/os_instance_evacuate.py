@@ -149,8 +149,7 @@ notes:
     originally V(ACTIVE) server, so the final status is the same at every microversion.
   - The server is watched with one server listing and one migrations listing per poll (C(changes-since),
     all projects), the same requests the host-level module makes for any number of servers.
-  - Reads are sent again when the API dropped the connection (web servers close idle keep-alive connections
-    after a few seconds, about a poll interval); a look that still gets no answer fails nothing, polling goes
+  - A read that gets no answer is sent again; a look that still gets no answer fails nothing, polling goes
     on until O(timeout). An evacuate request that got no answer is checked against the server's migration
     records before any new attempt, so it is never issued twice.
   - An image-backed root disk, and ephemeral and swap disks, are rebuilt empty on the new host unless the
@@ -252,7 +251,7 @@ plan:
                 the new host and data written to the root disk is lost"]
 evacuation:
   description:
-    - The engine's record of the server, the same for every module of the collection.
+    - The record of the server, the same in every module of the collection that evacuates.
   returned: when the server was found
   type: dict
   contains:
@@ -405,7 +404,11 @@ next_command:
 
 from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
-    ACTION_NONE, ACTION_REFUSE, ACTION_WAIT, OUTCOME_IN_PROGRESS, OUTCOME_RECOVERED,
+    ACTION_NONE,
+    ACTION_REFUSE,
+    ACTION_WAIT,
+    OUTCOME_IN_PROGRESS,
+    OUTCOME_RECOVERED,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova
@@ -437,18 +440,27 @@ class InstanceEvacuate(NovahaModule):
     def check_inputs(self):
         p = self.params
         if p['target_host'] is not None and p['target_host'] == p['expected_source_host']:
-            raise conflict_error('target_host', 'expected_source_host', 'both are %s; a server is evacuated away '
-                                 'from its failed host, never to it' % p['target_host'], value=p['target_host'])
+            raise conflict_error(
+                'target_host',
+                'expected_source_host',
+                'both are %s; a server is evacuated away from its failed host, never to it' % p['target_host'],
+                value=p['target_host'],
+            )
 
     def run(self):
         p = self.params
 
         engine = Engine(SdkNova(self.conn), microversion=p['microversion'])
         self.results['microversions'] = engine.mv.to_dict()
-        evac = engine.plan(p['server'], expected_source_host=p['expected_source_host'],
-                           target_host=p['target_host'], admin_password=p['admin_password'],
-                           on_shared_storage=p['on_shared_storage'], reset_state=p['reset_state'],
-                           lock=p['lock'])
+        evac = engine.plan(
+            p['server'],
+            expected_source_host=p['expected_source_host'],
+            target_host=p['target_host'],
+            admin_password=p['admin_password'],
+            on_shared_storage=p['on_shared_storage'],
+            reset_state=p['reset_state'],
+            lock=p['lock'],
+        )
 
         record = evac.record()
         self.results['evacuation'] = record
@@ -461,8 +473,7 @@ class InstanceEvacuate(NovahaModule):
         if self.check_mode:
             self.exit(changed=evac.action != ACTION_WAIT, msg='check mode: %s' % record['reason'])
 
-        engine.run([evac], wait=p['wait'], timeout=p['timeout'], poll_interval=p['poll_interval'],
-                   retries=p['retries'])
+        engine.run([evac], wait=p['wait'], timeout=p['timeout'], poll_interval=p['poll_interval'], retries=p['retries'])
         record = evac.record()
         self.results.update(evacuation=record, changed=record['changed'])
         for warning in record['warnings']:
@@ -471,8 +482,10 @@ class InstanceEvacuate(NovahaModule):
         if record['outcome'] == OUTCOME_RECOVERED:
             self.exit(msg=record['reason'])
         if record['outcome'] == OUTCOME_IN_PROGRESS and not p['wait']:
-            self.exit(msg='evacuation of %s (%s) from %s accepted by Nova (request id %s); not waited for'
-                      % (record['name'], record['id'], record['source_host'], last_request_id(record)))
+            self.exit(
+                msg='evacuation of %s (%s) from %s accepted by Nova (request id %s); not waited for'
+                % (record['name'], record['id'], record['source_host'], last_request_id(record))
+            )
         request_id = last_request_id(record)
         msg = record['reason']
         if request_id and request_id not in msg:

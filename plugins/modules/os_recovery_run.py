@@ -291,8 +291,17 @@ from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNo
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, option_error
 from ansible_collections.novaha.recovery.plugins.module_utils._report import servers_to_verify, verdicts
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
-    LEASE_RULE, PHASE_DONE, PHASE_INTERRUPTED, PHASE_ISOLATED, PHASE_VERIFYING, RUN_ID_RULE, HostRun, iso,
-    plan_restore, retrying_reads, wait_for_repair,
+    LEASE_RULE,
+    PHASE_DONE,
+    PHASE_INTERRUPTED,
+    PHASE_ISOLATED,
+    PHASE_VERIFYING,
+    RUN_ID_RULE,
+    HostRun,
+    iso,
+    plan_restore,
+    retrying_reads,
+    wait_for_repair,
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._service import service_view
 
@@ -308,8 +317,7 @@ class RecoveryRun(NovahaModule):
     argument_spec = dict(
         host=dict(type='str', required=True),
         run_id=dict(type='str'),
-        state=dict(type='str', required=True, choices=['claimed', 'isolated', 'verifying', 'done', 'interrupted',
-                                                       'ended', 'released', 'restored']),
+        state=dict(type='str', required=True, choices=['claimed', 'isolated', 'verifying', 'done', 'interrupted', 'ended', 'released', 'restored']),
         lease=dict(type='int', default=300),
         wait_for_run=dict(type='int', default=0),
         settle=dict(type='float', default=2.0),
@@ -339,8 +347,7 @@ class RecoveryRun(NovahaModule):
     def check_inputs(self):
         p = self.params
         if p['state'] != 'restored' and p['run_id'] is None:
-            raise option_error('run_id', None, 'is needed with state=%s: the id of this run' % p['state'],
-                               shown='not given')
+            raise option_error('run_id', None, 'is needed with state=%s: the id of this run' % p['state'], shown='not given')
 
     def run(self):
         p = self.params
@@ -348,9 +355,14 @@ class RecoveryRun(NovahaModule):
         self.nova = SdkNova(self.conn)
         # Restoring judges every run marker as someone else's: a live run is never cut short, whatever run_id says.
         clock = SystemClock()
-        host_run = HostRun(retrying_reads(self.nova, clock, p['lease']), p['host'],
-                           'restore' if p['state'] == 'restored' else p['run_id'], clock, lease=p['lease'],
-                           settle=p['settle'])
+        host_run = HostRun(
+            retrying_reads(self.nova, clock, p['lease']),
+            p['host'],
+            'restore' if p['state'] == 'restored' else p['run_id'],
+            clock,
+            lease=p['lease'],
+            settle=p['settle'],
+        )
         if p['state'] == 'verifying' and p['servers'] is not None:
             handler = self.do_verify
         else:
@@ -369,6 +381,7 @@ class RecoveryRun(NovahaModule):
                 if strict:
                     raise
                 return dict(msg=exc.msg)
+
         return read
 
     def _done(self, host_run, before, msg, changed=True):
@@ -387,8 +400,7 @@ class RecoveryRun(NovahaModule):
             if holder.kind == 'live' and not p['takeover']:
                 verb = 'would wait up to %ss for' % p['wait_for_run'] if p['wait_for_run'] else 'would refuse: held by'
                 self.exit(changed=False, msg='check mode: %s %s' % (verb, holder.describe()))
-            self.exit(changed=holder.kind != 'ours', msg='check mode: would claim %s for run %s (%s)'
-                      % (p['host'], p['run_id'], holder.describe()))
+            self.exit(changed=holder.kind != 'ours', msg='check mode: would claim %s for run %s (%s)' % (p['host'], p['run_id'], holder.describe()))
         holder = host_run.claim(takeover=p['takeover'], wait_timeout=p['wait_for_run'])
         self.results['holder'] = holder.to_dict()
         msg = 'run %s holds %s (phase claimed)' % (p['run_id'], p['host'])
@@ -396,8 +408,7 @@ class RecoveryRun(NovahaModule):
             self.results['took_over'] = host_run.took_over.to_dict()
             msg += '; took over the %s %s' % (host_run.took_over.kind, host_run.took_over.describe())
             if host_run.took_over.kind in ('stale', 'overridden'):
-                self.warn('%s: took over the %s %s' % (p['host'], host_run.took_over.kind,
-                                                       host_run.took_over.describe()))
+                self.warn('%s: took over the %s %s' % (p['host'], host_run.took_over.kind, host_run.took_over.describe()))
         self._done(host_run, service, msg)
 
     def do_phase(self, host_run):
@@ -407,8 +418,7 @@ class RecoveryRun(NovahaModule):
             # A dry run claimed nothing: say what would be done from what the host shows now.
             service, _found, holder = host_run.read()
             self.results.update(holder=holder.to_dict(), service=dict(before=brief(service), after=None))
-            self.exit(changed=True, msg='check mode: run %s would move to phase %s on %s (%s)'
-                      % (p['run_id'], phase, p['host'], holder.describe()))
+            self.exit(changed=True, msg='check mode: run %s would move to phase %s on %s (%s)' % (p['run_id'], phase, p['host'], holder.describe()))
         host_run.hold()
         before = dict(host_run.service)
         host_run.advance(phase, forced_down=True if phase == PHASE_ISOLATED else None)
@@ -431,19 +441,27 @@ class RecoveryRun(NovahaModule):
         if self.check_mode:
             # A dry run claimed nothing: one look at the servers, no wait, no write.
             found = look()
-            self.exit(changed=False, verdicts=found, reading=last['reading'], waited=dict(seconds=0, looks=1),
-                      msg='check mode: %d of %d watched servers of %s verified now; run %s would wait up to %ss'
-                          % (len([v for v in found if v['ok']]), len(found), host, p['run_id'], p['verify_timeout']))
+            self.exit(
+                changed=False,
+                verdicts=found,
+                reading=last['reading'],
+                waited=dict(seconds=0, looks=1),
+                msg='check mode: %d of %d watched servers of %s verified now; run %s would wait up to %ss'
+                % (len([v for v in found if v['ok']]), len(found), host, p['run_id'], p['verify_timeout']),
+            )
         host_run.hold()
         before = dict(host_run.service)
         found, seconds, looks = host_run.verify(look, p['verify_timeout'], p['verify_interval'])
         self.results.update(verdicts=found, reading=last.get('reading') or {}, waited=dict(seconds=seconds, looks=looks))
         ok = len([v for v in found if v['ok']])
         waiting = len([v for v in found if v['waiting']])
-        self._done(host_run, before, 'run %s on %s: phase verifying; %d of %d servers verified in their expected state '
-                   'on healthy hosts after %ss (%d readings)%s'
-                   % (p['run_id'], host, ok, len(found), seconds, looks,
-                      '; %d still on their way at the timeout' % waiting if waiting else ''))
+        self._done(
+            host_run,
+            before,
+            'run %s on %s: phase verifying; %d of %d servers verified in their expected state '
+            'on healthy hosts after %ss (%d readings)%s'
+            % (p['run_id'], host, ok, len(found), seconds, looks, '; %d still on their way at the timeout' % waiting if waiting else ''),
+        )
 
     def do_ended(self, host_run):
         p = self.params
@@ -451,17 +469,17 @@ class RecoveryRun(NovahaModule):
         self.results['phase'] = phase
         if phase is None:
             self.results['service'] = dict(before=brief(before), after=None)
-            self.exit(changed=False, msg='run %s holds nothing on %s to end: it never claimed the host, gave it back, '
-                                         'or another run took it' % (p['run_id'], p['host']))
+            self.exit(
+                changed=False,
+                msg='run %s holds nothing on %s to end: it never claimed the host, gave it back, or another run took it' % (p['run_id'], p['host']),
+            )
         if self.check_mode:
-            self.exit(changed=True, msg='check mode: run %s would end in phase %s on %s'
-                      % (p['run_id'], phase, p['host']))
+            self.exit(changed=True, msg='check mode: run %s would end in phase %s on %s' % (p['run_id'], phase, p['host']))
         self._done(host_run, before, 'run %s on %s ended: phase %s' % (p['run_id'], p['host'], phase))
 
     def do_released(self, host_run):
         p = self.params
-        release = host_run.release(took_over=p['took_over'] is not None, evacuation_started=p['evacuation_started'],
-                                   check_mode=self.check_mode)
+        release = host_run.release(took_over=p['took_over'] is not None, evacuation_started=p['evacuation_started'], check_mode=self.check_mode)
         self.results.update(declined=release.declined, holder=release.holder.to_dict())
         if release.declined is not None or self.check_mode:
             self.results['service'] = dict(before=brief(release.service), after=None)
@@ -471,25 +489,22 @@ class RecoveryRun(NovahaModule):
     def do_restored(self, host_run):
         p = self.params
         if p['wait_for_repair'] or p['power_state'] is not None:
-            host_run.read()     # a host without a nova-compute service fails here, named, without waiting
+            host_run.read()  # a host without a nova-compute service fails here, named, without waiting
             read = self.reader(host_run)
-            refusals = wait_for_repair(read(strict=True), read, host_run.clock, p['wait_for_repair'], power_state=p['power_state'],
-                                       power_msg=p['power_msg'] or None)
+            refusals = wait_for_repair(
+                read(strict=True), read, host_run.clock, p['wait_for_repair'], power_state=p['power_state'], power_msg=p['power_msg'] or None
+            )
             if refusals:
-                self.fail('refusing to return %s to service, nothing changed: %s' % (p['host'], '; '.join(refusals)),
-                          kind='refused', refusals=refusals)
+                self.fail('refusing to return %s to service, nothing changed: %s' % (p['host'], '; '.join(refusals)), kind='refused', refusals=refusals)
         if self.check_mode:
             service, _found, holder = host_run.read()
             plan = plan_restore(service, holder, p['override'])
             if plan.refusal:
-                self.fail('check mode: refusing to return %s to service: %s' % (p['host'], plan.refusal),
-                          kind='refused', holder=holder.to_dict())
-            self.exit(changed=plan.body is not None, msg='check mode: %s' % plan.msg,
-                      service=dict(before=brief(service), after=None))
+                self.fail('check mode: refusing to return %s to service: %s' % (p['host'], plan.refusal), kind='refused', holder=holder.to_dict())
+            self.exit(changed=plan.body is not None, msg='check mode: %s' % plan.msg, service=dict(before=brief(service), after=None))
         plan, before, after = host_run.restore(override=p['override'])
         self.results['service'] = dict(before=brief(before), after=brief(after or before))
-        self.exit(changed=plan.body is not None, msg='%s: %s' % (p['host'], plan.msg),
-                  keeps_disabled_reason=plan.keeps_disabled_reason)
+        self.exit(changed=plan.body is not None, msg='%s: %s' % (p['host'], plan.msg), keeps_disabled_reason=plan.keeps_disabled_reason)
 
 
 def main():

@@ -14,9 +14,9 @@ version_added: 0.1.0
 description:
   - Writes each of O(files) into the directory O(path) on the controller, creating the directory first,
     and removes the files listed in O(remove).
-  - The role M(novaha.recovery.host_recovery) writes its snapshot and its report with it. It runs inside
-    the Ansible worker, without a module process, so a recovery spends no time starting one for each file
-    (about 0.5 s per file with M(ansible.builtin.copy) or M(ansible.builtin.template)).
+  - The role P(novaha.recovery.host_recovery#role) writes its snapshot and its report with it. It runs on the
+    controller without starting a module process for each file, unlike M(ansible.builtin.copy) or
+    M(ansible.builtin.template).
   - A file whose content is already what is asked is left alone (its modification time stays). Each new
     content is written to a temporary file in the same directory and renamed over the old one, so a
     reader never sees half a report.

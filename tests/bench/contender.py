@@ -39,14 +39,12 @@ def servers_on(conn, host):
 
 def evacuate(conn, server_id):
     """None, or why Nova refused."""
-    resp = conn.compute.post(f"/servers/{server_id}/action", json={"evacuate": {}}, microversion=MICROVERSION,
-                             connect_retries=RETRIES)
+    resp = conn.compute.post(f"/servers/{server_id}/action", json={"evacuate": {}}, microversion=MICROVERSION, connect_retries=RETRIES)
     return None if resp.status_code < 400 else f"{resp.status_code} {resp.text[:200]}"
 
 
 def recovered(server, failed_host):
-    return (server["status"] == "ACTIVE" and not server.get("OS-EXT-STS:task_state")
-            and server.get("OS-EXT-SRV-ATTR:host") not in (None, failed_host))
+    return server["status"] == "ACTIVE" and not server.get("OS-EXT-STS:task_state") and server.get("OS-EXT-SRV-ATTR:host") not in (None, failed_host)
 
 
 def report(servers, polls, failed):

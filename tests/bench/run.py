@@ -54,12 +54,13 @@ def log(msg):
 
 # --- the local cloud -----------------------------------------------------------------------------------
 
+
 class Cloud:
     def __init__(self, state_dir, port_offset):
         self.dir = Path(state_dir).resolve()
-        self.env = dict(os.environ, NOVAHA_LOCALCLOUD_DIR=str(self.dir),
-                        NOVAHA_LOCALCLOUD_PORT_OFFSET=str(port_offset),
-                        PYTHONPATH=str(ROOT / "tests" / "localcloud"))
+        self.env = dict(
+            os.environ, NOVAHA_LOCALCLOUD_DIR=str(self.dir), NOVAHA_LOCALCLOUD_PORT_OFFSET=str(port_offset), PYTHONPATH=str(ROOT / "tests" / "localcloud")
+        )
         self.clouds_yaml = self.dir / "clouds.yaml"
         self.inventory = self.dir / "inventory.yml"
         self.access_log = self.dir / "logs" / "nova-api-access.log"
@@ -68,11 +69,9 @@ class Cloud:
     def cli(self, *args, check=True):
         """(seconds, completed process) of one localcloud command."""
         started = time.monotonic()
-        done = subprocess.run([str(CLOUD_PYTHON), "-m", "localcloud", *args], env=self.env, cwd=ROOT,
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run([str(CLOUD_PYTHON), "-m", "localcloud", *args], env=self.env, cwd=ROOT, capture_output=True, text=True, check=False)
         if check and done.returncode:
-            raise RuntimeError(f"localcloud {' '.join(args)} failed ({done.returncode}): "
-                               f"{(done.stderr or done.stdout)[-2000:]}")
+            raise RuntimeError(f"localcloud {' '.join(args)} failed ({done.returncode}): {(done.stderr or done.stdout)[-2000:]}")
         return time.monotonic() - started, done
 
     def is_up(self):
@@ -115,8 +114,8 @@ class Cloud:
         if self._conn is None:
             import openstack.config  # pylint: disable=import-outside-toplevel
             import openstack.connection  # pylint: disable=import-outside-toplevel
-            region = openstack.config.OpenStackConfig(config_files=[str(self.clouds_yaml)],
-                                                      load_envvars=False).get_one("novaha-admin")
+
+            region = openstack.config.OpenStackConfig(config_files=[str(self.clouds_yaml)], load_envvars=False).get_one("novaha-admin")
             self._conn = openstack.connection.Connection(config=region)
         return self._conn
 
@@ -130,8 +129,7 @@ class Cloud:
     def lift_quotas(self):
         """The admin project's default quota (10 instances, 20 cores) is below the largest N."""
         conn = self.connect()
-        resp = conn.compute.put(f"/os-quota-sets/{conn.current_project_id}", microversion="2.53",
-                                json={"quota_set": {"instances": -1, "cores": -1, "ram": -1}})
+        resp = conn.compute.put(f"/os-quota-sets/{conn.current_project_id}", microversion="2.53", json={"quota_set": {"instances": -1, "cores": -1, "ram": -1}})
         if resp.status_code >= 400:
             raise RuntimeError(f"lifting the quotas: {resp.status_code} {resp.text[:300]}")
 
@@ -139,8 +137,13 @@ class Cloud:
         return self.connect().compute.get("/servers/detail?all_tenants=True", microversion="2.29").json()["servers"]
 
     def client_env(self):
-        return dict(os.environ, OS_CLIENT_CONFIG_FILE=str(self.clouds_yaml), ANSIBLE_NOCOLOR="1",
-                    ANSIBLE_FORCE_COLOR="0", PATH=f"{DEV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+        return dict(
+            os.environ,
+            OS_CLIENT_CONFIG_FILE=str(self.clouds_yaml),
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_FORCE_COLOR="0",
+            PATH=f"{DEV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        )
 
 
 REBUILD_DELAY_KEY = "novaha_fake:rebuild_delay"  # localcloud/fakevirt.py: this server's rebuild takes that long
@@ -159,8 +162,7 @@ def set_rebuild_delays(cloud):
     on_host = sorted((s for s in cloud.servers() if s.get("OS-EXT-SRV-ATTR:host") == HOST), key=lambda s: s["name"])
     conn = cloud.connect()
     for server, delay in zip(on_host, spread_delays(len(on_host), low, high, seed)):
-        resp = conn.compute.put(f"/servers/{server['id']}/metadata/{REBUILD_DELAY_KEY}", microversion="2.1",
-                                json={"meta": {REBUILD_DELAY_KEY: str(delay)}})
+        resp = conn.compute.put(f"/servers/{server['id']}/metadata/{REBUILD_DELAY_KEY}", microversion="2.1", json={"meta": {REBUILD_DELAY_KEY: str(delay)}})
         if resp.status_code >= 400:
             raise RuntimeError(f"setting the rebuild delay of {server['id']}: {resp.status_code} {resp.text[:300]}")
 
@@ -214,14 +216,16 @@ def warm_up(cloud, run_dir):
     prepare(cloud, WARM_UP_SERVERS, disable=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "output.log", "w") as output:
-        done = subprocess.run(contender_command("c", cloud, run_dir, {}), stdout=output, stderr=subprocess.STDOUT,
-                              env=cloud.client_env(), cwd=ROOT, check=False)
+        done = subprocess.run(
+            contender_command("c", cloud, run_dir, {}), stdout=output, stderr=subprocess.STDOUT, env=cloud.client_env(), cwd=ROOT, check=False
+        )
     if done.returncode:
         raise RuntimeError(f"the warm-up evacuation failed, see {run_dir / 'output.log'}")
     log(f"warm-up: {WARM_UP_SERVERS} servers evacuated (untimed)")
 
 
 # --- measuring one contender ---------------------------------------------------------------------------
+
 
 class TreeRss(threading.Thread):
     """Peak of the summed RSS of a process and all its descendants, sampled from /proc."""
@@ -267,8 +271,16 @@ class TreeRss(threading.Thread):
 def contender_command(key, cloud, run_dir, playbook_vars):
     if key == "a":
         extra = {"host_recovery_report_root": str(run_dir / "reports"), **playbook_vars}
-        return [str(DEV_BIN / "ansible-playbook"), str(ROOT / "playbooks" / "recover-host.yml"),
-                "-i", str(cloud.inventory), "-e", f"recover_host={HOST}", "-e", json.dumps(extra)]
+        return [
+            str(DEV_BIN / "ansible-playbook"),
+            str(ROOT / "playbooks" / "recover-host.yml"),
+            "-i",
+            str(cloud.inventory),
+            "-e",
+            f"recover_host={HOST}",
+            "-e",
+            json.dumps(extra),
+        ]
     script = {"b": "naive_loop.py", "c": "floor.py"}[key]
     return [sys.executable, str(HERE / script), "--cloud", "novaha-admin", "--host", HOST]
 
@@ -298,9 +310,12 @@ def read_access_log(path, start, end):
 def count_requests(key, lines, script_result):
     """Requests, and polls with the requests each poll costs, as the access log shows them."""
     gets = [line[1] for line in lines if line[0] == "GET"]
-    out = {"requests": len(lines), "gets": len(gets),
-           "actions": sum(1 for line in lines if line[0] == "POST" and line[1].endswith("/action")),
-           "errors": sum(1 for line in lines if line[2] >= 400)}
+    out = {
+        "requests": len(lines),
+        "gets": len(gets),
+        "actions": sum(1 for line in lines if line[0] == "POST" and line[1].endswith("/action")),
+        "errors": sum(1 for line in lines if line[2] >= 400),
+    }
     if key == "a":
         # os_host_evacuate's watch: one server listing and one migrations listing per poll (changes-since).
         watch = [p for p in gets if "changes-since" in p]
@@ -327,9 +342,12 @@ def run_contender(key, cloud, count, run_dir, playbook_vars):
     env = cloud.client_env()
     timing = run_dir / "tasks.json"
     if key == "a":
-        env.update(ANSIBLE_COLLECTIONS_PATH=str(collections_path()),
-                   ANSIBLE_CALLBACK_PLUGINS=str(HERE / "callback_plugins"),
-                   ANSIBLE_CALLBACKS_ENABLED="bench_timing", NOVAHA_BENCH_TIMING=str(timing))
+        env.update(
+            ANSIBLE_COLLECTIONS_PATH=str(collections_path()),
+            ANSIBLE_CALLBACK_PLUGINS=str(HERE / "callback_plugins"),
+            ANSIBLE_CALLBACKS_ENABLED="bench_timing",
+            NOVAHA_BENCH_TIMING=str(timing),
+        )
     cmd = contender_command(key, cloud, run_dir, playbook_vars)
     log_start = cloud.access_log.stat().st_size
     cpu_before = cloud.cpu_seconds()
@@ -353,19 +371,24 @@ def run_contender(key, cloud, count, run_dir, playbook_vars):
         except ValueError:
             script_result = None
     servers = cloud.servers()
-    recovered = [s for s in servers if s["status"] == "ACTIVE" and not s.get("OS-EXT-STS:task_state")
-                 and s.get("OS-EXT-SRV-ATTR:host") not in (None, HOST)]
+    recovered = [s for s in servers if s["status"] == "ACTIVE" and not s.get("OS-EXT-STS:task_state") and s.get("OS-EXT-SRV-ATTR:host") not in (None, HOST)]
     result = {
-        "contender": key, "servers": count, "rc": proc.returncode, "wall": round(finished - started, 2),
+        "contender": key,
+        "servers": count,
+        "rc": proc.returncode,
+        "wall": round(finished - started, 2),
         "recovered": len(recovered),
         "recovered_at": sorted(round(max(0.0, parse_time(s["updated"]) - started), 1) for s in recovered),
         "done": None,
         "peak_rss_tree_mib": round(sampler.peak / 2**20, 1),
         "peak_rss_largest_process_mib": round(usage.ru_maxrss / 1024, 1),
         "nova": count_requests(key, read_access_log(cloud.access_log, log_start, log_end), script_result),
-        "cpu": {"contender": round(usage.ru_utime + usage.ru_stime, 1),
-                "cloud": {name: round(cpu_after[name] - cpu_before.get(name, 0.0), 1) for name in sorted(cpu_after)
-                          if cpu_after[name] - cpu_before.get(name, 0.0) >= 0.05}},
+        "cpu": {
+            "contender": round(usage.ru_utime + usage.ru_stime, 1),
+            "cloud": {
+                name: round(cpu_after[name] - cpu_before.get(name, 0.0), 1) for name in sorted(cpu_after) if cpu_after[name] - cpu_before.get(name, 0.0) >= 0.05
+            },
+        },
         "dir": str(run_dir.relative_to(ROOT)) if run_dir.is_relative_to(ROOT) else str(run_dir),
     }
     if count and result["recovered"] == count:
@@ -377,9 +400,11 @@ def run_contender(key, cloud, count, run_dir, playbook_vars):
         reports = sorted((run_dir / "reports").glob(f"{HOST}-*/report.json"))
         if reports:
             report = json.loads(reports[-1].read_text())
-            result["report"] = {"outcome": report.get("outcome"),
-                                "phases": {p["name"]: p.get("seconds") for p in report.get("phases", [])},
-                                "evacuation": (report.get("evacuation") or {}).get("summary")}
+            result["report"] = {
+                "outcome": report.get("outcome"),
+                "phases": {p["name"]: p.get("seconds") for p in report.get("phases", [])},
+                "evacuation": (report.get("evacuation") or {}).get("summary"),
+            }
     return result
 
 
@@ -399,13 +424,17 @@ def profile(timing, started, finished):
     slowest = sorted(tasks, key=lambda t: t["start"] - t["end"])[:6]
     for task in tasks:
         task["task"] = task["task"].split(" : ", 1)[-1]
-    return {"startup": round(min(t["start"] for t in tasks) - started, 1),
-            "after_last_task": round(finished - max(t["end"] for t in tasks), 1),
-            "tasks": len(tasks), "phases": phases,
-            "slowest": [{"task": t["task"], "seconds": round(t["end"] - t["start"], 1)} for t in slowest]}
+    return {
+        "startup": round(min(t["start"] for t in tasks) - started, 1),
+        "after_last_task": round(finished - max(t["end"] for t in tasks), 1),
+        "tasks": len(tasks),
+        "phases": phases,
+        "slowest": [{"task": t["task"], "seconds": round(t["end"] - t["start"], 1)} for t in slowest],
+    }
 
 
 # --- the whole benchmark -------------------------------------------------------------------------------
+
 
 def median(values):
     values = [v for v in values if v is not None]
@@ -424,7 +453,10 @@ def summarize(results, ns, contenders):
             dones = [r.get("done") for r in runs]
             per_poll = [r["nova"]["requests_per_poll"] for r in runs]
             row[key] = {
-                "runs": len(runs), "wall_median": median(walls), "wall_min": min(walls), "wall_max": max(walls),
+                "runs": len(runs),
+                "wall_median": median(walls),
+                "wall_min": min(walls),
+                "wall_max": max(walls),
                 "done_median": median(dones) if None not in dones else None,
                 "done_min": min(dones) if None not in dones else None,
                 "done_max": max(dones) if None not in dones else None,
@@ -454,25 +486,26 @@ def judge(table, empty):
     for ratio, limit, sense in (("a/c", TARGETS["a/c"], "<="), ("b/a", TARGETS["b/a"], ">=")):
         value = table.get(biggest, {}).get(ratio)
         met = None if value is None or biggest != 50 else (value <= limit if sense == "<=" else value >= limit)
-        verdicts.append((f"{ratio} {sense} {limit} at N = 50", met,
-                         f"{value} at {at}, on the time to every server recovered; on process exit: "
-                         f"{table.get(biggest, {}).get(ratio + ' exit')}"))
+        verdicts.append(
+            (
+                f"{ratio} {sense} {limit} at N = 50",
+                met,
+                f"{value} at {at}, on the time to every server recovered; on process exit: {table.get(biggest, {}).get(ratio + ' exit')}",
+            )
+        )
     per_poll = {n: row["a"]["requests_per_poll"] for n, row in table.items() if "a" in row}
     values = {v for v in per_poll.values() if v is not None}
     met = (len(values) == 1) if len(per_poll) > 1 and values else None
-    verdicts.append(("(a) requests per poll independent of N", met,
-                     ", ".join(f"N={n}: {v}" for n, v in sorted(per_poll.items())) or "not measured"))
+    verdicts.append(("(a) requests per poll independent of N", met, ", ".join(f"N={n}: {v}" for n, v in sorted(per_poll.items())) or "not measured"))
     value = empty.get("wall_median") if empty else None
-    verdicts.append((f"(a) with nothing to evacuate <= {TARGETS['empty']} s",
-                     None if value is None else value <= TARGETS["empty"], f"{value} s"))
+    verdicts.append((f"(a) with nothing to evacuate <= {TARGETS['empty']} s", None if value is None else value <= TARGETS["empty"], f"{value} s"))
     return verdicts
 
 
 def machine():
     model = ""
     try:
-        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), "")
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "")
     except OSError:
         pass
     mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
@@ -480,32 +513,34 @@ def machine():
 
 
 def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statements
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--n", default="10,25,50", help="server counts, comma separated (default 10,25,50)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions per N and contender (default 3)")
     parser.add_argument("--quick", action="store_true", help="smoke run: N = 10, one repetition")
     parser.add_argument("--spawn-delay", type=float, default=2.0, help="seconds per rebuild (default 2)")
-    parser.add_argument("--rebuild-spread", metavar="LOW,HIGH",
-                        help="each server's rebuild takes a seeded uniform draw from LOW to HIGH seconds (e.g. 5,60) "
-                             "instead of --spawn-delay")
+    parser.add_argument(
+        "--rebuild-spread",
+        metavar="LOW,HIGH",
+        help="each server's rebuild takes a seeded uniform draw from LOW to HIGH seconds (e.g. 5,60) instead of --spawn-delay",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of --rebuild-spread (default 1)")
     parser.add_argument("--contenders", default="a,b,c", help="subset of a,b,c (default all)")
     parser.add_argument("--no-empty", action="store_true", help="skip (a) with nothing to evacuate")
-    parser.add_argument("--playbook-var", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra variable for (a), e.g. host_recovery_poll_interval=2 (YAML value)")
+    parser.add_argument(
+        "--playbook-var", action="append", default=[], metavar="KEY=VALUE", help="extra variable for (a), e.g. host_recovery_poll_interval=2 (YAML value)"
+    )
     parser.add_argument("--cloud-dir", default=os.environ.get("NOVAHA_BENCH_CLOUD_DIR", str(ROOT / ".localcloud-bench")))
     parser.add_argument("--port-offset", type=int, default=int(os.environ.get("NOVAHA_BENCH_PORT_OFFSET", "6000")))
-    parser.add_argument("--reuse", action="store_true",
-                        help="use the cloud in --cloud-dir if it is up with the same spawn delay (no cold up)")
+    parser.add_argument("--reuse", action="store_true", help="use the cloud in --cloud-dir if it is up with the same spawn delay (no cold up)")
     parser.add_argument("--keep-cloud", action="store_true", help="leave the cloud up at the end")
     parser.add_argument("--docs", action="store_true", help="write docs/benchmarks.md and docs/benchmarks/*.svg")
-    parser.add_argument("--docs-section", default="main",
-                        help="name of the generated section of docs/benchmarks.md to replace (default main)")
+    parser.add_argument("--docs-section", default="main", help="name of the generated section of docs/benchmarks.md to replace (default main)")
     parser.add_argument("--svg-prefix", default="recovery", help="file name prefix of the plots")
-    parser.add_argument("--render", metavar="RESULTS_JSON",
-                        help="run nothing: render the summary (and with --docs the docs) from an earlier, possibly "
-                             "interrupted run's results.json")
+    parser.add_argument(
+        "--render",
+        metavar="RESULTS_JSON",
+        help="run nothing: render the summary (and with --docs the docs) from an earlier, possibly interrupted run's results.json",
+    )
     parser.add_argument("--note", default="", help="a line about the conditions, written to the docs")
     args = parser.parse_args()
 
@@ -524,6 +559,7 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
     reps = 1 if args.quick else args.reps
     contenders = [c for c in CONTENDERS if c in args.contenders.split(",")]
     import yaml  # pylint: disable=import-outside-toplevel
+
     playbook_vars = {}
     for pair in args.playbook_var:
         key, value = pair.split("=", 1) if "=" in pair else (pair, "")
@@ -531,13 +567,23 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
     out_dir = ROOT / "build" / "bench" / time.strftime("%Y%m%dT%H%M%S")
     out_dir.mkdir(parents=True)
     cloud = Cloud(args.cloud_dir, args.port_offset)
-    info = {"started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": machine(), "load_at_start": os.getloadavg(), "ns": ns, "reps": reps,
-            "spawn_delay": args.spawn_delay, "contenders": contenders, "playbook_vars": playbook_vars,
-            "rebuild_spread": list(SPREAD) if SPREAD else None,
-            "note": args.note, "cloud": {}}
-    log(f"results in {out_dir}; cloud in {cloud.dir}; N = {ns}, {reps} repetition(s), "
-        f"load average {info['load_at_start'][0]:.1f} on {info['machine']['cores']} cores")
+    info = {
+        "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "load_at_start": os.getloadavg(),
+        "ns": ns,
+        "reps": reps,
+        "spawn_delay": args.spawn_delay,
+        "contenders": contenders,
+        "playbook_vars": playbook_vars,
+        "rebuild_spread": list(SPREAD) if SPREAD else None,
+        "note": args.note,
+        "cloud": {},
+    }
+    log(
+        f"results in {out_dir}; cloud in {cloud.dir}; N = {ns}, {reps} repetition(s), "
+        f"load average {info['load_at_start'][0]:.1f} on {info['machine']['cores']} cores"
+    )
 
     if args.reuse and cloud.is_up() and cloud.spawn_delay() == args.spawn_delay:
         log("reusing the running bench cloud (no cold up measured)")
@@ -564,7 +610,7 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
                 empty_runs.append(run)
         for count in ns:
             for rep in range(reps):
-                order = contenders[rep % len(contenders):] + contenders[:rep % len(contenders)]
+                order = contenders[rep % len(contenders) :] + contenders[: rep % len(contenders)]
                 for key in order:
                     reset_s, boot_s = prepare(cloud, count, disable=key != "a")
                     resets.append(reset_s)
@@ -574,12 +620,13 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
                     run = run_contender(key, cloud, count, out_dir / f"n{count}-{rep + 1}-{key}", playbook_vars)
                     ok = run["recovered"] == count and run["rc"] == 0
                     failures += not ok
-                    log(f"N={count} rep {rep + 1} {LABELS[key]}: {run['wall']:.1f}s, {run['recovered']}/{count} "
+                    log(
+                        f"N={count} rep {rep + 1} {LABELS[key]}: {run['wall']:.1f}s, {run['recovered']}/{count} "
                         f"recovered, rc={run['rc']}, {run['nova']['requests']} Nova requests, "
-                        f"{run['nova']['polls']} polls" + ("" if ok else f"  FAILED, see {run['dir']}"))
+                        f"{run['nova']['polls']} polls" + ("" if ok else f"  FAILED, see {run['dir']}")
+                    )
                     results.append(run)
-                    (out_dir / "results.json").write_text(json.dumps({"info": info, "runs": results,
-                                                                      "empty": empty_runs}, indent=1))
+                    (out_dir / "results.json").write_text(json.dumps({"info": info, "runs": results, "empty": empty_runs}, indent=1))
     finally:
         info["load_at_end"] = os.getloadavg()
         info["cloud"]["reset_seconds_median"] = median(resets)
@@ -598,11 +645,14 @@ def report(info, results, empty_runs, out_dir, args):
     table = summarize(results, ns, contenders)
     empty = None
     if empty_runs:
-        empty = {"wall_median": median([r["wall"] for r in empty_runs]), "runs": len(empty_runs),
-                 "walls": [r["wall"] for r in empty_runs], "profile": empty_runs[len(empty_runs) // 2].get("profile")}
+        empty = {
+            "wall_median": median([r["wall"] for r in empty_runs]),
+            "runs": len(empty_runs),
+            "walls": [r["wall"] for r in empty_runs],
+            "profile": empty_runs[len(empty_runs) // 2].get("profile"),
+        }
     verdicts = judge(table, empty)
-    (out_dir / "results.json").write_text(json.dumps({"info": info, "runs": results, "empty": empty_runs,
-                                                      "table": table, "verdicts": verdicts}, indent=1))
+    (out_dir / "results.json").write_text(json.dumps({"info": info, "runs": results, "empty": empty_runs, "table": table, "verdicts": verdicts}, indent=1))
     svg_dir = ROOT / "docs" / "benchmarks" if args.docs else out_dir
     svg_dir.mkdir(parents=True, exist_ok=True)
     plots = {}
@@ -625,50 +675,61 @@ def report(info, results, empty_runs, out_dir, args):
 
 def render(info, table, empty, verdicts, results, plots):  # pylint: disable=too-many-locals
     m = info["machine"]
-    lines = [f"Run of {info['started']} on {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB; "
-             f"load average {info['load_at_start'][0]:.1f} at start, "
-             + (f"{info['load_at_end'][0]:.1f} at the end" if info.get("load_at_end") else "not recorded at the end")
-             + (f". {info['note']}" if info["note"] else "") + ".",
-             f"Rebuild time {rebuild_model(info)}; N = {', '.join(map(str, info['ns']))}; "
-             f"{info['reps']} repetition(s) planned per N and contender (column runs: how many were made), contender order rotating."
-             + (f" Playbook variables: `{json.dumps(info['playbook_vars'])}`." if info["playbook_vars"] else ""),
-             "", "### Targets", ""]
+    lines = [
+        f"Run of {info['started']} on {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB; "
+        f"load average {info['load_at_start'][0]:.1f} at start, "
+        + (f"{info['load_at_end'][0]:.1f} at the end" if info.get("load_at_end") else "not recorded at the end")
+        + (f". {info['note']}" if info["note"] else "")
+        + ".",
+        f"Rebuild time {rebuild_model(info)}; N = {', '.join(map(str, info['ns']))}; "
+        f"{info['reps']} repetition(s) planned per N and contender (column runs: how many were made), contender order rotating."
+        + (f" Playbook variables: `{json.dumps(info['playbook_vars'])}`." if info["playbook_vars"] else ""),
+        "",
+        "### Targets",
+        "",
+    ]
     for name, met, detail in verdicts:
         lines.append(f"- {'MET' if met else 'not judged' if met is None else 'MISSED'}: {name} ({detail})")
-    lines += ["", "### Wall seconds and Nova API requests", "",
-              "Recovered: seconds from the contender's start until every server is in its expected state (the "
-              "issue's measure; the ratios use it). Exit: until the contender's process ended (for (a) after its "
-              "verification and report).", "",
-              "| N | contender | runs | recovered s, median (min-max) | exit s, median (min-max) | all recovered | "
-              "Nova requests | per server | polls | requests per poll | peak RSS, process tree MiB | largest process MiB |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "### Wall seconds and Nova API requests",
+        "",
+        "Recovered: seconds from the contender's start until every server is in its expected state (the "
+        "issue's measure; the ratios use it). Exit: until the contender's process ended (for (a) after its "
+        "verification and report).",
+        "",
+        "| N | contender | runs | recovered s, median (min-max) | exit s, median (min-max) | all recovered | "
+        "Nova requests | per server | polls | requests per poll | peak RSS, process tree MiB | largest process MiB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for count, row in table.items():
         for key in CONTENDERS:
             if key not in row:
                 continue
             c = row[key]
-            lines.append(f"| {count} | {LABELS[key]} | {c['runs']} | {c.get('done_median')} ({c.get('done_min')}-{c.get('done_max')}) | "
-                         f"{c['wall_median']} ({c['wall_min']}-{c['wall_max']}) | "
-                         f"{'yes' if c['all_recovered'] else 'NO'} | {c['requests_median']} | {c['requests_per_server']} | "
-                         f"{c['polls_median']} | {c['requests_per_poll']} | {c['peak_rss_tree_mib']} | "
-                         f"{c['peak_rss_largest_process_mib']} |")
+            lines.append(
+                f"| {count} | {LABELS[key]} | {c['runs']} | {c.get('done_median')} ({c.get('done_min')}-{c.get('done_max')}) | "
+                f"{c['wall_median']} ({c['wall_min']}-{c['wall_max']}) | "
+                f"{'yes' if c['all_recovered'] else 'NO'} | {c['requests_median']} | {c['requests_per_server']} | "
+                f"{c['polls_median']} | {c['requests_per_poll']} | {c['peak_rss_tree_mib']} | "
+                f"{c['peak_rss_largest_process_mib']} |"
+            )
     lines += ["", "| N | a/c | b/a | a/c on exit | b/a on exit |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {n} | {row.get('a/c', '-')} | {row.get('b/a', '-')} | {row.get('a/c exit', '-')} | "
-              f"{row.get('b/a exit', '-')} |" for n, row in table.items()]
+    lines += [f"| {n} | {row.get('a/c', '-')} | {row.get('b/a', '-')} | {row.get('a/c exit', '-')} | {row.get('b/a exit', '-')} |" for n, row in table.items()]
     lines += cpu_table(results)
     if empty:
-        lines += ["", f"(a) with nothing to evacuate (host failed, no servers): median {empty['wall_median']} s "
-                      f"({', '.join(map(str, empty['walls']))})."]
+        lines += ["", f"(a) with nothing to evacuate (host failed, no servers): median {empty['wall_median']} s ({', '.join(map(str, empty['walls']))})."]
     cloud = info["cloud"]
-    lines += ["", "### The local cloud itself", "",
-              f"- cold `up --spawn-delay {info['spawn_delay']:g}`: "
-              f"{cloud.get('cold_up_seconds', 'not measured (reused)')} s",
-              f"- `reset`: median {cloud.get('reset_seconds_median') or 'not recorded (interrupted run)'} s",
-              f"- `boot --count N` on {HOST}: "
-              + (", ".join(f"N={n}: {s} s" for n, s in cloud.get("boot_seconds_median", {}).items())
-                 or "not recorded (interrupted run)"),
-              f"- memory of all its processes (`localcloud status`), idle: PSS {cloud['memory_idle_mib'][0]} MiB "
-              f"(RSS {cloud['memory_idle_mib'][1]} MiB)"]
+    lines += [
+        "",
+        "### The local cloud itself",
+        "",
+        f"- cold `up --spawn-delay {info['spawn_delay']:g}`: {cloud.get('cold_up_seconds', 'not measured (reused)')} s",
+        f"- `reset`: median {cloud.get('reset_seconds_median') or 'not recorded (interrupted run)'} s",
+        f"- `boot --count N` on {HOST}: "
+        + (", ".join(f"N={n}: {s} s" for n, s in cloud.get("boot_seconds_median", {}).items()) or "not recorded (interrupted run)"),
+        f"- memory of all its processes (`localcloud status`), idle: PSS {cloud['memory_idle_mib'][0]} MiB (RSS {cloud['memory_idle_mib'][1]} MiB)",
+    ]
     if cloud.get("memory_with_servers_mib"):
         n, pss, rss = cloud["memory_with_servers_mib"]
         lines.append(f"- with {n} servers on {HOST}: PSS {pss} MiB (RSS {rss} MiB)")
@@ -696,10 +757,13 @@ def cpu_table(results):
     runs = [r for r in results if r.get("cpu")]
     if not runs:
         return []
-    lines = ["", "CPU seconds during the run (medians): the contender's own processes, and the cloud's services "
-                 "(computes: the remaining nova-computes together).", "",
-             "| N | contender | contender | cloud, all | " + " | ".join(CPU_COLUMNS) + " | computes |",
-             "| --- | --- | --- | --- | " + " | ".join(["---"] * len(CPU_COLUMNS)) + " | --- |"]
+    lines = [
+        "",
+        "CPU seconds during the run (medians): the contender's own processes, and the cloud's services (computes: the remaining nova-computes together).",
+        "",
+        "| N | contender | contender | cloud, all | " + " | ".join(CPU_COLUMNS) + " | computes |",
+        "| --- | --- | --- | --- | " + " | ".join(["---"] * len(CPU_COLUMNS)) + " | --- |",
+    ]
     for count in sorted(set(r["servers"] for r in runs)):
         for key in CONTENDERS:
             mine = [r["cpu"] for r in runs if r["servers"] == count and r["contender"] == key]
@@ -715,15 +779,15 @@ def cpu_table(results):
 def describe_profile(title, prof, report):
     if not prof:
         return f"- {title}: no task timings"
-    phases = ", ".join(f"{k.split(' : ')[-1]} {v}" for k, v in prof["phases"].items()
-                       if v >= 0.5 and not k.split(" : ")[-1].startswith("Phase "))
+    phases = ", ".join(f"{k.split(' : ')[-1]} {v}" for k, v in prof["phases"].items() if v >= 0.5 and not k.split(" : ")[-1].startswith("Phase "))
     slow = "; ".join(f"{t['task'].split(' : ')[-1]} {t['seconds']}" for t in prof["slowest"][:4])
-    text = (f"- {title}: Ansible start-up {prof['startup']} s, {prof['tasks']} task results; seconds per phase: "
-            f"{phases}; slowest tasks: {slow}")
+    text = f"- {title}: Ansible start-up {prof['startup']} s, {prof['tasks']} task results; seconds per phase: {phases}; slowest tasks: {slow}"
     evac = (report or {}).get("evacuation")
     if evac:
-        text += (f"; os_host_evacuate: {evac.get('seconds')} s, {evac.get('polls')} polls, "
-                 f"{evac.get('api_requests')} requests, at most {evac.get('max_in_flight')} in flight")
+        text += (
+            f"; os_host_evacuate: {evac.get('seconds')} s, {evac.get('polls')} polls, "
+            f"{evac.get('api_requests')} requests, at most {evac.get('max_in_flight')} in flight"
+        )
     return text
 
 

@@ -27,10 +27,11 @@ def step_chart(title, series, path):
     def y(value):
         return TOP + plot_h * (1 - value / y_max)
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-           f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
-           f'<text x="{LEFT}" y="22" font-size="14">{escape(title)}</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
+        f'<text x="{LEFT}" y="22" font-size="14">{escape(title)}</text>',
+    ]
     step = _nice_step(x_max)
     tick = 0
     while tick <= x_max:
@@ -42,10 +43,8 @@ def step_chart(title, series, path):
         out.append(f'<line x1="{LEFT}" y1="{y(value):.1f}" x2="{LEFT + plot_w}" y2="{y(value):.1f}" stroke="#eee"/>')
         out.append(f'<text x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value}</text>')
     out.append(f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#888"/>')
-    out.append(f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 12}" text-anchor="middle">'
-               f'seconds since the contender started</text>')
-    out.append(f'<text x="16" y="{TOP + plot_h / 2}" text-anchor="middle" '
-               f'transform="rotate(-90 16 {TOP + plot_h / 2})">servers recovered</text>')
+    out.append(f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 12}" text-anchor="middle">seconds since the contender started</text>')
+    out.append(f'<text x="16" y="{TOP + plot_h / 2}" text-anchor="middle" transform="rotate(-90 16 {TOP + plot_h / 2})">servers recovered</text>')
     for index, (key, label, times, end) in enumerate(series):
         colour = COLOURS.get(key, "#555")
         points, count = [(x(0), y(0))], 0
@@ -58,8 +57,7 @@ def step_chart(title, series, path):
         out.append(f'<polyline points="{path_d}" fill="none" stroke="{colour}" stroke-width="2"/>')
         out.append(f'<circle cx="{x(end):.1f}" cy="{y(count):.1f}" r="4" fill="{colour}"/>')
         legend_y = TOP + 16 + index * 34
-        out.append(f'<line x1="{LEFT + plot_w + 12}" y1="{legend_y}" x2="{LEFT + plot_w + 32}" y2="{legend_y}" '
-                   f'stroke="{colour}" stroke-width="2"/>')
+        out.append(f'<line x1="{LEFT + plot_w + 12}" y1="{legend_y}" x2="{LEFT + plot_w + 32}" y2="{legend_y}" stroke="{colour}" stroke-width="2"/>')
         out.append(f'<text x="{LEFT + plot_w + 36}" y="{legend_y + 4}">{escape(label)}</text>')
         out.append(f'<text x="{LEFT + plot_w + 36}" y="{legend_y + 18}" fill="#666">done at {end:.0f} s</text>')
     out.append('</svg>')

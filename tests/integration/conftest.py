@@ -38,13 +38,10 @@ class LocalCloud:
 
     def cli(self, *args, check=True):
         """Run the local cloud CLI; return its completed process (stdout as text)."""
-        env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "localcloud"),
-                   NOVAHA_LOCALCLOUD_DIR=str(self.state_dir))
-        proc = subprocess.run([str(CLOUD_PYTHON), "-m", "localcloud", *args], env=env,
-                              capture_output=True, text=True, check=False)
+        env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "localcloud"), NOVAHA_LOCALCLOUD_DIR=str(self.state_dir))
+        proc = subprocess.run([str(CLOUD_PYTHON), "-m", "localcloud", *args], env=env, capture_output=True, text=True, check=False)
         if check and proc.returncode != 0:
-            raise AssertionError(f"localcloud {' '.join(args)} failed ({proc.returncode}):\n"
-                                 f"{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(f"localcloud {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
 
     def bmc(self, host):
@@ -78,13 +75,12 @@ class LocalCloud:
         services go (no fault of the proxy touches it)."""
         import openstack.config
         import openstack.connection
+
         if internal:
             settings = json.loads(self.clouds_yaml.read_text())["clouds"][cloud or self.admin_cloud]
-            settings = dict(settings, auth=dict(settings["auth"], auth_url=self.info["internal_endpoints"]["identity"]),
-                            interface="internal")
+            settings = dict(settings, auth=dict(settings["auth"], auth_url=self.info["internal_endpoints"]["identity"]), interface="internal")
             return openstack.connect(load_yaml_config=False, load_envvars=False, **settings)
-        region = openstack.config.OpenStackConfig(
-            config_files=[str(self.clouds_yaml)], load_envvars=False).get_one(cloud or self.admin_cloud)
+        region = openstack.config.OpenStackConfig(config_files=[str(self.clouds_yaml)], load_envvars=False).get_one(cloud or self.admin_cloud)
         return openstack.connection.Connection(config=region)
 
     def instance_store(self, host):
@@ -109,13 +105,15 @@ class LocalCloud:
 
     def env(self):
         """Environment for ansible / openstacksdk processes aimed at this cloud."""
-        return dict(os.environ,
-                    OS_CLIENT_CONFIG_FILE=str(self.clouds_yaml),
-                    ANSIBLE_COLLECTIONS_PATH=str(collections_path()),
-                    ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-                    ANSIBLE_NOCOLOR="1",
-                    ANSIBLE_FORCE_COLOR="0",
-                    PATH=f"{DEV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+        return dict(
+            os.environ,
+            OS_CLIENT_CONFIG_FILE=str(self.clouds_yaml),
+            ANSIBLE_COLLECTIONS_PATH=str(collections_path()),
+            ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_FORCE_COLOR="0",
+            PATH=f"{DEV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        )
 
 
 def collections_path():
@@ -138,16 +136,27 @@ def run_module(cloud, module, args, check=False, verbosity=0, extra_env=None):
     tmp.mkdir(exist_ok=True)
     out = tmp / f"result-{os.getpid()}.json"
     playbook = tmp / f"run-{os.getpid()}.yml"
-    playbook.write_text(json.dumps([{
-        "hosts": "localhost", "gather_facts": False, "connection": "local",
-        "vars": {"ansible_python_interpreter": sys.executable},
-        "tasks": [
-            {"name": "Run the module", module: args, "register": "result", "ignore_errors": True},
-            {"name": "Save the result", "ansible.builtin.copy": {
-                "content": "{{ result | to_nice_json }}", "dest": str(out)},
-                "check_mode": False, "no_log": True},
-        ],
-    }]))
+    playbook.write_text(
+        json.dumps(
+            [
+                {
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "connection": "local",
+                    "vars": {"ansible_python_interpreter": sys.executable},
+                    "tasks": [
+                        {"name": "Run the module", module: args, "register": "result", "ignore_errors": True},
+                        {
+                            "name": "Save the result",
+                            "ansible.builtin.copy": {"content": "{{ result | to_nice_json }}", "dest": str(out)},
+                            "check_mode": False,
+                            "no_log": True,
+                        },
+                    ],
+                }
+            ]
+        )
+    )
     cmd = [str(DEV_BIN / "ansible-playbook"), "-i", "localhost,", str(playbook)]
     if check:
         cmd.append("--check")
@@ -169,16 +178,20 @@ def cloud():
     """The local cloud, started for this run unless it is already up."""
     status = subprocess.run(
         [str(CLOUD_PYTHON), "-m", "localcloud", "status", "--quiet"],
-        env=dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "localcloud"),
-                 NOVAHA_LOCALCLOUD_DIR=str(STATE)),
-        capture_output=True, text=True, check=False)
+        env=dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "localcloud"), NOVAHA_LOCALCLOUD_DIR=str(STATE)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     started_here = False
     if status.returncode != 0:
         up = subprocess.run(
             [str(CLOUD_PYTHON), "-m", "localcloud", "up"],
-            env=dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "localcloud"),
-                     NOVAHA_LOCALCLOUD_DIR=str(STATE)),
-            capture_output=True, text=True, check=False)
+            env=dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "localcloud"), NOVAHA_LOCALCLOUD_DIR=str(STATE)),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if up.returncode != 0:
             pytest.fail(f"local cloud did not start:\n{up.stdout}\n{up.stderr}")
         started_here = True

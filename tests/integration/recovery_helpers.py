@@ -26,26 +26,22 @@ SLOW = {"novaha_fake:rebuild_delay": "5"}
 def command(cloud, name, host, reports, **extra):
     var = "recover_host" if name.startswith("recover") else "restore_host"
     extra_vars = {"host_recovery_report_root": str(reports), **extra}
-    return [str(DEV_BIN / "ansible-playbook"), "-i", str(cloud.inventory), str(ROOT / "playbooks" / name),
-            "-e", f"{var}={host}", "-e", json.dumps(extra_vars)]
+    return [str(DEV_BIN / "ansible-playbook"), "-i", str(cloud.inventory), str(ROOT / "playbooks" / name), "-e", f"{var}={host}", "-e", json.dumps(extra_vars)]
 
 
 def run(cloud, name, host, reports, **extra):
-    proc = subprocess.run(command(cloud, name, host, reports, **extra), env=cloud.env(), cwd=ROOT,
-                          capture_output=True, text=True, timeout=900, check=False)
+    proc = subprocess.run(command(cloud, name, host, reports, **extra), env=cloud.env(), cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
     return proc.returncode, proc.stdout + proc.stderr
 
 
 def reports_of(reports, host=HOST):
     """Every report.json written for ``host``, oldest first."""
-    return [json.loads(p.read_text()) for p in sorted(reports.glob(f"{host}-*/report.json"),
-                                                      key=lambda p: p.stat().st_mtime)]
+    return [json.loads(p.read_text()) for p in sorted(reports.glob(f"{host}-*/report.json"), key=lambda p: p.stat().st_mtime)]
 
 
 def process_tree(root):
     children = {}
-    for line in subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True,
-                               check=True).stdout.splitlines():
+    for line in subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True, check=True).stdout.splitlines():
         pid, ppid = (int(x) for x in line.split())
         children.setdefault(ppid, []).append(pid)
     tree, todo = [], [root]
@@ -93,8 +89,7 @@ def service(cloud, host=HOST):
 
 
 def set_service(cloud, body, host=HOST):
-    response = cloud.connect().compute.put(f"/os-services/{service(cloud, host)['id']}", json=body,
-                                           microversion="2.53")
+    response = cloud.connect().compute.put(f"/os-services/{service(cloud, host)['id']}", json=body, microversion="2.53")
     assert response.status_code == 200, response.text
 
 

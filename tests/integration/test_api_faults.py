@@ -31,8 +31,7 @@ def direct(cloud):
 
 
 def evacuations(conn):
-    response = conn.compute.get(f"/os-migrations?migration_type=evacuation&source_compute={HOST}",
-                                microversion="2.59")
+    response = conn.compute.get(f"/os-migrations?migration_type=evacuation&source_compute={HOST}", microversion="2.59")
     return response.json()["migrations"]
 
 
@@ -44,8 +43,7 @@ def servers(conn):
 def fail_and_force_down(cloud):
     cloud.fail_host(HOST, power="off")
     conn = direct(cloud)
-    (svc,) = [s for s in conn.compute.get("/os-services?binary=nova-compute", microversion="2.53").json()["services"]
-              if s["host"] == HOST]
+    (svc,) = [s for s in conn.compute.get("/os-services?binary=nova-compute", microversion="2.53").json()["services"] if s["host"] == HOST]
     response = conn.compute.put(f"/os-services/{svc['id']}", json={"forced_down": True}, microversion="2.53")
     assert response.status_code == 200, response.text
 
@@ -55,6 +53,7 @@ def in_background(cloud, args):
 
     def target():
         box["result"], box["output"] = run_module(cloud, MODULE, args)
+
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     return thread, box
@@ -92,8 +91,7 @@ def test_a_30_second_nova_outage_during_the_evacuation_is_ridden_out(clean_cloud
     booted = boot(cloud, 6)
     fail_and_force_down(cloud)
     conn = direct(cloud)
-    thread, box = in_background(cloud, dict(cloud=cloud.admin_cloud, host=HOST, max_parallel=2, poll_interval=2,
-                                            timeout=600, outage_timeout=120))
+    thread, box = in_background(cloud, dict(cloud=cloud.admin_cloud, host=HOST, max_parallel=2, poll_interval=2, timeout=600, outage_timeout=120))
     wait_for_first_evacuation(conn, thread, box)
     mark = faults.mark()
     started = time.monotonic()
@@ -110,8 +108,7 @@ def test_a_30_second_nova_outage_during_the_evacuation_is_ridden_out(clean_cloud
     assert time.monotonic() - started >= 30
     assert_each_recovered_once(conn, booted)
     # While Nova failed, actions were tried at a backoff: a handful of POSTs, not one per queued server per poll.
-    faulted_posts = [e for e in faults.requests("nova", method="POST", path=NOVA_ACTION, since=mark)
-                     if e.get("fault")]
+    faulted_posts = [e for e in faults.requests("nova", method="POST", path=NOVA_ACTION, since=mark) if e.get("fault")]
     assert len(faulted_posts) <= 8, len(faulted_posts)
 
 
@@ -130,8 +127,7 @@ def test_an_outage_longer_than_outage_timeout_interrupts_and_the_same_task_finis
     assert result.get("failed"), result["msg"]
     assert "INTERRUPTED" in result["msg"] and "compute API failed for" in result["msg"], result["msg"]
     assert result["summary"]["end_error"] is None
-    (svc,) = [s for s in conn.compute.get("/os-services?binary=nova-compute", microversion="2.53").json()["services"]
-              if s["host"] == HOST]
+    (svc,) = [s for s in conn.compute.get("/os-services?binary=nova-compute", microversion="2.53").json()["services"] if s["host"] == HOST]
     assert svc["disabled_reason"].startswith("novaha.recovery run %s interrupted " % result["run_id"]), svc
     outcomes = [s["outcome"] for s in result["servers"]]
     assert "failed" not in outcomes and len(outcomes) == 3, outcomes
@@ -147,8 +143,7 @@ def test_an_outage_longer_than_outage_timeout_interrupts_and_the_same_task_finis
 def test_keystone_failing_when_a_module_starts_is_waited_out(cloud, faults):
     faults.error("keystone", status=503, window=6)
     started = time.monotonic()
-    result, _output = run_module(cloud, "novaha.recovery.os_host_info",
-                                 dict(cloud=cloud.admin_cloud, host=HOST, list_host_servers=False))
+    result, _output = run_module(cloud, "novaha.recovery.os_host_info", dict(cloud=cloud.admin_cloud, host=HOST, list_host_servers=False))
     assert not result.get("failed"), result.get("msg")
     assert time.monotonic() - started >= 5
     assert faults.requests("keystone", method="POST") and any(e.get("fault") for e in faults.requests("keystone"))

@@ -22,8 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "localcloud"))
 from localcloud import bmc  # noqa: E402  (the package lives outside the test tree)
 
-CLOUD_PYTHON = Path(os.environ.get("NOVAHA_CLOUD_PYTHON",
-                                   ROOT / ".venv" / "cloud" / "bin" / "python"))
+CLOUD_PYTHON = Path(os.environ.get("NOVAHA_CLOUD_PYTHON", ROOT / ".venv" / "cloud" / "bin" / "python"))
 HOST = "node-28"
 USERNAME = "admin"
 PASSWORD = "bmc-Secret-42"
@@ -46,10 +45,16 @@ def password_file(tmp_path_factory):
 
 @pytest.fixture
 def pair(tmp_path, certs, password_file):
-    return bmc.BmcPair.under(tmp_path, HOST, username=USERNAME, password_file=password_file,
-                             redfish_port=bmc.free_port(bmc.REDFISH),
-                             ipmi_port=bmc.free_port(bmc.IPMI), certs=certs,
-                             power_delay=POWER_DELAY)
+    return bmc.BmcPair.under(
+        tmp_path,
+        HOST,
+        username=USERNAME,
+        password_file=password_file,
+        redfish_port=bmc.free_port(bmc.REDFISH),
+        ipmi_port=bmc.free_port(bmc.IPMI),
+        certs=certs,
+        power_delay=POWER_DELAY,
+    )
 
 
 @pytest.fixture
@@ -58,14 +63,12 @@ def start(pair):
     procs = []
 
     def _start(kind):
-        argv = {bmc.REDFISH: bmc.redfish_argv, bmc.IPMI: bmc.ipmi_argv}[kind](
-            pair, python=str(CLOUD_PYTHON))
+        argv = {bmc.REDFISH: bmc.redfish_argv, bmc.IPMI: bmc.ipmi_argv}[kind](pair, python=str(CLOUD_PYTHON))
         state_dir = pair.state_dir(kind)
         state_dir.mkdir(parents=True, exist_ok=True)
         log = open(state_dir.parent / f"{kind}.log", "wb")
         env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "localcloud"))
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         log.close()
         procs.append(proc)
         port = pair.redfish_port if kind == bmc.REDFISH else pair.ipmi_port
@@ -111,9 +114,7 @@ class Redfish:
         return resp.json()["PowerState"]
 
     def reset(self, reset_type):
-        return self.session.post(self.system + "/Actions/ComputerSystem.Reset",
-                                 json={"ResetType": reset_type}, verify=self.verify,
-                                 timeout=self.timeout)
+        return self.session.post(self.system + "/Actions/ComputerSystem.Reset", json={"ResetType": reset_type}, verify=self.verify, timeout=self.timeout)
 
     def wait_power(self, wanted, timeout=10):
         """Poll like a client must; return (state, seconds) when it is ``wanted`` or at the end."""
@@ -143,8 +144,7 @@ def test_redfish_serves_the_host_system_over_verified_tls(pair, start):
     # The certificate is only trusted through the local CA; a refused handshake leaves the
     # BMC serving the next client.
     with pytest.raises(requests.exceptions.SSLError):
-        requests.get(client.system, auth=(USERNAME, PASSWORD), timeout=5,
-                     verify=certifi.where())
+        requests.get(client.system, auth=(USERNAME, PASSWORD), timeout=5, verify=certifi.where())
     assert client.power_state() == "On"
 
 
@@ -190,8 +190,7 @@ def test_redfish_refuses_wrong_credentials_with_401(pair, start):
     assert anonymous.status_code == 401
     assert anonymous.headers.get("WWW-Authenticate", "").startswith("Basic")
     # As on real BMCs, the service root is open (clients discover the API there).
-    assert requests.get(pair.redfish_url + "/redfish/v1/", verify=str(pair.certs.ca),
-                        timeout=5).status_code == 200
+    assert requests.get(pair.redfish_url + "/redfish/v1/", verify=str(pair.certs.ca), timeout=5).status_code == 200
 
 
 def test_redfish_refuses_a_reset_type_it_does_not_advertise(pair, start):
@@ -236,17 +235,14 @@ def test_redfish_stopped_emulator_makes_clients_time_out(pair, start):
 IPMITOOL = shutil.which("ipmitool") or "ipmitool"
 
 
-def ipmitool(pair, *args, password=PASSWORD, username=USERNAME, cipher_suite="3",
-             verbose=False, retries=2):
+def ipmitool(pair, *args, password=PASSWORD, username=USERNAME, cipher_suite="3", verbose=False, retries=2):
     """Run ipmitool as an operator does; return (returncode, output, seconds)."""
-    cmd = [IPMITOOL, "-I", "lanplus", "-H", "127.0.0.1", "-p", str(pair.ipmi_port),
-           "-U", username, "-E", "-C", cipher_suite, "-N", "1", "-R", str(retries)]
+    cmd = [IPMITOOL, "-I", "lanplus", "-H", "127.0.0.1", "-p", str(pair.ipmi_port), "-U", username, "-E", "-C", cipher_suite, "-N", "1", "-R", str(retries)]
     if verbose:
         cmd.append("-v")
     env = dict(os.environ, IPMI_PASSWORD=password)
     started = time.monotonic()
-    proc = subprocess.run(cmd + list(args), env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    proc = subprocess.run(cmd + list(args), env=env, capture_output=True, text=True, timeout=60, check=False)
     return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started
 
 
@@ -294,8 +290,7 @@ def test_ipmi_power_set_from_outside_is_seen_at_once(pair, start):
 
 def test_ipmi_wrong_password_fails_fast(pair, start):
     start(bmc.IPMI)
-    rc, out, seconds = ipmitool(pair, "chassis", "power", "status", password="wrong-password",
-                                verbose=True)
+    rc, out, seconds = ipmitool(pair, "chassis", "power", "status", password="wrong-password", verbose=True)
     assert rc != 0
     assert seconds < FAIL_FAST, out
     # ipmitool finds the BMC's RAKP 2 key exchange code does not match its password.
@@ -305,8 +300,7 @@ def test_ipmi_wrong_password_fails_fast(pair, start):
 
 def test_ipmi_unknown_user_fails_fast(pair, start):
     start(bmc.IPMI)
-    rc, out, seconds = ipmitool(pair, "chassis", "power", "status", username="nobody",
-                                verbose=True)
+    rc, out, seconds = ipmitool(pair, "chassis", "power", "status", username="nobody", verbose=True)
     assert rc != 0
     assert seconds < FAIL_FAST, out
     assert "RAKP 2 message indicates an error : unauthorized name" in out
@@ -337,8 +331,7 @@ def test_ipmi_stopped_emulator_makes_clients_time_out(pair, start):
 
 def _rmcpplus(payload_type, payload):
     """An unauthenticated IPMI 2.0 (RMCP+) packet, as sent before a session exists."""
-    return (bytes([0x06, 0x00, 0xff, 0x07, 0x06, payload_type]) + bytes(8)
-            + len(payload).to_bytes(2, "little") + bytes(payload))
+    return bytes([0x06, 0x00, 0xFF, 0x07, 0x06, payload_type]) + bytes(8) + len(payload).to_bytes(2, "little") + bytes(payload)
 
 
 def _exchange(sock, payload_type, payload):
@@ -355,8 +348,7 @@ def test_ipmi_rmcpplus_status_codes_of_refused_logins(pair, start):
     suite_17 = [0, 0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 8, 4, 0, 0, 0, 2, 0, 0, 8, 1, 0, 0, 0]
 
     def rakp1(sock, managed_sid, name):
-        return _exchange(sock, 0x12, bytes([0, 0, 0, 0]) + managed_sid + bytes(16)
-                         + bytes([4, 0, 0, len(name)]) + name)
+        return _exchange(sock, 0x12, bytes([0, 0, 0, 0]) + managed_sid + bytes(16) + bytes([4, 0, 0, len(name)]) + name)
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(2)

@@ -28,17 +28,14 @@ from collections import namedtuple
 import pytest
 
 from conftest import ROOT
-from recovery_helpers import HOST, LOCK_PREFIX, NOTE_KEY, boot, command, outcome_in_nova, reports_of, service
-from recovery_helpers import kill as sigkill
-from recovery_helpers import servers as all_servers
+from recovery_helpers import HOST, LOCK_PREFIX, NOTE_KEY, boot, command, kill as sigkill, outcome_in_nova, reports_of, servers as all_servers, service
 
 SEED = int(os.environ.get("NOVAHA_CHAOS_SEED", "14"))
 FAULT_RUNS = int(os.environ.get("NOVAHA_CHAOS_FAULT_RUNS", "3"))
 # The same command every time, for the killed run and the one after it: a short lease so that a killed run's
 # heartbeat goes stale in seconds; rebuilds of 5 s (recovery_helpers.boot) two at a time, so that the
 # evacuate phase lasts long enough to be hit.
-EXTRA = dict(host_recovery_lease=20, host_recovery_verify_timeout=60, host_recovery_max_parallel=2,
-             host_recovery_poll_interval=2)
+EXTRA = dict(host_recovery_lease=20, host_recovery_verify_timeout=60, host_recovery_max_parallel=2, host_recovery_poll_interval=2)
 MODES = ("pod-gone", "playbook-killed")
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
@@ -59,6 +56,7 @@ def migrations(least, done=False):
     def test(seen):
         migs = [m for m in seen["migrations"] if not done or m["status"] in ("done", "completed")]
         return len(migs) >= (seen["servers"] if least == "all" else least)
+
     return test
 
 
@@ -103,8 +101,7 @@ def kill_plan(seed, count):
     order = order[:count]
     # Alternating, and flipped each round, so that every kill point is killed both ways over two rounds.
     first_mode = rng.randrange(2)
-    return [Kill(p, MODES[(i + i // len(PHASES) + first_mode) % 2], round(rng.uniform(0, p.max_delay), 1))
-            for i, p in enumerate(order)]
+    return [Kill(p, MODES[(i + i // len(PHASES) + first_mode) % 2], round(rng.uniform(0, p.max_delay), 1)) for i, p in enumerate(order)]
 
 
 PLAN = kill_plan(SEED, int(os.environ.get("NOVAHA_CHAOS_COUNT", len(KILL_POINTS))))
@@ -114,8 +111,7 @@ SUBSET = [Kill(BY_NAME["preflight-claim"], "pod-gone", 1.0)]
 
 
 def kill_params(kills, marks=()):
-    return [pytest.param(k, marks=list(marks), id=f"{i:02d}-{k.point.name}-{k.mode}-{k.delay}s")
-            for i, k in enumerate(kills, 1)]
+    return [pytest.param(k, marks=list(marks), id=f"{i:02d}-{k.point.name}-{k.mode}-{k.delay}s") for i, k in enumerate(kills, 1)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -143,10 +139,15 @@ def measure(cloud, before, report):
         locks_left=sum(1 for p in problems.values() for x in p if x.startswith("our lock")),
         notes_left=sum(1 for p in problems.values() for x in p if x.startswith("our metadata")),
         problems=dict((sid, p) for sid, p in problems.items() if p),
-        forced_down=svc["forced_down"], status=svc["status"], marker=svc["disabled_reason"],
-        report_outcome=(report or {}).get("outcome"), report_run_id=(report or {}).get("run_id"),
+        forced_down=svc["forced_down"],
+        status=svc["status"],
+        marker=svc["disabled_reason"],
+        report_outcome=(report or {}).get("outcome"),
+        report_run_id=(report or {}).get("run_id"),
         report_reason=(report or {}).get("reason"),
-        reported=len(set(reported) & set(before)), reported_outcomes=sorted(reported.values()))
+        reported=len(set(reported) & set(before)),
+        reported_outcomes=sorted(reported.values()),
+    )
 
 
 class Job:
@@ -156,8 +157,7 @@ class Job:
 
     def __init__(self, cloud, cmd):
         env = dict(cloud.env(), PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.lines = []
         self.tasks = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -181,10 +181,8 @@ class Job:
 
 
 def nova_reading(conn):
-    svc = [s for s in conn.compute.get("/os-services?binary=nova-compute", microversion="2.53").json()["services"]
-           if s["host"] == HOST][0]
-    migs = conn.compute.get(f"/os-migrations?migration_type=evacuation&source_compute={HOST}",
-                            microversion="2.59").json()["migrations"]
+    svc = [s for s in conn.compute.get("/os-services?binary=nova-compute", microversion="2.53").json()["services"] if s["host"] == HOST][0]
+    migs = conn.compute.get(f"/os-migrations?migration_type=evacuation&source_compute={HOST}", microversion="2.59").json()["migrations"]
     return dict(service=svc, migrations=migs)
 
 
@@ -197,8 +195,7 @@ def wait_for_kill_point(cloud, job, point, servers, timeout=300):
             return
         if point.nova and point.nova(dict(nova_reading(conn), servers=servers)):
             return
-        assert job.proc.poll() is None, (f"the run ended ({job.proc.returncode}) before kill point {point.name}:\n"
-                                         + job.output()[-3000:])
+        assert job.proc.poll() is None, f"the run ended ({job.proc.returncode}) before kill point {point.name}:\n" + job.output()[-3000:]
         time.sleep(0.2 if point.task else 0.3)
     raise AssertionError(f"kill point {point.name} not reached in {timeout} s:\n" + job.output()[-3000:])
 
@@ -229,9 +226,22 @@ def controller_killed_then_same_command(cloud, tmp_path, kill):
     reports = reports_of(tmp_path / "reports")
     report = reports[-1] if reports else None
     seen = measure(cloud, before, report)
-    record(dict(seen, test="kill", point=kill.point.name, phase=kill.point.phase, mode=kill.mode, delay=kill.delay,
-                seed=SEED, killed_in=killed_in, killed_after=killed_at, marker_at_kill=at_kill,
-                rc=proc.returncode, seconds_after=round(time.monotonic() - again, 1)))
+    record(
+        dict(
+            seen,
+            test="kill",
+            point=kill.point.name,
+            phase=kill.point.phase,
+            mode=kill.mode,
+            delay=kill.delay,
+            seed=SEED,
+            killed_in=killed_in,
+            killed_after=killed_at,
+            marker_at_kill=at_kill,
+            rc=proc.returncode,
+            seconds_after=round(time.monotonic() - again, 1),
+        )
+    )
 
     context = f"killed at {kill} in task {killed_in!r}, marker then {at_kill!r}; logs in {tmp_path}"
     assert proc.returncode == 0, context + "\n" + output[-4000:]
@@ -282,8 +292,7 @@ def api_faults_then_same_command(cloud, faults, tmp_path, seed):
     booted += cloud.boot(HOST, count=1, status="SHUTOFF", name="stopped", metadata={"novaha_fake:rebuild_delay": "3"})
     before = dict((s["id"], s["status"]) for s in booted)
     cloud.fail_host(HOST, power="on")
-    cmd = command(cloud, "recover-host.yml", HOST, tmp_path / "faulted", host_recovery_poll_interval=2,
-                  host_recovery_max_parallel=3)
+    cmd = command(cloud, "recover-host.yml", HOST, tmp_path / "faulted", host_recovery_poll_interval=2, host_recovery_max_parallel=3)
     faults.clear_log()
     inject(faults, seed)
     proc = subprocess.run(cmd, env=cloud.env(), cwd=ROOT, capture_output=True, text=True, timeout=1200, check=False)
@@ -296,18 +305,28 @@ def api_faults_then_same_command(cloud, faults, tmp_path, seed):
     seen = measure(cloud, before, report)
     reported = dict((s["id"], s["outcome"]) for s in (report or {}).get("servers", []))
     servers_now = dict((sid, s) for sid, s in all_servers(cloud).items() if sid in before)
-    locked = [sid for sid, s in servers_now.items() if (s.get("locked_reason") or "").startswith(LOCK_PREFIX)
-              or NOTE_KEY in s["metadata"]]
+    locked = [sid for sid, s in servers_now.items() if (s.get("locked_reason") or "").startswith(LOCK_PREFIX) or NOTE_KEY in s["metadata"]]
     unreported_locks = [sid for sid in locked if reported.get(sid) not in ("in_progress", "pending")]
 
     # The same command, the API healthy again, finishes whatever is left.
-    proc2 = subprocess.run(command(cloud, "recover-host.yml", HOST, tmp_path / "after"), env=cloud.env(), cwd=ROOT,
-                           capture_output=True, text=True, timeout=900, check=False)
+    proc2 = subprocess.run(
+        command(cloud, "recover-host.yml", HOST, tmp_path / "after"), env=cloud.env(), cwd=ROOT, capture_output=True, text=True, timeout=900, check=False
+    )
     (tmp_path / "after.log").write_text(proc2.stdout + proc2.stderr)
     after_reports = reports_of(tmp_path / "after")
     after = measure(cloud, before, after_reports[-1] if after_reports else None)
-    record(dict(seen, test="faults", seed=seed, rate=FAULT_RATE, rc=proc.returncode, faults=seen_faults,
-                unreported_locks=len(unreported_locks), then=dict(after, rc=proc2.returncode)))
+    record(
+        dict(
+            seen,
+            test="faults",
+            seed=seed,
+            rate=FAULT_RATE,
+            rc=proc.returncode,
+            faults=seen_faults,
+            unreported_locks=len(unreported_locks),
+            then=dict(after, rc=proc2.returncode),
+        )
+    )
 
     context = f"seed {seed}, faults {seen_faults}; logs in {tmp_path}"
     assert report is not None, context + "\n" + output[-4000:]
@@ -322,8 +341,11 @@ def api_faults_then_same_command(cloud, faults, tmp_path, seed):
         assert not unreported_locks, (context, reported, locked)
         if seen["evacuations"]:
             assert seen["reported"] == len(before), (context, reported)
-    assert sorted(reported) == sorted(before) or (report["outcome"] == "aborted" and not seen["evacuations"]
-                                                  and not locked), (context, report["outcome"], reported)
+    assert sorted(reported) == sorted(before) or (report["outcome"] == "aborted" and not seen["evacuations"] and not locked), (
+        context,
+        report["outcome"],
+        reported,
+    )
     # And the same command finishes the recovery, each server evacuated once.
     assert proc2.returncode == 0, context + "\n" + (proc2.stdout + proc2.stderr)[-4000:]
     assert not after["problems"] and after["duplicate_evacuations"] == 0 and after["not_evacuated"] == 0, after

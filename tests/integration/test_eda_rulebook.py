@@ -33,7 +33,7 @@ from localcloud import bmc  # noqa: E402  (the package lives outside the test tr
 
 pytestmark = pytest.mark.slow
 
-# As docs/automation.md runs it: by name, from the collection (found through ANSIBLE_COLLECTIONS_PATH).
+# As docs/docsite/rst/automation.rst runs it: by name, from the collection (found through ANSIBLE_COLLECTIONS_PATH).
 RULEBOOK = "novaha.recovery.recover_host_local"
 HOST = "node-28"
 OTHERS = {"node-27", "node-31"}
@@ -103,20 +103,35 @@ class Rulebook:
         inventory["all"]["vars"]["host_recovery_poll_interval"] = 2
         inventory["all"]["vars"]["host_recovery_verify_interval"] = 2
         (workdir / "inventory.yml").write_text(json.dumps(inventory))
-        (workdir / "vars.yml").write_text(json.dumps({
-            "novaha_webhook_host": "127.0.0.1",
-            "novaha_webhook_port": self.port,
-            "novaha_alertnames": [ALERT],
-            "novaha_max_hosts": MAX_HOSTS,
-        }))
+        (workdir / "vars.yml").write_text(
+            json.dumps(
+                {
+                    "novaha_webhook_host": "127.0.0.1",
+                    "novaha_webhook_port": self.port,
+                    "novaha_alertnames": [ALERT],
+                    "novaha_max_hosts": MAX_HOSTS,
+                }
+            )
+        )
         env = cloud.env()
         env["JAVA_HOME"] = java_home()
         with open(self.log, "w", encoding="utf-8") as log:
             self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-                [str(DEV_BIN / "ansible-rulebook"), "--rulebook", RULEBOOK,
-                 "--inventory", str(workdir / "inventory.yml"), "--vars", str(workdir / "vars.yml"),
-                 "--verbose"],
-                cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+                [
+                    str(DEV_BIN / "ansible-rulebook"),
+                    "--rulebook",
+                    RULEBOOK,
+                    "--inventory",
+                    str(workdir / "inventory.yml"),
+                    "--vars",
+                    str(workdir / "vars.yml"),
+                    "--verbose",
+                ],
+                cwd=workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def output(self):
         return self.log.read_text(encoding="utf-8", errors="replace")
@@ -142,14 +157,13 @@ class Rulebook:
                     return
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the webhook never listened on 127.0.0.1:{self.port}:\n"
-                                         f"{self.output()}") from None
+                    raise AssertionError(f"the webhook never listened on 127.0.0.1:{self.port}:\n{self.output()}") from None
                 time.sleep(1)
 
     def post(self, body):
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/alertmanager", data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"}, method="POST")
+            f"http://127.0.0.1:{self.port}/alertmanager", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 200, response.status
 

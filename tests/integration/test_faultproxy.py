@@ -42,8 +42,7 @@ def test_the_collection_goes_through_the_proxy_and_the_cloud_does_not(cloud, fau
     proxied = cloud.info["faultproxy"]["services"]
     assert endpoints["compute"].startswith(proxied["nova"]["listen"])
     assert internal["compute"].startswith(proxied["nova"]["upstream"])
-    assert json.loads(cloud.clouds_yaml.read_text())["clouds"][cloud.admin_cloud]["auth"]["auth_url"] \
-        == endpoints["identity"]
+    assert json.loads(cloud.clouds_yaml.read_text())["clouds"][cloud.admin_cloud]["auth"]["auth_url"] == endpoints["identity"]
     assert cloud.bmc(HOST)["redfish"]["url"] == proxied[f"bmc-{HOST}"]["listen"]
 
     conn = cloud.connect()
@@ -89,8 +88,7 @@ def test_a_reset_fails_the_request_and_the_next_one_goes_through(cloud, faults):
 
 
 def test_a_hang_fails_an_sdk_call_in_its_api_timeout(cloud, faults):
-    region = openstack.config.OpenStackConfig(config_files=[str(cloud.clouds_yaml)], load_envvars=False) \
-        .get_one(cloud.admin_cloud, api_timeout=2)
+    region = openstack.config.OpenStackConfig(config_files=[str(cloud.clouds_yaml)], load_envvars=False).get_one(cloud.admin_cloud, api_timeout=2)
     conn = openstack.connection.Connection(config=region)
     conn.authorize()
     faults.hang("nova", path=SERVICES_PATH)
@@ -169,8 +167,7 @@ def test_a_redfish_bmc_answers_through_the_proxy_and_fails_when_told(cloud, faul
 
 
 def test_the_collections_module_works_unchanged_through_the_proxy(cloud, faults):
-    result, output = run_module(cloud, "novaha.recovery.os_host_info",
-                                dict(cloud=cloud.admin_cloud, host=HOST))
+    result, output = run_module(cloud, "novaha.recovery.os_host_info", dict(cloud=cloud.admin_cloud, host=HOST))
     assert not result.get("failed"), output
     assert result["service"]["host"] == HOST
     entries = faults.log()
@@ -179,8 +176,7 @@ def test_the_collections_module_works_unchanged_through_the_proxy(cloud, faults)
 
 
 def test_the_cli_adds_lists_logs_and_clears_faults(cloud, faults):
-    added = json.loads(cloud.cli("fault", "add", "nova", "error", "--status", "500", "--method", "GET",
-                                 "--path", SERVICES_PATH, "--count", "1").stdout)
+    added = json.loads(cloud.cli("fault", "add", "nova", "error", "--status", "500", "--method", "GET", "--path", SERVICES_PATH, "--count", "1").stdout)
     assert added["status"] == 500 and added["count"] == 1
     conn = cloud.connect()
     assert list_services(conn).status_code == 500

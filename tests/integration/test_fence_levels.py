@@ -32,16 +32,22 @@ def pdu_level(cloud, host=HOST, **override):
     bmc = cloud.bmc(host)
     direct = bmc["redfish"]["direct_url"].split("://", 1)[1]
     address, port = direct.rsplit(":", 1)
-    level = dict(type="fence_agent", agent=str(AGENT), address=address, port=int(port), username=bmc["username"],
-                 password=bmc["password"], options=dict(plug=bmc["redfish"]["system_path"], ca=bmc["ca_path"]),
-                 timeout=10)
+    level = dict(
+        type="fence_agent",
+        agent=str(AGENT),
+        address=address,
+        port=int(port),
+        username=bmc["username"],
+        password=bmc["password"],
+        options=dict(plug=bmc["redfish"]["system_path"], ca=bmc["ca_path"]),
+        timeout=10,
+    )
     level.update(override)
     return level
 
 
 def evacuations(cloud):
-    response = cloud.connect().compute.get(
-        "/os-migrations?migration_type=evacuation&source_compute=%s" % HOST, microversion="2.59")
+    response = cloud.connect().compute.get("/os-migrations?migration_type=evacuation&source_compute=%s" % HOST, microversion="2.59")
     assert response.status_code == 200, response.text
     return response.json()["migrations"]
 
@@ -64,12 +70,9 @@ BAD_INPUTS = [
     ("ipv6-unbracketed-in-url", dict(address="https://fd00::28:8443"), "bmc.address", "IPv6 address without brackets"),
     ("ipv6-bad-brackets", dict(address="[fd00::zz]"), "bmc.address", "not an IPv6 address"),
     ("port-out-of-range", dict(port=70000), "bmc.port", "between 1 and 65535, not 70000"),
-    ("port-in-url-not-a-number", lambda c: dict(address=redfish_url(c) + "x"), "bmc.address",
-     "port that is not a number"),
-    ("url-with-path", lambda c: dict(address=redfish_url(c) + "/redfish/v1/Systems"), "bmc.address",
-     "without a path"),
-    ("url-with-credentials", lambda c: dict(address=redfish_url(c).replace("https://", "https://root:Leak3d@")),
-     "bmc.address", "must not carry credentials"),
+    ("port-in-url-not-a-number", lambda c: dict(address=redfish_url(c) + "x"), "bmc.address", "port that is not a number"),
+    ("url-with-path", lambda c: dict(address=redfish_url(c) + "/redfish/v1/Systems"), "bmc.address", "without a path"),
+    ("url-with-credentials", lambda c: dict(address=redfish_url(c).replace("https://", "https://root:Leak3d@")), "bmc.address", "must not carry credentials"),
     ("unknown-type", dict(type="pdu"), "found in bmc", "value of type must be one of"),
     ("ca-path-missing", dict(ca_path="/nonexistent/bmc-ca.pem"), "bmc.ca_path", "not a readable file"),
 ]
@@ -90,10 +93,14 @@ def test_bad_redfish_input_is_named_and_changes_nothing(clean_cloud, faults, ove
     assert nova_service(cloud, HOST)["forced_down"] is False
 
 
-@pytest.mark.parametrize("override,option,words", [
-    (dict(address="https://127.0.0.1"), "bmc.address", "not a URL"),
-    (dict(cipher_suite=99), "bmc.cipher_suite", "0 to 17"),
-], ids=["ipmi-url", "ipmi-cipher-suite"])
+@pytest.mark.parametrize(
+    "override,option,words",
+    [
+        (dict(address="https://127.0.0.1"), "bmc.address", "not a URL"),
+        (dict(cipher_suite=99), "bmc.cipher_suite", "0 to 17"),
+    ],
+    ids=["ipmi-url", "ipmi-cipher-suite"],
+)
 def test_bad_ipmi_input_is_named_and_changes_nothing(clean_cloud, override, option, words):
     cloud = clean_cloud
     cloud.fail_host(HOST, power="on")
@@ -114,11 +121,15 @@ def test_ipv6_literal_addresses_are_accepted_and_reach_no_one_here(clean_cloud):
         assert "https://[fd00::28]" in result["msg"]
 
 
-@pytest.mark.parametrize("body,words", [
-    (["internal", "error"], 'HTTP 500: ["internal", "error"]'),
-    ("BMC firmware update in progress", "HTTP 500: BMC firmware update in progress"),
-    ({"error": "busy"}, "HTTP 500: busy"),
-], ids=["json-list", "text", "error-as-string"])
+@pytest.mark.parametrize(
+    "body,words",
+    [
+        (["internal", "error"], 'HTTP 500: ["internal", "error"]'),
+        ("BMC firmware update in progress", "HTTP 500: BMC firmware update in progress"),
+        ({"error": "busy"}, "HTTP 500: busy"),
+    ],
+    ids=["json-list", "text", "error-as-string"],
+)
 def test_redfish_error_bodies_that_are_not_objects(clean_cloud, faults, body, words):
     cloud = clean_cloud
     cloud.fail_host(HOST, power="on")
@@ -181,8 +192,7 @@ def test_a_level_that_reads_on_without_fence_is_not_contradicted_by_the_next(cle
 def test_all_levels_failing_names_each(clean_cloud):
     cloud = clean_cloud
     cloud.fail_host(HOST, power="unreachable")
-    levels = [bmc_args(cloud, HOST, "redfish", timeout=2), bmc_args(cloud, HOST, "ipmi", timeout=2),
-              pdu_level(cloud, timeout=3)]
+    levels = [bmc_args(cloud, HOST, "redfish", timeout=2), bmc_args(cloud, HOST, "ipmi", timeout=2), pdu_level(cloud, timeout=3)]
     result, output = fence(cloud, fence_levels=levels)
     assert result["failed"] is True, output
     assert "any of its 3 fence levels" in result["msg"]
@@ -212,10 +222,8 @@ def test_host_powered_on_mid_run_stops_new_evacuations(clean_cloud, faults):
     assert fenced["fenced"] is True, output
 
     box = {}
-    args = dict(cloud=cloud.admin_cloud, host=HOST, max_parallel=1, poll_interval=1, timeout=300,
-                fail_on_partial=False, bmc=bmc_args(cloud, HOST, "redfish"))
-    runner = threading.Thread(target=lambda: box.update(zip(("result", "output"),
-                                                            run_module(cloud, EVACUATE, args))))
+    args = dict(cloud=cloud.admin_cloud, host=HOST, max_parallel=1, poll_interval=1, timeout=300, fail_on_partial=False, bmc=bmc_args(cloud, HOST, "redfish"))
+    runner = threading.Thread(target=lambda: box.update(zip(("result", "output"), run_module(cloud, EVACUATE, args))))
     started = time.monotonic()
     runner.start()
     # The first evacuation is accepted (its migration record exists; its rebuild takes 8 s): the host comes back on.
@@ -238,13 +246,11 @@ def test_host_powered_on_mid_run_stops_new_evacuations(clean_cloud, faults):
     pending = [s for s in result["servers"] if s["outcome"] == "pending"]
     assert len(pending) == 3 and all("reads power On again" in s["reason"] for s in pending)
     assert summary["recovered"] == 1
-    left = [s for s in cloud.connect().compute.servers(all_projects=True)
-            if s.id in {b["id"] for b in booted} and s.compute_host == HOST]
+    left = [s for s in cloud.connect().compute.servers(all_projects=True) if s.id in {b["id"] for b in booted} and s.compute_host == HOST]
     assert len(left) == 3, "no new evacuation after the host read On"
     assert len(evacuations(cloud)) == 1
     readings = faults.requests("bmc-%s" % HOST, method="GET")
-    print("powered on at %.1fs, run ended at %.1fs, %d BMC GETs (fence + power checks)"
-          % (powered_on_at, elapsed, len(readings)))
+    print("powered on at %.1fs, run ended at %.1fs, %d BMC GETs (fence + power checks)" % (powered_on_at, elapsed, len(readings)))
     assert elapsed - powered_on_at < 8 + 10, "stopped within one rebuild and one poll"
 
 
@@ -252,8 +258,7 @@ def test_bad_bmc_setting_fails_the_evacuation_before_anything_changes(clean_clou
     cloud = clean_cloud
     booted = cloud.boot(HOST, count=1, name="bad")
     cloud.fail_host(HOST, power="off")
-    result, output = run_module(cloud, EVACUATE, dict(cloud=cloud.admin_cloud, host=HOST,
-                                                      bmc=bmc_args(cloud, HOST, "redfish", port=0)))
+    result, output = run_module(cloud, EVACUATE, dict(cloud=cloud.admin_cloud, host=HOST, bmc=bmc_args(cloud, HOST, "redfish", port=0)))
     assert result["failed"] is True, output
     assert "bmc.port must be between 1 and 65535, not 0" in result["msg"]
     server = cloud.connect().compute.get_server(booted[0]["id"])

@@ -28,8 +28,7 @@ def server(conn, server_id):
 
 def force_down(conn, host, value=True):
     service = compute_service(conn, host)
-    response = conn.compute.put(f"/os-services/{service['id']}", json={"forced_down": value},
-                                microversion="2.53")
+    response = conn.compute.put(f"/os-services/{service['id']}", json={"forced_down": value}, microversion="2.53")
     assert response.status_code == 200, response.text
 
 
@@ -37,8 +36,7 @@ def wait_settled(conn, server_id, source, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = server(conn, server_id)
-        if body["OS-EXT-SRV-ATTR:host"] != source and not body["OS-EXT-STS:task_state"] \
-                and body["status"] in ("ACTIVE", "SHUTOFF", "ERROR"):
+        if body["OS-EXT-SRV-ATTR:host"] != source and not body["OS-EXT-STS:task_state"] and body["status"] in ("ACTIVE", "SHUTOFF", "ERROR"):
             return body
         time.sleep(0.5)
     raise AssertionError(f"server {server_id} did not leave {source} within {timeout}s")
@@ -46,8 +44,7 @@ def wait_settled(conn, server_id, source, timeout=60):
 
 def redfish(bmc, method="GET", path=None, body=None, password=None, timeout=10):
     url = bmc["redfish"]["url"] + (path or f"/redfish/v1/Systems/{bmc['redfish']['system_id']}")
-    request = urllib.request.Request(url, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None)
     token = base64.b64encode(f"{bmc['username']}:{password or bmc['password']}".encode()).decode()
     request.add_header("Authorization", f"Basic {token}")
     request.add_header("Content-Type", "application/json")
@@ -58,11 +55,26 @@ def redfish(bmc, method="GET", path=None, body=None, password=None, timeout=10):
 
 
 def ipmitool(bmc, *command, timeout=20):
-    argv = ["ipmitool", "-I", "lanplus", "-H", bmc["ipmi"]["address"], "-p", str(bmc["ipmi"]["port"]),
-            "-U", bmc["username"], "-E", "-C", str(bmc["ipmi"]["cipher_suite"]), "-N", "1", "-R", "2",
-            *command]
-    return subprocess.run(argv, env=dict(os.environ, IPMI_PASSWORD=bmc["password"]),
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    argv = [
+        "ipmitool",
+        "-I",
+        "lanplus",
+        "-H",
+        bmc["ipmi"]["address"],
+        "-p",
+        str(bmc["ipmi"]["port"]),
+        "-U",
+        bmc["username"],
+        "-E",
+        "-C",
+        str(bmc["ipmi"]["cipher_suite"]),
+        "-N",
+        "1",
+        "-R",
+        "2",
+        *command,
+    ]
+    return subprocess.run(argv, env=dict(os.environ, IPMI_PASSWORD=bmc["password"]), capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def test_keystone_issues_a_password_token_with_a_catalog_of_the_clouds_services(cloud):
@@ -91,8 +103,7 @@ def test_boot_puts_servers_on_the_named_host_in_the_asked_state(clean_cloud):
     active = clean_cloud.boot("node-28", count=3)
     assert [s["host"] for s in active] == ["node-28"] * 3
     assert {s["status"] for s in active} == {"ACTIVE"}
-    shutoff, = clean_cloud.boot("node-28", status="SHUTOFF", locked=True, metadata={"HA_Enabled": "True"},
-                                project="member")
+    (shutoff,) = clean_cloud.boot("node-28", status="SHUTOFF", locked=True, metadata={"HA_Enabled": "True"}, project="member")
     body = server(conn, shutoff["id"])
     assert (body["status"], body["locked"], body["metadata"]) == ("SHUTOFF", True, {"HA_Enabled": "True"})
     assert body["tenant_id"] == clean_cloud.connect(clean_cloud.member_cloud).current_project_id
@@ -114,8 +125,7 @@ def test_a_failed_host_must_be_forced_down_before_nova_evacuates(clean_cloud):
     assert compute_service(conn, "node-28")["state"] == "down"
 
     for item, microversion in ((first, "2.29"), (second, "2.95")):
-        response = conn.compute.post(f"/servers/{item['id']}/action", json={"evacuate": {}},
-                                     microversion=microversion)
+        response = conn.compute.post(f"/servers/{item['id']}/action", json={"evacuate": {}}, microversion=microversion)
         assert response.status_code == 200, response.text
     moved_229 = wait_settled(conn, first["id"], "node-28")
     moved_295 = wait_settled(conn, second["id"], "node-28")
@@ -132,11 +142,10 @@ def test_a_failed_host_must_be_forced_down_before_nova_evacuates(clean_cloud):
 
 def test_revive_and_reset_return_the_failed_host_to_service(clean_cloud):
     conn = clean_cloud.connect()
-    victim, = clean_cloud.boot("node-28")
+    (victim,) = clean_cloud.boot("node-28")
     clean_cloud.fail_host("node-28", power="off")
     force_down(conn, "node-28")
-    assert conn.compute.post(f"/servers/{victim['id']}/action", json={"evacuate": {}},
-                             microversion="2.29").status_code == 200
+    assert conn.compute.post(f"/servers/{victim['id']}/action", json={"evacuate": {}}, microversion="2.29").status_code == 200
     wait_settled(conn, victim["id"], "node-28")
 
     clean_cloud.revive_host("node-28")
@@ -144,7 +153,7 @@ def test_revive_and_reset_return_the_failed_host_to_service(clean_cloud):
     service = compute_service(conn, "node-28")
     assert (service["state"], service["status"], service["forced_down"]) == ("up", "enabled", False)
     assert not list(conn.compute.servers(all_projects=True))
-    again, = clean_cloud.boot("node-28")
+    (again,) = clean_cloud.boot("node-28")
     assert again["host"] == "node-28"
 
 
@@ -153,8 +162,7 @@ def test_redfish_bmc_powers_off_after_a_delay(clean_cloud):
     status, system = redfish(bmc)
     assert status == 200 and system["PowerState"] == "On"
     assert "ForceOff" in system["Actions"]["#ComputerSystem.Reset"]["ResetType@Redfish.AllowableValues"]
-    status = redfish(bmc, "POST", system["Actions"]["#ComputerSystem.Reset"]["target"],
-                     {"ResetType": "ForceOff"})[0]
+    status = redfish(bmc, "POST", system["Actions"]["#ComputerSystem.Reset"]["target"], {"ResetType": "ForceOff"})[0]
     assert status in (200, 202, 204)
     readings = []
     deadline = time.monotonic() + 30
@@ -195,14 +203,17 @@ def test_fail_host_sets_the_bmcs_as_asked(clean_cloud):
     assert redfish(bmc)[1]["PowerState"] == "On"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["fail-host", "node-99"], "unknown compute host node-99"),
-    (["revive-host", "node-99"], "unknown compute host node-99"),
-    (["boot", "--host", "node-99"], "unknown compute host node-99"),
-    (["boot", "--host", "node-28", "--metadata", "novalue"], "KEY=VALUE"),
-    (["up"], "already up"),
-    (["up", "--shared-store", "node-27,node-99"], "unknown compute host node-99"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["fail-host", "node-99"], "unknown compute host node-99"),
+        (["revive-host", "node-99"], "unknown compute host node-99"),
+        (["boot", "--host", "node-99"], "unknown compute host node-99"),
+        (["boot", "--host", "node-28", "--metadata", "novalue"], "KEY=VALUE"),
+        (["up"], "already up"),
+        (["up", "--shared-store", "node-27,node-99"], "unknown compute host node-99"),
+    ],
+)
 def test_bad_input_is_refused_clearly_and_changes_nothing(cloud, args, message):
     result = cloud.cli(*args, check=False)
     assert result.returncode == 2
@@ -212,10 +223,8 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(cloud, args, message):
 
 
 def cloud_cli(state_dir, offset, *args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "localcloud"),
-               NOVAHA_LOCALCLOUD_DIR=str(state_dir), NOVAHA_LOCALCLOUD_PORT_OFFSET=str(offset))
-    return subprocess.run([str(CLOUD_PYTHON), "-m", "localcloud", *args], env=env, capture_output=True,
-                          text=True, check=False, timeout=300)
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "localcloud"), NOVAHA_LOCALCLOUD_DIR=str(state_dir), NOVAHA_LOCALCLOUD_PORT_OFFSET=str(offset))
+    return subprocess.run([str(CLOUD_PYTHON), "-m", "localcloud", *args], env=env, capture_output=True, text=True, check=False, timeout=300)
 
 
 def processes_using(path):

@@ -26,8 +26,7 @@ def stores(clean_cloud):
 
 
 def evacuate(conn, server_id, microversion, **body):
-    response = conn.compute.post(f"/servers/{server_id}/action", json={"evacuate": body},
-                                 microversion=microversion)
+    response = conn.compute.post(f"/servers/{server_id}/action", json={"evacuate": body}, microversion=microversion)
     assert response.status_code == 200, response.text
 
 
@@ -75,10 +74,10 @@ def test_evacuation_within_the_shared_store_keeps_the_disk(stores, clean_cloud):
     assert cloud.disk_token(local, kept["id"]) is None
 
     fail_and_force_down(cloud, conn, source)
-    evacuate(conn, kept["id"], "2.95", host=peer)                      # Nova asks the destination
+    evacuate(conn, kept["id"], "2.95", host=peer)  # Nova asks the destination
     evacuate(conn, kept_213["id"], "2.13", host=peer, onSharedStorage=True)
     evacuate(conn, refused_213["id"], "2.13", host=peer, onSharedStorage=False)
-    evacuate(conn, moved_out["id"], "2.95", host=local)                # out of the shared store
+    evacuate(conn, moved_out["id"], "2.95", host=local)  # out of the shared store
 
     for item in (kept, kept_213):
         body = wait_settled(conn, item["id"], source)

@@ -6,7 +6,7 @@ from test_localcloud import force_down, server, wait_settled
 
 
 def port_of(conn, server_id):
-    port, = conn.network.get(f"/ports?device_id={server_id}").json()["ports"]
+    (port,) = conn.network.get(f"/ports?device_id={server_id}").json()["ports"]
     return port
 
 
@@ -24,22 +24,21 @@ def test_glance_serves_the_clouds_image_and_cinder_its_api_through_the_fault_pro
 
 def test_boot_from_volume_with_a_data_volume_shows_both_attached_on_the_servers_host(clean_cloud):
     conn = clean_cloud.connect()
-    booted, = clean_cloud.boot("node-28", boot_from_volume=True, data_volume=True)
+    (booted,) = clean_cloud.boot("node-28", boot_from_volume=True, data_volume=True)
     body = server(conn, booted["id"])
     assert body["image"] == ""  # booted from a volume, not from the image
-    root, = [v for v in booted["volumes"] if volumes.volume(conn, v)["bootable"] == "true"]
-    data, = set(booted["volumes"]) - {root}
+    (root,) = [v for v in booted["volumes"] if volumes.volume(conn, v)["bootable"] == "true"]
+    (data,) = set(booted["volumes"]) - {root}
     assert volumes.volume(conn, root)["volume_image_metadata"]["image_id"] == config.IMAGE_ID
     for volume_id in (root, data):
         assert volumes.volume(conn, volume_id)["status"] == "in-use"
         attachments = volumes.attachments(conn, volume_id)
-        assert [(a["status"], a["server_id"], a["host"]) for a in attachments] == [
-            ("attached", booted["id"], "node-28")]
+        assert [(a["status"], a["server_id"], a["host"]) for a in attachments] == [("attached", booted["id"], "node-28")]
 
 
 def test_evacuation_moves_every_volume_attachment_and_the_port_binding_to_the_new_host(clean_cloud):
     conn = clean_cloud.connect()
-    booted, = clean_cloud.boot("node-28", boot_from_volume=True, data_volume=True, port=True)
+    (booted,) = clean_cloud.boot("node-28", boot_from_volume=True, data_volume=True, port=True)
     assert port_of(conn, booted["id"])["binding:host_id"] == "node-28"
     before = {v: volumes.attachments(conn, v) for v in booted["volumes"]}
     clean_cloud.fail_host("node-28")
@@ -54,8 +53,7 @@ def test_evacuation_moves_every_volume_attachment_and_the_port_binding_to_the_ne
     assert sorted(v["id"] for v in moved["os-extended-volumes:volumes_attached"]) == sorted(booted["volumes"])
     for volume_id, old in before.items():
         attachments = volumes.attachments(conn, volume_id)
-        assert [(a["status"], a["server_id"], a["host"]) for a in attachments] == [
-            ("attached", booted["id"], target)], volume_id
+        assert [(a["status"], a["server_id"], a["host"]) for a in attachments] == [("attached", booted["id"], target)], volume_id
         assert attachments[0]["id"] != old[0]["id"]  # a new attachment; the failed host's one is gone
     assert port_of(conn, booted["id"])["binding:host_id"] == target
 

@@ -29,12 +29,25 @@ def bmc_args(cloud, host, kind, **override):
     """The module's bmc option for one of the host's emulators, as an inventory would give it."""
     bmc = cloud.bmc(host)
     if kind == "redfish":
-        args = dict(type="redfish", address=bmc["redfish"]["url"], system_id=bmc["redfish"]["system_id"],
-                    username=bmc["username"], password=bmc["password"], ca_path=bmc["ca_path"], timeout=5)
+        args = dict(
+            type="redfish",
+            address=bmc["redfish"]["url"],
+            system_id=bmc["redfish"]["system_id"],
+            username=bmc["username"],
+            password=bmc["password"],
+            ca_path=bmc["ca_path"],
+            timeout=5,
+        )
     else:
-        args = dict(type="ipmi", address=bmc["ipmi"]["address"], port=bmc["ipmi"]["port"],
-                    cipher_suite=bmc["ipmi"].get("cipher_suite", 3),
-                    username=bmc["username"], password=bmc["password"], timeout=5)
+        args = dict(
+            type="ipmi",
+            address=bmc["ipmi"]["address"],
+            port=bmc["ipmi"]["port"],
+            cipher_suite=bmc["ipmi"].get("cipher_suite", 3),
+            username=bmc["username"],
+            password=bmc["password"],
+            timeout=5,
+        )
     args.update(override)
     return args
 
@@ -51,10 +64,30 @@ def power_of(cloud, host, kind):
         with urllib.request.urlopen(request, context=context, timeout=10) as response:
             return json.load(response)["PowerState"]
     env = dict(os.environ, IPMI_PASSWORD=bmc["password"])
-    out = subprocess.run(["ipmitool", "-I", "lanplus", "-H", bmc["ipmi"]["address"],
-                          "-p", str(bmc["ipmi"]["port"]), "-U", bmc["username"], "-E",
-                          "-C", str(bmc["ipmi"].get("cipher_suite", 3)), "chassis", "power", "status"],
-                         env=env, capture_output=True, text=True, timeout=20, check=True).stdout
+    out = subprocess.run(
+        [
+            "ipmitool",
+            "-I",
+            "lanplus",
+            "-H",
+            bmc["ipmi"]["address"],
+            "-p",
+            str(bmc["ipmi"]["port"]),
+            "-U",
+            bmc["username"],
+            "-E",
+            "-C",
+            str(bmc["ipmi"].get("cipher_suite", 3)),
+            "chassis",
+            "power",
+            "status",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    ).stdout
     return "On" if "is on" in out else "Off"
 
 
@@ -156,8 +189,7 @@ def test_stuck_bmc_fails_within_the_timeout(clean_cloud, kind):
     assert result["evidence"]["error_cause"] == "stayed on"
     msg = result["msg"]
     assert HOST in msg and "6 s" in msg
-    assert ("Redfish BMC " + cloud.bmc(HOST)["redfish"]["url"] if kind == "redfish"
-            else "IPMI BMC 127.0.0.1:%s" % cloud.bmc(HOST)["ipmi"]["port"]) in msg
+    assert ("Redfish BMC " + cloud.bmc(HOST)["redfish"]["url"] if kind == "redfish" else "IPMI BMC 127.0.0.1:%s" % cloud.bmc(HOST)["ipmi"]["port"]) in msg
     assert 6 <= elapsed <= 6 + 5 + 20, elapsed  # power_timeout + one BMC timeout + ansible's own start
     assert power_of(cloud, HOST, kind) == "On"
     assert nova_service(cloud, HOST)["forced_down"] is False, "never force down an unfenced host"
@@ -195,8 +227,7 @@ def test_unreachable_bmc_fails_clearly_within_the_timeout(clean_cloud, kind):
 def test_unreachable_bmc_with_attestation_is_fenced_by_the_attestation(clean_cloud):
     cloud = clean_cloud
     cloud.fail_host(HOST, power="unreachable")
-    result, output = fence(cloud, "redfish", bmc=bmc_args(cloud, HOST, "redfish", timeout=3),
-                           attest_powered_off=True)
+    result, output = fence(cloud, "redfish", bmc=bmc_args(cloud, HOST, "redfish", timeout=3), attest_powered_off=True)
     assert not result.get("failed"), output
     assert result["fenced"] is True
     assert result["evidence"]["method"] == "attestation"
@@ -219,8 +250,7 @@ def test_no_bmc_needs_an_attestation(clean_cloud):
     assert result["failed"] is True and result["fenced"] is False
     assert "no power reading and no attestation" in result["msg"]
 
-    result, output = run_module(cloud, MODULE, dict(cloud=cloud.admin_cloud, host=HOST,
-                                                    attest_powered_off=True, force_down=True))
+    result, output = run_module(cloud, MODULE, dict(cloud=cloud.admin_cloud, host=HOST, attest_powered_off=True, force_down=True))
     assert not result.get("failed"), output
     assert result["fenced"] is True and result["changed"] is True
     assert result["evidence"]["method"] == "attestation"
@@ -236,8 +266,7 @@ def test_check_mode_reads_everything_and_changes_nothing(clean_cloud, kind):
     cloud.fail_host(HOST, power="on")
     before = nova_service(cloud, HOST)
 
-    result, output = fence(cloud, kind, check=True, fence=True, force_down=True, disable=True,
-                           disabled_reason="check mode test")
+    result, output = fence(cloud, kind, check=True, fence=True, force_down=True, disable=True, disabled_reason="check mode test")
 
     assert not result.get("failed"), output
     assert result["changed"] is True
@@ -251,8 +280,7 @@ def test_check_mode_reads_everything_and_changes_nothing(clean_cloud, kind):
     time.sleep(4)  # longer than the emulators' power delay: a sent power-off would show by now
     assert power_of(cloud, HOST, kind) == "On"
     after = nova_service(cloud, HOST)
-    assert (after["forced_down"], after["status"], after["disabled_reason"]) == (
-        before["forced_down"], before["status"], before["disabled_reason"])
+    assert (after["forced_down"], after["status"], after["disabled_reason"]) == (before["forced_down"], before["status"], before["disabled_reason"])
 
 
 def test_check_mode_on_a_fenced_host_with_nothing_to_do(clean_cloud):
@@ -270,8 +298,7 @@ def test_check_mode_on_a_fenced_host_with_nothing_to_do(clean_cloud):
 def test_force_down_and_disable_after_fencing(clean_cloud, kind):
     cloud = clean_cloud
     cloud.fail_host(HOST, power="on")
-    result, output = fence(cloud, kind, fence=True, power_timeout=30, force_down=True, disable=True,
-                           disabled_reason="node-28 lost power, OPS-1234")
+    result, output = fence(cloud, kind, fence=True, power_timeout=30, force_down=True, disable=True, disabled_reason="node-28 lost power, OPS-1234")
     assert not result.get("failed"), output
     assert result["changed"] is True and result["fenced"] is True
 
@@ -284,8 +311,7 @@ def test_force_down_and_disable_after_fencing(clean_cloud, kind):
     assert result["service"]["after"]["forced_down"] is True
     assert result["service"]["after"]["id"] == service["id"]
 
-    again, output = fence(cloud, kind, fence=True, force_down=True, disable=True,
-                          disabled_reason="node-28 lost power, OPS-1234")
+    again, output = fence(cloud, kind, fence=True, force_down=True, disable=True, disabled_reason="node-28 lost power, OPS-1234")
     assert not again.get("failed"), output
     assert again["changed"] is False
     assert again["plan"] == []
@@ -352,8 +378,7 @@ def test_vvvv_output_shows_neither_bmc_nor_cloud_password(clean_cloud, kind):
     assert bmc_password not in json.dumps(result)
 
     # and a failing run, whose error paths print more
-    args["bmc"] = bmc_args(cloud, HOST, kind, address="127.0.0.2" if kind == "ipmi" else "https://127.0.0.1:1",
-                           timeout=2)
+    args["bmc"] = bmc_args(cloud, HOST, kind, address="127.0.0.2" if kind == "ipmi" else "https://127.0.0.1:1", timeout=2)
     result, output = run_module(cloud, MODULE, args, verbosity=4)
     assert result["failed"] is True
     assert auth["password"] not in output
@@ -365,20 +390,27 @@ def test_vvvv_output_shows_neither_bmc_nor_cloud_password(clean_cloud, kind):
 
 def test_ansible_doc_renders_and_examples_parse(tmp_path):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections_path()), ANSIBLE_NOCOLOR="1")
-    doc = subprocess.run([str(DEV_BIN / "ansible-doc"), MODULE], env=env, capture_output=True, text=True,
-                         check=False)
+    doc = subprocess.run([str(DEV_BIN / "ansible-doc"), MODULE], env=env, capture_output=True, text=True, check=False)
     assert doc.returncode == 0, doc.stderr
-    for word in ("fence", "power_timeout", "force_down", "attest_powered_off", "cipher_suite",
-                 "EXAMPLES", "RETURN VALUES", "validate_certs", "novaha.recovery.os_fence_check"):
+    for word in (
+        "fence",
+        "power_timeout",
+        "force_down",
+        "attest_powered_off",
+        "cipher_suite",
+        "EXAMPLES",
+        "RETURN VALUES",
+        "validate_certs",
+        "novaha.recovery.os_fence_check",
+    ):
         assert word in doc.stdout, word
     assert "ERROR" not in doc.stderr
 
-    listing = subprocess.run([str(DEV_BIN / "ansible-doc"), "--json", MODULE], env=env, capture_output=True,
-                             text=True, check=True)
+    listing = subprocess.run([str(DEV_BIN / "ansible-doc"), "--json", MODULE], env=env, capture_output=True, text=True, check=True)
     examples = json.loads(listing.stdout)[MODULE]["examples"]
     playbook = tmp_path / "examples.yml"
-    playbook.write_text(yaml.safe_dump([{"name": "EXAMPLES", "hosts": "localhost", "gather_facts": False,
-                                         "tasks": yaml.safe_load(examples)}]))
-    check = subprocess.run([str(DEV_BIN / "ansible-playbook"), "--syntax-check", "-i", "localhost,",
-                            str(playbook)], env=env, capture_output=True, text=True, check=False, cwd=ROOT)
+    playbook.write_text(yaml.safe_dump([{"name": "EXAMPLES", "hosts": "localhost", "gather_facts": False, "tasks": yaml.safe_load(examples)}]))
+    check = subprocess.run(
+        [str(DEV_BIN / "ansible-playbook"), "--syntax-check", "-i", "localhost,", str(playbook)], env=env, capture_output=True, text=True, check=False, cwd=ROOT
+    )
     assert check.returncode == 0, check.stdout + check.stderr

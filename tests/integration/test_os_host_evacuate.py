@@ -25,9 +25,11 @@ from conftest import DEV_BIN, run_module
 MODULE = "novaha.recovery.os_host_evacuate"
 HOST = "node-28"
 LOCK_PREFIX = "novaha.recovery:"
-PROGRESS = re.compile(r"os_host_evacuate node-28 \(run (?P<run>\w+)\): (?P<recovered>\d+) recovered, "
-                      r"(?P<in_flight>\d+) in flight, (?P<failed>\d+) failed, (?P<pending>\d+) pending of "
-                      r"(?P<selected>\d+) selected(?: \((?P<disks>[^)]*)\))?; (?:window (?P<width>\d+); )?(?P<elapsed>\d+)s elapsed")
+PROGRESS = re.compile(
+    r"os_host_evacuate node-28 \(run (?P<run>\w+)\): (?P<recovered>\d+) recovered, "
+    r"(?P<in_flight>\d+) in flight, (?P<failed>\d+) failed, (?P<pending>\d+) pending of "
+    r"(?P<selected>\d+) selected(?: \((?P<disks>[^)]*)\))?; (?:window (?P<width>\d+); )?(?P<elapsed>\d+)s elapsed"
+)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -49,15 +51,13 @@ def evacuations(cloud):
 
 
 def compute_service(cloud, host=HOST):
-    (service,) = [s for s in get(cloud, "/os-services?binary=nova-compute", "2.53")["services"]
-                  if s["host"] == host]
+    (service,) = [s for s in get(cloud, "/os-services?binary=nova-compute", "2.53")["services"] if s["host"] == host]
     return service
 
 
 def set_forced_down(cloud, host, down):
     service = compute_service(cloud, host)
-    response = cloud.connect().compute.put(f"/os-services/{service['id']}", json={"forced_down": down},
-                                           microversion="2.53")
+    response = cloud.connect().compute.put(f"/os-services/{service['id']}", json={"forced_down": down}, microversion="2.53")
     assert response.status_code == 200, response.text
 
 
@@ -108,20 +108,37 @@ class Background:
         if self.out.exists():
             self.out.unlink()
         playbook = tmp / f"run-{name}-{os.getpid()}.yml"
-        playbook.write_text(json.dumps([{
-            "hosts": "localhost", "gather_facts": False, "connection": "local",
-            "vars": {"ansible_python_interpreter": sys.executable},
-            "tasks": [
-                {"name": "Evacuate the host", MODULE: args, "register": "result", "ignore_errors": True},
-                {"name": "Save the result", "ansible.builtin.copy": {
-                    "content": "{{ result | to_nice_json }}", "dest": str(self.out)}, "no_log": True},
-            ]}]))
+        playbook.write_text(
+            json.dumps(
+                [
+                    {
+                        "hosts": "localhost",
+                        "gather_facts": False,
+                        "connection": "local",
+                        "vars": {"ansible_python_interpreter": sys.executable},
+                        "tasks": [
+                            {"name": "Evacuate the host", MODULE: args, "register": "result", "ignore_errors": True},
+                            {
+                                "name": "Save the result",
+                                "ansible.builtin.copy": {"content": "{{ result | to_nice_json }}", "dest": str(self.out)},
+                                "no_log": True,
+                            },
+                        ],
+                    }
+                ]
+            )
+        )
         self.started = time.monotonic()
         self.lines = []
         # A session of its own, so that the whole controller (playbook, worker, module) can be killed at once.
-        self.proc = subprocess.Popen([str(DEV_BIN / "ansible-playbook"), "-i", "localhost,", str(playbook)],
-                                     env=cloud.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(DEV_BIN / "ansible-playbook"), "-i", "localhost,", str(playbook)],
+            env=cloud.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -146,8 +163,7 @@ class Background:
         """SIGKILL the whole controller at once, as when its machine or pod dies: ansible-playbook, its
         workers (which Ansible moves to sessions of their own) and the module process."""
         children = {}
-        for line in subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True,
-                                   check=True).stdout.splitlines():
+        for line in subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True, check=True).stdout.splitlines():
             pid, ppid = (int(x) for x in line.split())
             children.setdefault(ppid, []).append(pid)
         tree, todo = [], [self.proc.pid]
@@ -207,11 +223,23 @@ def scenario(cloud):
     boot("memberha", project="member", metadata={"HA_Enabled": "True", **slow})
     now = servers(cloud)
     assert len(kinds) == 13 and all(now[sid]["OS-EXT-SRV-ATTR:host"] == HOST for sid in kinds)
-    final = {"ha": "ACTIVE", "hapri": "ACTIVE", "paused": "PAUSED", "off": "SHUTOFF", "err": "ACTIVE",
-             "locked": "ACTIVE", "pair": "ACTIVE", "member": "ACTIVE", "memberha": "ACTIVE"}
-    return dict(kinds=kinds, before=dict((sid, now[sid]["status"]) for sid in kinds),
-                final=dict((sid, final[kind]) for sid, kind in kinds.items()),
-                member_project=now[[s for s, k in kinds.items() if k == "member"][0]]["tenant_id"])
+    final = {
+        "ha": "ACTIVE",
+        "hapri": "ACTIVE",
+        "paused": "PAUSED",
+        "off": "SHUTOFF",
+        "err": "ACTIVE",
+        "locked": "ACTIVE",
+        "pair": "ACTIVE",
+        "member": "ACTIVE",
+        "memberha": "ACTIVE",
+    }
+    return dict(
+        kinds=kinds,
+        before=dict((sid, now[sid]["status"]) for sid in kinds),
+        final=dict((sid, final[kind]) for sid, kind in kinds.items()),
+        member_project=now[[s for s, k in kinds.items() if k == "member"][0]]["tenant_id"],
+    )
 
 
 def ids(scenario, *kinds):
@@ -284,8 +312,11 @@ def test_04_percentage_guard_trips_with_two_of_three_hosts_down(cloud, scenario)
 
 
 def test_05_ha_servers_first_max_parallel_concurrent_run_refused_live_progress(cloud, scenario):
-    run = Background(cloud, dict(cloud=cloud.admin_cloud, host=HOST, poll_interval=2, max_parallel=2,
-                                 progress_interval=5, include={"metadata": {"HA_Enabled": "True"}}), "ha")
+    run = Background(
+        cloud,
+        dict(cloud=cloud.admin_cloud, host=HOST, poll_interval=2, max_parallel=2, progress_interval=5, include={"metadata": {"HA_Enabled": "True"}}),
+        "ha",
+    )
     first = run.wait_for("an evacuation in flight", lambda p: int(p["in_flight"]) > 0)
     # A second run for the same host while the first one runs: refused, naming the first.
     second, output = evacuate(cloud)
@@ -348,11 +379,9 @@ def test_07_killed_mid_run_then_run_again(cloud, scenario):
     # At 2.95 Nova leaves each server stopped and the run starts it: the kill can fall between the two, the
     # hardest case to resume (the default, 2.94, has no step after Nova's).
     # A short lease, so that the run's heartbeat goes stale soon after the kill.
-    args = dict(cloud=cloud.admin_cloud, host=HOST, poll_interval=2, max_parallel=1, progress_interval=5,
-                microversion="2.95", lease=20)
+    args = dict(cloud=cloud.admin_cloud, host=HOST, poll_interval=2, max_parallel=1, progress_interval=5, microversion="2.95", lease=20)
     run = Background(cloud, args, "killed")
-    killed_run = run.wait_for("one recovered and one in flight",
-                              lambda p: int(p["recovered"]) >= 1 and int(p["in_flight"]) >= 1)
+    killed_run = run.wait_for("one recovered and one in flight", lambda p: int(p["recovered"]) >= 1 and int(p["in_flight"]) >= 1)
     run.kill()
     marker = compute_service(cloud)["disabled_reason"]
     assert marker.startswith(f"novaha.recovery run {killed_run['run']} evacuating ctl ")
@@ -364,8 +393,7 @@ def test_07_killed_mid_run_then_run_again(cloud, scenario):
     result, output = evacuate(cloud, max_parallel=3, microversion="2.95", wait_for_run=90)
     assert not result.get("failed"), output
     assert time.monotonic() - started >= 10, "taken over before the killed run's heartbeat went stale"
-    assert any(f"taking over run {killed_run['run']}" in w and ("stale" in w or "controller is gone" in w)
-               for w in result["warnings"]), result["warnings"]
+    assert any(f"taking over run {killed_run['run']}" in w and ("stale" in w or "controller is gone" in w) for w in result["warnings"]), result["warnings"]
     now = servers(cloud)
     (paused,) = ids(scenario, "paused")
     for sid, kind in scenario["kinds"].items():

@@ -14,8 +14,11 @@ import pytest
 from conftest import collections_path, run_module
 
 sys.path.insert(0, str(collections_path()))
-from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _nova  # noqa: E402
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as engine  # noqa: E402
+from ansible_collections.novaha.recovery.plugins.module_utils import (  # noqa: E402
+    _decisions,
+    _evacuation as engine,  # noqa: E402
+    _nova,
+)
 
 MODULE = "novaha.recovery.os_instance_evacuate"
 TIMEOUT = 240
@@ -30,8 +33,7 @@ def server(cloud, server_id):
 
 def evacuations(cloud, server_id):
     conn = cloud.connect()
-    response = conn.compute.get(f"/os-migrations?migration_type=evacuation&instance_uuid={server_id}",
-                                microversion="2.59")
+    response = conn.compute.get(f"/os-migrations?migration_type=evacuation&instance_uuid={server_id}", microversion="2.59")
     assert response.status_code == 200, response.text
     return response.json()["migrations"]
 
@@ -41,8 +43,7 @@ def force_down(cloud, host, forced_down=True):
     conn = cloud.connect()
     services = conn.compute.get(f"/os-services?binary=nova-compute&host={host}", microversion="2.53").json()
     (service,) = [s for s in services["services"] if s["host"] == host]
-    response = conn.compute.put(f"/os-services/{service['id']}", json={"forced_down": forced_down},
-                                microversion="2.53")
+    response = conn.compute.put(f"/os-services/{service['id']}", json={"forced_down": forced_down}, microversion="2.53")
     assert response.status_code == 200, response.text
 
 
@@ -84,13 +85,16 @@ def assert_recovered(cloud, result, output, server_id, source, status):
     return now
 
 
-@pytest.mark.parametrize("status,microversion", [
-    ("ACTIVE", None),      # the default, 2.94: Nova boots it again itself, one request
-    ("ACTIVE", "2.95"),    # Nova stops it at the destination, the module starts it
-    ("SHUTOFF", None),
-    ("SHUTOFF", "2.95"),
-    ("ERROR", None),       # Nova rebuilds an ERROR server and boots it: it ends ACTIVE
-])
+@pytest.mark.parametrize(
+    "status,microversion",
+    [
+        ("ACTIVE", None),  # the default, 2.94: Nova boots it again itself, one request
+        ("ACTIVE", "2.95"),  # Nova stops it at the destination, the module starts it
+        ("SHUTOFF", None),
+        ("SHUTOFF", "2.95"),
+        ("ERROR", None),  # Nova rebuilds an ERROR server and boots it: it ends ACTIVE
+    ],
+)
 def test_server_ends_where_and_as_it_should(clean_cloud, status, microversion):
     cloud = clean_cloud
     source = cloud.computes[0]
@@ -119,8 +123,7 @@ def test_target_host_with_admin_password_at_vvvv(clean_cloud):
     fail_and_fence(cloud, source)
     password = "Evac-pw-7f3c1a"
 
-    result, output = evacuate(cloud, dict(server=vm["name"], target_host=target, admin_password=password),
-                              verbosity=4)
+    result, output = evacuate(cloud, dict(server=vm["name"], target_host=target, admin_password=password), verbosity=4)
 
     now = assert_recovered(cloud, result, output, vm["id"], source, "ACTIVE")
     assert now["OS-EXT-SRV-ATTR:host"] == target
@@ -180,7 +183,7 @@ def test_paused_server_is_refused_and_nothing_changes(clean_cloud):
 def test_source_not_fenced_is_a_clear_error(clean_cloud):
     cloud = clean_cloud
     source = cloud.computes[0]
-    (vm,) = cloud.boot(source, 1)   # the host is healthy: its nova-compute service is up
+    (vm,) = cloud.boot(source, 1)  # the host is healthy: its nova-compute service is up
 
     result, output = evacuate(cloud, dict(server=vm["id"]))
 
@@ -199,7 +202,7 @@ def test_novas_still_in_use_answer_becomes_not_fenced(clean_cloud):
     cloud = clean_cloud
     source = cloud.computes[0]
     (vm,) = cloud.boot(source, 1)
-    force_down(cloud, source)           # nova-compute keeps running: the host is healthy
+    force_down(cloud, source)  # nova-compute keeps running: the host is healthy
     conn = cloud.connect()
     evacuator = engine.Engine(_nova.SdkNova(conn))
     (planned,) = [evacuator.plan(vm["id"], expected_source_host=source)]
@@ -212,8 +215,8 @@ def test_novas_still_in_use_answer_becomes_not_fenced(clean_cloud):
     assert record["outcome"] == "failed" and record["kind"] == "not_fenced"
     assert record["reason"].startswith(f"host {source} is not fenced/forced down: Nova says")
     assert "still in use" in record["reason"] and record["attempts"][0]["request_id"] in record["reason"]
-    assert len(record["attempts"]) == 1     # a refusal is not retried
-    assert record["changed"] is False       # our lock was taken and removed again
+    assert len(record["attempts"]) == 1  # a refusal is not retried
+    assert record["changed"] is False  # our lock was taken and removed again
     assert "compute service set --down" in record["next_command"]
     now = server(cloud, vm["id"])
     assert now["OS-EXT-SRV-ATTR:host"] == source and now["status"] == "ACTIVE" and now["locked"] is False
@@ -248,8 +251,7 @@ def test_check_mode_plans_and_changes_nothing(clean_cloud):
     (vm,) = cloud.boot(source, 1)
     fail_and_fence(cloud, source)
 
-    result, output = evacuate(cloud, dict(server=vm["id"], admin_password="n0t-in-output"), check=True,
-                              verbosity=4)
+    result, output = evacuate(cloud, dict(server=vm["id"], admin_password="n0t-in-output"), check=True, verbosity=4)
 
     assert not result.get("failed"), output
     assert result["changed"] is True
@@ -312,8 +314,7 @@ def failed_host(cloud):
     vms = cloud.boot(source, len(PINS))
     fail_and_fence(cloud, source)
     newest = cloud.connect().compute.get_endpoint_data().max_microversion
-    return dict(cloud=cloud, source=source, target=target, newest="%d.%d" % tuple(newest)[:2],
-                vms=dict(zip(PINS, vms)))
+    return dict(cloud=cloud, source=source, target=target, newest="%d.%d" % tuple(newest)[:2], vms=dict(zip(PINS, vms)))
 
 
 def pinned_clouds_yaml(cloud, pin):
@@ -334,9 +335,11 @@ def test_a_pinned_clouds_yaml_does_not_change_what_is_sent(failed_host, faults, 
     vm = failed_host["vms"][pin]
     pin = failed_host["newest"] if pin == "newest" else pin
 
-    result, output = evacuate(cloud, dict(server=vm["id"], expected_source_host=source, target_host=target,
-                                          poll_interval=1),
-                              extra_env=dict(OS_CLIENT_CONFIG_FILE=pinned_clouds_yaml(cloud, pin)))
+    result, output = evacuate(
+        cloud,
+        dict(server=vm["id"], expected_source_host=source, target_host=target, poll_interval=1),
+        extra_env=dict(OS_CLIENT_CONFIG_FILE=pinned_clouds_yaml(cloud, pin)),
+    )
 
     assert not result.get("failed"), f"{result.get('msg')}\n{output}"
     mvs = result["microversions"]
@@ -346,17 +349,14 @@ def test_a_pinned_clouds_yaml_does_not_change_what_is_sent(failed_host, faults, 
     record = result["evacuation"]
     assert record["outcome"] == "recovered", record
     assert record["request"] == {"evacuate": {"host": target}}
-    assert [(r["action"], r["microversion"]) for r in record["request_ids"]] == [
-        ("lock", "2.73"), ("evacuate", "2.94"), ("unlock", "2.1")]
+    assert [(r["action"], r["microversion"]) for r in record["request_ids"]] == [("lock", "2.73"), ("evacuate", "2.94"), ("unlock", "2.1")]
     # What went over the wire, as the fault proxy saw each request's microversion header: the actions at the
     # microversions chosen, every read at the one its kind needs; nothing at the pin unless the engine chose it.
     actions = faults.requests("nova", method="POST", path=f"/servers/{vm['id']}/action$")
     assert [(e["microversion"], e["status"]) for e in actions] == [("2.73", 202), ("2.94", 200), ("2.1", 202)]
-    reads = set((e["path"].split("?")[0].replace(vm["id"], "ID"), e["microversion"])
-                for e in faults.requests("nova", method="GET") if e["microversion"])
+    reads = set((e["path"].split("?")[0].replace(vm["id"], "ID"), e["microversion"]) for e in faults.requests("nova", method="GET") if e["microversion"])
     assert ("/v2.1/servers/ID", "2.96") in reads and ("/v2.1/servers/detail", "2.96") in reads
-    assert reads <= {("/v2.1/servers/ID", "2.96"), ("/v2.1/servers/detail", "2.96"), ("/v2.1/os-migrations", "2.59"),
-                     ("/v2.1/os-services", "2.53")}, reads
+    assert reads <= {("/v2.1/servers/ID", "2.96"), ("/v2.1/servers/detail", "2.96"), ("/v2.1/os-migrations", "2.59"), ("/v2.1/os-services", "2.53")}, reads
     now = server(cloud, vm["id"])
     assert now["OS-EXT-SRV-ATTR:host"] == target and now["status"] == "ACTIVE" and now["locked"] is False
     assert len(evacuations(cloud, vm["id"])) == 1

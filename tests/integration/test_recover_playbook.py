@@ -33,14 +33,12 @@ def playbook(cloud, name, host, tmp_path, check=False, verbosity=0, **extra):
     reports = tmp_path / "reports"
     extra_vars = {"host_recovery_report_root": str(reports), **extra}
     var = "recover_host" if name.startswith("recover") else "restore_host"
-    cmd = [str(DEV_BIN / "ansible-playbook"), "-i", str(cloud.inventory), str(ROOT / "playbooks" / name),
-           "-e", f"{var}={host}", "-e", json.dumps(extra_vars)]
+    cmd = [str(DEV_BIN / "ansible-playbook"), "-i", str(cloud.inventory), str(ROOT / "playbooks" / name), "-e", f"{var}={host}", "-e", json.dumps(extra_vars)]
     if check:
         cmd.append("--check")
     if verbosity:
         cmd.append("-" + "v" * verbosity)
-    proc = subprocess.run(cmd, env=cloud.env(), cwd=ROOT, capture_output=True, text=True, timeout=900,
-                          check=False)
+    proc = subprocess.run(cmd, env=cloud.env(), cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
     output = proc.stdout + proc.stderr
     return proc.returncode, output, report_of(tmp_path, host.split(",")[0])
 
@@ -74,8 +72,7 @@ def service(cloud, host):
 
 def evacuations(cloud, host):
     conn = cloud.connect()
-    body = conn.compute.get(f"/os-migrations?migration_type=evacuation&source_compute={host}",
-                            microversion="2.59").json()
+    body = conn.compute.get(f"/os-migrations?migration_type=evacuation&source_compute={host}", microversion="2.59").json()
     return body["migrations"]
 
 
@@ -111,8 +108,7 @@ def metrics_of(path):
     text = path.read_text()
     promtool = shutil.which("promtool")
     assert promtool, "promtool missing: hack/install.sh installs Debian's prometheus package"
-    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30,
-                          check=False)
+    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), proc.stdout + proc.stderr
     samples = {}
     for line in text.splitlines():
@@ -155,8 +151,7 @@ def core_venvs():
 def tarball(tmp_path_factory):
     """The collection built once from this checkout, as `ansible-galaxy collection build` makes it."""
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([str(DEV_BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(out), str(ROOT)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run([str(DEV_BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(out), str(ROOT)], check=True, capture_output=True, text=True)
     (built,) = out.glob("novaha-recovery-*.tar.gz")
     return built
 
@@ -164,18 +159,43 @@ def tarball(tmp_path_factory):
 def installed_playbook(cloud, venv, tarball, tmp_path, **extra):
     """Install the tarball with the virtualenv's ansible-galaxy, run novaha.recovery.recover_host with its
     ansible-playbook; returns (ansible-core version, returncode, output, report)."""
-    version = subprocess.run([str(venv / "bin" / "python"), "-c", "import ansible.release as r; print(r.__version__)"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import ansible.release as r; print(r.__version__)"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     collections = tmp_path / "collections"
-    subprocess.run([str(venv / "bin" / "ansible-galaxy"), "collection", "install", "-p", str(collections), str(tarball)],
-                   check=True, capture_output=True, text=True, env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    subprocess.run(
+        [str(venv / "bin" / "ansible-galaxy"), "collection", "install", "-p", str(collections), str(tarball)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
+    )
     installed = collections / "ansible_collections" / "novaha" / "recovery"
     assert (installed / "MANIFEST.json").exists() and not installed.is_symlink()
-    env = dict(cloud.env(), ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_PYTHON_INTERPRETER=str(venv / "bin" / "python"),
-               PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
-    proc = subprocess.run([str(venv / "bin" / "ansible-playbook"), "-i", str(cloud.inventory), "novaha.recovery.recover_host",
-                           "-e", f"recover_host={HOST}", "-e", json.dumps({"host_recovery_report_root": str(tmp_path / "reports"), **extra})],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)
+    env = dict(
+        cloud.env(),
+        ANSIBLE_COLLECTIONS_PATH=str(collections),
+        ANSIBLE_PYTHON_INTERPRETER=str(venv / "bin" / "python"),
+        PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    proc = subprocess.run(
+        [
+            str(venv / "bin" / "ansible-playbook"),
+            "-i",
+            str(cloud.inventory),
+            "novaha.recovery.recover_host",
+            "-e",
+            f"recover_host={HOST}",
+            "-e",
+            json.dumps({"host_recovery_report_root": str(tmp_path / "reports"), **extra}),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     return version, proc.returncode, proc.stdout + proc.stderr, report_of(tmp_path, HOST)
 
 
@@ -189,10 +209,9 @@ def test_recover_end_to_end(core, tarball, clean_cloud, tmp_path):
     cloud.fail_host(HOST, power="on")
     assert power_of(cloud, HOST) == "On"
 
-    textfile = tmp_path / "textfile"   # node_exporter's textfile collector directory
+    textfile = tmp_path / "textfile"  # node_exporter's textfile collector directory
     textfile.mkdir()
-    version, rc, output, report = installed_playbook(cloud, venv, tarball, tmp_path,
-                                                     host_recovery_metrics_dir=str(textfile))
+    version, rc, output, report = installed_playbook(cloud, venv, tarball, tmp_path, host_recovery_metrics_dir=str(textfile))
     if core == "oldest":
         assert version.startswith(CLAIMED + "."), (version, CLAIMED)  # the oldest we claim, not another
     assert rc == 0, f"ansible-core {version}:\n{output[-6000:]}"
@@ -242,8 +261,7 @@ def test_recover_end_to_end(core, tarball, clean_cloud, tmp_path):
     assert metric(metrics, "servers", result="recovered") == len(report["servers"]) == len(before)
     assert metric(metrics, "servers", result="failed") == 0
     assert metric(metrics, "servers", result="skipped") == len(report["skipped"])
-    assert {p["name"]: metric(metrics, "phase_seconds", phase=p["name"]) for p in report["phases"]} == {
-        p["name"]: p["seconds"] for p in report["phases"]}
+    assert {p["name"]: metric(metrics, "phase_seconds", phase=p["name"]) for p in report["phases"]} == {p["name"]: p["seconds"] for p in report["phases"]}
     assert metric(metrics, "fencing_seconds") == report["fencing"]["fence_seconds"] >= 0
     last_recovered = max(epoch(s["finished_at"]) for s in report["servers"])
     assert metric(metrics, "time_to_all_recovered_seconds") == last_recovered - epoch(report["started_at"]) > 0
@@ -298,8 +316,7 @@ def test_check_mode_changes_nothing(clean_cloud, tmp_path):
 
     textfile = tmp_path / "textfile"
     textfile.mkdir()
-    rc, output, report = playbook(cloud, "recover-host.yml", HOST, tmp_path, check=True, verbosity=4,
-                                  host_recovery_metrics_dir=str(textfile))
+    rc, output, report = playbook(cloud, "recover-host.yml", HOST, tmp_path, check=True, verbosity=4, host_recovery_metrics_dir=str(textfile))
     assert rc == 0, output
 
     now = servers(cloud)
@@ -362,7 +379,7 @@ def test_restore_refused_while_compute_down(cloud, recovered, tmp_path):
 def test_partial_failure_keeps_host_isolated_and_lists_what_is_left(clean_cloud, tmp_path):
     cloud = clean_cloud
     active = cloud.boot(HOST, count=2)
-    amphora = active.pop()   # named as Octavia names it: left to Octavia by default (test_recovered_by_services.py)
+    amphora = active.pop()  # named as Octavia names it: left to Octavia by default (test_recovered_by_services.py)
     amphora["name"] = f"amphora-{uuid.uuid4()}"
     renamed = cloud.connect().compute.put(f"/servers/{amphora['id']}", json={"server": {"name": amphora["name"]}})
     assert renamed.status_code == 200, renamed.text
@@ -391,8 +408,7 @@ def test_partial_failure_keeps_host_isolated_and_lists_what_is_left(clean_cloud,
     assert "PARTIAL" in last_task_output(output)
     metrics = metrics_of(Path(report["files"]["directory"]) / "metrics.prom")
     assert metric(metrics, "outcome", outcome="partial") == 1 and metric(metrics, "needs_attention") == 1
-    assert (metric(metrics, "servers", result="recovered"), metric(metrics, "servers", result="failed")) == (
-        len(active), 1)
+    assert (metric(metrics, "servers", result="recovered"), metric(metrics, "servers", result="failed")) == (len(active), 1)
     assert ("novaha_recovery_time_to_all_recovered_seconds", frozenset({("host", HOST)})) not in metrics
 
     # The amphora was left on the host for Octavia; each project is told what happened to its servers.
@@ -413,8 +429,7 @@ def test_partial_failure_keeps_host_isolated_and_lists_what_is_left(clean_cloud,
     assert "## Projects" in markdown and f"| `{admin_project}` | 2 | 1 | 0 | 0 | 1 | octavia: 1 | - |" in markdown
     assert f"| `{member_project}` | 1 | 0 | 1 | 0 | 0 | - | paused-1 |" in markdown
     assert skipped["next_command"] in markdown
-    assert f"<td><code>{member_project}</code></td><td>1</td><td>0</td><td>1</td>" in (
-        directory / "report.html").read_text()
+    assert f"<td><code>{member_project}</code></td><td>1</td><td>0</td><td>1</td>" in (directory / "report.html").read_text()
 
 
 def test_two_failed_hosts_are_both_recovered_and_the_partial_one_is_named(clean_cloud, tmp_path):
@@ -427,8 +442,7 @@ def test_two_failed_hosts_are_both_recovered_and_the_partial_one_is_named(clean_
     cloud.fail_host(second, power="on")
 
     # Two of three computes down is above the default partition guard (50 %): the operator raises it.
-    rc, output, _report = playbook(cloud, "recover-host.yml", f"{first},{second}", tmp_path,
-                                   host_recovery_max_down_percent=70)
+    rc, output, _report = playbook(cloud, "recover-host.yml", f"{first},{second}", tmp_path, host_recovery_max_down_percent=70)
     assert rc != 0, output
 
     # Both hosts fenced and isolated; every evacuable server on node-27, the paused one left on node-28.

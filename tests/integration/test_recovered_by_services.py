@@ -33,8 +33,7 @@ def test_an_amphora_is_left_to_octavia_and_evacuated_with_the_option_empty(clean
     assert not first.get("failed") and first["summary"]["recovered"] == 1, first["msg"]
     assert [s["id"] for s in first["servers"]] == [web["id"]]
     (skipped,) = first["skipped"]
-    assert (skipped["id"], skipped["name"], skipped["kind"], skipped["service"]) == (
-        amphora["id"], amphora["name"], "recovered_by_service", "octavia")
+    assert (skipped["id"], skipped["name"], skipped["kind"], skipped["service"]) == (amphora["id"], amphora["name"], "recovered_by_service", "octavia")
     assert skipped["reason"].startswith("left alone: octavia recovers it by itself (recovered_by_services[0]: ")
     assert skipped["next_command"].startswith(f"openstack server evacuate {amphora['id']} ")
     now = servers(cloud)

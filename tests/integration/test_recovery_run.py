@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from recovery_helpers import (HOST, LOCK_PREFIX, assert_recovered_once, boot, command, evacuations, kill, reports_of,
-                              run, servers, service, set_service, stamp)
+from recovery_helpers import HOST, LOCK_PREFIX, assert_recovered_once, boot, command, evacuations, kill, reports_of, run, servers, service, set_service, stamp
 
 pytestmark = pytest.mark.slow
 
@@ -25,18 +24,15 @@ pytestmark = pytest.mark.slow
 
 # Killed while evacuating: the whole tree in `make test`; only ansible-playbook with the chaos runs (`make chaos`),
 # whose fast subset kills only ansible-playbook in the verify phase.
-@pytest.mark.parametrize("whole_tree", [True, pytest.param(False, marks=[pytest.mark.chaos, pytest.mark.chaos_only])],
-                         ids=["pod-gone", "playbook-killed"])
+@pytest.mark.parametrize("whole_tree", [True, pytest.param(False, marks=[pytest.mark.chaos, pytest.mark.chaos_only])], ids=["pod-gone", "playbook-killed"])
 def test_controller_killed_while_evacuating_then_the_same_command_completes(clean_cloud, tmp_path, whole_tree):
     cloud = clean_cloud
     before = boot(cloud)
     cloud.fail_host(HOST, power="on")
     # The same command both times; a short lease so that a dead run's heartbeat goes stale in seconds.
-    extra = dict(host_recovery_lease=20, host_recovery_verify_timeout=15, host_recovery_max_parallel=1,
-                 host_recovery_poll_interval=2)
+    extra = dict(host_recovery_lease=20, host_recovery_verify_timeout=15, host_recovery_max_parallel=1, host_recovery_poll_interval=2)
     cmd = command(cloud, "recover-host.yml", HOST, tmp_path / "reports", **extra)
-    first = subprocess.Popen(cmd, env=cloud.env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    first = subprocess.Popen(cmd, env=cloud.env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         migs = evacuations(cloud)
@@ -75,8 +71,7 @@ def test_two_runs_started_together_only_one_evacuates(clean_cloud, tmp_path):
     procs = []
     for name in ("alert", "operator"):
         cmd = command(cloud, "recover-host.yml", HOST, tmp_path / name, **extra)
-        procs.append(subprocess.Popen(cmd, env=cloud.env(), cwd=ROOT, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, start_new_session=True))
+        procs.append(subprocess.Popen(cmd, env=cloud.env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True))
         time.sleep(0.3)
     outputs = [p.communicate(timeout=900)[0] for p in procs]
     codes = [p.returncode for p in procs]
@@ -90,8 +85,7 @@ def test_two_runs_started_together_only_one_evacuates(clean_cloud, tmp_path):
     lost = [o for o in outputs if "claimed host node-28 at the same moment" in o]
     assert len(waited) + len(lost) >= 1, outputs
     if lost:
-        (loser,) = [r for name in ("alert", "operator") for r in reports_of(tmp_path / name)
-                    if "at the same moment" in (r["reason"] or "")]
+        (loser,) = [r for name in ("alert", "operator") for r in reports_of(tmp_path / name) if "at the same moment" in (r["reason"] or "")]
         assert loser["outcome"] == "aborted" and loser["rollback"]["performed"] is False
 
 
@@ -101,8 +95,7 @@ def test_a_stale_marker_of_a_gone_controller_is_taken_over(clean_cloud, tmp_path
     cloud.fail_host(HOST, power="on")
     # A run in an AWX pod that is gone: another host name, a heartbeat ten minutes old.
     dead_start = stamp(700)
-    dead = (f"novaha.recovery run deadrun01 evacuating ctl awx-job-gone@0badc0de start {dead_start} "
-            f"beat {stamp(600)} lease 300; was: enabled")
+    dead = f"novaha.recovery run deadrun01 evacuating ctl awx-job-gone@0badc0de start {dead_start} beat {stamp(600)} lease 300; was: enabled"
     set_service(cloud, {"status": "disabled", "disabled_reason": dead, "forced_down": True})
 
     rc, output = run(cloud, "recover-host.yml", HOST, tmp_path / "reports")
@@ -132,8 +125,7 @@ def test_an_operators_reason_survives_recovery_and_restore(clean_cloud, tmp_path
     rc, output = run(cloud, "restore-host.yml", HOST, tmp_path / "reports")
     assert rc == 0, output
     svc = service(cloud)
-    assert (svc["forced_down"], svc["status"], svc["disabled_reason"]) == (False, "disabled",
-                                                                           "RMA-4711, do not enable")
+    assert (svc["forced_down"], svc["status"], svc["disabled_reason"]) == (False, "disabled", "RMA-4711, do not enable")
     assert "left disabled with the reason it had before the recovery: RMA-4711, do not enable" in output
 
 

@@ -71,8 +71,7 @@ def test_the_caches_of_gone_runs_are_removed_and_their_tokens_revoked(cloud, tmp
 
     def cache_of(run_id):
         path = caches / f"novaha-recovery-{run_id}.token"
-        result, output = run_module(cloud, "novaha.recovery.os_host_info",
-                                    dict(cloud=cloud.admin_cloud, host=HOST, auth_cache=str(path)))
+        result, output = run_module(cloud, "novaha.recovery.os_host_info", dict(cloud=cloud.admin_cloud, host=HOST, auth_cache=str(path)))
         assert not result.get("failed"), output
         return path, cached_tokens(path)[0]
 
@@ -88,8 +87,7 @@ def test_the_caches_of_gone_runs_are_removed_and_their_tokens_revoked(cloud, tmp
     expired.chmod(0o600)
 
     mine = caches / "novaha-recovery-next01.token"
-    result, output = run_module(cloud, "novaha.recovery.os_auth_cache",
-                                dict(cloud=cloud.admin_cloud, auth_cache=str(mine), state="pruned"))
+    result, output = run_module(cloud, "novaha.recovery.os_auth_cache", dict(cloud=cloud.admin_cloud, auth_cache=str(mine), state="pruned"))
     assert not result.get("failed"), output
     assert result["changed"] is True
     removed = {r["run_id"]: r for r in result["removed"]}
@@ -104,8 +102,7 @@ def test_the_caches_of_gone_runs_are_removed_and_their_tokens_revoked(cloud, tmp
 
     # A run that ends revokes its own token and removes its file.
     my_token = cached_tokens(mine)[0]
-    result, output = run_module(cloud, "novaha.recovery.os_auth_cache",
-                                dict(cloud=cloud.admin_cloud, auth_cache=str(mine), state="absent"))
+    result, output = run_module(cloud, "novaha.recovery.os_auth_cache", dict(cloud=cloud.admin_cloud, auth_cache=str(mine), state="absent"))
     assert not result.get("failed"), output
     assert result["removed"][0]["revoked"] == 1 and not mine.exists()
     assert token_status(cloud, my_token) == 404
@@ -118,8 +115,7 @@ def test_the_caches_of_gone_runs_are_removed_and_their_tokens_revoked(cloud, tmp
 
 
 def run_env(cloud, home):
-    return dict(cloud.env(), HOME=str(home), ANSIBLE_SHOW_CUSTOM_STATS="1",
-                ANSIBLE_LOCAL_TEMP=str(home / ".ansible" / "tmp"))
+    return dict(cloud.env(), HOME=str(home), ANSIBLE_SHOW_CUSTOM_STATS="1", ANSIBLE_LOCAL_TEMP=str(home / ".ansible" / "tmp"))
 
 
 def recovery_playbook(cloud, tmp_path, log, keep_server=None):
@@ -127,23 +123,44 @@ def recovery_playbook(cloud, tmp_path, log, keep_server=None):
     DEBUG log; then, with keep_server, that server (excluded from the role) evacuated with an admin password."""
     debug = dict(sdk_log_path=str(log), sdk_log_level="DEBUG")
     modules = ["os_auth_cache", "os_fence_check", "os_host_info", "os_compute_service", "os_recovery_run"]
-    plays = [{
-        "name": "Recover", "hosts": HOST, "gather_facts": False,
-        "vars": {"ansible_python_interpreter": sys.executable},
-        "module_defaults": dict((f"novaha.recovery.{m}", debug) for m in modules),
-        "roles": [{"role": "novaha.recovery.host_recovery", "vars": {
-            "host_recovery_host": HOST, "host_recovery_report_root": str(tmp_path / "reports"),
-            "host_recovery_service_down_timeout": 90,
-            "host_recovery_exclude": {"metadata": {"keep": "yes"}}}}],
-    }]
+    plays = [
+        {
+            "name": "Recover",
+            "hosts": HOST,
+            "gather_facts": False,
+            "vars": {"ansible_python_interpreter": sys.executable},
+            "module_defaults": dict((f"novaha.recovery.{m}", debug) for m in modules),
+            "roles": [
+                {
+                    "role": "novaha.recovery.host_recovery",
+                    "vars": {
+                        "host_recovery_host": HOST,
+                        "host_recovery_report_root": str(tmp_path / "reports"),
+                        "host_recovery_service_down_timeout": 90,
+                        "host_recovery_exclude": {"metadata": {"keep": "yes"}},
+                    },
+                }
+            ],
+        }
+    ]
     if keep_server:
-        plays.append({
-            "name": "Evacuate the kept server with an admin password", "hosts": "localhost", "gather_facts": False,
-            "connection": "local", "vars": {"ansible_python_interpreter": sys.executable},
-            "tasks": [{"name": "Evacuate it", "novaha.recovery.os_instance_evacuate": dict(
-                debug, cloud=cloud.admin_cloud, server=keep_server, expected_source_host=HOST,
-                admin_password=ADMIN_PASSWORD)}],
-        })
+        plays.append(
+            {
+                "name": "Evacuate the kept server with an admin password",
+                "hosts": "localhost",
+                "gather_facts": False,
+                "connection": "local",
+                "vars": {"ansible_python_interpreter": sys.executable},
+                "tasks": [
+                    {
+                        "name": "Evacuate it",
+                        "novaha.recovery.os_instance_evacuate": dict(
+                            debug, cloud=cloud.admin_cloud, server=keep_server, expected_source_host=HOST, admin_password=ADMIN_PASSWORD
+                        ),
+                    }
+                ],
+            }
+        )
     path = tmp_path / "recover.yml"
     path.write_text(json.dumps(plays))
     return [str(DEV_BIN / "ansible-playbook"), "-i", str(cloud.inventory), str(path)]
@@ -169,8 +186,7 @@ def test_a_recovery_shows_and_writes_no_secret_and_leaves_no_token(clean_cloud, 
     (kept,) = cloud.boot(HOST, count=1, metadata={"keep": "yes"})
 
     # A run killed in its preflight (it waits for Nova to report the host down): its token cache stays behind.
-    killed = subprocess.Popen(recovery_playbook(cloud, tmp_path, log), env=run_env(cloud, home),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = subprocess.Popen(recovery_playbook(cloud, tmp_path, log), env=run_env(cloud, home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not list(caches.glob("novaha-recovery-*.token")) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -192,8 +208,14 @@ def test_a_recovery_shows_and_writes_no_secret_and_leaves_no_token(clean_cloud, 
     watcher = threading.Thread(target=watch_caches, args=(caches, seen, stop), daemon=True)
     watcher.start()
     try:
-        proc = subprocess.run(recovery_playbook(cloud, tmp_path, log, keep_server=kept["id"]) + ["-vvvv"],
-                              env=run_env(cloud, home), capture_output=True, text=True, timeout=900, check=False)
+        proc = subprocess.run(
+            recovery_playbook(cloud, tmp_path, log, keep_server=kept["id"]) + ["-vvvv"],
+            env=run_env(cloud, home),
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
     finally:
         stop.set()
         watcher.join()

@@ -8,24 +8,26 @@ local_ephemeral=skip leaves the local ones alone; a volume in error before the r
 
 import pytest
 
-from localcloud import volumes  # tests/localcloud is on sys.path (conftest)
 from conftest import run_module
+from localcloud import volumes  # tests/localcloud is on sys.path (conftest)
 from recovery_helpers import set_service
 
-FAILED = "node-28"     # a host of the shared store (node-27 and node-28 share, node-31 is local)
-TARGET = "node-27"     # shares the store with FAILED: the shared server finds its disk there
-LOCAL = {"novaha_fake:instance_store": "local"}    # the fake hypervisor keeps this server's disk off the share
-DECLARED = {"names": ["shared-*"]}                 # what the operator declares on shared storage
+FAILED = "node-28"  # a host of the shared store (node-27 and node-28 share, node-31 is local)
+TARGET = "node-27"  # shares the store with FAILED: the shared server finds its disk there
+LOCAL = {"novaha_fake:instance_store": "local"}  # the fake hypervisor keeps this server's disk off the share
+DECLARED = {"names": ["shared-*"]}  # what the operator declares on shared storage
 LOSS = "2 of 4 servers to evacuate lose data on local disks"
 
 
 def boot_four(cloud):
     """The four servers on FAILED, each with a port; returns {name: record} with the disk token of each."""
     servers = {}
-    for name, opts in (("bfv", dict(boot_from_volume=True, data_volume=True, metadata=LOCAL)),
-                       ("shared", dict()),
-                       ("local", dict(metadata=LOCAL)),
-                       ("local-data", dict(data_volume=True, metadata=LOCAL))):
+    for name, opts in (
+        ("bfv", dict(boot_from_volume=True, data_volume=True, metadata=LOCAL)),
+        ("shared", dict()),
+        ("local", dict(metadata=LOCAL)),
+        ("local-data", dict(data_volume=True, metadata=LOCAL)),
+    ):
         (record,) = cloud.boot(FAILED, name=name, port=True, **opts)
         record["token"] = cloud.disk_token(FAILED, record["id"], private=name != "shared")
         assert record["token"], name
@@ -36,8 +38,7 @@ def boot_four(cloud):
 
 
 def evacuate(cloud, check=False, **args):
-    base = dict(cloud=cloud.admin_cloud, host=FAILED, target_hosts=[TARGET], shared_storage=DECLARED, poll_interval=1,
-                timeout=300)
+    base = dict(cloud=cloud.admin_cloud, host=FAILED, target_hosts=[TARGET], shared_storage=DECLARED, poll_interval=1, timeout=300)
     base.update(args)
     return run_module(cloud, "novaha.recovery.os_host_evacuate", base, check=check)
 
@@ -79,8 +80,7 @@ def test_each_kind_planned_then_recovered_with_its_volumes_and_ports_on_the_new_
     cloud = clean_cloud
     plan, output = evacuate(cloud, check=True)
     kinds = dict((name, entry["storage"]["kind"]) for name, entry in by_name(plan, "plan").items())
-    assert kinds == {"bfv": "boot_from_volume", "shared": "shared_instance_store", "local": "local_ephemeral",
-                     "local-data": "local_ephemeral"}, kinds
+    assert kinds == {"bfv": "boot_from_volume", "shared": "shared_instance_store", "local": "local_ephemeral", "local-data": "local_ephemeral"}, kinds
     planned = by_name(plan, "plan")
     assert planned["bfv"]["storage"]["data_volumes"] and planned["bfv"]["storage"]["root_volume"]
     assert len(planned["local-data"]["storage"]["data_volumes"]) == 1
@@ -116,21 +116,18 @@ def test_each_kind_planned_then_recovered_with_its_volumes_and_ports_on_the_new_
         assert token_after(cloud, name, four[name]) not in (None, four[name]["token"]), name
 
 
-def test_at_microversion_2_13_on_shared_storage_is_sent_per_server_and_an_unusable_volume_refuses_its_server(
-        clean_cloud, four):
+def test_at_microversion_2_13_on_shared_storage_is_sent_per_server_and_an_unusable_volume_refuses_its_server(clean_cloud, four):
     cloud = clean_cloud
     conn = cloud.connect(internal=True)
     (data_volume,) = four["local-data"]["volumes"]
-    response = conn.block_storage.post(f"/volumes/{data_volume}/action",
-                                       json={"os-reset_status": {"status": "error"}})
+    response = conn.block_storage.post(f"/volumes/{data_volume}/action", json={"os-reset_status": {"status": "error"}})
     assert response.status_code == 202, response.text
     try:
         result, _output = evacuate(cloud, microversion="2.13", fail_on_partial=False)
     finally:  # attached and in error, the volume would outlive the cloud's reset
         conn.block_storage.post(f"/volumes/{data_volume}/action", json={"os-reset_status": {"status": "in-use"}})
     entries = by_name(result)
-    sent = dict((name, entry["request"]["evacuate"].get("onSharedStorage")) for name, entry in entries.items()
-                if entry["request"])
+    sent = dict((name, entry["request"]["evacuate"].get("onSharedStorage")) for name, entry in entries.items() if entry["request"])
     assert sent == {"bfv": False, "shared": True, "local": False}, sent
     refused = entries["local-data"]
     assert refused["outcome"] == "refused" and refused["kind"] == "volume_unusable"
@@ -145,8 +142,7 @@ def test_at_microversion_2_13_on_shared_storage_is_sent_per_server_and_an_unusab
     assert body["OS-EXT-SRV-ATTR:host"] == FAILED  # not touched
 
 
-def test_cinder_failing_novas_attachment_updates_is_ridden_out_by_nova_or_reported_with_cinders_words(
-        clean_cloud, faults):
+def test_cinder_failing_novas_attachment_updates_is_ridden_out_by_nova_or_reported_with_cinders_words(clean_cloud, faults):
     """Nova sends an attachment update again on a 500 or 504 (nova/volume/cinder.py, up to 5 tries): a few
     failures are ridden out; Cinder failing every time fails the server, and the record says what Cinder said."""
     cloud = clean_cloud

@@ -18,8 +18,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._concurrency impor
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS_FILE = ROOT / "extensions" / "awx" / "novaha_recovery.awx.yml"
 ASSETS = yaml.safe_load(ASSETS_FILE.read_text())
-ROLE_OPTIONS = yaml.safe_load((ROOT / "roles" / "host_recovery" / "meta" / "argument_specs.yml").read_text())[
-    "argument_specs"]["main"]["options"]
+ROLE_OPTIONS = yaml.safe_load((ROOT / "roles" / "host_recovery" / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
 # Inputs of playbooks/recover-host.yml itself (not role options).
 PLAYBOOK_INPUTS = {"recover_host"}
 # Natural keys by type, as awxkit builds them (organization-scoped assets carry the organization).
@@ -34,8 +33,12 @@ NATURAL_KEY_FIELDS = {
     "organization": ("name",),
 }
 # Created by the operator before the import (the file's header says so).
-SITE_SPECIFIC = {("organization", "Default"), ("project", "novaha.recovery"),
-                 ("inventory", "OpenStack compute hosts"), ("credential", "novaha BMC fence account")}
+SITE_SPECIFIC = {
+    ("organization", "Default"),
+    ("project", "novaha.recovery"),
+    ("inventory", "OpenStack compute hosts"),
+    ("credential", "novaha BMC fence account"),
+}
 SURVEY_TYPES = {"text", "textarea", "password", "integer", "float", "multiplechoice", "multiselect"}
 
 
@@ -57,10 +60,22 @@ def references(node):
 
 
 def test_only_resources_awx_import_knows():
-    assert set(ASSETS) <= {"users", "organizations", "teams", "credential_types", "credentials",
-                           "notification_templates", "projects", "inventory", "inventory_sources",
-                           "job_templates", "workflow_job_templates", "execution_environments",
-                           "applications", "schedules"}
+    assert set(ASSETS) <= {
+        "users",
+        "organizations",
+        "teams",
+        "credential_types",
+        "credentials",
+        "notification_templates",
+        "projects",
+        "inventory",
+        "inventory_sources",
+        "job_templates",
+        "workflow_job_templates",
+        "execution_environments",
+        "applications",
+        "schedules",
+    }
     assert set(ASSETS) >= {"credential_types", "notification_templates", "job_templates"}
 
 
@@ -122,8 +137,7 @@ def test_survey_asks_host_parallelism_and_fence_policy_and_launch_asks_dry_run()
     assert job["job_type"] == "run" and job["ask_job_type_on_launch"] is True
     spec = job["related"]["survey_spec"]
     questions = {q["variable"]: q for q in spec["spec"]}
-    assert set(questions) == {"recover_host", "host_recovery_max_parallel",
-                              "host_recovery_fence", "host_recovery_attest_powered_off"}
+    assert set(questions) == {"recover_host", "host_recovery_max_parallel", "host_recovery_fence", "host_recovery_attest_powered_off"}
     assert questions["recover_host"]["required"] is True and questions["recover_host"]["default"] == ""
     for variable, question in questions.items():
         assert question["type"] in SURVEY_TYPES, variable

@@ -54,8 +54,7 @@ def test_both_rulebooks_judge_alerts_the_same_way():
         assert {k: v for k, v in mine.items() if k != "action"} == {k: v for k, v in theirs.items() if k != "action"}
     recover_playbook = playbook["rules"][1]["action"]["run_playbook"]
     recover_job = job_template["rules"][1]["action"]["run_job_template"]
-    assert recover_playbook["extra_vars"] == recover_job["job_args"]["extra_vars"] == {
-        "recover_host": "{{ event.host }}"}
+    assert recover_playbook["extra_vars"] == recover_job["job_args"]["extra_vars"] == {"recover_host": "{{ event.host }}"}
     assert recover_playbook["name"] == "novaha.recovery.recover_host"
     assert collection.has_playbook("novaha.recovery", "recover_host")
     assert playbook["rules"][0]["action"] == job_template["rules"][0]["action"]

@@ -18,16 +18,20 @@ EE_FILE = ROOT / "meta" / "execution-environment.yml"
 def test_ansible_builder_create_writes_a_complete_context(tmp_path):
     version = yaml.safe_load((ROOT / "galaxy.yml").read_text())["version"]
     tarballs = ROOT / "build" / "ee"  # where the EE definition takes the collection from
-    build = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", "--force",
-                            "--output-path", str(tarballs), str(ROOT)],
-                           capture_output=True, text=True, check=False)
+    build = subprocess.run(
+        [str(BIN / "ansible-galaxy"), "collection", "build", "--force", "--output-path", str(tarballs), str(ROOT)], capture_output=True, text=True, check=False
+    )
     assert build.returncode == 0, build.stdout + build.stderr
     tarball = f"novaha-recovery-{version}.tar.gz"
 
     context = tmp_path / "context"
-    create = subprocess.run([str(BIN / "ansible-builder"), "create", "--file", str(EE_FILE),
-                             "--context", str(context), "--output-filename", "Containerfile"],
-                            cwd=tmp_path, capture_output=True, text=True, check=False)
+    create = subprocess.run(
+        [str(BIN / "ansible-builder"), "create", "--file", str(EE_FILE), "--context", str(context), "--output-filename", "Containerfile"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert create.returncode == 0, create.stdout + create.stderr
     assert "No matches" not in create.stdout + create.stderr
 

@@ -18,19 +18,16 @@ RULES = ROOT / "extensions" / "prometheus" / "rules"
 TESTS = ROOT / "tests" / "prometheus"
 EDA_VARS = yaml.safe_load((ROOT / "extensions" / "eda" / "vars" / "recover_host.example.yml").read_text())
 PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package prometheus; "
-                                                             "hack/install.sh installs it)")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package prometheus; hack/install.sh installs it)")
 
 
 def promtool(*args, cwd=ROOT):
-    proc = subprocess.run([PROMTOOL, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=60,
-                          check=False)
+    proc = subprocess.run([PROMTOOL, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
     return proc.returncode, proc.stdout + proc.stderr
 
 
 def alerts(name):
-    return {rule["alert"]: rule for group in yaml.safe_load((RULES / name).read_text())["groups"]
-            for rule in group["rules"]}
+    return {rule["alert"]: rule for group in yaml.safe_load((RULES / name).read_text())["groups"] for rule in group["rules"]}
 
 
 @needs_promtool
@@ -55,11 +52,15 @@ def test_every_rules_file_has_its_tests():
 
 
 @needs_promtool
-@pytest.mark.parametrize("rules, change", [
-    ("nova_compute_down.yml", ("for: 3m", "for: 1m")),                              # a restart would fence a host
-    ("nova_compute_down.yml", (', adminState="enabled"', "")),                      # never resolves once isolated
-    ("novaha_recovery.yml", ("novaha_recovery_needs_attention == 1", "novaha_recovery_needs_attention >= 0")),
-], ids=["for-too-short", "disabled-alerts", "attention-always"])
+@pytest.mark.parametrize(
+    "rules, change",
+    [
+        ("nova_compute_down.yml", ("for: 3m", "for: 1m")),  # a restart would fence a host
+        ("nova_compute_down.yml", (', adminState="enabled"', "")),  # never resolves once isolated
+        ("novaha_recovery.yml", ("novaha_recovery_needs_attention == 1", "novaha_recovery_needs_attention >= 0")),
+    ],
+    ids=["for-too-short", "disabled-alerts", "attention-always"],
+)
 def test_the_promtool_tests_fail_a_wrong_rule(tmp_path, rules, change):
     """The tests above can fail: the same tests against a rule with one mistake in it."""
     (tmp_path / "rules").mkdir()
@@ -83,19 +84,39 @@ def test_the_dead_compute_alert_is_the_one_the_rulebooks_recover_from():
         assert source["filters"] == [{"novaha.recovery.alertmanager_alerts": {"host_label": "host"}}], rulebook
     assert rule["labels"]["host"] == "{{ $labels.hostname }}"
     assert re.search(r'\bopenstack_nova_agent_state\{[^}]*service="nova-compute"', rule["expr"])
-    # docs/automation.md quotes the shipped rule: the same expression and wait.
-    automation = (ROOT / "docs" / "automation.md").read_text()
-    assert "expr: %s\n  for: %s\n" % (rule["expr"], rule["for"]) in automation
+    # The automation guide quotes the shipped rule: the same expression and wait, on consecutive lines.
+    lines = [line.strip() for line in (ROOT / "docs" / "docsite" / "rst" / "automation.rst").read_text().splitlines()]
+    quoted = ["expr: %s" % rule["expr"], "for: %s" % rule["for"]]
+    assert any(lines[i : i + 2] == quoted for i in range(len(lines))), quoted
 
 
 def test_the_example_alerts_never_start_a_recovery_and_read_metrics_the_runs_write():
     examples = alerts("novaha_recovery.yml")
     assert examples and not set(examples) & set(EDA_VARS["novaha_alertnames"])
-    server = dict(id="s1", name="web-1", outcome="recovered", verified=True, locked_by_us=False,
-                  before=dict(host="node-28"), after=dict(host="node-27"), finished_at="2025-11-22T00:23:08Z")
-    written = _metrics.render_metrics(dict(
-        host="node-28", run_id="r1", outcome="recovered", check_mode=False, started_at="2025-11-22T00:21:56Z",
-        finished_at="2025-11-22T00:23:18Z", servers=[server], skipped=[], phases=[], fencing={}))
+    server = dict(
+        id="s1",
+        name="web-1",
+        outcome="recovered",
+        verified=True,
+        locked_by_us=False,
+        before=dict(host="node-28"),
+        after=dict(host="node-27"),
+        finished_at="2025-11-22T00:23:08Z",
+    )
+    written = _metrics.render_metrics(
+        dict(
+            host="node-28",
+            run_id="r1",
+            outcome="recovered",
+            check_mode=False,
+            started_at="2025-11-22T00:21:56Z",
+            finished_at="2025-11-22T00:23:18Z",
+            servers=[server],
+            skipped=[],
+            phases=[],
+            fencing={},
+        )
+    )
     names = set(re.findall(r"^(novaha_recovery_\w+)\{", written, re.M))
     for name, rule in examples.items():
         used = set(re.findall(r"\bnovaha_recovery_\w+", rule["expr"]))

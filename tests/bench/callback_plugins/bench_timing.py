@@ -1,4 +1,6 @@
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: (c) 2025, novaha.recovery contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The benchmark's task timer: where the playbook's wall time goes, task by task."""
 
 from __future__ import annotations
@@ -41,8 +43,7 @@ class CallbackModule(CallbackBase):
 
     def _record(self, result, status):
         started, name = self._started.get(result._task._uuid, (time.time(), result._task.get_name()))
-        self._records.append({'task': name, 'action': result._task.action, 'status': status,
-                              'start': started, 'end': time.time()})
+        self._records.append({'task': name, 'action': result._task.action, 'status': status, 'start': started, 'end': time.time()})
 
     def v2_runner_on_ok(self, result, **kwargs):
         self._record(result, 'ok')

@@ -24,20 +24,20 @@ def _metadata(pairs):
 
 
 def _fault_parser(sub):
-    fault = sub.add_parser("fault", help="faults of the fault proxy in front of the public endpoints and BMCs",
-                           description="Rules of the fault proxy (test tooling, see localcloud/faultrules.py): "
-                                       "what it does to which requests, and when.")
+    fault = sub.add_parser(
+        "fault",
+        help="faults of the fault proxy in front of the public endpoints and BMCs",
+        description="Rules of the fault proxy (test tooling, see localcloud/faultrules.py): what it does to which requests, and when.",
+    )
     verbs = fault.add_subparsers(dest="verb", required=True)
     add = verbs.add_parser("add", help="add a rule; prints it with its id")
-    add.add_argument("service",
-                     help="keystone, nova, placement, glance, cinder, bmc-<host>, or a pattern (bmc-*, *)")
+    add.add_argument("service", help="keystone, nova, placement, glance, cinder, bmc-<host>, or a pattern (bmc-*, *)")
     add.add_argument("action", choices=("error", "reset", "hang", "delay"))
     add.add_argument("--status", type=int, help="HTTP status of an error (default 503)")
     add.add_argument("--body", help="body of an error (default: the service's own JSON error shape)")
     add.add_argument("--delay", type=float, metavar="S", help="seconds a delay adds")
     add.add_argument("--hang-max", type=float, metavar="S", help="a hang ends after S seconds at most")
-    add.add_argument("--phase", choices=("request", "response"),
-                     help="request (default): the service never sees it; response: its answer is lost/late")
+    add.add_argument("--phase", choices=("request", "response"), help="request (default): the service never sees it; response: its answer is lost/late")
     add.add_argument("--method", action="append", help="HTTP method (repeat for several; default any)")
     add.add_argument("--path", metavar="REGEX", help="searched in the request's path and query")
     add.add_argument("--rate", type=float, help="probability of the fault per matching request (default 1)")
@@ -57,15 +57,14 @@ def _fault_parser(sub):
 
 def _fault(args):
     from .faultclient import FaultClient, FaultProxyError
+
     info = cloud.load_info()
     if "faultproxy" not in info:
-        raise proc.CloudError("this local cloud has no fault proxy (started before it existed): "
-                              "run 'localcloud down' and 'localcloud up'")
+        raise proc.CloudError("this local cloud has no fault proxy (started before it existed): run 'localcloud down' and 'localcloud up'")
     client = FaultClient(info["faultproxy"]["control"])
     try:
         if args.verb == "add":
-            fields = ("status", "body", "delay", "hang_max", "phase", "path", "rate", "seed", "count", "skip",
-                      "window")
+            fields = ("status", "body", "delay", "hang_max", "phase", "path", "rate", "seed", "count", "skip", "window")
             rule = {name: getattr(args, name) for name in fields}
             rule["method"] = args.method
             print(json.dumps(client.add(args.service, args.action, **rule)))
@@ -81,26 +80,30 @@ def _fault(args):
                 print(json.dumps(entries, indent=2))
             for entry in [] if args.json else entries:
                 fault = entry["fault"]
-                print(f"{entry['seq']:6} {entry['service']:14} {entry['method']:7} {entry['status'] or '-'!s:4} "
-                      f"{'fwd' if entry['forwarded'] else '---'} "
-                      f"{fault['action'] + '@' + fault['phase'] + '#' + str(fault['rule']) if fault else '':22} "
-                      f"{entry['duration']:7.3f}s {entry['path']}")
+                print(
+                    f"{entry['seq']:6} {entry['service']:14} {entry['method']:7} {entry['status'] or '-'!s:4} "
+                    f"{'fwd' if entry['forwarded'] else '---'} "
+                    f"{fault['action'] + '@' + fault['phase'] + '#' + str(fault['rule']) if fault else '':22} "
+                    f"{entry['duration']:7.3f}s {entry['path']}"
+                )
     except FaultProxyError as exc:
         raise proc.CloudError(str(exc)) from None
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="localcloud", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="localcloud", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the cloud (fresh state)")
     up.add_argument("--computes", nargs="+", default=list(config.DEFAULT_COMPUTES), metavar="HOST")
-    up.add_argument("--spawn-delay", type=float, default=0.0, metavar="S",
-                    help="seconds each boot or evacuation rebuild takes on the fake hypervisor")
-    up.add_argument("--shared-store", metavar="HOST,HOST", default=os.environ.get("NOVAHA_LOCALCLOUD_SHARED_STORE"),
-                    help="computes whose instance store is one common directory, as on NFS or RBD: an "
-                         "evacuation between them keeps the disk ('none': every store local; default "
-                         "$NOVAHA_LOCALCLOUD_SHARED_STORE, else every compute but the last)")
+    up.add_argument("--spawn-delay", type=float, default=0.0, metavar="S", help="seconds each boot or evacuation rebuild takes on the fake hypervisor")
+    up.add_argument(
+        "--shared-store",
+        metavar="HOST,HOST",
+        default=os.environ.get("NOVAHA_LOCALCLOUD_SHARED_STORE"),
+        help="computes whose instance store is one common directory, as on NFS or RBD: an "
+        "evacuation between them keeps the disk ('none': every store local; default "
+        "$NOVAHA_LOCALCLOUD_SHARED_STORE, else every compute but the last)",
+    )
     sub.add_parser("down", help="stop every process of the cloud")
     status = sub.add_parser("status", help="what runs; exit 1 unless every service is up")
     status.add_argument("--quiet", action="store_true")
@@ -113,18 +116,15 @@ def main(argv=None):
     boot = sub.add_parser("boot", help="boot servers onto a host; prints them as JSON")
     boot.add_argument("--host", required=True)
     boot.add_argument("--count", type=int, default=1)
-    boot.add_argument("--status", default="ACTIVE",
-                      choices=("ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED", "ERROR"))
+    boot.add_argument("--status", default="ACTIVE", choices=("ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED", "ERROR"))
     boot.add_argument("--locked", action="store_true")
     boot.add_argument("--metadata", action="append", metavar="KEY=VALUE")
-    boot.add_argument("--server-group", choices=("anti-affinity", "affinity", "soft-anti-affinity",
-                                                 "soft-affinity"))
+    boot.add_argument("--server-group", choices=("anti-affinity", "affinity", "soft-anti-affinity", "soft-affinity"))
     boot.add_argument("--project", choices=("admin", "member"), default="admin")
     boot.add_argument("--flavor", default="m1.tiny")
     boot.add_argument("--name", help="name prefix (default HOST-vm)")
     boot.add_argument("--port", action="store_true", help="boot on a pre-created stub port")
-    boot.add_argument("--boot-from-volume", action="store_true",
-                      help="the root disk is a Cinder volume created from the image")
+    boot.add_argument("--boot-from-volume", action="store_true", help="the root disk is a Cinder volume created from the image")
     boot.add_argument("--data-volume", action="store_true", help="attach a new 1 GB Cinder volume")
     sub.add_parser("env", help="print shell exports for clients (OS_CLIENT_CONFIG_FILE, OS_CLOUD)")
     _fault_parser(sub)
@@ -142,9 +142,9 @@ def main(argv=None):
                 print("\n".join(lines))
                 if proc.known_services():
                     from . import footprint
+
                     usage = footprint.memory_by_service().values()
-                    print(f"memory, all processes: PSS {sum(m[1] for m in usage) / 2**20:.0f} MiB "
-                          f"(RSS {sum(m[0] for m in usage) / 2**20:.0f} MiB)")
+                    print(f"memory, all processes: PSS {sum(m[1] for m in usage) / 2**20:.0f} MiB (RSS {sum(m[0] for m in usage) / 2**20:.0f} MiB)")
             return 0 if healthy else 1
         elif args.command == "reset":
             started = time.monotonic()
@@ -161,11 +161,22 @@ def main(argv=None):
             info = cloud.load_info()
             cloud._check_hosts(info, [args.host])  # pylint: disable=protected-access
             from . import nova
-            records = nova.boot(cloud.connect, args.host, args.count, status=args.status,
-                                locked=args.locked, metadata=_metadata(args.metadata),
-                                server_group=args.server_group, project=args.project,
-                                flavor=args.flavor, name=args.name, port=args.port,
-                                boot_from_volume=args.boot_from_volume, data_volume=args.data_volume)
+
+            records = nova.boot(
+                cloud.connect,
+                args.host,
+                args.count,
+                status=args.status,
+                locked=args.locked,
+                metadata=_metadata(args.metadata),
+                server_group=args.server_group,
+                project=args.project,
+                flavor=args.flavor,
+                name=args.name,
+                port=args.port,
+                boot_from_volume=args.boot_from_volume,
+                data_volume=args.data_volume,
+            )
             print(json.dumps(records, indent=2))
         elif args.command == "fault":
             _fault(args)

@@ -104,13 +104,20 @@ class BmcPair:
     ipmi_power_delay: str = "0:0"
 
     @classmethod
-    def under(cls, root, host, *, username, password_file, redfish_port, ipmi_port, certs,
-              **kwargs):
+    def under(cls, root, host, *, username, password_file, redfish_port, ipmi_port, certs, **kwargs):
         """The pair of ``host`` with its state in ``root/<host>/redfish`` and ``.../ipmi``."""
         base = Path(root) / host
-        return cls(host=host, username=username, password_file=Path(password_file),
-                   redfish_port=redfish_port, ipmi_port=ipmi_port,
-                   redfish_dir=base / REDFISH, ipmi_dir=base / IPMI, certs=certs, **kwargs)
+        return cls(
+            host=host,
+            username=username,
+            password_file=Path(password_file),
+            redfish_port=redfish_port,
+            ipmi_port=ipmi_port,
+            redfish_dir=base / REDFISH,
+            ipmi_dir=base / IPMI,
+            certs=certs,
+            **kwargs,
+        )
 
     @property
     def system_id(self):
@@ -130,11 +137,14 @@ class BmcPair:
     def describe(self, password):
         """The entry for ``cloud.json``'s ``bmcs[host]`` (what tests and inventories read)."""
         return {
-            "redfish": {"url": self.redfish_url, "system_id": self.system_id,
-                        "system_path": self.system_path, "port": self.redfish_port,
-                        "state_dir": str(self.redfish_dir)},
-            "ipmi": {"address": self.listen, "port": self.ipmi_port,
-                     "cipher_suite": 3, "state_dir": str(self.ipmi_dir)},
+            "redfish": {
+                "url": self.redfish_url,
+                "system_id": self.system_id,
+                "system_path": self.system_path,
+                "port": self.redfish_port,
+                "state_dir": str(self.redfish_dir),
+            },
+            "ipmi": {"address": self.listen, "port": self.ipmi_port, "cipher_suite": 3, "state_dir": str(self.ipmi_dir)},
             "username": self.username,
             "password": password,
             "ca_path": str(self.certs.ca),
@@ -143,21 +153,52 @@ class BmcPair:
 
 def redfish_argv(pair, python=None):
     """Command line of ``pair``'s Redfish emulator (needs PYTHONPATH=tests/localcloud)."""
-    return [python or sys.executable, "-m", "localcloud.redfish_bmc",
-            "--name", pair.host, "--state-dir", str(pair.redfish_dir),
-            "--port", str(pair.redfish_port), "--listen", pair.listen,
-            "--username", pair.username, "--password-file", str(pair.password_file),
-            "--cert", str(pair.certs.cert), "--key", str(pair.certs.key),
-            "--power-delay", pair.power_delay]
+    return [
+        python or sys.executable,
+        "-m",
+        "localcloud.redfish_bmc",
+        "--name",
+        pair.host,
+        "--state-dir",
+        str(pair.redfish_dir),
+        "--port",
+        str(pair.redfish_port),
+        "--listen",
+        pair.listen,
+        "--username",
+        pair.username,
+        "--password-file",
+        str(pair.password_file),
+        "--cert",
+        str(pair.certs.cert),
+        "--key",
+        str(pair.certs.key),
+        "--power-delay",
+        pair.power_delay,
+    ]
 
 
 def ipmi_argv(pair, python=None):
     """Command line of ``pair``'s IPMI emulator (needs PYTHONPATH=tests/localcloud)."""
-    return [python or sys.executable, "-m", "localcloud.ipmi_bmc",
-            "--name", pair.host, "--state-dir", str(pair.ipmi_dir),
-            "--port", str(pair.ipmi_port), "--listen", pair.listen,
-            "--username", pair.username, "--password-file", str(pair.password_file),
-            "--power-delay", pair.ipmi_power_delay]
+    return [
+        python or sys.executable,
+        "-m",
+        "localcloud.ipmi_bmc",
+        "--name",
+        pair.host,
+        "--state-dir",
+        str(pair.ipmi_dir),
+        "--port",
+        str(pair.ipmi_port),
+        "--listen",
+        pair.listen,
+        "--username",
+        pair.username,
+        "--password-file",
+        str(pair.password_file),
+        "--power-delay",
+        pair.ipmi_power_delay,
+    ]
 
 
 # Where free_port looks: below Linux's ephemeral range (32768 and up), where no outgoing connection
@@ -186,8 +227,7 @@ def make_certs(cert_dir):
     package (present in the cloud venv); existing files are kept.
     """
     cert_dir = Path(cert_dir)
-    paths = CertPaths(ca=cert_dir / "bmc-ca.pem", cert=cert_dir / "bmc-cert.pem",
-                      key=cert_dir / "bmc-key.pem")
+    paths = CertPaths(ca=cert_dir / "bmc-ca.pem", cert=cert_dir / "bmc-cert.pem", key=cert_dir / "bmc-key.pem")
     if paths.ca.exists() and paths.cert.exists() and paths.key.exists():
         return paths
 
@@ -208,15 +248,27 @@ def make_certs(cert_dir):
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     ca_cert = (
         x509.CertificateBuilder()
-        .subject_name(ca_name).issuer_name(ca_name)
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before).not_valid_after(not_after)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(ca_ski, critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -228,27 +280,33 @@ def make_certs(cert_dir):
         .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before).not_valid_after(not_after)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=True,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName([
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                       critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
 
     cert_dir.mkdir(parents=True, exist_ok=True)
     pem = serialization.Encoding.PEM
-    _write_private(paths.key, key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                                serialization.NoEncryption()))
+    _write_private(paths.key, key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     paths.cert.write_bytes(cert.public_bytes(pem))
     paths.ca.write_bytes(ca_cert.public_bytes(pem))
     return paths
@@ -298,8 +356,7 @@ def set_power(state_dir, kind, state):
     if state not in POWER_STATES:
         raise ValueError(f"power state must be On or Off, not {state!r}")
     if kind == REDFISH:
-        _redfish_update(state_dir, lambda system: system.update(power_state=state,
-                                                                pending_power=None))
+        _redfish_update(state_dir, lambda system: system.update(power_state=state, pending_power=None))
     elif kind == IPMI:
         path = Path(state_dir) / IPMI_POWER_FILE
         if not path.parent.is_dir():
@@ -347,14 +404,12 @@ def _redfish_update(state_dir, change):
             for key, value in rows:
                 system = pickle.loads(value)
                 change(system)
-                conn.execute("update cache set value=? where key=?",
-                             (pickle.dumps(system, protocol=4), key))
+                conn.execute("update cache set value=? where key=?", (pickle.dumps(system, protocol=4), key))
     finally:
         conn.close()
 
 
-def wait_ready(kind, port, *, address=DEFAULT_LISTEN, ca_path=None, timeout=30.0,
-               process=None):
+def wait_ready(kind, port, *, address=DEFAULT_LISTEN, ca_path=None, timeout=30.0, process=None):
     """Poll until the BMC on ``address:port`` answers (Redfish: the service root over TLS;
     IPMI: Get Channel Authentication Capabilities). Raises RuntimeError if ``process`` (a
     Popen) exits first, TimeoutError when ``timeout`` seconds pass."""
@@ -378,8 +433,7 @@ def _redfish_answers(address, port, ca_path):
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     try:
-        with urllib.request.urlopen(f"https://{address}:{port}/redfish/v1/",
-                                    context=context, timeout=2) as resp:
+        with urllib.request.urlopen(f"https://{address}:{port}/redfish/v1/", context=context, timeout=2) as resp:
             return resp.status == 200
     except (OSError, urllib.error.URLError):
         return False
@@ -388,9 +442,9 @@ def _redfish_answers(address, port, ca_path):
 def _ipmi_answers(address, port, _ca_path):
     # RMCP + IPMI 1.5 session-less Get Channel Authentication Capabilities (channel E,
     # administrator), as ipmitool sends it first.
-    body = bytes([0x20, 0x18, 0xc8, 0x81, 0x00, 0x38, 0x8e, 0x04])
-    body += bytes([(-sum(body[3:]) & 0xff)])
-    packet = bytes([0x06, 0x00, 0xff, 0x07, 0x00]) + struct.pack("<II", 0, 0)
+    body = bytes([0x20, 0x18, 0xC8, 0x81, 0x00, 0x38, 0x8E, 0x04])
+    body += bytes([(-sum(body[3:]) & 0xFF)])
+    packet = bytes([0x06, 0x00, 0xFF, 0x07, 0x00]) + struct.pack("<II", 0, 0)
     packet += bytes([len(body)]) + body
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(0.5)

@@ -21,14 +21,15 @@ def _pairs(computes):
     pairs = {}
     for index, host in enumerate(computes):
         redfish_port, ipmi_port = config.compute_ports(index)
-        pairs[host] = bmc.BmcPair.under(config.STATE / "bmc", host, username=USERNAME,
-                                        password_file=password_file, redfish_port=redfish_port,
-                                        ipmi_port=ipmi_port, certs=paths)
+        pairs[host] = bmc.BmcPair.under(
+            config.STATE / "bmc", host, username=USERNAME, password_file=password_file, redfish_port=redfish_port, ipmi_port=ipmi_port, certs=paths
+        )
     return pairs
 
 
 def _pair(host):
     from . import cloud
+
     return _pairs(cloud.load_info()["computes"])[host]
 
 
@@ -59,13 +60,11 @@ def _open_system(pair, password):
 
 def wait_all(computes, password):
     for host, pair in _pairs(computes).items():
-        for kind, port, name in ((bmc.REDFISH, pair.redfish_port, "redfish"),
-                                 (bmc.IPMI, pair.ipmi_port, "ipmi")):
+        for kind, port, name in ((bmc.REDFISH, pair.redfish_port, "redfish"), (bmc.IPMI, pair.ipmi_port, "ipmi")):
             try:
                 bmc.wait_ready(kind, port, ca_path=pair.certs.ca, timeout=30)
             except (TimeoutError, RuntimeError) as exc:
-                raise proc.CloudError(f"{name} BMC of {host}: {exc}; see "
-                                      f"{proc.log_dir() / f'{host}-{name}-bmc.log'}") from None
+                raise proc.CloudError(f"{name} BMC of {host}: {exc}; see {proc.log_dir() / f'{host}-{name}-bmc.log'}") from None
         _open_system(pair, password)
 
 

@@ -9,9 +9,21 @@ import time
 
 from . import bmcs, config, infra, instancestore, proc, services
 
-SERVICE_ORDER = ("mariadb", "rabbitmq", "keystone", "placement", "stubs", "glance-api", "cinder-api",
-                 "cinder-scheduler", "cinder-volume", "nova-api", "nova-conductor", "nova-scheduler",
-                 "faultproxy")
+SERVICE_ORDER = (
+    "mariadb",
+    "rabbitmq",
+    "keystone",
+    "placement",
+    "stubs",
+    "glance-api",
+    "cinder-api",
+    "cinder-scheduler",
+    "cinder-volume",
+    "nova-api",
+    "nova-conductor",
+    "nova-scheduler",
+    "faultproxy",
+)
 COMPUTE_MICROVERSION = "2.95"
 
 
@@ -33,6 +45,7 @@ def load_secrets():
 def _new_secrets():
     def token():
         return pysecrets.token_urlsafe(12)
+
     values = {name: token() for name in ("admin", "nova", "placement", "glance", "cinder", "demo")}
     values["bmc"] = token()[:16]  # IPMI passwords are at most 20 bytes
     return values
@@ -41,11 +54,11 @@ def _new_secrets():
 def _check_hosts(info, hosts):
     unknown = [h for h in hosts if h not in info["computes"]]
     if unknown:
-        raise proc.CloudError(f"unknown compute host {', '.join(unknown)}; "
-                              f"this cloud has {', '.join(info['computes'])}")
+        raise proc.CloudError(f"unknown compute host {', '.join(unknown)}; this cloud has {', '.join(info['computes'])}")
 
 
 # --- up -----------------------------------------------------------------------------------
+
 
 def up(computes=config.DEFAULT_COMPUTES, spawn_delay=0.0, shared_store=None, log=print):
     """`shared_store`: the hosts whose instance store is one common directory (instancestore.py);
@@ -57,8 +70,7 @@ def up(computes=config.DEFAULT_COMPUTES, spawn_delay=0.0, shared_store=None, log
         shared_store = instancestore.default_shared_hosts(computes)
     _check_hosts({"computes": computes}, shared_store)
     if any(proc.running(name) for name in proc.known_services()):
-        raise proc.CloudError(f"the local cloud in {config.STATE} is already up "
-                              f"(run 'localcloud down' first, or 'localcloud reset')")
+        raise proc.CloudError(f"the local cloud in {config.STATE} is already up (run 'localcloud down' first, or 'localcloud reset')")
     ports = _all_ports(len(computes))
     proc.check_ports_outside_ephemeral(ports)
     proc.check_ports_free(ports)
@@ -69,8 +81,7 @@ def up(computes=config.DEFAULT_COMPUTES, spawn_delay=0.0, shared_store=None, log
         log("start-up failed; stopping what was started")
         down(log=lambda *a: None)
         raise
-    log(f"local cloud up in {time.monotonic() - started:.1f}s ({', '.join(computes)}; "
-        f"shared instance store: {', '.join(shared_store) or 'none'})")
+    log(f"local cloud up in {time.monotonic() - started:.1f}s ({', '.join(computes)}; shared instance store: {', '.join(shared_store) or 'none'})")
 
 
 def _up(computes, spawn_delay, shared_store, log):
@@ -108,13 +119,13 @@ def _up(computes, spawn_delay, shared_store, log):
     services.start_keystone(secrets)
     write_clouds_yaml(secrets)
     from . import identity
+
     identity.register(secrets)
 
     log("starting Glance, Cinder, Placement, the Neutron stub, BMCs and Nova")
     services.start_glance()
     services.start_placement()
-    proc.start("stubs", [config.PYTHON, "-m", "localcloud.stubs"],
-               env={"PYTHONPATH": str(config.PACKAGE_DIR.parent)})
+    proc.start("stubs", [config.PYTHON, "-m", "localcloud.stubs"], env={"PYTHONPATH": str(config.PACKAGE_DIR.parent)})
     bmc_info = bmcs.start_all(computes, secrets["bmc"])
     log("starting the fault proxy (the public endpoints and the BMCs' addresses)")
     proxy_info = services.start_faultproxy(computes, bmcs.certs())
@@ -136,17 +147,24 @@ def _up(computes, spawn_delay, shared_store, log):
     services.wait_cinder()
 
     kinds = ("identity", "compute", "placement", "image", "block-storage", "network")
-    info = {"computes": computes, "spawn_delay": spawn_delay, "bmcs": bmc_info,
-            "shared_store": list(shared_store), "instance_stores": stores,
-            "endpoints": {s: config.endpoint(s, public=True) for s in kinds},
-            "internal_endpoints": {s: config.endpoint(s) for s in kinds},
-            "faultproxy": proxy_info,
-            "image_id": config.IMAGE_ID, "clouds": {"admin": "novaha-admin", "member": "novaha-member"}}
+    info = {
+        "computes": computes,
+        "spawn_delay": spawn_delay,
+        "bmcs": bmc_info,
+        "shared_store": list(shared_store),
+        "instance_stores": stores,
+        "endpoints": {s: config.endpoint(s, public=True) for s in kinds},
+        "internal_endpoints": {s: config.endpoint(s) for s in kinds},
+        "faultproxy": proxy_info,
+        "image_id": config.IMAGE_ID,
+        "clouds": {"admin": "novaha-admin", "member": "novaha-member"},
+    }
     _state_file("cloud.json").write_text(json.dumps(info, indent=2))
     write_inventory(info)
 
     conn = connect()
     from . import images, nova, volumes
+
     images.upload_image(conn)
     nova.create_flavors(conn)
     log("waiting for every compute to report up and be schedulable, and for cinder-volume")
@@ -157,13 +175,27 @@ def _up(computes, spawn_delay, shared_store, log):
 
 def write_clouds_yaml(secrets):
     def cloud(user, password, project):
-        return {"auth": {"auth_url": config.keystone_url(public=True), "username": user, "password": password,
-                         "project_name": project, "user_domain_name": "Default",
-                         "project_domain_name": "Default"},
-                "region_name": config.REGION, "interface": "public", "identity_api_version": 3}
-    data = {"clouds": {"novaha-admin": cloud("admin", secrets["admin"], "admin"),
-                       "novaha-member": cloud("demo", secrets["demo"], "demo"),
-                       "novaha-admin-demo": cloud("admin", secrets["admin"], "demo")}}
+        return {
+            "auth": {
+                "auth_url": config.keystone_url(public=True),
+                "username": user,
+                "password": password,
+                "project_name": project,
+                "user_domain_name": "Default",
+                "project_domain_name": "Default",
+            },
+            "region_name": config.REGION,
+            "interface": "public",
+            "identity_api_version": 3,
+        }
+
+    data = {
+        "clouds": {
+            "novaha-admin": cloud("admin", secrets["admin"], "admin"),
+            "novaha-member": cloud("demo", secrets["demo"], "demo"),
+            "novaha-admin-demo": cloud("admin", secrets["admin"], "demo"),
+        }
+    }
     path = _state_file("clouds.yaml")
     path.write_text(json.dumps(data, indent=2))  # JSON is YAML
     path.chmod(0o600)
@@ -186,10 +218,12 @@ def write_inventory(info):
             "bmc_ipmi_port": bmc["ipmi"]["port"],
             "bmc_ipmi_cipher_suite": bmc["ipmi"]["cipher_suite"],
         }
-    inventory = {"all": {
-        "vars": {"openstack_cloud": "novaha-admin",
-                 "openstack_clouds_yaml": str(_state_file("clouds.yaml"))},
-        "children": {"compute": {"hosts": hosts}}}}
+    inventory = {
+        "all": {
+            "vars": {"openstack_cloud": "novaha-admin", "openstack_clouds_yaml": str(_state_file("clouds.yaml"))},
+            "children": {"compute": {"hosts": hosts}},
+        }
+    }
     path = _state_file("inventory.yml")
     path.write_text(json.dumps(inventory, indent=2))
     path.chmod(0o600)
@@ -199,13 +233,14 @@ def connect(cloud="novaha-admin"):
     """A connection for the local cloud's own tooling: clouds.yaml's account, but Keystone's direct
     URL and the internal endpoints, so that no fault meant for the collection touches a set-up."""
     import openstack
+
     settings = json.loads(_state_file("clouds.yaml").read_text())["clouds"][cloud]
-    settings = dict(settings, auth=dict(settings["auth"], auth_url=config.keystone_url()),
-                    interface="internal")
+    settings = dict(settings, auth=dict(settings["auth"], auth_url=config.keystone_url()), interface="internal")
     return openstack.connect(load_yaml_config=False, load_envvars=False, **settings)
 
 
 # --- down / status --------------------------------------------------------------------------
+
 
 def down(log=print):
     names = proc.known_services()
@@ -266,6 +301,7 @@ def _is_stopped(pid):
 
 # --- failing and reviving hosts ----------------------------------------------------------------
 
+
 def fail_host(host, power="on"):
     """The host dies: its nova-compute is SIGKILLed; its BMCs then report `power`.
 
@@ -287,6 +323,7 @@ def revive_host(host, wait=True):
     info = load_info()
     _check_hosts(info, [host])
     from . import nova
+
     bmcs.set_state(host, "revived")
     since = nova.utcnow()
     if not proc.running(f"compute-{host}"):
@@ -300,6 +337,7 @@ def reset(log=print):
     info = load_info()
     clear_faults(info)
     from . import nova
+
     conn = connect()
     restarted = {}
     for host in info["computes"]:
@@ -310,6 +348,7 @@ def reset(log=print):
     nova.delete_all_servers(conn, timeout=120)
     instancestore.clear(instancestore.load(config.STATE))  # disks of servers deleted while their host was down
     from . import volumes
+
     volumes.delete_all_volumes(conn, timeout=60)
     nova.wait_evacuations_completed(conn, info["computes"], timeout=90)
     nova.restore_services(conn, info["computes"])
@@ -324,6 +363,7 @@ def clear_faults(info=None):
     if "faultproxy" not in info or not proc.running("faultproxy"):
         return
     from .faultclient import FaultClient, FaultProxyError
+
     client = FaultClient(info["faultproxy"]["control"])
     try:
         client.clear()

@@ -18,17 +18,17 @@ sys.modules["nova.virt.novaha_fake"] = fakevirt
 
 def _warm_up():
     """Import now what nova-compute would import on start."""
-    import os_vif  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
     import nova.compute.manager  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
     import nova.compute.resource_tracker  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
     import nova.scheduler.client.report  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
+    import os_vif  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
 
 
 def main(argv):
     if "--standby-file" in argv:
         index = argv.index("--standby-file")
         go_file = argv[index + 1]
-        del argv[index:index + 2]
+        del argv[index : index + 2]
         _warm_up()
         while not os.path.exists(go_file):
             time.sleep(0.05)

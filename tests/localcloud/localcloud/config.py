@@ -21,26 +21,29 @@ REGION = "RegionOne"
 # NOVAHA_LOCALCLOUD_DIR) can run side by side; the block spans about 520 ports, so offsets
 # of 1000 apart never overlap ('up' refuses an offset that reaches the ephemeral range).
 PORT_OFFSET = int(os.environ.get("NOVAHA_LOCALCLOUD_PORT_OFFSET", "0"))
-PORTS = {name: port + PORT_OFFSET for name, port in {
-    "mariadb": 21306,
-    "rabbitmq": 21672,
-    "rabbitmq-dist": 21673,
-    "epmd": 21369,
-    "keystone": 21500,
-    "placement": 21778,
-    "nova-api": 21774,
-    "glance-api": 21292,
-    "cinder-api": 21776,
-    "neutron-stub": 21696,
-    # The fault proxy (test tooling, faultproxy.py): the public endpoints and its control API.
-    "keystone-public": 21501,
-    "placement-public": 21779,
-    "nova-api-public": 21775,
-    "glance-api-public": 21293,
-    "cinder-api-public": 21777,
-    "cinder-api-for-nova": 21772,   # Nova's own way to Cinder, proxied apart so a test can fault it alone
-    "faultproxy-control": 21590,
-}.items()}
+PORTS = {
+    name: port + PORT_OFFSET
+    for name, port in {
+        "mariadb": 21306,
+        "rabbitmq": 21672,
+        "rabbitmq-dist": 21673,
+        "epmd": 21369,
+        "keystone": 21500,
+        "placement": 21778,
+        "nova-api": 21774,
+        "glance-api": 21292,
+        "cinder-api": 21776,
+        "neutron-stub": 21696,
+        # The fault proxy (test tooling, faultproxy.py): the public endpoints and its control API.
+        "keystone-public": 21501,
+        "placement-public": 21779,
+        "nova-api-public": 21775,
+        "glance-api-public": 21293,
+        "cinder-api-public": 21777,
+        "cinder-api-for-nova": 21772,  # Nova's own way to Cinder, proxied apart so a test can fault it alone
+        "faultproxy-control": 21590,
+    }.items()
+}
 REDFISH_BASE_PORT = 21800 + PORT_OFFSET
 REDFISH_PUBLIC_BASE_PORT = 21850 + PORT_OFFSET  # the fault proxy's listener for each Redfish BMC
 IPMI_BASE_PORT = 21620 + PORT_OFFSET

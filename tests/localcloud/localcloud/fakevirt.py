@@ -21,21 +21,22 @@ import os
 import tempfile
 import time
 
-from oslo_config import cfg
-from oslo_log import log as logging
-
 from nova.compute import task_states
 from nova.virt import fake
+from oslo_config import cfg
+from oslo_log import log as logging
 
 from localcloud import instancestore
 
 REBUILD_DELAY_KEY = "novaha_fake:rebuild_delay"
 
 CONF = cfg.CONF
-CONF.register_opts([
-    cfg.FloatOpt("spawn_delay", default=0.0, min=0.0,
-                 help="Seconds every spawn (boot or evacuation rebuild) takes."),
-], group="novaha_fake")
+CONF.register_opts(
+    [
+        cfg.FloatOpt("spawn_delay", default=0.0, min=0.0, help="Seconds every spawn (boot or evacuation rebuild) takes."),
+    ],
+    group="novaha_fake",
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -44,8 +45,19 @@ class NovahaFakeDriver(fake.FakeDriverWithoutFakeNodes):
     """A single-node fake hypervisor named after the host, whose node UUID survives restarts and whose
     servers' disks live in its instance store."""
 
-    def spawn(self, context, instance, image_meta, injected_files, admin_password, allocations,
-              network_info=None, block_device_info=None, power_on=True, accel_info=None):
+    def spawn(
+        self,
+        context,
+        instance,
+        image_meta,
+        injected_files,
+        admin_password,
+        allocations,
+        network_info=None,
+        block_device_info=None,
+        power_on=True,
+        accel_info=None,
+    ):
         self._provide_disk(instance)
         delay = CONF.novaha_fake.spawn_delay
         if instance.task_state == task_states.REBUILD_SPAWNING:
@@ -55,9 +67,18 @@ class NovahaFakeDriver(fake.FakeDriverWithoutFakeNodes):
                 pass
         if delay:
             time.sleep(delay)
-        super().spawn(context, instance, image_meta, injected_files, admin_password, allocations,
-                      network_info=network_info, block_device_info=block_device_info,
-                      power_on=power_on, accel_info=accel_info)
+        super().spawn(
+            context,
+            instance,
+            image_meta,
+            injected_files,
+            admin_password,
+            allocations,
+            network_info=network_info,
+            block_device_info=block_device_info,
+            power_on=power_on,
+            accel_info=accel_info,
+        )
 
     @staticmethod
     def _store(instance):
@@ -70,21 +91,17 @@ class NovahaFakeDriver(fake.FakeDriverWithoutFakeNodes):
         """The disk the guest runs on: the one in the store if there is one, else a new one from the image."""
         store = self._store(instance)
         if instancestore.read_disk(store, instance.uuid):
-            LOG.info("disk found in the instance store %s: using the existing disk, its data is kept",
-                     store, instance=instance)
+            LOG.info("disk found in the instance store %s: using the existing disk, its data is kept", store, instance=instance)
             return
         instancestore.write_disk(store, instance.uuid, CONF.host)
         if instance.task_state == task_states.REBUILD_SPAWNING:
-            LOG.info("no disk in the instance store %s: a new disk from the image, the server's data "
-                     "is lost", store, instance=instance)
+            LOG.info("no disk in the instance store %s: a new disk from the image, the server's data is lost", store, instance=instance)
 
     def instance_on_disk(self, instance):
         return instancestore.read_disk(self._store(instance), instance.uuid) is not None
 
-    def destroy(self, context, instance, network_info, block_device_info=None,
-                destroy_disks=True, destroy_secrets=True):
-        super().destroy(context, instance, network_info, block_device_info=block_device_info,
-                        destroy_disks=destroy_disks, destroy_secrets=destroy_secrets)
+    def destroy(self, context, instance, network_info, block_device_info=None, destroy_disks=True, destroy_secrets=True):
+        super().destroy(context, instance, network_info, block_device_info=block_device_info, destroy_disks=destroy_disks, destroy_secrets=destroy_secrets)
         if destroy_disks:
             instancestore.remove_disk(self._store(instance), instance.uuid)
 

@@ -41,8 +41,7 @@ class FaultClient:
 
     def _call(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read())
@@ -99,9 +98,7 @@ class FaultClient:
 
     def requests(self, service=None, method=None, path=None, since=0):
         """Requests seen, filtered by service pattern, method and a regular expression on the path."""
-        return [e for e in self.log(service, since)
-                if (method is None or e["method"] == method.upper())
-                and (path is None or re.search(path, e["path"]))]
+        return [e for e in self.log(service, since) if (method is None or e["method"] == method.upper()) and (path is None or re.search(path, e["path"]))]
 
     def clear_log(self):
         self._call("DELETE", "/log")

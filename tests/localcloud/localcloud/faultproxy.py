@@ -53,8 +53,19 @@ from urllib.parse import parse_qs, urlsplit
 
 from localcloud.faultrules import RequestLog, RuleError, RuleSet, error_body
 
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-              "te", "trailer", "trailers", "transfer-encoding", "upgrade", "expect"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+}
 CHUNK = 64 * 1024
 UPSTREAM_CONNECT_TIMEOUT = 10.0
 UPSTREAM_READ_TIMEOUT = 300.0  # longer than any client's: the client decides when to give up
@@ -106,8 +117,7 @@ class Service:
 
     def describe(self):
         scheme = "https" if self.tls else "http"
-        return {"listen": f"{scheme}://{self.host}:{self.listen_port}",
-                "upstream": f"{scheme}://{self.host}:{self.upstream_port}"}
+        return {"listen": f"{scheme}://{self.host}:{self.listen_port}", "upstream": f"{scheme}://{self.host}:{self.upstream_port}"}
 
     def server_context(self):
         if not self.tls:
@@ -120,8 +130,7 @@ class Service:
         """A new connection to the real service (an http.client connection, not yet open)."""
         if self.tls:
             context = ssl.create_default_context(cafile=self.tls["ca"])
-            return http.client.HTTPSConnection(self.host, self.upstream_port, context=context,
-                                               timeout=UPSTREAM_CONNECT_TIMEOUT)
+            return http.client.HTTPSConnection(self.host, self.upstream_port, context=context, timeout=UPSTREAM_CONNECT_TIMEOUT)
         return http.client.HTTPConnection(self.host, self.upstream_port, timeout=UPSTREAM_CONNECT_TIMEOUT)
 
 
@@ -154,7 +163,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
     # Headers and body go out in separate writes: with Nagle's algorithm the body would wait for the
     # client's delayed ACK, 40 ms per answer.
     disable_nagle_algorithm = True
-    proxy = None      # set per service by handler_for()
+    proxy = None  # set per service by handler_for()
     service = None
 
     def log_message(self, format, *args):  # pylint: disable=redefined-builtin
@@ -164,9 +173,17 @@ class ProxyHandler(BaseHTTPRequestHandler):
         started = time.monotonic()
         # The entry is in the log from the start and filled in as the request goes (a test sees a
         # request that hangs, and whether it was forwarded, while it is in progress).
-        entry = self.proxy.log.record(service=self.service.name, method=self.command, path=self.path,
-                                      status=None, upstream_status=None, forwarded=False, fault=None,
-                                      request_id=None, microversion=self._microversion())
+        entry = self.proxy.log.record(
+            service=self.service.name,
+            method=self.command,
+            path=self.path,
+            status=None,
+            upstream_status=None,
+            forwarded=False,
+            fault=None,
+            request_id=None,
+            microversion=self._microversion(),
+        )
         outcome = {}
         try:
             self.handle_request(entry)
@@ -238,8 +255,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
     def _send_error(self, rule, request_id):
         reason = _reason(rule.status)
-        body = rule.body if rule.body is not None else error_body(self.service.name, rule.status, reason,
-                                                                  request_id)
+        body = rule.body if rule.body is not None else error_body(self.service.name, rule.status, reason, request_id)
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         self.send_response_only(rule.status, reason)
         self.send_header("Content-Type", "text/plain" if isinstance(body, str) else "application/json")
@@ -387,6 +403,7 @@ def handler_for(proxy, service):
 
 # --- the control API ----------------------------------------------------------------------------
 
+
 class ControlHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = IDLE_CLIENT_TIMEOUT
@@ -422,8 +439,7 @@ class ControlHandler(BaseHTTPRequestHandler):
             except ValueError:
                 self._answer(400, {"error": f"since must be a sequence number, not {query['since']!r}"})
                 return
-            self._answer(200, {"entries": self.proxy.log.read(query.get("service"), since),
-                               "last": self.proxy.log.last_seq()})
+            self._answer(200, {"entries": self.proxy.log.read(query.get("service"), since), "last": self.proxy.log.last_seq()})
         elif parts == ["health"]:
             self._answer(200, {"ok": True})
         else:
@@ -454,8 +470,7 @@ class ControlHandler(BaseHTTPRequestHandler):
             self._answer(200, {"removed": self.proxy.rules.remove()})
         elif len(parts) == 2 and parts[0] == "rules" and parts[1].isdigit():
             removed = self.proxy.rules.remove(int(parts[1]))
-            self._answer(200 if removed else 404, {"removed": removed} if removed else
-                         {"error": f"no rule {parts[1]}"})
+            self._answer(200 if removed else 404, {"removed": removed} if removed else {"error": f"no rule {parts[1]}"})
         elif parts == ["log"]:
             self.proxy.log.clear()
             self._answer(200, {"cleared": True})
@@ -464,6 +479,7 @@ class ControlHandler(BaseHTTPRequestHandler):
 
 
 # --- the process ----------------------------------------------------------------------------------
+
 
 def serve(proxy, control_port, host="127.0.0.1"):
     """Start every listener in its own thread; return the servers (the caller waits)."""
@@ -481,8 +497,7 @@ def serve(proxy, control_port, host="127.0.0.1"):
 def load_config(path):
     with open(path) as handle:
         data = json.load(handle)
-    services = [Service(name, s["listen_port"], s["upstream_port"], tls=s.get("tls"))
-                for name, s in data["services"].items()]
+    services = [Service(name, s["listen_port"], s["upstream_port"], tls=s.get("tls")) for name, s in data["services"].items()]
     return services, data["control_port"]
 
 

@@ -78,8 +78,7 @@ def _methods(value):
 class Rule:
     """One fault rule (see the module's docstring), with its counters."""
 
-    FIELDS = ("service", "action", "status", "body", "delay", "phase", "method", "path", "rate", "seed",
-              "count", "skip", "window", "hang_max")
+    FIELDS = ("service", "action", "status", "body", "delay", "phase", "method", "path", "rate", "seed", "count", "skip", "window", "hang_max")
 
     def __init__(self, spec, rule_id, now):
         if not isinstance(spec, dict):
@@ -90,16 +89,14 @@ class Rule:
         self.id = rule_id
         self.service = spec.get("service")
         if not isinstance(self.service, str) or not self.service:
-            raise RuleError(f"service must name a service or a pattern (keystone, nova, placement, glance, "
-                            f"cinder, bmc-<host>, bmc-*, *), not {self.service!r}")
+            raise RuleError(f"service must name a service or a pattern (keystone, nova, placement, glance, cinder, bmc-<host>, bmc-*, *), not {self.service!r}")
         self.action = spec.get("action")
         if self.action not in ACTIONS:
             raise RuleError(f"action must be one of {', '.join(ACTIONS)}, not {self.action!r}")
         self.phase = spec.get("phase", "request")
         if self.phase not in PHASES:
             raise RuleError(f"phase must be one of {', '.join(PHASES)}, not {self.phase!r}")
-        self.status = _number(spec, "status", 400, 599, integer=True,
-                              default=503 if self.action == "error" else None)
+        self.status = _number(spec, "status", 400, 599, integer=True, default=503 if self.action == "error" else None)
         if self.action != "error" and "status" in spec:
             raise RuleError(f"status is for action error, not {self.action}")
         self.body = spec.get("body")
@@ -127,18 +124,19 @@ class Rule:
         self.ends = now + window if window is not None else None
         self.window = window
         self.random = random.Random(self.seed)
-        self.matched = 0   # requests that matched service, method and path while active
-        self.applied = 0   # faults applied
+        self.matched = 0  # requests that matched service, method and path while active
+        self.applied = 0  # faults applied
         self.cleared = threading.Event()  # set when the rule is removed: a hang it caused ends
 
     def selects(self, service, method, target):
-        return (fnmatch.fnmatchcase(service, self.service)
-                and (self.methods is None or method.upper() in self.methods)
-                and (self.path is None or self.path.search(target) is not None))
+        return (
+            fnmatch.fnmatchcase(service, self.service)
+            and (self.methods is None or method.upper() in self.methods)
+            and (self.path is None or self.path.search(target) is not None)
+        )
 
     def active(self, now):
-        return (not self.cleared.is_set() and (self.ends is None or now < self.ends)
-                and (self.count is None or self.applied < self.count))
+        return not self.cleared.is_set() and (self.ends is None or now < self.ends) and (self.count is None or self.applied < self.count)
 
     def hang_deadline(self, now):
         """Monotonic time at which a hang caused now ends (the client or a clear may end it sooner)."""
@@ -159,16 +157,28 @@ class Rule:
 
     def describe(self, now):
         spec = {"id": self.id, "service": self.service, "action": self.action, "phase": self.phase}
-        for name, value in (("status", self.status), ("body", self.body), ("delay", self.delay),
-                            ("hang_max", self.hang_max), ("path", self.path_text),
-                            ("count", self.count), ("window", self.window)):
+        for name, value in (
+            ("status", self.status),
+            ("body", self.body),
+            ("delay", self.delay),
+            ("hang_max", self.hang_max),
+            ("path", self.path_text),
+            ("count", self.count),
+            ("window", self.window),
+        ):
             if value is not None:
                 spec[name] = value
         if self.methods is not None:
             spec["method"] = list(self.methods)
-        spec.update(rate=self.rate, seed=self.seed, skip=self.skip, matched=self.matched,
-                    applied=self.applied, active=self.active(now),
-                    remaining=round(self.ends - now, 3) if self.ends is not None else None)
+        spec.update(
+            rate=self.rate,
+            seed=self.seed,
+            skip=self.skip,
+            matched=self.matched,
+            applied=self.applied,
+            active=self.active(now),
+            remaining=round(self.ends - now, 3) if self.ends is not None else None,
+        )
         return spec
 
 
@@ -237,8 +247,7 @@ class RequestLog:
         """Entries after sequence number `since`, of services matching the pattern `service` (copies;
         a request still in progress has done False)."""
         with self.lock:
-            return [dict(e) for e in self.entries if e["seq"] > since
-                    and (service is None or fnmatch.fnmatchcase(e["service"], service))]
+            return [dict(e) for e in self.entries if e["seq"] > since and (service is None or fnmatch.fnmatchcase(e["service"], service))]
 
     def last_seq(self):
         with self.lock:
@@ -251,9 +260,19 @@ class RequestLog:
 
 # Nova's fault names per status (nova/api/openstack/wsgi.py, Fault._fault_names); other statuses
 # are a computeFault. Cinder answers in the same shape (cinder/api/openstack/wsgi.py, Fault).
-_NOVA_FAULT_NAMES = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound",
-                     405: "badMethod", 409: "conflictingRequest", 413: "overLimit", 415: "badMediaType",
-                     429: "overLimit", 501: "notImplemented", 503: "serviceUnavailable"}
+_NOVA_FAULT_NAMES = {
+    400: "badRequest",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "itemNotFound",
+    405: "badMethod",
+    409: "conflictingRequest",
+    413: "overLimit",
+    415: "badMediaType",
+    429: "overLimit",
+    501: "notImplemented",
+    503: "serviceUnavailable",
+}
 
 
 def error_body(service, status, reason, request_id):

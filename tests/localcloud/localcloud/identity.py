@@ -5,10 +5,19 @@ from . import config
 
 def register(secrets):
     import openstack
-    conn = openstack.connect(auth_url=config.keystone_url(), username="admin", password=secrets["admin"],
-                             project_name="admin", user_domain_name="Default",
-                             project_domain_name="Default", region_name=config.REGION,
-                             interface="internal", load_yaml_config=False, load_envvars=False)
+
+    conn = openstack.connect(
+        auth_url=config.keystone_url(),
+        username="admin",
+        password=secrets["admin"],
+        project_name="admin",
+        user_domain_name="Default",
+        project_domain_name="Default",
+        region_name=config.REGION,
+        interface="internal",
+        load_yaml_config=False,
+        load_envvars=False,
+    )
     ident = conn.identity
     roles = {r.name: r for r in ident.roles()}
     for name in ("service", "member", "reader"):
@@ -23,18 +32,14 @@ def register(secrets):
         user = ident.create_user(name=name, password=secrets[name], domain_id="default")
         for role in ("admin", "service"):
             ident.assign_project_role_to_user(service_project, user, roles[role])
-    demo = ident.create_user(name="demo", password=secrets["demo"], domain_id="default",
-                             default_project_id=demo_project.id)
+    demo = ident.create_user(name="demo", password=secrets["demo"], domain_id="default", default_project_id=demo_project.id)
     ident.assign_project_role_to_user(demo_project, demo, roles["member"])
     ident.assign_project_role_to_user(demo_project, demo, roles["reader"])
 
-    catalog = (("nova", "compute"), ("placement", "placement"), ("glance", "image"),
-               ("cinder", "block-storage"), ("neutron", "network"))
+    catalog = (("nova", "compute"), ("placement", "placement"), ("glance", "image"), ("cinder", "block-storage"), ("neutron", "network"))
     for name, kind in catalog:
         service = ident.create_service(name=name, type=kind)
         # public: through the fault proxy (the collection's way in); internal and admin: direct
         # (Nova's own services), see faultproxy.py.
         for interface in ("public", "internal", "admin"):
-            ident.create_endpoint(service_id=service.id, interface=interface,
-                                  url=config.endpoint(kind, public=interface == "public"),
-                                  region_id=config.REGION)
+            ident.create_endpoint(service_id=service.id, interface=interface, url=config.endpoint(kind, public=interface == "public"), region_id=config.REGION)

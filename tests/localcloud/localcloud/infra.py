@@ -31,18 +31,33 @@ def start_mariadb():
     data = _mariadb_dir() / "data"
     if not data.exists():
         data.mkdir(parents=True)
-        proc.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root",
-                  "--auth-root-authentication-method=socket", "--skip-test-db"],
-                 what="mariadb-install-db")
-    proc.start("mariadb", [
-        shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--no-defaults", f"--datadir={data}",
-        f"--socket={config.STATE / MARIADB_SOCKET}", f"--port={config.PORTS['mariadb']}",
-        f"--bind-address={config.HOST}", f"--pid-file={_mariadb_dir() / 'mariadbd.pid'}",
-        "--user=root", "--skip-name-resolve", "--skip-log-bin", "--max-connections=1000",
-        "--innodb-buffer-pool-size=128M", "--innodb-flush-log-at-trx-commit=0",
-        "--innodb-doublewrite=0", "--sync-binlog=0", "--character-set-server=utf8mb4",
-        "--collation-server=utf8mb4_general_ci", "--innodb-log-file-size=64M",
-    ])
+        proc.run(
+            ["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root", "--auth-root-authentication-method=socket", "--skip-test-db"],
+            what="mariadb-install-db",
+        )
+    proc.start(
+        "mariadb",
+        [
+            shutil.which("mariadbd") or "/usr/sbin/mariadbd",
+            "--no-defaults",
+            f"--datadir={data}",
+            f"--socket={config.STATE / MARIADB_SOCKET}",
+            f"--port={config.PORTS['mariadb']}",
+            f"--bind-address={config.HOST}",
+            f"--pid-file={_mariadb_dir() / 'mariadbd.pid'}",
+            "--user=root",
+            "--skip-name-resolve",
+            "--skip-log-bin",
+            "--max-connections=1000",
+            "--innodb-buffer-pool-size=128M",
+            "--innodb-flush-log-at-trx-commit=0",
+            "--innodb-doublewrite=0",
+            "--sync-binlog=0",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_general_ci",
+            "--innodb-log-file-size=64M",
+        ],
+    )
     proc.wait_port("mariadb", config.PORTS["mariadb"], timeout=60)
     proc.wait_for("mariadb socket", (config.STATE / MARIADB_SOCKET).exists, 30, 0.1)
 
@@ -74,9 +89,21 @@ def dump_schemas():
     tmp = target.with_suffix(".tmp")
     with open(tmp, "w") as out:
         result = subprocess.run(
-            ["mysqldump", "--no-defaults", "-uroot", f"--socket={config.STATE / MARIADB_SOCKET}",
-             "--single-transaction", "--skip-dump-date", "--databases", *config.DATABASES],
-            stdout=out, stderr=subprocess.PIPE, text=True, check=False)
+            [
+                "mysqldump",
+                "--no-defaults",
+                "-uroot",
+                f"--socket={config.STATE / MARIADB_SOCKET}",
+                "--single-transaction",
+                "--skip-dump-date",
+                "--databases",
+                *config.DATABASES,
+            ],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
         raise proc.CloudError(f"mysqldump failed: {result.stderr.strip()}")
@@ -91,10 +118,13 @@ def restore_schemas():
         f"UPDATE cell_mappings SET database_connection='{config.db_url('nova_cell0')}' "
         f"WHERE name='cell0'; "
         f"UPDATE cell_mappings SET database_connection='{config.db_url('nova')}', "
-        f"transport_url='{config.transport_url()}' WHERE name='cell1'", database="nova_api")
+        f"transport_url='{config.transport_url()}' WHERE name='cell1'",
+        database="nova_api",
+    )
 
 
 # --- RabbitMQ ------------------------------------------------------------------------------
+
 
 def _rabbit_env():
     base = config.STATE / "rabbitmq"
@@ -123,7 +153,8 @@ def start_rabbitmq_async():
         "loopback_users = none\n"
         f"listeners.tcp.default = {config.HOST}:{config.PORTS['rabbitmq']}\n"
         "log.console = true\nlog.console.level = warning\n"
-        "vm_memory_high_watermark.absolute = 512MiB\n")
+        "vm_memory_high_watermark.absolute = 512MiB\n"
+    )
     (base / "enabled_plugins").write_text("[].\n")
     proc.start("rabbitmq", ["/usr/lib/rabbitmq/bin/rabbitmq-server"], env=_rabbit_env())
 

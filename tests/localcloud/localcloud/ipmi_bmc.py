@@ -40,8 +40,7 @@ import uuid
 from pathlib import Path
 
 from pyghmi.ipmi import bmc as pyghmi_bmc
-from pyghmi.ipmi.private import constants as ipmi_constants
-from pyghmi.ipmi.private import serversession
+from pyghmi.ipmi.private import constants as ipmi_constants, serversession
 
 from localcloud import bmc
 
@@ -77,20 +76,18 @@ class ServerSession(serversession.ServerSession):
     def create_open_session_response(self, request):
         algorithms = proposed_algorithms(request)
         if algorithms not in SUPPORTED_ALGORITHMS:
-            LOG.warning("refused open session: algorithms %s are not cipher suite 3",
-                        algorithms)
+            LOG.warning("refused open session: algorithms %s are not cipher suite 3", algorithms)
             self.clientsessionid = request[4:8]
             # On error only tag, status, privilege, reserved and the console's session id.
             return bytearray([request[0], RAKP_NO_CIPHER_SUITE_MATCH, 0, 0]) + request[4:8]
         return super().create_open_session_response(request)
 
     def _send_rakp_error(self, payload_type, tag, status):
-        self.send_payload(bytearray([tag, status, 0, 0]) + self.clientsessionid,
-                          ipmi_constants.payload_types[payload_type], retry=False)
+        self.send_payload(bytearray([tag, status, 0, 0]) + self.clientsessionid, ipmi_constants.payload_types[payload_type], retry=False)
 
     def _got_rakp1(self, data):
         name_length = data[27] if len(data) > 27 else 0
-        username = bytes(data[28:28 + name_length]).decode("utf-8", "replace")
+        username = bytes(data[28 : 28 + name_length]).decode("utf-8", "replace")
         if self.authdata.get(username) is None:
             LOG.warning("refused RAKP 1: unknown user %r", username)
             self._send_rakp_error("rakp2", data[0], RAKP_UNAUTHORIZED_NAME)
@@ -104,8 +101,7 @@ class ServerSession(serversession.ServerSession):
             # The client rejected our RAKP 2 (e.g. its password differs); nothing to answer.
             LOG.warning("client ended the session in RAKP 3 with status 0x%02x", data[1])
             return
-        hmacdata = (self.Rc + self.clientsessionid
-                    + struct.pack("2B", self.rolem, len(self.username)) + self.username)
+        hmacdata = self.Rc + self.clientsessionid + struct.pack("2B", self.rolem, len(self.username)) + self.username
         expected = hmac.new(self.kuid, bytes(hmacdata), hashlib.sha1).digest()
         if bytes(data[8:]) != expected:
             LOG.warning("refused RAKP 3: key exchange code does not match the password")
@@ -118,8 +114,7 @@ class PowerBmc(pyghmi_bmc.Bmc):
     """The BMC of one host: power on/off/cycle/reset, state in D/power.json."""
 
     def __init__(self, authdata, *, name, state_dir, power_delay, port, address):
-        super().__init__(authdata, port=port, address=address,
-                         bmcuuid=uuid.UUID(bmc.system_uuid(name)))
+        super().__init__(authdata, port=port, address=address, bmcuuid=uuid.UUID(bmc.system_uuid(name)))
         self.name = name
         self.state_dir = Path(state_dir)
         self.power_delay = power_delay
@@ -152,8 +147,7 @@ class PowerBmc(pyghmi_bmc.Bmc):
         record["pending_power"] = None
         if record["power_state"] != target:
             low, high = self.power_delay
-            record["pending_power"] = {"power_state": target,
-                                       "apply_time": time.time() + random.uniform(low, high)}
+            record["pending_power"] = {"power_state": target, "apply_time": time.time() + random.uniform(low, high)}
         bmc.write_json(self.power_file, record)
         LOG.info("%s: power %s -> %s", self.name, record["power_state"], target)
         return 0
@@ -194,28 +188,24 @@ class PowerBmc(pyghmi_bmc.Bmc):
     # -- sessions ------------------------------------------------------------------------
     def sessionless_data(self, data, sockaddr):
         raw = bytearray(data)
-        if (len(raw) >= 22 and raw[0] == 6 and raw[2:4] == b"\xff\x07"
-                and raw[4] == 6 and raw[5] == ipmi_constants.payload_types["rmcpplusopenreq"]):
-            ServerSession(self.authdata, self.kg, sockaddr, self.serversocket, raw[16:],
-                          self.uuid, bmc=self)
+        if len(raw) >= 22 and raw[0] == 6 and raw[2:4] == b"\xff\x07" and raw[4] == 6 and raw[5] == ipmi_constants.payload_types["rmcpplusopenreq"]:
+            ServerSession(self.authdata, self.kg, sockaddr, self.serversocket, raw[16:], self.uuid, bmc=self)
             return
         super().sessionless_data(data, sockaddr)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m localcloud.ipmi_bmc",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m localcloud.ipmi_bmc", description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, help="compute host name")
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--port", required=True, type=int, help="UDP port")
     parser.add_argument("--listen", default=bmc.DEFAULT_LISTEN)
     parser.add_argument("--username", required=True)
     parser.add_argument("--password-file", required=True, type=Path)
-    parser.add_argument("--power-delay", default="0:0", metavar="MIN:MAX",
-                        type=bmc.parse_power_delay,
-                        help="seconds a power change takes to show (default %(default)s)")
-    parser.add_argument("--initial-power", default=bmc.POWER_ON, choices=bmc.POWER_STATES,
-                        help="power state of a fresh state dir (default %(default)s)")
+    parser.add_argument(
+        "--power-delay", default="0:0", metavar="MIN:MAX", type=bmc.parse_power_delay, help="seconds a power change takes to show (default %(default)s)"
+    )
+    parser.add_argument("--initial-power", default=bmc.POWER_ON, choices=bmc.POWER_STATES, help="power state of a fresh state dir (default %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -224,16 +214,13 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     password = Path(args.password_file).read_text().rstrip("\r\n")
     if not password or len(password.encode()) > bmc.IPMI_MAX_PASSWORD:
-        raise SystemExit(f"IPMI password in {args.password_file} must be 1 to "
-                         f"{bmc.IPMI_MAX_PASSWORD} bytes")
+        raise SystemExit(f"IPMI password in {args.password_file} must be 1 to {bmc.IPMI_MAX_PASSWORD} bytes")
     args.state_dir.mkdir(parents=True, exist_ok=True)
     if not (args.state_dir / bmc.IPMI_POWER_FILE).exists():
-        bmc.write_json(args.state_dir / bmc.IPMI_POWER_FILE,
-                       {"power_state": args.initial_power, "pending_power": None})
+        bmc.write_json(args.state_dir / bmc.IPMI_POWER_FILE, {"power_state": args.initial_power, "pending_power": None})
     if not (args.state_dir / bmc.MODE_FILE).exists():
         bmc.set_mode(args.state_dir, bmc.NORMAL)
-    server = PowerBmc({args.username: password}, name=args.name, state_dir=args.state_dir,
-                      power_delay=args.power_delay, port=args.port, address=args.listen)
+    server = PowerBmc({args.username: password}, name=args.name, state_dir=args.state_dir, power_delay=args.power_delay, port=args.port, address=args.listen)
     LOG.info("IPMI BMC of %s listening on %s:%d (udp)", args.name, args.listen, args.port)
     server.listen()
     return 0

@@ -67,6 +67,7 @@ def wait_schedulable(conn, hosts, timeout, restarted=None):
         if not set(hosts) <= _mapped_hosts() or not set(hosts) <= set(providers):
             return False
         return not any(_placement_disabled(conn, providers[host]) for host in hosts)
+
     proc.wait_for(f"computes {', '.join(hosts)} to be schedulable", ready, timeout)
 
 
@@ -74,8 +75,8 @@ def _heartbeat(service):
     """The compute's last heartbeat. Nova's API hides it (`updated_at` also moves on any
     service update), and a killed compute's last one keeps it "up" for service_down_time."""
     out = infra.mariadb_client(
-        f"SELECT last_seen_up FROM services WHERE host='{service['host']}' "
-        f"AND `binary`='nova-compute' AND deleted=0", database="nova").split("\n")
+        f"SELECT last_seen_up FROM services WHERE host='{service['host']}' AND `binary`='nova-compute' AND deleted=0", database="nova"
+    ).split("\n")
     value = out[1].strip() if len(out) > 1 else ""
     if not value or value == "NULL":
         return datetime.datetime(1970, 1, 1)
@@ -84,16 +85,17 @@ def _heartbeat(service):
 
 def utcnow():
     # Nova stores naive UTC at second precision; a second of margin covers the truncation.
-    return (datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-            - datetime.timedelta(seconds=1))
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(seconds=1)
 
 
 def wait_heartbeat(conn, host, timeout, since):
     """nova-compute on `host` has reported since `since`. Its service may still show "down"
     if it is forced down: lifting that is the operator's (restore-host's) decision."""
+
     def reported():
         service = compute_services(conn).get(host)
         return bool(service) and _heartbeat(service) >= since
+
     proc.wait_for(f"nova-compute on {host} to report in", reported, timeout)
 
 
@@ -101,6 +103,7 @@ def delete_all_servers(conn, timeout):
     """Delete every server and wait until none is left. A delete can lose a race with a nova-compute that is
     starting again (Nova answers 500 "Object action destroy failed because: host changed" to the local delete of
     a server on a down host): every server still there and not being deleted is deleted again on the next look."""
+
     def none_left():
         left = list(conn.compute.servers(all_projects=True))
         for server in left:
@@ -110,6 +113,7 @@ def delete_all_servers(conn, timeout):
                 except openstack.exceptions.HttpException:
                     pass  # sent again on the next look
         return not left
+
     proc.wait_for("every server to be deleted", none_left, timeout, 0.5)
 
 
@@ -121,8 +125,7 @@ def _evacuations_left(conn, host):
 def wait_evacuations_completed(conn, hosts, timeout):
     """Nova refuses to force a host up while evacuations from it are 'done' and not yet
     cleaned up by its restarted nova-compute; deleted servers take theirs with them."""
-    proc.wait_for("evacuations to be cleaned up",
-                  lambda: not any(_evacuations_left(conn, h) for h in hosts), timeout)
+    proc.wait_for("evacuations to be cleaned up", lambda: not any(_evacuations_left(conn, h) for h in hosts), timeout)
 
 
 def restore_services(conn, hosts):
@@ -130,12 +133,9 @@ def restore_services(conn, hosts):
     for host in hosts:
         s = svc[host]
         if s["forced_down"] or s["status"] != "enabled":
-            response = conn.compute.put(f"/os-services/{s['id']}",
-                                        json={"forced_down": False, "status": "enabled"},
-                                        microversion="2.53")
+            response = conn.compute.put(f"/os-services/{s['id']}", json={"forced_down": False, "status": "enabled"}, microversion="2.53")
             if response.status_code >= 400:
-                raise proc.CloudError(f"restoring service of {host}: {response.status_code} "
-                                      f"{response.text[:300]}")
+                raise proc.CloudError(f"restoring service of {host}: {response.status_code} {response.text[:300]}")
 
 
 def delete_server_groups(conn):
@@ -143,9 +143,22 @@ def delete_server_groups(conn):
         conn.compute.delete_server_group(group, ignore_missing=True)
 
 
-def boot(conn_for, host, count, status="ACTIVE", locked=False, metadata=None, server_group=None,
-         project="admin", flavor="m1.tiny", name=None, port=False, boot_from_volume=False,
-         data_volume=False, timeout=180):
+def boot(
+    conn_for,
+    host,
+    count,
+    status="ACTIVE",
+    locked=False,
+    metadata=None,
+    server_group=None,
+    project="admin",
+    flavor="m1.tiny",
+    name=None,
+    port=False,
+    boot_from_volume=False,
+    data_volume=False,
+    timeout=180,
+):
     """Boot `count` servers onto `host` and bring each to `status`; return their records.
 
     boot_from_volume: the root disk is a 1 GB Cinder volume that Nova creates from the image (boot
@@ -156,8 +169,9 @@ def boot(conn_for, host, count, status="ACTIVE", locked=False, metadata=None, se
     conn = conn_for("novaha-admin-demo") if project == "member" else admin
     group_id = None
     if server_group:
-        group = conn.compute.post("/os-server-groups", microversion="2.64", json={
-            "server_group": {"name": f"{name or host}-{server_group}", "policy": server_group}}).json()
+        group = conn.compute.post(
+            "/os-server-groups", microversion="2.64", json={"server_group": {"name": f"{name or host}-{server_group}", "policy": server_group}}
+        ).json()
         group_id = group["server_group"]["id"]
     flavor_id = conn.compute.find_flavor(flavor, ignore_missing=False).id
     prefix = name or f"{host}-vm"
@@ -170,19 +184,25 @@ def boot(conn_for, host, count, status="ACTIVE", locked=False, metadata=None, se
         index += 1
     ids = []
     for server_name in names:
-        body = {"name": server_name, "imageRef": config.IMAGE_ID, "flavorRef": flavor_id,
-                "host": host, "metadata": dict(metadata or {})}
+        body = {"name": server_name, "imageRef": config.IMAGE_ID, "flavorRef": flavor_id, "host": host, "metadata": dict(metadata or {})}
         if boot_from_volume:
             body["imageRef"] = ""
-            body["block_device_mapping_v2"] = [{
-                "boot_index": 0, "uuid": config.IMAGE_ID, "source_type": "image", "destination_type": "volume",
-                "volume_size": 1, "delete_on_termination": True}]
+            body["block_device_mapping_v2"] = [
+                {
+                    "boot_index": 0,
+                    "uuid": config.IMAGE_ID,
+                    "source_type": "image",
+                    "destination_type": "volume",
+                    "volume_size": 1,
+                    "delete_on_termination": True,
+                }
+            ]
         if port:
             # Owned by the server's project: Nova refuses another project's port (PortNotUsable).
             owner = conn.current_project_id
-            created = admin.network.post("/ports", json={"port": {
-                "network_id": _network_id(admin), "name": server_name, "tenant_id": owner,
-                "project_id": owner}}).json()
+            created = admin.network.post(
+                "/ports", json={"port": {"network_id": _network_id(admin), "name": server_name, "tenant_id": owner, "project_id": owner}}
+            ).json()
             body["networks"] = [{"port": created["port"]["id"]}]
         else:
             body["networks"] = "none"
@@ -197,19 +217,26 @@ def boot(conn_for, host, count, status="ACTIVE", locked=False, metadata=None, se
         _wait_status(admin, server_id, "ACTIVE", timeout)
         if data_volume:
             from . import volumes
+
             volumes.attach_data_volume(conn, server_id, f"{server_id}-data")
         _bring_to(admin, server_id, status, timeout)
         if locked:
-            admin.compute.post(f"/servers/{server_id}/action", microversion="2.73",
-                               json={"lock": {"locked_reason": "locked by its owner"}})
+            admin.compute.post(f"/servers/{server_id}/action", microversion="2.73", json={"lock": {"locked_reason": "locked by its owner"}})
     records = []
     for server_id in ids:
         server = _get(admin, f"/servers/{server_id}")["server"]
-        records.append({"id": server["id"], "name": server["name"],
-                        "host": server.get("OS-EXT-SRV-ATTR:host"), "status": server["status"],
-                        "locked": server.get("locked"), "project_id": server["tenant_id"],
-                        "server_group": group_id,
-                        "volumes": [v["id"] for v in server.get("os-extended-volumes:volumes_attached", [])]})
+        records.append(
+            {
+                "id": server["id"],
+                "name": server["name"],
+                "host": server.get("OS-EXT-SRV-ATTR:host"),
+                "status": server["status"],
+                "locked": server.get("locked"),
+                "project_id": server["tenant_id"],
+                "server_group": group_id,
+                "volumes": [v["id"] for v in server.get("os-extended-volumes:volumes_attached", [])],
+            }
+        )
     return records
 
 
@@ -223,18 +250,23 @@ def _wait_status(conn, server_id, status, timeout):
         if server["status"] == "ERROR" and status != "ERROR":
             raise proc.CloudError(f"server {server_id} went ERROR: {server.get('fault')}")
         return server["status"] == status and not server.get("OS-EXT-STS:task_state")
+
     proc.wait_for(f"server {server_id} to be {status}", reached, timeout, 0.3)
 
 
 def _bring_to(conn, server_id, status, timeout):
-    actions = {"ACTIVE": None, "SHUTOFF": {"os-stop": None}, "PAUSED": {"pause": None},
-               "SUSPENDED": {"suspend": None}, "ERROR": {"os-resetState": {"state": "error"}}}
+    actions = {
+        "ACTIVE": None,
+        "SHUTOFF": {"os-stop": None},
+        "PAUSED": {"pause": None},
+        "SUSPENDED": {"suspend": None},
+        "ERROR": {"os-resetState": {"state": "error"}},
+    }
     if status not in actions:
         raise proc.CloudError(f"--status must be one of {', '.join(actions)}")
     if actions[status] is None:
         return
-    response = conn.compute.post(f"/servers/{server_id}/action", json=actions[status],
-                                 microversion="2.1")
+    response = conn.compute.post(f"/servers/{server_id}/action", json=actions[status], microversion="2.1")
     if response.status_code >= 400:
         raise proc.CloudError(f"{status} for {server_id}: {response.status_code} {response.text[:300]}")
     _wait_status(conn, server_id, status, timeout)

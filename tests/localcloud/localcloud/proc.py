@@ -36,8 +36,9 @@ def start(name, argv, env=None, cwd=None):
     full_env = dict(os.environ)
     full_env.update(env or {})
     with open(log_dir() / f"{name}.log", "ab") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=full_env, cwd=cwd or str(config.STATE), start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env, cwd=cwd or str(config.STATE), start_new_session=True
+        )
     pid_file(name).write_text(str(proc.pid))
     return proc.pid
 
@@ -163,17 +164,21 @@ def check_ports_outside_ephemeral(ports):
     low, high = ephemeral_range()
     inside = [p for p in ports if low <= p <= high]
     if inside:
-        raise CloudError(f"port(s) {', '.join(map(str, inside))} are in this machine's ephemeral "
-                         f"range {low}-{high}, where any outgoing connection may take them; "
-                         f"choose a smaller NOVAHA_LOCALCLOUD_PORT_OFFSET")
+        raise CloudError(
+            f"port(s) {', '.join(map(str, inside))} are in this machine's ephemeral "
+            f"range {low}-{high}, where any outgoing connection may take them; "
+            f"choose a smaller NOVAHA_LOCALCLOUD_PORT_OFFSET"
+        )
 
 
 def check_ports_free(ports):
     taken = [p for p in ports if port_open(p)]
     if taken:
-        raise CloudError(f"port(s) already in use on {config.HOST}: {', '.join(map(str, taken))}; "
-                         f"another local cloud or service is running (try 'localcloud down' "
-                         f"or free the port)")
+        raise CloudError(
+            f"port(s) already in use on {config.HOST}: {', '.join(map(str, taken))}; "
+            f"another local cloud or service is running (try 'localcloud down' "
+            f"or free the port)"
+        )
 
 
 def wait_port(name, port, timeout=60.0):
@@ -182,11 +187,9 @@ def wait_port(name, port, timeout=60.0):
         if port_open(port):
             return
         if not running(name):
-            raise CloudError(f"{name} exited during start-up; see {log_dir() / (name + '.log')}:\n"
-                             + tail_log(name))
+            raise CloudError(f"{name} exited during start-up; see {log_dir() / (name + '.log')}:\n" + tail_log(name))
         time.sleep(0.1)
-    raise CloudError(f"{name} did not listen on port {port} within {timeout:.0f}s; "
-                     f"see {log_dir() / (name + '.log')}")
+    raise CloudError(f"{name} did not listen on port {port} within {timeout:.0f}s; see {log_dir() / (name + '.log')}")
 
 
 def wait_for(what, check, timeout, interval=0.5):
@@ -212,9 +215,7 @@ def run(argv, env=None, what=None, timeout=300):
     """Run a set-up command to completion; a failure raises CloudError with its output."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    proc = subprocess.run(argv, env=full_env, capture_output=True, text=True, timeout=timeout,
-                          cwd=str(config.STATE), check=False)
+    proc = subprocess.run(argv, env=full_env, capture_output=True, text=True, timeout=timeout, cwd=str(config.STATE), check=False)
     if proc.returncode != 0:
-        raise CloudError(f"{what or argv[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}"
-                         f"\n{proc.stderr[-3000:]}")
+        raise CloudError(f"{what or argv[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc.stdout

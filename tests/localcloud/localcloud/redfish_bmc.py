@@ -31,17 +31,14 @@ from pathlib import Path
 from localcloud import bmc
 
 # What sushy-tools' system.json template advertises in ResetType@Redfish.AllowableValues.
-RESET_TYPES = ("On", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart",
-               "Nmi", "ForceOn")
-_TARGET_STATE = {"On": bmc.POWER_ON, "ForceOn": bmc.POWER_ON,
-                 "ForceOff": bmc.POWER_OFF, "GracefulShutdown": bmc.POWER_OFF}
+RESET_TYPES = ("On", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart", "Nmi", "ForceOn")
+_TARGET_STATE = {"On": bmc.POWER_ON, "ForceOn": bmc.POWER_ON, "ForceOff": bmc.POWER_OFF, "GracefulShutdown": bmc.POWER_OFF}
 
 LOG = logging.getLogger("localcloud.redfish_bmc")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m localcloud.redfish_bmc",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m localcloud.redfish_bmc", description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, help="compute host name (the fake system)")
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--port", required=True, type=int)
@@ -50,11 +47,14 @@ def parse_args(argv=None):
     parser.add_argument("--password-file", required=True, type=Path)
     parser.add_argument("--cert", required=True, type=Path, help="server certificate (PEM)")
     parser.add_argument("--key", required=True, type=Path, help="its private key (PEM)")
-    parser.add_argument("--power-delay", default=bmc.DEFAULT_POWER_DELAY, metavar="MIN:MAX",
-                        type=bmc.parse_power_delay,
-                        help="seconds a reset takes to show (default %(default)s)")
-    parser.add_argument("--initial-power", default=bmc.POWER_ON, choices=bmc.POWER_STATES,
-                        help="power state of a fresh state dir (default %(default)s)")
+    parser.add_argument(
+        "--power-delay",
+        default=bmc.DEFAULT_POWER_DELAY,
+        metavar="MIN:MAX",
+        type=bmc.parse_power_delay,
+        help="seconds a reset takes to show (default %(default)s)",
+    )
+    parser.add_argument("--initial-power", default=bmc.POWER_ON, choices=bmc.POWER_STATES, help="power state of a fresh state dir (default %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -86,13 +86,15 @@ def write_config(args, auth_file):
         "SUSHY_EMULATOR_AUTH_FILE": str(auth_file),
         "SUSHY_EMULATOR_STATE_DIR": str(args.state_dir),
         "SUSHY_EMULATOR_FAKE_DRIVER": True,
-        "SUSHY_EMULATOR_FAKE_SYSTEMS": [{
-            "uuid": bmc.system_uuid(args.name),
-            "name": args.name,
-            "power_state": args.initial_power,
-            "external_notifier": False,
-            "nics": [{"mac": "52:54:00:00:00:01", "ip": args.listen}],
-        }],
+        "SUSHY_EMULATOR_FAKE_SYSTEMS": [
+            {
+                "uuid": bmc.system_uuid(args.name),
+                "name": args.name,
+                "power_state": args.initial_power,
+                "external_notifier": False,
+                "nics": [{"mac": "52:54:00:00:00:01", "ip": args.listen}],
+            }
+        ],
         "NOVAHA_POWER_DELAY": args.power_delay,
     }
     path = args.state_dir / "emulator.conf"
@@ -107,16 +109,13 @@ def install_driver():
     from sushy_tools.emulator.resources.systems import fakedriver
 
     class LocalCloudFakeDriver(fakedriver.FakeDriver):
-
         def set_power_state(self, identity, state):
             if state not in RESET_TYPES:
-                raise error.BadRequest(
-                    f"ResetType {state!r} is not supported; allowed: {', '.join(RESET_TYPES)}")
+                raise error.BadRequest(f"ResetType {state!r} is not supported; allowed: {', '.join(RESET_TYPES)}")
             system = self._get(identity)
             state_dir = self._config["SUSHY_EMULATOR_STATE_DIR"]
             if bmc.get_mode(state_dir) == bmc.STUCK:
-                self._logger.warning("stuck: accepted %s for %s, power stays %s",
-                                     state, system["name"], system["power_state"])
+                self._logger.warning("stuck: accepted %s for %s, power stays %s", state, system["name"], system["power_state"])
                 return
             if state == "Nmi":
                 return
@@ -129,8 +128,7 @@ def install_driver():
             else:
                 pending = _TARGET_STATE[state]
             if system["power_state"] != pending:
-                self._update(system, pending_power={"power_state": pending,
-                                                    "apply_time": apply_time})
+                self._update(system, pending_power={"power_state": pending, "apply_time": apply_time})
 
     fakedriver.FakeDriver = LocalCloudFakeDriver
 

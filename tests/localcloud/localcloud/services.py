@@ -39,10 +39,23 @@ def _bin(name):
 
 def _gunicorn(name, app, port, env, threads=8, app_args=()):
     env = dict(env, PYTHONPATH=str(config.PACKAGE_DIR.parent))
-    proc.start(name, [config.PYTHON, "-m", "localcloud.wsgi_server", app,
-                      "--bind", f"{config.HOST}:{port}", "--threads", str(threads),
-                      "--access-log", str(proc.log_dir() / f"{name}-access.log"),
-                      *(f"--app-arg={arg}" for arg in app_args)], env=env)
+    proc.start(
+        name,
+        [
+            config.PYTHON,
+            "-m",
+            "localcloud.wsgi_server",
+            app,
+            "--bind",
+            f"{config.HOST}:{port}",
+            "--threads",
+            str(threads),
+            "--access-log",
+            str(proc.log_dir() / f"{name}-access.log"),
+            *(f"--app-arg={arg}" for arg in app_args),
+        ],
+        env=env,
+    )
 
 
 def _auth_section(user, password, secrets):
@@ -60,6 +73,7 @@ def _auth_section(user, password, secrets):
 
 # --- Keystone -----------------------------------------------------------------------------
 
+
 def keystone_env():
     return {"OS_KEYSTONE_CONFIG_FILES": str(_etc("keystone") / "keystone.conf")}
 
@@ -68,23 +82,25 @@ def write_keystone_conf():
     base = config.STATE / "keystone"
     for sub in ("fernet-keys", "credential-keys"):
         (base / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
-    _write_conf(_etc("keystone") / "keystone.conf", {
-        "DEFAULT": {"use_stderr": "true", "debug": "false"},
-        "database": {"connection": config.db_url("keystone")},
-        "token": {"provider": "fernet", "expiration": 86400},
-        "fernet_tokens": {"key_repository": base / "fernet-keys"},
-        "credential": {"key_repository": base / "credential-keys"},
-        # Keystone's own cache, in the process (a production Keystone uses memcached): without it each
-        # validation of a new token rebuilds the user's roles and the catalog from the database, about
-        # 1 s here, which every first request of a module run would pay.
-        "cache": {"enabled": "true", "backend": "dogpile.cache.memory"},
-    })
+    _write_conf(
+        _etc("keystone") / "keystone.conf",
+        {
+            "DEFAULT": {"use_stderr": "true", "debug": "false"},
+            "database": {"connection": config.db_url("keystone")},
+            "token": {"provider": "fernet", "expiration": 86400},
+            "fernet_tokens": {"key_repository": base / "fernet-keys"},
+            "credential": {"key_repository": base / "credential-keys"},
+            # Keystone's own cache, in the process (a production Keystone uses memcached): without it each
+            # validation of a new token rebuilds the user's roles and the catalog from the database, about
+            # 1 s here, which every first request of a module run would pay.
+            "cache": {"enabled": "true", "backend": "dogpile.cache.memory"},
+        },
+    )
 
 
 def keystone_manage(*args):
     conf = str(_etc("keystone") / "keystone.conf")
-    return proc.run([_bin("keystone-manage"), "--config-file", conf, *args],
-                    what=f"keystone-manage {args[0]}")
+    return proc.run([_bin("keystone-manage"), "--config-file", conf, *args], what=f"keystone-manage {args[0]}")
 
 
 def sync_keystone_schema():
@@ -94,11 +110,19 @@ def sync_keystone_schema():
 def start_keystone(secrets):
     keystone_manage("fernet_setup", "--keystone-user", "root", "--keystone-group", "root")
     keystone_manage("credential_setup", "--keystone-user", "root", "--keystone-group", "root")
-    keystone_manage("bootstrap", "--bootstrap-password", secrets["admin"],
-                    "--bootstrap-admin-url", config.keystone_url(),
-                    "--bootstrap-public-url", config.keystone_url(public=True),
-                    "--bootstrap-internal-url", config.keystone_url(),
-                    "--bootstrap-region-id", config.REGION)
+    keystone_manage(
+        "bootstrap",
+        "--bootstrap-password",
+        secrets["admin"],
+        "--bootstrap-admin-url",
+        config.keystone_url(),
+        "--bootstrap-public-url",
+        config.keystone_url(public=True),
+        "--bootstrap-internal-url",
+        config.keystone_url(),
+        "--bootstrap-region-id",
+        config.REGION,
+    )
     _gunicorn("keystone", "keystone.wsgi.api:application", config.PORTS["keystone"], keystone_env())
     proc.wait_port("keystone", config.PORTS["keystone"])
 
@@ -116,33 +140,34 @@ TOKEN_CACHE_SECONDS = 3600
 
 def _authtoken(service, secrets):
     section = _auth_section(service, service, secrets)
-    section.update({"www_authenticate_uri": config.keystone_url(public=True), "service_token_roles_required": "true",
-                    "token_cache_time": TOKEN_CACHE_SECONDS})
+    section.update({"www_authenticate_uri": config.keystone_url(public=True), "service_token_roles_required": "true", "token_cache_time": TOKEN_CACHE_SECONDS})
     return section
 
 
 def write_placement_conf(secrets):
     authtoken = _authtoken("placement", secrets)
-    _write_conf(_etc("placement") / "placement.conf", {
-        "DEFAULT": {"use_stderr": "true", "debug": "false"},
-        "placement_database": {"connection": config.db_url("placement")},
-        "api": {"auth_strategy": "keystone"},
-        "keystone_authtoken": authtoken,
-    })
+    _write_conf(
+        _etc("placement") / "placement.conf",
+        {
+            "DEFAULT": {"use_stderr": "true", "debug": "false"},
+            "placement_database": {"connection": config.db_url("placement")},
+            "api": {"auth_strategy": "keystone"},
+            "keystone_authtoken": authtoken,
+        },
+    )
 
 
 def sync_placement_schema():
-    proc.run([_bin("placement-manage"), "--config-file", str(_etc("placement") / "placement.conf"),
-              "db", "sync"], what="placement-manage db sync")
+    proc.run([_bin("placement-manage"), "--config-file", str(_etc("placement") / "placement.conf"), "db", "sync"], what="placement-manage db sync")
 
 
 def start_placement():
-    _gunicorn("placement", "placement.wsgi.api:application", config.PORTS["placement"],
-              {"OS_PLACEMENT_CONFIG_DIR": str(_etc("placement"))})
+    _gunicorn("placement", "placement.wsgi.api:application", config.PORTS["placement"], {"OS_PLACEMENT_CONFIG_DIR": str(_etc("placement"))})
     proc.wait_port("placement", config.PORTS["placement"])
 
 
 # --- Nova ---------------------------------------------------------------------------------
+
 
 def nova_conf_path():
     return _etc("nova") / "nova.conf"
@@ -152,60 +177,63 @@ def write_nova_conf(secrets, spawn_delay=0.0):
     base = config.STATE / "nova"
     base.mkdir(parents=True, exist_ok=True)
     authtoken = _authtoken("nova", secrets)
-    _write_conf(nova_conf_path(), {
-        "DEFAULT": {
-            "debug": "false",
-            "use_stderr": "true",
-            "transport_url": config.transport_url(),
-            "compute_driver": "novaha_fake.NovahaFakeDriver",
-            "state_path": base,
-            "my_ip": config.HOST,
-            "report_interval": 5,
-            "service_down_time": 20,
-            "heal_instance_info_cache_interval": -1,
-            "instance_usage_audit": "false",
-            "sync_power_state_interval": -1,
-            "update_resources_interval": 10,
-            "osapi_compute_workers": 1,
-            "metadata_workers": 1,
-            "graceful_shutdown_timeout": 5,
+    _write_conf(
+        nova_conf_path(),
+        {
+            "DEFAULT": {
+                "debug": "false",
+                "use_stderr": "true",
+                "transport_url": config.transport_url(),
+                "compute_driver": "novaha_fake.NovahaFakeDriver",
+                "state_path": base,
+                "my_ip": config.HOST,
+                "report_interval": 5,
+                "service_down_time": 20,
+                "heal_instance_info_cache_interval": -1,
+                "instance_usage_audit": "false",
+                "sync_power_state_interval": -1,
+                "update_resources_interval": 10,
+                "osapi_compute_workers": 1,
+                "metadata_workers": 1,
+                "graceful_shutdown_timeout": 5,
+            },
+            "api": {"auth_strategy": "keystone"},
+            "wsgi": {"api_paste_config": config.VENV_BIN.parent / "etc" / "nova" / "api-paste.ini"},
+            "api_database": {"connection": config.db_url("nova_api"), "max_pool_size": 10},
+            "database": {"connection": config.db_url("nova"), "max_pool_size": 10},
+            "keystone_authtoken": authtoken,
+            "service_user": dict(_auth_section("nova", "nova", secrets), send_service_user_token="true"),
+            "placement": _auth_section("placement", "placement", secrets),
+            "glance": {"endpoint_override": config.endpoint("image"), "num_retries": 0},
+            "neutron": dict(_auth_section("nova", "nova", secrets), endpoint_override=config.endpoint("network"), http_retries=0),
+            # The catalog's internal block-storage endpoint (Nova's default is the public one, which goes
+            # through the fault proxy); the service user for the calls Nova makes without a user's token.
+            # Nova reaches Cinder through the fault proxy's service "cinder-for-nova" (its own port): a test faults
+            # Nova's attachment updates there without touching the collection's reads of Cinder, or the reverse.
+            "cinder": dict(
+                _auth_section("nova", "nova", secrets),
+                os_region_name=config.REGION,
+                endpoint_template=f"http://{config.HOST}:{config.PORTS['cinder-api-for-nova']}/v3/%(project_id)s",
+            ),
+            "scheduler": {"discover_hosts_in_cells_interval": 2, "workers": 1},
+            "conductor": {"workers": 1},
+            "filter_scheduler": {"host_subset_size": 1, "shuffle_best_same_weighed_hosts": "true"},
+            "oslo_concurrency": {"lock_path": base / "locks"},
+            "oslo_messaging_notifications": {"driver": "noop"},
+            "oslo_messaging_rabbit": {"heartbeat_timeout_threshold": 0},
+            "notifications": {"notification_format": "unversioned"},
+            "novaha_fake": {"spawn_delay": spawn_delay},
+            "compute": {"live_migration_wait_for_vif_plug": "false"},
+            "vnc": {"enabled": "false"},
+            "spice": {"enabled": "false"},
+            "serial_console": {"enabled": "false"},
+            "os_vif_linux_bridge": {},
         },
-        "api": {"auth_strategy": "keystone"},
-        "wsgi": {"api_paste_config": config.VENV_BIN.parent / "etc" / "nova" / "api-paste.ini"},
-        "api_database": {"connection": config.db_url("nova_api"), "max_pool_size": 10},
-        "database": {"connection": config.db_url("nova"), "max_pool_size": 10},
-        "keystone_authtoken": authtoken,
-        "service_user": dict(_auth_section("nova", "nova", secrets), send_service_user_token="true"),
-        "placement": _auth_section("placement", "placement", secrets),
-        "glance": {"endpoint_override": config.endpoint("image"), "num_retries": 0},
-        "neutron": dict(_auth_section("nova", "nova", secrets),
-                        endpoint_override=config.endpoint("network"), http_retries=0),
-        # The catalog's internal block-storage endpoint (Nova's default is the public one, which goes
-        # through the fault proxy); the service user for the calls Nova makes without a user's token.
-        # Nova reaches Cinder through the fault proxy's service "cinder-for-nova" (its own port): a test faults
-        # Nova's attachment updates there without touching the collection's reads of Cinder, or the reverse.
-        "cinder": dict(_auth_section("nova", "nova", secrets), os_region_name=config.REGION,
-                       endpoint_template=f"http://{config.HOST}:{config.PORTS['cinder-api-for-nova']}"
-                                         "/v3/%(project_id)s"),
-        "scheduler": {"discover_hosts_in_cells_interval": 2, "workers": 1},
-        "conductor": {"workers": 1},
-        "filter_scheduler": {"host_subset_size": 1, "shuffle_best_same_weighed_hosts": "true"},
-        "oslo_concurrency": {"lock_path": base / "locks"},
-        "oslo_messaging_notifications": {"driver": "noop"},
-        "oslo_messaging_rabbit": {"heartbeat_timeout_threshold": 0},
-        "notifications": {"notification_format": "unversioned"},
-        "novaha_fake": {"spawn_delay": spawn_delay},
-        "compute": {"live_migration_wait_for_vif_plug": "false"},
-        "vnc": {"enabled": "false"},
-        "spice": {"enabled": "false"},
-        "serial_console": {"enabled": "false"},
-        "os_vif_linux_bridge": {},
-    })
+    )
 
 
 def nova_manage(*args):
-    return proc.run([_bin("nova-manage"), "--config-file", str(nova_conf_path()), *args],
-                    what=f"nova-manage {' '.join(args[:2])}", timeout=600)
+    return proc.run([_bin("nova-manage"), "--config-file", str(nova_conf_path()), *args], what=f"nova-manage {' '.join(args[:2])}", timeout=600)
 
 
 def sync_nova_schema():
@@ -216,13 +244,11 @@ def sync_nova_schema():
 
 
 def nova_env():
-    return {"OS_NOVA_CONFIG_FILES": f"{config.VENV_BIN.parent / 'etc' / 'nova' / 'api-paste.ini'};"
-                                    f"{nova_conf_path()}"}
+    return {"OS_NOVA_CONFIG_FILES": f"{config.VENV_BIN.parent / 'etc' / 'nova' / 'api-paste.ini'};{nova_conf_path()}"}
 
 
 def start_nova_control():
-    _gunicorn("nova-api", "nova.wsgi.osapi_compute:application", config.PORTS["nova-api"], nova_env(),
-              threads=16)
+    _gunicorn("nova-api", "nova.wsgi.osapi_compute:application", config.PORTS["nova-api"], nova_env(), threads=16)
     conf = ["--config-file", str(nova_conf_path())]
     proc.start("nova-conductor", [_bin("nova-conductor"), *conf])
     proc.start("nova-scheduler", [_bin("nova-scheduler"), *conf])
@@ -236,11 +262,13 @@ def compute_conf_path(host):
 def _compute_argv(host):
     state = config.STATE / "nova" / "computes" / host
     state.mkdir(parents=True, exist_ok=True)
-    _write_conf(compute_conf_path(host), {
-        "DEFAULT": {"host": host, "state_path": state, "instances_path": instancestore.store_of(config.STATE, host)},
-    })
-    return [config.PYTHON, "-m", "localcloud.compute_launcher", "--config-file", str(nova_conf_path()),
-            "--config-file", str(compute_conf_path(host))]
+    _write_conf(
+        compute_conf_path(host),
+        {
+            "DEFAULT": {"host": host, "state_path": state, "instances_path": instancestore.store_of(config.STATE, host)},
+        },
+    )
+    return [config.PYTHON, "-m", "localcloud.compute_launcher", "--config-file", str(nova_conf_path()), "--config-file", str(compute_conf_path(host))]
 
 
 def _compute_env():
@@ -278,6 +306,7 @@ def prepare_compute(host):
 
 # --- Glance ---------------------------------------------------------------------------------
 
+
 def _glance_dir():
     return config.STATE / "glance"
 
@@ -287,33 +316,38 @@ def write_glance_conf(secrets):
     stores = {name: base / name for name in ("images", "staging", "tasks")}
     for path in stores.values():
         path.mkdir(parents=True, exist_ok=True)
-    _write_conf(_etc("glance") / "glance-api.conf", {
-        "DEFAULT": {"debug": "false", "use_stderr": "true", "enabled_backends": "file:file",
-                    "workers": 1, "worker_self_reference_url": config.endpoint("image"),
-                    "show_image_direct_url": "false"},
-        "database": {"connection": config.db_url("glance"), "max_pool_size": 5},
-        "keystone_authtoken": _authtoken("glance", secrets),
-        "paste_deploy": {"flavor": "keystone",
-                         "config_file": config.VENV_BIN.parent / "etc" / "glance" / "glance-api-paste.ini"},
-        "glance_store": {"default_backend": "file"},
-        "file": {"filesystem_store_datadir": stores["images"]},
-        "os_glance_staging_store": {"filesystem_store_datadir": stores["staging"]},
-        "os_glance_tasks_store": {"filesystem_store_datadir": stores["tasks"]},
-        "wsgi": {"task_pool_threads": 2},
-        "oslo_concurrency": {"lock_path": base / "locks"},
-        "oslo_messaging_notifications": {"driver": "noop"},
-    })
+    _write_conf(
+        _etc("glance") / "glance-api.conf",
+        {
+            "DEFAULT": {
+                "debug": "false",
+                "use_stderr": "true",
+                "enabled_backends": "file:file",
+                "workers": 1,
+                "worker_self_reference_url": config.endpoint("image"),
+                "show_image_direct_url": "false",
+            },
+            "database": {"connection": config.db_url("glance"), "max_pool_size": 5},
+            "keystone_authtoken": _authtoken("glance", secrets),
+            "paste_deploy": {"flavor": "keystone", "config_file": config.VENV_BIN.parent / "etc" / "glance" / "glance-api-paste.ini"},
+            "glance_store": {"default_backend": "file"},
+            "file": {"filesystem_store_datadir": stores["images"]},
+            "os_glance_staging_store": {"filesystem_store_datadir": stores["staging"]},
+            "os_glance_tasks_store": {"filesystem_store_datadir": stores["tasks"]},
+            "wsgi": {"task_pool_threads": 2},
+            "oslo_concurrency": {"lock_path": base / "locks"},
+            "oslo_messaging_notifications": {"driver": "noop"},
+        },
+    )
 
 
 def sync_glance_schema():
-    proc.run([_bin("glance-manage"), "--config-file", str(_etc("glance") / "glance-api.conf"), "db", "sync"],
-             what="glance-manage db sync", timeout=600)
+    proc.run([_bin("glance-manage"), "--config-file", str(_etc("glance") / "glance-api.conf"), "db", "sync"], what="glance-manage db sync", timeout=600)
 
 
 def start_glance():
     """glance-api (the process only; wait_glance waits for its port)."""
-    _gunicorn("glance-api", "glance.wsgi.api:application", config.PORTS["glance-api"],
-              {"OS_GLANCE_CONFIG_DIR": str(_etc("glance"))}, threads=4)
+    _gunicorn("glance-api", "glance.wsgi.api:application", config.PORTS["glance-api"], {"OS_GLANCE_CONFIG_DIR": str(_etc("glance"))}, threads=4)
 
 
 def wait_glance():
@@ -321,6 +355,7 @@ def wait_glance():
 
 
 # --- Cinder ---------------------------------------------------------------------------------
+
 
 def cinder_conf_path():
     return _etc("cinder") / "cinder.conf"
@@ -330,49 +365,48 @@ def write_cinder_conf(secrets):
     base = config.STATE / "cinder"
     base.mkdir(parents=True, exist_ok=True)
     backend = config.VOLUME_BACKEND
-    _write_conf(cinder_conf_path(), {
-        "DEFAULT": {
-            "debug": "false",
-            "use_stderr": "true",
-            "transport_url": config.transport_url(),
-            "auth_strategy": "keystone",
-            "state_path": base,
-            "host": "cinder",  # cinder-volume's service is cinder@fake
-            "my_ip": config.HOST,
-            "enabled_backends": backend,
-            "osapi_volume_workers": 1,
-            "api_paste_config": config.VENV_BIN.parent / "etc" / "cinder" / "api-paste.ini",
-            "resource_query_filters_file": config.VENV_BIN.parent / "etc" / "cinder" / "resource_filters.json",
-            "glance_api_servers": config.endpoint("image"),
-            "image_conversion_dir": base / "conversion",
-            "report_interval": 5,
-            "service_down_time": 20,
+    _write_conf(
+        cinder_conf_path(),
+        {
+            "DEFAULT": {
+                "debug": "false",
+                "use_stderr": "true",
+                "transport_url": config.transport_url(),
+                "auth_strategy": "keystone",
+                "state_path": base,
+                "host": "cinder",  # cinder-volume's service is cinder@fake
+                "my_ip": config.HOST,
+                "enabled_backends": backend,
+                "osapi_volume_workers": 1,
+                "api_paste_config": config.VENV_BIN.parent / "etc" / "cinder" / "api-paste.ini",
+                "resource_query_filters_file": config.VENV_BIN.parent / "etc" / "cinder" / "resource_filters.json",
+                "glance_api_servers": config.endpoint("image"),
+                "image_conversion_dir": base / "conversion",
+                "report_interval": 5,
+                "service_down_time": 20,
+            },
+            "database": {"connection": config.db_url("cinder"), "max_pool_size": 5},
+            "keystone_authtoken": _authtoken("cinder", secrets),
+            "oslo_concurrency": {"lock_path": base / "locks"},
+            "oslo_messaging_notifications": {"driver": "noop"},
+            "oslo_messaging_rabbit": {"heartbeat_timeout_threshold": 0},
+            "coordination": {"backend_url": f"file://{base / 'coordination'}"},
+            # A test driver shipped with Cinder (see cinder_test_driver.py): no device, no root.
+            backend: {"volume_driver": "localcloud.cinder_test_driver.ImageCloningTestDriver", "volume_backend_name": backend},
         },
-        "database": {"connection": config.db_url("cinder"), "max_pool_size": 5},
-        "keystone_authtoken": _authtoken("cinder", secrets),
-        "oslo_concurrency": {"lock_path": base / "locks"},
-        "oslo_messaging_notifications": {"driver": "noop"},
-        "oslo_messaging_rabbit": {"heartbeat_timeout_threshold": 0},
-        "coordination": {"backend_url": f"file://{base / 'coordination'}"},
-        # A test driver shipped with Cinder (see cinder_test_driver.py): no device, no root.
-        backend: {"volume_driver": "localcloud.cinder_test_driver.ImageCloningTestDriver",
-                  "volume_backend_name": backend},
-    })
+    )
 
 
 def sync_cinder_schema():
-    proc.run([_bin("cinder-manage"), "--config-file", str(cinder_conf_path()), "db", "sync"],
-             what="cinder-manage db sync", timeout=600)
+    proc.run([_bin("cinder-manage"), "--config-file", str(cinder_conf_path()), "db", "sync"], what="cinder-manage db sync", timeout=600)
 
 
 def start_cinder():
     """cinder-api, cinder-scheduler and cinder-volume (the processes only; see wait_cinder)."""
     conf = str(cinder_conf_path())
-    _gunicorn("cinder-api", "cinder.wsgi.api:application", config.PORTS["cinder-api"], {}, threads=4,
-              app_args=[f"--config-file={conf}"])
+    _gunicorn("cinder-api", "cinder.wsgi.api:application", config.PORTS["cinder-api"], {}, threads=4, app_args=[f"--config-file={conf}"])
     proc.start("cinder-scheduler", [_bin("cinder-scheduler"), "--config-file", conf])
-    proc.start("cinder-volume", [_bin("cinder-volume"), "--config-file", conf],
-               env={"PYTHONPATH": str(config.PACKAGE_DIR.parent)})
+    proc.start("cinder-volume", [_bin("cinder-volume"), "--config-file", conf], env={"PYTHONPATH": str(config.PACKAGE_DIR.parent)})
 
 
 def wait_cinder():
@@ -380,6 +414,7 @@ def wait_cinder():
 
 
 # --- the fault proxy (test tooling) ----------------------------------------------------------
+
 
 def start_faultproxy(computes, certs):
     """The fault proxy in front of Keystone, Nova, Placement, Glance, Cinder and each Redfish BMC
@@ -396,14 +431,21 @@ def start_faultproxy(computes, certs):
     for index, host in enumerate(computes):
         proxied[f"bmc-{host}"] = (config.redfish_public_port(index), config.compute_ports(index)[0], tls)
     path = _etc("faultproxy") / "faultproxy.json"
-    path.write_text(json.dumps({
-        "control_port": config.PORTS["faultproxy-control"],
-        "services": {name: {"listen_port": listen, "upstream_port": upstream, "tls": tls}
-                     for name, (listen, upstream, tls) in proxied.items()}}, indent=2))
-    proc.start("faultproxy", [config.PYTHON, "-m", "localcloud.faultproxy", "--config", str(path)],
-               env={"PYTHONPATH": str(config.PACKAGE_DIR.parent)})
+    path.write_text(
+        json.dumps(
+            {
+                "control_port": config.PORTS["faultproxy-control"],
+                "services": {name: {"listen_port": listen, "upstream_port": upstream, "tls": tls} for name, (listen, upstream, tls) in proxied.items()},
+            },
+            indent=2,
+        )
+    )
+    proc.start("faultproxy", [config.PYTHON, "-m", "localcloud.faultproxy", "--config", str(path)], env={"PYTHONPATH": str(config.PACKAGE_DIR.parent)})
     proc.wait_port("faultproxy", config.PORTS["faultproxy-control"])
-    return {"control": f"http://{config.HOST}:{config.PORTS['faultproxy-control']}",
-            "services": {name: {"listen": f"{'https' if tls else 'http'}://{config.HOST}:{listen}",
-                                "upstream": f"{'https' if tls else 'http'}://{config.HOST}:{upstream}"}
-                         for name, (listen, upstream, tls) in proxied.items()}}
+    return {
+        "control": f"http://{config.HOST}:{config.PORTS['faultproxy-control']}",
+        "services": {
+            name: {"listen": f"{'https' if tls else 'http'}://{config.HOST}:{listen}", "upstream": f"{'https' if tls else 'http'}://{config.HOST}:{upstream}"}
+            for name, (listen, upstream, tls) in proxied.items()
+        },
+    }

@@ -27,17 +27,43 @@ class Store:
     def __init__(self):
         self.lock = threading.Lock()
         self.data = {
-            "networks": {NETWORK_ID: {
-                "id": NETWORK_ID, "name": "stub-net", "status": "ACTIVE", "admin_state_up": True,
-                "shared": True, "subnets": [SUBNET_ID], "tenant_id": "", "project_id": "",
-                "mtu": 1450, "port_security_enabled": False, "router:external": False,
-                "provider:network_type": "flat", "provider:physical_network": "stub",
-                "provider:segmentation_id": None, "tags": []}},
-            "subnets": {SUBNET_ID: {
-                "id": SUBNET_ID, "name": "stub-subnet", "network_id": NETWORK_ID, "ip_version": 4,
-                "cidr": "10.99.0.0/16", "gateway_ip": "10.99.0.1", "enable_dhcp": False,
-                "dns_nameservers": [], "host_routes": [], "tenant_id": "", "project_id": "",
-                "ipv6_address_mode": None, "ipv6_ra_mode": None, "subnetpool_id": None}},
+            "networks": {
+                NETWORK_ID: {
+                    "id": NETWORK_ID,
+                    "name": "stub-net",
+                    "status": "ACTIVE",
+                    "admin_state_up": True,
+                    "shared": True,
+                    "subnets": [SUBNET_ID],
+                    "tenant_id": "",
+                    "project_id": "",
+                    "mtu": 1450,
+                    "port_security_enabled": False,
+                    "router:external": False,
+                    "provider:network_type": "flat",
+                    "provider:physical_network": "stub",
+                    "provider:segmentation_id": None,
+                    "tags": [],
+                }
+            },
+            "subnets": {
+                SUBNET_ID: {
+                    "id": SUBNET_ID,
+                    "name": "stub-subnet",
+                    "network_id": NETWORK_ID,
+                    "ip_version": 4,
+                    "cidr": "10.99.0.0/16",
+                    "gateway_ip": "10.99.0.1",
+                    "enable_dhcp": False,
+                    "dns_nameservers": [],
+                    "host_routes": [],
+                    "tenant_id": "",
+                    "project_id": "",
+                    "ipv6_address_mode": None,
+                    "ipv6_ra_mode": None,
+                    "subnetpool_id": None,
+                }
+            },
             "ports": {},
             "floatingips": {},
             "security-groups": {},
@@ -52,13 +78,28 @@ class Store:
 
     def new_port(self, body):
         port = {
-            "id": str(uuid.uuid4()), "name": "", "network_id": NETWORK_ID, "admin_state_up": True,
-            "status": "DOWN", "device_id": "", "device_owner": "", "binding:host_id": "",
-            "binding:vif_type": "unbound", "binding:vnic_type": "normal", "binding:profile": {},
-            "binding:vif_details": {}, "mac_address": "fa:16:3e:%02x:%02x:%02x" % tuple(
-                uuid.uuid4().bytes[:3]), "security_groups": [], "tenant_id": "", "project_id": "",
-            "port_security_enabled": False, "allowed_address_pairs": [], "extra_dhcp_opts": [],
-            "dns_name": "", "tags": [], "resource_request": None,
+            "id": str(uuid.uuid4()),
+            "name": "",
+            "network_id": NETWORK_ID,
+            "admin_state_up": True,
+            "status": "DOWN",
+            "device_id": "",
+            "device_owner": "",
+            "binding:host_id": "",
+            "binding:vif_type": "unbound",
+            "binding:vnic_type": "normal",
+            "binding:profile": {},
+            "binding:vif_details": {},
+            "mac_address": "fa:16:3e:%02x:%02x:%02x" % tuple(uuid.uuid4().bytes[:3]),
+            "security_groups": [],
+            "tenant_id": "",
+            "project_id": "",
+            "port_security_enabled": False,
+            "allowed_address_pairs": [],
+            "extra_dhcp_opts": [],
+            "dns_name": "",
+            "tags": [],
+            "resource_request": None,
         }
         port.update(body)
         if not port.get("fixed_ips"):
@@ -128,8 +169,7 @@ def neutron(handler, method, parts, query):
     store = handler.server.store
     base = f"http://{config.HOST}:{handler.server.server_port}"
     if not parts:
-        return handler.reply(200, {"versions": [{"id": "v2.0", "status": "CURRENT", "links": [
-            {"rel": "self", "href": f"{base}/v2.0/"}]}]})
+        return handler.reply(200, {"versions": [{"id": "v2.0", "status": "CURRENT", "links": [{"rel": "self", "href": f"{base}/v2.0/"}]}]})
     if parts[0] != "v2.0":
         return handler.reply(404, {"NeutronError": {"message": "unknown version"}})
     parts = parts[1:]
@@ -142,9 +182,15 @@ def neutron(handler, method, parts, query):
         collection, parts = "qos/policies", ["qos/policies"] + parts[2:]
     if collection == "quotas":
         return handler.reply(200, {"quota": {"port": -1, "network": -1, "subnet": -1}})
-    singular = {"networks": "network", "subnets": "subnet", "ports": "port", "floatingips": "floatingip",
-                "security-groups": "security_group", "trunks": "trunk",
-                "qos/policies": "policy"}.get(collection)
+    singular = {
+        "networks": "network",
+        "subnets": "subnet",
+        "ports": "port",
+        "floatingips": "floatingip",
+        "security-groups": "security_group",
+        "trunks": "trunk",
+        "qos/policies": "policy",
+    }.get(collection)
     if singular is None:
         return handler.reply(404, {"NeutronError": {"message": f"{collection} not in the Neutron stub"}})
     items = store.data[collection]
@@ -156,15 +202,13 @@ def neutron(handler, method, parts, query):
             body = handler.body()
             if collection != "ports":
                 return handler.reply(403, {"NeutronError": {"message": "read-only in the stub"}})
-            new = [store.new_port(b) for b in body["ports"]] if "ports" in body else [
-                store.new_port(body["port"])]
+            new = [store.new_port(b) for b in body["ports"]] if "ports" in body else [store.new_port(body["port"])]
             for port in new:
                 items[port["id"]] = port
             return handler.reply(201, {"ports": new} if "ports" in body else {"port": new[0]})
         item = items.get(parts[1])
         if item is None:
-            return handler.reply(404, {"NeutronError": {"type": f"{singular.title()}NotFound",
-                                                        "message": f"{singular} {parts[1]} not found"}})
+            return handler.reply(404, {"NeutronError": {"type": f"{singular.title()}NotFound", "message": f"{singular} {parts[1]} not found"}})
         if method == "GET":
             return handler.reply(200, {singular: item})
         if method == "PUT":

@@ -27,11 +27,13 @@ def all_volumes(conn):
 
 def wait_backend(conn, timeout):
     """cinder-volume is up and cinder-scheduler knows its pool: a volume can be created."""
+
     def ready():
         services = _call(conn, "GET", "/os-services?binary=cinder-volume", "listing Cinder services")["services"]
         if not any(s["state"] == "up" and s["status"] == "enabled" for s in services):
             return False
         return bool(_call(conn, "GET", "/scheduler-stats/get_pools", "listing Cinder pools")["pools"])
+
     proc.wait_for("cinder-volume to report up with its pool", ready, timeout, 0.5)
 
 
@@ -41,6 +43,7 @@ def wait_status(conn, volume_id, status, timeout):
         if current.startswith("error") and not status.startswith("error"):
             raise proc.CloudError(f"volume {volume_id} went {current} (see cinder-volume.log)")
         return current == status
+
     proc.wait_for(f"volume {volume_id} to be {status}", reached, timeout, 0.3)
 
 
@@ -57,11 +60,9 @@ def create_volume(conn, name, size=1, image_id=None, timeout=60):
 def attach_data_volume(conn, server_id, name, size=1, timeout=60):
     """Create a volume and attach it to the server through Nova; returns the volume's id once in-use."""
     volume_id = create_volume(conn, name, size, timeout=timeout)
-    response = conn.compute.post(f"/servers/{server_id}/os-volume_attachments", microversion="2.79",
-                                 json={"volumeAttachment": {"volumeId": volume_id}})
+    response = conn.compute.post(f"/servers/{server_id}/os-volume_attachments", microversion="2.79", json={"volumeAttachment": {"volumeId": volume_id}})
     if response.status_code >= 400:
-        raise proc.CloudError(f"attaching volume {volume_id} to {server_id}: {response.status_code} "
-                              f"{response.text[:300]}")
+        raise proc.CloudError(f"attaching volume {volume_id} to {server_id}: {response.status_code} {response.text[:300]}")
     wait_status(conn, volume_id, "in-use", timeout)
     return volume_id
 
@@ -69,25 +70,30 @@ def attach_data_volume(conn, server_id, name, size=1, timeout=60):
 def attachments(conn, volume_id):
     """Every Cinder attachment of the volume: {id, status, server_id, host} (host: the compute whose
     connector attached it, None while only reserved)."""
-    listed = _call(conn, "GET", f"/attachments?all_tenants=1&volume_id={volume_id}",
-                   f"listing attachments of volume {volume_id}")["attachments"]
+    listed = _call(conn, "GET", f"/attachments?all_tenants=1&volume_id={volume_id}", f"listing attachments of volume {volume_id}")["attachments"]
     hosts = {a["attachment_id"]: a.get("host_name") for a in volume(conn, volume_id)["attachments"]}
-    return [{"id": a["id"], "status": a["status"], "server_id": a["instance"], "host": hosts.get(a["id"])}
-            for a in listed]
+    return [{"id": a["id"], "status": a["status"], "server_id": a["instance"], "host": hosts.get(a["id"])} for a in listed]
 
 
 def delete_all_volumes(conn, timeout):
     """No volume left. Run after the servers are deleted: their attachments go with them, and a
     volume still attached after `timeout`/2 (a leftover) is reset to detached and deleted too."""
+
     def settled():
         return all(v["status"] in ("available", "error") for v in all_volumes(conn))
+
     try:
         proc.wait_for("volumes to be detached", settled, timeout / 2, 0.5)
     except proc.CloudError:
         pass
     for item in all_volumes(conn):
         if item["status"] not in ("available", "error"):
-            _call(conn, "POST", f"/volumes/{item['id']}/action", f"resetting volume {item['id']}",
-                  json={"os-reset_status": {"status": "available", "attach_status": "detached"}})
+            _call(
+                conn,
+                "POST",
+                f"/volumes/{item['id']}/action",
+                f"resetting volume {item['id']}",
+                json={"os-reset_status": {"status": "available", "attach_status": "detached"}},
+            )
         _call(conn, "DELETE", f"/volumes/{item['id']}", f"deleting volume {item['id']}")
     proc.wait_for("every volume to be deleted", lambda: not all_volumes(conn), timeout / 2, 0.5)

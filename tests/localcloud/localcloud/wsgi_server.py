@@ -37,9 +37,17 @@ def main():
     parser.add_argument("--access-log", required=True)
     parser.add_argument("--app-arg", action="append", default=[], help="an argument for the application")
     args = parser.parse_args()
-    options = {"bind": args.bind, "workers": 1, "worker_class": "gthread", "threads": args.threads,
-               "timeout": 120, "graceful_timeout": 5, "accesslog": args.access_log,
-               "access_log_format": '%(t)s "%(r)s" %(s)s %(L)s', "proc_name": args.app}
+    options = {
+        "bind": args.bind,
+        "workers": 1,
+        "worker_class": "gthread",
+        "threads": args.threads,
+        "timeout": 120,
+        "graceful_timeout": 5,
+        "accesslog": args.access_log,
+        "access_log_format": '%(t)s "%(r)s" %(s)s %(L)s',
+        "proc_name": args.app,
+    }
     sys.argv = [args.app.split(".")[0]]
     Server(args.app, options, args.app_arg).run()
 

@@ -15,14 +15,20 @@ split = FILTER["main"]
 
 def alert(name, host, status="firing", **labels):
     labels = {"alertname": name, **({"host": host} if host else {}), **labels}
-    return {"status": status, "labels": labels, "annotations": {"summary": name},
-            "startsAt": "2025-01-01T03:00:00Z", "fingerprint": f"{name}-{host}"}
+    return {"status": status, "labels": labels, "annotations": {"summary": name}, "startsAt": "2025-01-01T03:00:00Z", "fingerprint": f"{name}-{host}"}
 
 
 def webhook_event(*alerts, **payload):
     """An event as eda.builtin.webhook puts it on the queue: the POSTed body under payload."""
-    body = {"version": "4", "status": "firing", "receiver": "novaha", "groupKey": "{}:{alertname=\"X\"}",
-            "groupLabels": {"alertname": "X"}, "externalURL": "http://127.0.0.1:9093", "alerts": list(alerts)}
+    body = {
+        "version": "4",
+        "status": "firing",
+        "receiver": "novaha",
+        "groupKey": "{}:{alertname=\"X\"}",
+        "groupLabels": {"alertname": "X"},
+        "externalURL": "http://127.0.0.1:9093",
+        "alerts": list(alerts),
+    }
     body.update(payload)
     return {"payload": body, "meta": {"endpoint": "alertmanager", "headers": {"Content-Type": "application/json"}}}
 
@@ -31,12 +37,18 @@ def test_one_event_per_alert_with_its_host_status_and_the_notification():
     event = webhook_event(alert("NovaComputeDown", "node-28"), alert("NovaComputeDown", "node-31", "resolved"))
     events = split(event)
     assert [(e["alertname"], e.get("host"), e["status"]) for e in events] == [
-        ("NovaComputeDown", "node-28", "firing"), ("NovaComputeDown", "node-31", "resolved")]
+        ("NovaComputeDown", "node-28", "firing"),
+        ("NovaComputeDown", "node-31", "resolved"),
+    ]
     first = events[0]
     assert first["alert"]["labels"] == {"alertname": "NovaComputeDown", "host": "node-28"}
-    assert first["notification"] == {"receiver": "novaha", "group_key": "{}:{alertname=\"X\"}",
-                                     "group_labels": {"alertname": "X"},
-                                     "external_url": "http://127.0.0.1:9093", "alerts": 2}
+    assert first["notification"] == {
+        "receiver": "novaha",
+        "group_key": "{}:{alertname=\"X\"}",
+        "group_labels": {"alertname": "X"},
+        "external_url": "http://127.0.0.1:9093",
+        "alerts": 2,
+    }
     assert first["meta"] == event["meta"]
     # Each event is its own copy: a rule changing one cannot change another or the original.
     first["alert"]["labels"]["host"] = "changed"
@@ -44,14 +56,16 @@ def test_one_event_per_alert_with_its_host_status_and_the_notification():
 
 
 def test_firing_hosts_counts_distinct_firing_hosts_of_the_same_alert_name():
-    events = split(webhook_event(
-        alert("NovaComputeDown", "node-27"),
-        alert("NovaComputeDown", "node-28"),
-        alert("NovaComputeDown", "node-28", instance="second-exporter"),  # the same host twice
-        alert("NovaComputeDown", "node-31", "resolved"),                  # resolved: not firing
-        alert("NovaComputeDown", None),                                   # no host label
-        alert("NodeHighLoad", "node-31"),                                 # another alert name
-    ))
+    events = split(
+        webhook_event(
+            alert("NovaComputeDown", "node-27"),
+            alert("NovaComputeDown", "node-28"),
+            alert("NovaComputeDown", "node-28", instance="second-exporter"),  # the same host twice
+            alert("NovaComputeDown", "node-31", "resolved"),  # resolved: not firing
+            alert("NovaComputeDown", None),  # no host label
+            alert("NodeHighLoad", "node-31"),  # another alert name
+        )
+    )
     down = [e for e in events if e["alertname"] == "NovaComputeDown"]
     assert {e["firing_hosts"] for e in down} == {2}
     assert down[0]["firing_host_names"] == ["node-27", "node-28"]
@@ -68,9 +82,7 @@ def test_an_alert_without_the_host_label_has_no_host():
 
 
 def test_the_host_label_is_configurable_and_empty_values_are_no_host():
-    events = split(webhook_event(alert("NovaComputeDown", None, hypervisor="node-28"),
-                                 alert("NovaComputeDown", None, hypervisor="")),
-                   host_label="hypervisor")
+    events = split(webhook_event(alert("NovaComputeDown", None, hypervisor="node-28"), alert("NovaComputeDown", None, hypervisor="")), host_label="hypervisor")
     assert [e.get("host") for e in events] == ["node-28", None]
     assert events[0]["firing_hosts"] == 1
 
@@ -85,11 +97,14 @@ def test_an_empty_notification_gives_no_event():
     assert split(webhook_event()) == []
 
 
-@pytest.mark.parametrize("event", [
-    {"payload": {"text": "not an alert"}, "meta": {}},
-    {"payload": {"alerts": "not a list"}},
-    {"payload": ["a", "list"]},
-    {"i": 1},
-])
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"payload": {"text": "not an alert"}, "meta": {}},
+        {"payload": {"alerts": "not a list"}},
+        {"payload": ["a", "list"]},
+        {"i": 1},
+    ],
+)
 def test_other_events_pass_unchanged(event):
     assert split(dict(event)) == event

@@ -37,8 +37,7 @@ def test_no_rule_no_fault(rules):
 
 
 def test_service_method_and_path_select_the_requests(rules):
-    rule = rules.add({"service": "nova", "action": "error", "method": ["post", "PUT"],
-                      "path": r"/servers/[^/]+/action$"})
+    rule = rules.add({"service": "nova", "action": "error", "method": ["post", "PUT"], "path": r"/servers/[^/]+/action$"})
     assert faulted(rules, method="POST", target="/v2.1/servers/abc/action") == rule["id"]
     assert faulted(rules, method="PUT", target="/v2.1/servers/abc/action") == rule["id"]
     assert faulted(rules, method="GET", target="/v2.1/servers/abc/action") is None
@@ -108,21 +107,24 @@ def test_a_hang_ends_with_its_window_or_hang_max(rules, clock):
     assert rules.decide("placement", "GET", "/").hang_deadline(clock.now) == clock.now + 2
 
 
-@pytest.mark.parametrize("spec, field", [
-    ({"action": "error"}, "service"),
-    ({"service": "nova", "action": "explode"}, "action"),
-    ({"service": "nova", "action": "error", "status": 200}, "status"),
-    ({"service": "nova", "action": "reset", "status": 503}, "status"),
-    ({"service": "nova", "action": "delay"}, "delay"),
-    ({"service": "nova", "action": "error", "delay": 1}, "delay"),
-    ({"service": "nova", "action": "error", "rate": 1.5}, "rate"),
-    ({"service": "nova", "action": "error", "count": 0}, "count"),
-    ({"service": "nova", "action": "error", "window": "soon"}, "window"),
-    ({"service": "nova", "action": "error", "path": "("}, "path"),
-    ({"service": "nova", "action": "error", "method": "FETCH"}, "method"),
-    ({"service": "nova", "action": "error", "phase": "later"}, "phase"),
-    ({"service": "nova", "action": "error", "rates": 1}, r"unknown field\(s\) rates"),
-])
+@pytest.mark.parametrize(
+    "spec, field",
+    [
+        ({"action": "error"}, "service"),
+        ({"service": "nova", "action": "explode"}, "action"),
+        ({"service": "nova", "action": "error", "status": 200}, "status"),
+        ({"service": "nova", "action": "reset", "status": 503}, "status"),
+        ({"service": "nova", "action": "delay"}, "delay"),
+        ({"service": "nova", "action": "error", "delay": 1}, "delay"),
+        ({"service": "nova", "action": "error", "rate": 1.5}, "rate"),
+        ({"service": "nova", "action": "error", "count": 0}, "count"),
+        ({"service": "nova", "action": "error", "window": "soon"}, "window"),
+        ({"service": "nova", "action": "error", "path": "("}, "path"),
+        ({"service": "nova", "action": "error", "method": "FETCH"}, "method"),
+        ({"service": "nova", "action": "error", "phase": "later"}, "phase"),
+        ({"service": "nova", "action": "error", "rates": 1}, r"unknown field\(s\) rates"),
+    ],
+)
 def test_a_bad_rule_is_refused_naming_the_field(rules, spec, field):
     with pytest.raises(RuleError, match=field):
         rules.add(spec)
@@ -141,9 +143,16 @@ def test_the_log_numbers_requests_and_reads_them_since_a_mark():
     assert log.read(service="nova")[0]["status"] == 200
 
 
-@pytest.mark.parametrize("service, status, key", [
-    ("nova", 503, "serviceUnavailable"), ("nova", 500, "computeFault"), ("nova", 409, "conflictingRequest"),
-    ("keystone", 503, "error"), ("placement", 503, "errors"), ("bmc-node-28", 500, "error"),
-])
+@pytest.mark.parametrize(
+    "service, status, key",
+    [
+        ("nova", 503, "serviceUnavailable"),
+        ("nova", 500, "computeFault"),
+        ("nova", 409, "conflictingRequest"),
+        ("keystone", 503, "error"),
+        ("placement", 503, "errors"),
+        ("bmc-node-28", 500, "error"),
+    ],
+)
 def test_an_injected_error_has_the_services_own_shape(service, status, key):
     assert key in error_body(service, status, "Some Reason", "req-1")

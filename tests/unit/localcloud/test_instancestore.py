@@ -19,12 +19,15 @@ def test_by_default_every_compute_but_the_last_shares_the_store(tmp_path):
     assert instancestore.default_shared_hosts(["solo-1"]) == []
 
 
-@pytest.mark.parametrize("text, hosts", [
-    ("node-27,node-31", ["node-27", "node-31"]),
-    (" node-27 node-28 ", ["node-27", "node-28"]),
-    ("", []),
-    ("none", []),
-])
+@pytest.mark.parametrize(
+    "text, hosts",
+    [
+        ("node-27,node-31", ["node-27", "node-31"]),
+        (" node-27 node-28 ", ["node-27", "node-28"]),
+        ("", []),
+        ("none", []),
+    ],
+)
 def test_shared_store_hosts_are_read_from_a_list(text, hosts):
     assert instancestore.parse_hosts(text) == hosts
 

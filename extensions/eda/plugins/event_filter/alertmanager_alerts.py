@@ -1,5 +1,6 @@
-# Copyright: novaha.recovery maintainers
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: (c) 2025, novaha.recovery contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """novaha.recovery.alertmanager_alerts: an ansible-rulebook event filter.
 
 Alertmanager posts one notification for a group of alerts; a rule must judge each alert on its
@@ -73,8 +74,7 @@ def main(event, host_label="host"):
     payload = event.get("payload")
     alerts = payload.get("alerts") if isinstance(payload, dict) else None
     if not isinstance(alerts, list):
-        LOGGER.warning("novaha.recovery.alertmanager_alerts: not an Alertmanager notification "
-                       "(no list under payload.alerts); event passed unchanged")
+        LOGGER.warning("novaha.recovery.alertmanager_alerts: not an Alertmanager notification (no list under payload.alerts); event passed unchanged")
         return event
     alerts = [alert for alert in alerts if isinstance(alert, dict)]
 

@@ -15,9 +15,9 @@ def mode_of(path):
 
 def test_writes_the_files_and_their_directory_with_the_permissions_asked(tmp_path):
     directory = tmp_path / "reports" / "node-28-run"
-    changed, where, written, removed = rf.write_files(str(directory), {"report.json": '{"outcome": "recovered"}\n',
-                                                                       "report.md": "RECOVERED"},
-                                                      0o640, 0o750, [], False)
+    changed, where, written, removed = rf.write_files(
+        str(directory), {"report.json": '{"outcome": "recovered"}\n', "report.md": "RECOVERED"}, 0o640, 0o750, [], False
+    )
     assert changed and where == str(directory) and removed == []
     assert sorted(written) == [str(directory / "report.json"), str(directory / "report.md")]
     assert (directory / "report.json").read_text() == '{"outcome": "recovered"}\n'
@@ -29,16 +29,14 @@ def test_writes_the_files_and_their_directory_with_the_permissions_asked(tmp_pat
 def test_the_same_content_again_changes_nothing_and_keeps_the_file(tmp_path):
     rf.write_files(str(tmp_path), {"report.md": "RECOVERED"}, 0o640, 0o750, [], False)
     inode = os.stat(tmp_path / "report.md").st_ino
-    changed, _where, written, _removed = rf.write_files(str(tmp_path), {"report.md": "RECOVERED"}, 0o640, 0o750,
-                                                        [], False)
+    changed, _where, written, _removed = rf.write_files(str(tmp_path), {"report.md": "RECOVERED"}, 0o640, 0o750, [], False)
     assert not changed and written == []
     assert os.stat(tmp_path / "report.md").st_ino == inode
 
 
 def test_a_new_content_replaces_the_old_one(tmp_path):
     rf.write_files(str(tmp_path), {"report.md": "IN PROGRESS"}, 0o640, 0o750, [], False)
-    changed, _where, written, _removed = rf.write_files(str(tmp_path), {"report.md": "RECOVERED"}, 0o640, 0o750,
-                                                        [], False)
+    changed, _where, written, _removed = rf.write_files(str(tmp_path), {"report.md": "RECOVERED"}, 0o640, 0o750, [], False)
     assert changed and written == [str(tmp_path / "report.md")]
     assert (tmp_path / "report.md").read_text() == "RECOVERED"
 
@@ -46,8 +44,7 @@ def test_a_new_content_replaces_the_old_one(tmp_path):
 def test_removes_the_token_file_and_ignores_one_already_gone(tmp_path):
     token = tmp_path / "novaha-recovery-0123456789.token"
     token.write_text("secret")
-    changed, _where, _written, removed = rf.write_files(str(tmp_path / "r"), {}, 0o640, 0o750,
-                                                        [str(token), str(tmp_path / "gone.token")], False)
+    changed, _where, _written, removed = rf.write_files(str(tmp_path / "r"), {}, 0o640, 0o750, [str(token), str(tmp_path / "gone.token")], False)
     assert changed and removed == [str(token)] and not token.exists()
 
 
@@ -55,8 +52,7 @@ def test_check_mode_says_what_it_would_do_and_does_nothing(tmp_path):
     token = tmp_path / "run.token"
     token.write_text("secret")
     directory = tmp_path / "reports"
-    changed, _where, written, removed = rf.write_files(str(directory), {"report.md": "x"}, 0o640, 0o750,
-                                                       [str(token)], True)
+    changed, _where, written, removed = rf.write_files(str(directory), {"report.md": "x"}, 0o640, 0o750, [str(token)], True)
     assert changed and written == [str(directory / "report.md")] and removed == [str(token)]
     assert not directory.exists() and token.exists()
 

@@ -30,18 +30,18 @@ def test_every_filter_is_documented_beside_its_file(name):
 def test_the_role_reads_the_same_records_for_verify_rollback_and_report():
     records = [recovered('web-1', 1), refused_paused()]
     plan, evacuation = plan_of(records), result(records)
-    assert FILTERS['recovery_records'](plan, evacuation) == records   # what the verify phase is given
-    assert FILTERS['recovery_records'](plan, {}) == []                  # stopped before: nothing moved yet
+    assert FILTERS['recovery_records'](plan, evacuation) == records  # what the verify phase is given
+    assert FILTERS['recovery_records'](plan, {}) == []  # stopped before: nothing moved yet
     expected = FILTERS['recovery_servers_to_verify'](plan, evacuation, host=SRC)
     assert expected == {records[0]['id']: 'ACTIVE'}
     assert FILTERS['recovery_evacuation_started'](plan, evacuation, host=SRC) is True
     verdicts = [ok(records[0])]
     assert FILTERS['recovery_not_recovered'](verdicts, plan, evacuation, host=SRC) == ['paused-1 (refused): why paused-1']
-    done = FILTERS['recovery_rollback_record']('verify', plan=plan, evacuation=evacuation, host=SRC,
-                                               restored=dict(skipped=True), snapshot=None, service_now=None)
+    done = FILTERS['recovery_rollback_record'](
+        'verify', plan=plan, evacuation=evacuation, host=SRC, restored=dict(skipped=True), snapshot=None, service_now=None
+    )
     assert done['evacuation_started'] is True and done['performed'] is False
-    report = FILTERS['host_recovery_report'](run(plan, evacuation, verdicts, failure=dict(phase='verify', msg='x')),
-                                             FINISHED)
+    report = FILTERS['host_recovery_report'](run(plan, evacuation, verdicts, failure=dict(phase='verify', msg='x')), FINISHED)
     assert report['outcome'] == 'partial'
     assert FILTERS['host_recovery_result'](report, '')['needs_attention'] is True
     metrics = FILTERS['host_recovery_metrics'](report)
@@ -53,7 +53,8 @@ def test_a_skipped_evacuation_reads_what_the_preflight_saw_moved_earlier():
     earlier = [moved_earlier('web-1', 1)]
     assert FILTERS['recovery_evacuation_started'](plan_of(earlier), dict(skipped=True, changed=False), host=SRC)
     assert not FILTERS['recovery_evacuation_started'](
-        plan_of([dict(recovered('web-2', 2), outcome=_decisions.OUTCOME_PLANNED, attempts=[], after=None)]), {}, host=SRC)
+        plan_of([dict(recovered('web-2', 2), outcome=_decisions.OUTCOME_PLANNED, attempts=[], after=None)]), {}, host=SRC
+    )
 
 
 def test_a_wrong_input_is_named():

@@ -2,7 +2,6 @@
 file that needs another fake, HostNova or ServiceNova, defines its own ``nova``)."""
 
 import pytest
-
 from engine_fakes import FakeNova
 from nova_fakes import Clock
 

@@ -12,10 +12,8 @@ import datetime
 import re
 from urllib.parse import parse_qsl, urlsplit
 
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
-from ansible_collections.novaha.recovery.plugins.module_utils import _nova
+from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev, _host_evacuation as he, _nova
 from ansible_collections.novaha.recovery.plugins.module_utils._microversions import mv_str, parse_mv
-from ansible_collections.novaha.recovery.plugins.module_utils import _host_evacuation as he
 
 SRC = 'node-1'
 DST = 'node-2'
@@ -24,19 +22,19 @@ OTHER = 'node-3'
 # A GET /servers/{id} answer of Nova 34 at microversion 2.96 (admin), trimmed of nothing the engine reads.
 RECORDED_SERVER = {
     "server": {
-        "accessIPv4": "", "accessIPv6": "",
-        "addresses": {"private": [
-            {"version": 4, "addr": "10.0.0.15", "OS-EXT-IPS:type": "fixed",
-             "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:4c:2c:30"},
-            {"version": 4, "addr": "172.24.4.20", "OS-EXT-IPS:type": "floating",
-             "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:4c:2c:30"}]},
+        "accessIPv4": "",
+        "accessIPv6": "",
+        "addresses": {
+            "private": [
+                {"version": 4, "addr": "10.0.0.15", "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:4c:2c:30"},
+                {"version": 4, "addr": "172.24.4.20", "OS-EXT-IPS:type": "floating", "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:4c:2c:30"},
+            ]
+        },
         "created": "2025-11-20T09:12:03Z",
-        "flavor": {"vcpus": 1, "ram": 512, "disk": 1, "ephemeral": 1, "swap": 0,
-                   "original_name": "m1.tiny", "extra_specs": {}},
+        "flavor": {"vcpus": 1, "ram": 512, "disk": 1, "ephemeral": 1, "swap": 0, "original_name": "m1.tiny", "extra_specs": {}},
         "hostId": "2091634baaccdc4c5a1d57069c833e402921df696b7f970791b12ec6",
         "id": "9168b536-cd40-4630-b43f-b259807c6e87",
-        "image": {"id": "70a599e0-31e7-49b7-b260-868f441e862b",
-                  "links": [{"rel": "bookmark", "href": "http://127.0.0.1/images/70a599e0"}]},
+        "image": {"id": "70a599e0-31e7-49b7-b260-868f441e862b", "links": [{"rel": "bookmark", "href": "http://127.0.0.1/images/70a599e0"}]},
         "links": [],
         "metadata": {"HA_Enabled": "True"},
         "name": "web-1",
@@ -64,8 +62,7 @@ RECORDED_SERVER = {
         "OS-EXT-STS:task_state": None,
         "OS-EXT-STS:vm_state": "active",
         "OS-EXT-STS:power_state": 1,
-        "os-extended-volumes:volumes_attached": [
-            {"id": "3a8d9c1c-8c4e-4b8a-9f5e-0d3c8f1b2a11", "delete_on_termination": False}],
+        "os-extended-volumes:volumes_attached": [{"id": "3a8d9c1c-8c4e-4b8a-9f5e-0d3c8f1b2a11", "delete_on_termination": False}],
         "locked": False,
         "host_status": "DOWN",
         "description": None,
@@ -96,13 +93,24 @@ RECORDED_MIGRATION = {
 }
 
 _STATUS = {  # nova/api/openstack/common.py _STATE_MAP, what the tests need of it
-    ('active', None): 'ACTIVE', ('active', 'rebuilding'): 'REBUILD', ('active', 'rebuild_spawning'): 'REBUILD',
-    ('active', 'powering-off'): 'ACTIVE', ('active', 'rebooting'): 'REBOOT',
-    ('stopped', None): 'SHUTOFF', ('stopped', 'rebuilding'): 'REBUILD', ('stopped', 'powering-on'): 'SHUTOFF',
-    ('error', None): 'ERROR', ('error', 'rebuilding'): 'REBUILD',
-    ('paused', None): 'PAUSED', ('suspended', None): 'SUSPENDED', ('rescued', None): 'RESCUE',
-    ('shelved', None): 'SHELVED', ('shelved_offloaded', None): 'SHELVED_OFFLOADED',
-    ('resized', None): 'VERIFY_RESIZE', ('building', None): 'BUILD', ('deleted', None): 'DELETED',
+    ('active', None): 'ACTIVE',
+    ('active', 'rebuilding'): 'REBUILD',
+    ('active', 'rebuild_spawning'): 'REBUILD',
+    ('active', 'powering-off'): 'ACTIVE',
+    ('active', 'rebooting'): 'REBOOT',
+    ('stopped', None): 'SHUTOFF',
+    ('stopped', 'rebuilding'): 'REBUILD',
+    ('stopped', 'powering-on'): 'SHUTOFF',
+    ('error', None): 'ERROR',
+    ('error', 'rebuilding'): 'REBUILD',
+    ('paused', None): 'PAUSED',
+    ('suspended', None): 'SUSPENDED',
+    ('rescued', None): 'RESCUE',
+    ('shelved', None): 'SHELVED',
+    ('shelved_offloaded', None): 'SHELVED_OFFLOADED',
+    ('resized', None): 'VERIFY_RESIZE',
+    ('building', None): 'BUILD',
+    ('deleted', None): 'DELETED',
 }
 _POWER = {'active': 1, 'stopped': 4, 'error': 0, 'paused': 3, 'suspended': 7}
 
@@ -121,22 +129,20 @@ class FakeNova(object):
         self.old_computes = old_computes
         self.servers = {}
         self.migrations = []
-        self.services = {SRC: dict(state='down', forced_down=True), DST: dict(state='up', forced_down=False),
-                         OTHER: dict(state='up', forced_down=False)}
+        self.services = {SRC: dict(state='down', forced_down=True), DST: dict(state='up', forced_down=False), OTHER: dict(state='up', forced_down=False)}
         self.calls = []
-        self.plans = {}          # server id -> how its next evacuation ends
-        self.timeline = []       # (time, fn) applied when the clock passes time
+        self.plans = {}  # server id -> how its next evacuation ends
+        self.timeline = []  # (time, fn) applied when the clock passes time
         self.last_date = None
-        self.send_date = True    # False: answers carry no Date header (last_date stays None)
+        self.send_date = True  # False: answers carry no Date header (last_date stays None)
         self._next_mig = 100
         self._req = 0
-        self.faults = []         # outages: see outage()
-        self.failed_calls = []   # (time, method, path) of the requests an outage failed
+        self.faults = []  # outages: see outage()
+        self.failed_calls = []  # (time, method, path) of the requests an outage failed
 
     # -- building the world ---------------------------------------------------------------------------
 
-    def add_server(self, name, host=SRC, vm_state='active', task_state=None, locked=False, locked_reason=None,
-                   bfv=False, project='p-1', fault=None):
+    def add_server(self, name, host=SRC, vm_state='active', task_state=None, locked=False, locked_reason=None, bfv=False, project='p-1', fault=None):
         sid = '%08d-0000-4000-8000-%012d' % (len(self.servers) + 1, len(self.servers) + 1)
         body = copy.deepcopy(RECORDED_SERVER['server'])
         body.update(id=sid, name=name, tenant_id=project, locked=locked, locked_reason=locked_reason)
@@ -145,9 +151,16 @@ class FakeNova(object):
         body['OS-EXT-STS:vm_state'] = vm_state
         body['OS-EXT-STS:task_state'] = task_state
         body['OS-EXT-STS:power_state'] = _POWER.get(vm_state, 0)
-        body['addresses'] = {'private': [{'version': 4, 'addr': '10.0.0.%d' % (len(self.servers) + 10),
-                                          'OS-EXT-IPS:type': 'fixed',
-                                          'OS-EXT-IPS-MAC:mac_addr': 'fa:16:3e:00:00:%02x' % len(self.servers)}]}
+        body['addresses'] = {
+            'private': [
+                {
+                    'version': 4,
+                    'addr': '10.0.0.%d' % (len(self.servers) + 10),
+                    'OS-EXT-IPS:type': 'fixed',
+                    'OS-EXT-IPS-MAC:mac_addr': 'fa:16:3e:00:00:%02x' % len(self.servers),
+                }
+            ]
+        }
         if bfv:
             body['image'] = ''
         if fault:
@@ -158,9 +171,19 @@ class FakeNova(object):
 
     def add_migration(self, sid, status, source=SRC, dest=DST):
         self._next_mig += 1
-        mig = dict(RECORDED_MIGRATION, id=self._next_mig, instance_uuid=sid, status=status, source_compute=source,
-                   source_node=source, dest_compute=dest, dest_node=dest, uuid='mig-%d' % self._next_mig,
-                   created_at=_iso(self.clock.t), updated_at=_iso(self.clock.t))
+        mig = dict(
+            RECORDED_MIGRATION,
+            id=self._next_mig,
+            instance_uuid=sid,
+            status=status,
+            source_compute=source,
+            source_node=source,
+            dest_compute=dest,
+            dest_node=dest,
+            uuid='mig-%d' % self._next_mig,
+            created_at=_iso(self.clock.t),
+            updated_at=_iso(self.clock.t),
+        )
         self.migrations.append(mig)
         return mig
 
@@ -174,8 +197,14 @@ class FakeNova(object):
     def _set(self, sid, **fields):
         body = self.servers[sid]
         for key, value in fields.items():
-            body[{'vm_state': 'OS-EXT-STS:vm_state', 'task_state': 'OS-EXT-STS:task_state',
-                  'host': 'OS-EXT-SRV-ATTR:host', 'power': 'OS-EXT-STS:power_state'}.get(key, key)] = value
+            body[
+                {
+                    'vm_state': 'OS-EXT-STS:vm_state',
+                    'task_state': 'OS-EXT-STS:task_state',
+                    'host': 'OS-EXT-SRV-ATTR:host',
+                    'power': 'OS-EXT-STS:power_state',
+                }.get(key, key)
+            ] = value
         if 'host' in fields:
             body['OS-EXT-SRV-ATTR:hypervisor_hostname'] = fields['host']
         self._touch(body)
@@ -202,15 +231,21 @@ class FakeNova(object):
     def outage(self, start_in, seconds, status=503, method=None, path=None, after_processing=False):
         """From ``start_in`` seconds from now, for ``seconds``: matching requests (``method``; ``path`` a regex)
         get ``status`` (None: no answer at all). ``after_processing``: Nova did the request, the answer was lost."""
-        rule = dict(start=self.clock.t + start_in, end=self.clock.t + start_in + seconds, status=status,
-                    method=method, path=re.compile(path) if path else None, after=after_processing, hits=0)
+        rule = dict(
+            start=self.clock.t + start_in,
+            end=self.clock.t + start_in + seconds,
+            status=status,
+            method=method,
+            path=re.compile(path) if path else None,
+            after=after_processing,
+            hits=0,
+        )
         self.faults.append(rule)
         return rule
 
     def _fault(self, method, path):
         for rule in self.faults:
-            if rule['start'] <= self.clock.t < rule['end'] and (rule['method'] in (None, method)) and (
-                    rule['path'] is None or rule['path'].search(path)):
+            if rule['start'] <= self.clock.t < rule['end'] and (rule['method'] in (None, method)) and (rule['path'] is None or rule['path'].search(path)):
                 rule['hits'] += 1
                 return rule
         return None
@@ -220,24 +255,23 @@ class FakeNova(object):
         rule = self._fault(method, path)
         if rule is not None and not rule['after']:
             self.failed_calls.append((self.clock.t, method, path))
-            raise _nova.NovaApiError(rule['status'], 'Service Unavailable' if rule['status'] else
-                                     'no answer from the compute API (Connection aborted)', method=method, path=path)
+            raise _nova.NovaApiError(
+                rule['status'], 'Service Unavailable' if rule['status'] else 'no answer from the compute API (Connection aborted)', method=method, path=path
+            )
         if rule is not None:
             try:
                 self.request_unfaulted(method, path, microversion, body)
             except _nova.NovaApiError:
                 pass
             self.failed_calls.append((self.clock.t, method, path))
-            raise _nova.NovaApiError(rule['status'], 'no answer (the request was done, its answer lost)',
-                                     method=method, path=path)
+            raise _nova.NovaApiError(rule['status'], 'no answer (the request was done, its answer lost)', method=method, path=path)
         return self.request_unfaulted(method, path, microversion, body)
 
     def request_unfaulted(self, method, path, microversion, body=None):
         self.calls.append((method, path, mv_str(microversion), copy.deepcopy(body)))
         self._req += 1
         rid = 'req-%04d' % self._req
-        self.last_date = datetime.datetime.fromtimestamp(int(self.clock.t), datetime.timezone.utc) \
-            if self.send_date else None
+        self.last_date = datetime.datetime.fromtimestamp(int(self.clock.t), datetime.timezone.utc) if self.send_date else None
         url = urlsplit(path)
         query = parse_qsl(url.query)
         try:
@@ -254,7 +288,7 @@ class FakeNova(object):
     def _public(body, mv=None):
         shown = dict((k, v) for k, v in body.items() if not k.startswith('_'))
         if mv is not None and mv < (2, 73):
-            shown.pop('locked_reason', None)    # nova/api/openstack/compute/views/servers.py: from 2.73
+            shown.pop('locked_reason', None)  # nova/api/openstack/compute/views/servers.py: from 2.73
         return shown
 
     def _route(self, method, path, query, mv, body, rid):
@@ -262,8 +296,7 @@ class FakeNova(object):
             since = query.get('changes-since')
             found = []
             for s in self.servers.values():
-                if since and s['_updated_t'] < datetime.datetime.strptime(
-                        since, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc).timestamp():
+                if since and s['_updated_t'] < datetime.datetime.strptime(since, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc).timestamp():
                     continue
                 if not since and s['status'] == 'DELETED':
                     continue
@@ -292,10 +325,21 @@ class FakeNova(object):
             if host not in self.services:
                 return {'services': []}
             svc = self.services[host]
-            return {'services': [dict(id='svc-' + host, binary='nova-compute', host=host, zone='nova',
-                                      status='disabled' if svc['forced_down'] else 'enabled', state=svc['state'],
-                                      forced_down=svc['forced_down'], disabled_reason=None,
-                                      updated_at='2025-11-21T11:59:00.000000')]}
+            return {
+                'services': [
+                    dict(
+                        id='svc-' + host,
+                        binary='nova-compute',
+                        host=host,
+                        zone='nova',
+                        status='disabled' if svc['forced_down'] else 'enabled',
+                        state=svc['state'],
+                        forced_down=svc['forced_down'],
+                        disabled_reason=None,
+                        updated_at='2025-11-21T11:59:00.000000',
+                    )
+                ]
+            }
         m = re.match(r'^/servers/([^/]+)/action$', path)
         if method == 'POST' and m:
             return self._action(m.group(1), body, mv)
@@ -305,12 +349,11 @@ class FakeNova(object):
         if sid not in self.servers:
             self._error(404, 'Instance %s could not be found.' % sid)
         server = self.servers[sid]
-        (name, args), = body.items()
+        ((name, args),) = body.items()
         if name == 'lock':
             # nova/api/openstack/compute/schemas/lock_server.py: a body with locked_reason from 2.73 on only
             if args and mv < (2, 73):
-                self._error(400, "Invalid input for field/attribute lock. Value: %s. %s is not of type 'null'"
-                            % (args, args))
+                self._error(400, "Invalid input for field/attribute lock. Value: %s. %s is not of type 'null'" % (args, args))
             server['locked'] = True
             server['locked_reason'] = (args or {}).get('locked_reason')
             self._touch(server)
@@ -342,9 +385,12 @@ class FakeNova(object):
         else:
             assert 'onSharedStorage' not in args, 'onSharedStorage sent at %s' % mv_str(mv)
         if mv >= (2, 95) and self.old_computes:
-            self._error(400, 'Starting with microversion 2.95, evacuate API will stop instance on destination. '
-                             'To evacuate before upgrades are complete please use an older microversion. Required '
-                             'version for compute 62, current version 61')
+            self._error(
+                400,
+                'Starting with microversion 2.95, evacuate API will stop instance on destination. '
+                'To evacuate before upgrades are complete please use an older microversion. Required '
+                'version for compute 62, current version 61',
+            )
         host = server['OS-EXT-SRV-ATTR:host']
         target = args.get('host')
         if target and target not in self.services:
@@ -352,33 +398,45 @@ class FakeNova(object):
         if target == host:
             self._error(400, "The target host can't be the same one.")
         if server['OS-EXT-STS:vm_state'] not in ('active', 'stopped', 'error') or server['OS-EXT-STS:task_state']:
-            self._error(409, "Cannot 'evacuate' instance %s while it is in vm_state %s"
-                        % (sid, server['OS-EXT-STS:vm_state']))
+            self._error(409, "Cannot 'evacuate' instance %s while it is in vm_state %s" % (sid, server['OS-EXT-STS:vm_state']))
         if self.services[host]['state'] == 'up':
             self._error(400, 'Compute service of %s is still in use.' % host)
         plan = self.plans.get(sid, {}).pop(0) if self.plans.get(sid) else {}
         self._next_mig += 1
-        mig = dict(RECORDED_MIGRATION, id=self._next_mig, instance_uuid=sid, status='accepted', source_compute=host,
-                   source_node=host, dest_compute=target, dest_node=target, uuid='mig-%d' % self._next_mig,
-                   created_at=_iso(self.clock.t), updated_at=None)
+        mig = dict(
+            RECORDED_MIGRATION,
+            id=self._next_mig,
+            instance_uuid=sid,
+            status='accepted',
+            source_compute=host,
+            source_node=host,
+            dest_compute=target,
+            dest_node=target,
+            uuid='mig-%d' % self._next_mig,
+            created_at=_iso(self.clock.t),
+            updated_at=None,
+        )
         self.migrations.append(mig)
         original = server['OS-EXT-STS:vm_state']
         self._set(sid, task_state='rebuilding')
         outcome = plan.get('outcome', 'done')
         dest = target or plan.get('dest', DST)
         if outcome == 'no_valid_host' or (target and plan.get('no_room_at_target')):
+
             def fail():
                 self._mig_set(mig, 'error')
                 self._set(sid, vm_state='error', task_state=None)
-                server['fault'] = dict(code=500, created=_iso(self.clock.t),
-                                       message='No valid host was found. There are not enough hosts available.')
+                server['fault'] = dict(code=500, created=_iso(self.clock.t), message='No valid host was found. There are not enough hosts available.')
+
             self.at(1, fail)
             return None
         if outcome == 'compute_failed':
+
             def cfail():
                 self._mig_set(mig, 'failed')
                 self._set(sid, vm_state='error', task_state=None)
                 server['fault'] = dict(code=500, created=_iso(self.clock.t), message='Virtual Interface creation failed')
+
             self.at(2, cfail)
             return None
         if outcome == 'stuck':
@@ -393,13 +451,12 @@ class FakeNova(object):
         def finish():
             # compute _do_rebuild_instance: target_state STOPPED from 2.95 unless the server was in ERROR
             stop = original == 'stopped' or (mv >= (2, 95) and original != 'error')
-            self._set(sid, host=dest, vm_state='stopped' if stop else 'active', task_state=None,
-                      power=4 if stop else 1)
+            self._set(sid, host=dest, vm_state='stopped' if stop else 'active', task_state=None, power=4 if stop else 1)
             if plan.get('new_port'):
-                new = {'version': 4, 'addr': '10.0.0.250', 'OS-EXT-IPS:type': 'fixed',
-                       'OS-EXT-IPS-MAC:mac_addr': 'fa:16:3e:ff:ff:ff'}
+                new = {'version': 4, 'addr': '10.0.0.250', 'OS-EXT-IPS:type': 'fixed', 'OS-EXT-IPS-MAC:mac_addr': 'fa:16:3e:ff:ff:ff'}
                 self.servers[sid]['addresses'] = {'private': [new]}
             self._mig_set(mig, 'done')
+
         self.at(1, claim)
         self.at(delay, finish)
         return None
@@ -427,21 +484,29 @@ class HostNova(FakeNova):
         self.services[DST].update(status='enabled', disabled_reason=None)
         self.services[OTHER].update(status='enabled', disabled_reason=None)
         self.groups = []
-        self.windows = {}   # migration id -> [issued, done]
-        self.reasons = []   # every disabled reason written
-        self.notes = []     # metadata notes written and removed
+        self.windows = {}  # migration id -> [issued, done]
+        self.reasons = []  # every disabled reason written
+        self.notes = []  # metadata notes written and removed
 
     def _svc(self, host):
         s = self.services[host]
-        return dict(id='svc-' + host, binary='nova-compute', host=host, zone='nova', state=s['state'],
-                    status=s.get('status', 'enabled'), forced_down=s['forced_down'],
-                    disabled_reason=s.get('disabled_reason'), updated_at='2025-11-21T11:59:00.000000')
+        return dict(
+            id='svc-' + host,
+            binary='nova-compute',
+            host=host,
+            zone='nova',
+            state=s['state'],
+            status=s.get('status', 'enabled'),
+            forced_down=s['forced_down'],
+            disabled_reason=s.get('disabled_reason'),
+            updated_at='2025-11-21T11:59:00.000000',
+        )
 
     def _route(self, method, path, query, mv, body, rid):
         if method == 'GET' and path == '/os-services':
             found = [self._svc(h) for h in sorted(self.services)] + [
-                dict(id='svc-sched', binary='nova-scheduler', host='ctl', state='up', status='enabled',
-                     forced_down=False, disabled_reason=None)]
+                dict(id='svc-sched', binary='nova-scheduler', host='ctl', state='up', status='enabled', forced_down=False, disabled_reason=None)
+            ]
             return {'services': [s for s in found if all(s.get(k) == v for k, v in query.items())]}
         m = re.match(r'^/os-services/svc-(.+)$', path)
         if method == 'PUT' and m:
@@ -471,9 +536,22 @@ class HostNova(FakeNova):
         if method == 'GET' and path == '/os-aggregates':
             return {'aggregates': []}
         if method == 'GET' and path == '/os-hypervisors/detail':
-            return {'hypervisors': [dict(id='rp-' + h, hypervisor_hostname=h, service=dict(host=h), vcpus=16,
-                                         vcpus_used=0, memory_mb=8192, memory_mb_used=0, local_gb=100,
-                                         local_gb_used=0) for h in sorted(self.services)]}
+            return {
+                'hypervisors': [
+                    dict(
+                        id='rp-' + h,
+                        hypervisor_hostname=h,
+                        service=dict(host=h),
+                        vcpus=16,
+                        vcpus_used=0,
+                        memory_mb=8192,
+                        memory_mb_used=0,
+                        local_gb=100,
+                        local_gb_used=0,
+                    )
+                    for h in sorted(self.services)
+                ]
+            }
         return super(HostNova, self)._route(method, path, query, mv, body, rid)
 
     def _evacuate(self, sid, args, mv):

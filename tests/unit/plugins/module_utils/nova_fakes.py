@@ -16,7 +16,7 @@ class Clock(object):
     def __init__(self, t=EPOCH):
         self.t = t
         self.sleeps = []
-        self.on_sleep = []   # callables run (and dropped) at the next sleep: another process acting meanwhile
+        self.on_sleep = []  # callables run (and dropped) at the next sleep: another process acting meanwhile
 
     def now(self):
         return self.t
@@ -36,19 +36,32 @@ class ServiceNova(object):
 
     def __init__(self, clock, hosts=('node-28', 'node-27')):
         self.clock = clock
-        self.services = dict((h, dict(id='svc-%s' % h, binary='nova-compute', host=h, zone='nova', state='down',
-                                      status='enabled', forced_down=False, disabled_reason=None,
-                                      updated_at='2025-11-21T11:50:00.000000')) for h in hosts)
+        self.services = dict(
+            (
+                h,
+                dict(
+                    id='svc-%s' % h,
+                    binary='nova-compute',
+                    host=h,
+                    zone='nova',
+                    state='down',
+                    status='enabled',
+                    forced_down=False,
+                    disabled_reason=None,
+                    updated_at='2025-11-21T11:50:00.000000',
+                ),
+            )
+            for h in hosts
+        )
         self.requests = []
         self.fail_next = None
-        self.put_faults = []    # the next PUTs: (status, landed) each; landed: Nova did it, the answer was lost
+        self.put_faults = []  # the next PUTs: (status, landed) each; landed: Nova did it, the answer was lost
         self.send_date = True
         self.last_date = None
 
     def request(self, method, path, microversion, body=None):
         self.requests.append((method, path, body))
-        self.last_date = datetime.datetime.fromtimestamp(int(self.clock.t), datetime.timezone.utc) \
-            if self.send_date else None
+        self.last_date = datetime.datetime.fromtimestamp(int(self.clock.t), datetime.timezone.utc) if self.send_date else None
         if self.fail_next:
             status, self.fail_next = self.fail_next, None
             raise _nova.NovaApiError(status, 'Service Unavailable', request_id='req-fail', method=method, path=path)
@@ -63,11 +76,11 @@ class ServiceNova(object):
                 status, landed = self.put_faults.pop(0)
                 if landed:
                     self.write(match.group(1), body)
-                raise _nova.NovaApiError(status, 'Service Unavailable' if status else 'no answer (connection reset)',
-                                         request_id='req-put-fault', method=method, path=path)
+                raise _nova.NovaApiError(
+                    status, 'Service Unavailable' if status else 'no answer (connection reset)', request_id='req-put-fault', method=method, path=path
+                )
             self.write(match.group(1), body)
-            return _nova.Response(200, {'service': dict(self.services[match.group(1)])}, request_id='req-put',
-                                  date=self.last_date)
+            return _nova.Response(200, {'service': dict(self.services[match.group(1)])}, request_id='req-put', date=self.last_date)
         raise AssertionError('unexpected request %s %s' % (method, path))
 
     def write(self, host, body):
@@ -100,7 +113,7 @@ class PagingNova(object):
         start = 0
         if query.get('marker'):
             start = [i['id'] for i in self.items].index(query['marker']) + 1
-        page = self.items[start:start + self.per_page]
+        page = self.items[start : start + self.per_page]
         out = {self.key: page}
         if start + self.per_page < len(self.items):
             out[self.key + '_links'] = [dict(rel='next', href='%s&marker=%s' % (path, page[-1]['id']))]

@@ -13,8 +13,7 @@ EARLIER = "2025-11-22T11:40:00.000000Z"
 
 def cache_text(*tokens):
     """A file as _cloud.save_auth_state writes it: {credentials key: keystoneauth auth state (JSON text)}."""
-    return json.dumps(dict((key, json.dumps({"auth_token": token, "body": {"token": {"expires_at": expires}}}))
-                           for key, token, expires in tokens))
+    return json.dumps(dict((key, json.dumps({"auth_token": token, "body": {"token": {"expires_at": expires}}})) for key, token, expires in tokens))
 
 
 def judge(tokens, idle=1000, live=(), key="k1"):
@@ -73,6 +72,12 @@ def test_only_live_markers_count():
         beat = NOW - datetime.timedelta(seconds=beat_age)
         marker = RunMarker("run-%s-%d" % (phase, beat_age), phase, "ctl@1", beat, beat, lease)
         return {"host": "node-28", "disabled_reason": marker.text()}
-    services = [service("evacuating", 30), service("evacuating", 500), service("done", 10),
-                {"host": "node-27", "disabled_reason": "maintenance"}, {"host": "node-31", "disabled_reason": None}]
+
+    services = [
+        service("evacuating", 30),
+        service("evacuating", 500),
+        service("done", 10),
+        {"host": "node-27", "disabled_reason": "maintenance"},
+        {"host": "node-31", "disabled_reason": None},
+    ]
     assert _auth_cache.live_runs(services, NOW) == {"run-evacuating-30"}

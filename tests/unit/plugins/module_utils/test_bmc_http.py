@@ -43,8 +43,7 @@ class Server:
         self.httpd = http.server.ThreadingHTTPServer((address, 0), Handler)
         self.url = "http://%s:%d" % (address, self.httpd.server_address[1])
         self.other_url = None
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def close(self):
@@ -56,12 +55,15 @@ class Server:
 def servers():
     system = json.dumps({"PowerState": "Off", "Id": "1", "Name": "node-28"})
     other = Server("127.0.0.2", {"/redfish/v1/Systems/1": (200, {}, system)})
-    bmc = Server("127.0.0.1", {
-        "/redfish/v1/Systems/1": (200, {}, system),
-        "/redfish/v1/Systems/moved": (302, {"Location": "/redfish/v1/Systems/1"}, ""),
-        "/redfish/v1/Systems/away": (301, {"Location": "{other}/redfish/v1/Systems/1"}, ""),
-        "/redfish/v1/Systems/loop": (302, {"Location": "/redfish/v1/Systems/loop"}, ""),
-    })
+    bmc = Server(
+        "127.0.0.1",
+        {
+            "/redfish/v1/Systems/1": (200, {}, system),
+            "/redfish/v1/Systems/moved": (302, {"Location": "/redfish/v1/Systems/1"}, ""),
+            "/redfish/v1/Systems/away": (301, {"Location": "{other}/redfish/v1/Systems/1"}, ""),
+            "/redfish/v1/Systems/loop": (302, {"Location": "/redfish/v1/Systems/loop"}, ""),
+        },
+    )
     bmc.other_url = other.url
     yield bmc, other
     bmc.close()
@@ -73,8 +75,7 @@ def test_auth_is_sent_to_the_bmc_and_follows_a_redirect_on_the_same_bmc(servers)
     http = _cloud.bmc_http()
     status, body = http("GET", bmc.url + "/redfish/v1/Systems/moved", headers={}, timeout=5, auth=AUTH)
     assert status == 200 and json.loads(body)["PowerState"] == "Off"
-    assert [(p, a) for _m, p, a in bmc.seen] == [("/redfish/v1/Systems/moved", TOKEN),
-                                                 ("/redfish/v1/Systems/1", TOKEN)]
+    assert [(p, a) for _m, p, a in bmc.seen] == [("/redfish/v1/Systems/moved", TOKEN), ("/redfish/v1/Systems/1", TOKEN)]
 
 
 def test_auth_is_never_sent_to_a_redirect_target_on_another_host(servers):
@@ -90,8 +91,7 @@ def test_auth_is_never_sent_to_a_redirect_target_on_another_host(servers):
 
 def test_the_fence_check_names_the_refused_redirect_and_powers_nothing(servers):
     bmc, other = servers
-    redfish = f.RedfishBmc(bmc.url, _cloud.bmc_http(), username=AUTH[0], password=AUTH[1], system_id="away",
-                           timeout=5)
+    redfish = f.RedfishBmc(bmc.url, _cloud.bmc_http(), username=AUTH[0], password=AUTH[1], system_id="away", timeout=5)
     result = f.check_fence("node-28", redfish, fence=True)
     assert result["fenced"] is False
     assert result["evidence"]["error_cause"] == f.CAUSE_CONFIG
@@ -107,12 +107,15 @@ def test_a_redirect_loop_ends(servers):
     assert len(bmc.seen) == _cloud.MAX_BMC_REDIRECTS + 1
 
 
-@pytest.mark.parametrize("a,b,same", [
-    ("https://10.0.0.5/x", "https://10.0.0.5:443/y", True),
-    ("https://10.0.0.5/x", "http://10.0.0.5/y", False),
-    ("https://10.0.0.5/x", "https://10.0.0.6/x", False),
-    ("https://10.0.0.5:8443/x", "https://10.0.0.5/x", False),
-    ("https://BMC.example/x", "https://bmc.example/x", True),
-])
+@pytest.mark.parametrize(
+    "a,b,same",
+    [
+        ("https://10.0.0.5/x", "https://10.0.0.5:443/y", True),
+        ("https://10.0.0.5/x", "http://10.0.0.5/y", False),
+        ("https://10.0.0.5/x", "https://10.0.0.6/x", False),
+        ("https://10.0.0.5:8443/x", "https://10.0.0.5/x", False),
+        ("https://BMC.example/x", "https://bmc.example/x", True),
+    ],
+)
 def test_same_origin(a, b, same):
     assert (_cloud._origin(a) == _cloud._origin(b)) is same

@@ -14,46 +14,43 @@ class FakeResponse:
 
 
 def http_error(status, message, request_id="req-5d1c"):
-    return sdk_exc.HttpException(message=message, response=FakeResponse(
-        status, {"x-compute-request-id": request_id}))
+    return sdk_exc.HttpException(message=message, response=FakeResponse(status, {"x-compute-request-id": request_id}))
 
 
 def test_forbidden_says_admin_is_needed_with_status_and_request_id():
     msg, details = _cloud.describe_api_error(
-        http_error(403, "Policy doesn't allow os_compute_api:os-services:list to be performed."),
-        "looking up the nova-compute service of node-28")
-    assert msg.startswith("looking up the nova-compute service of node-28 failed: forbidden; "
-                          "this needs an account with the admin role")
+        http_error(403, "Policy doesn't allow os_compute_api:os-services:list to be performed."), "looking up the nova-compute service of node-28"
+    )
+    assert msg.startswith("looking up the nova-compute service of node-28 failed: forbidden; this needs an account with the admin role")
     assert "HTTP 403" in msg and "request id req-5d1c" in msg
     assert details == {"http_status": 403, "request_id": "req-5d1c", "kind": "forbidden"}
 
 
 def test_rejected_credentials_are_named_as_such():
-    msg, details = _cloud.describe_api_error(ksa_exc.Unauthorized("The request you have made requires "
-                                                                  "authentication.", http_status=401),
-                                             "connecting to the cloud")
+    msg, details = _cloud.describe_api_error(
+        ksa_exc.Unauthorized("The request you have made requires authentication.", http_status=401), "connecting to the cloud"
+    )
     assert "the cloud rejected the credentials" in msg
     assert details["http_status"] == 401
 
 
 def test_an_unreachable_api_is_not_mistaken_for_an_http_error():
-    msg, details = _cloud.describe_api_error(ksa_exc.ConnectFailure("Unable to establish connection"),
-                                             "listing servers on node-28")
+    msg, details = _cloud.describe_api_error(ksa_exc.ConnectFailure("Unable to establish connection"), "listing servers on node-28")
     assert "the API is unreachable" in msg
     assert details == {"http_status": None, "request_id": None, "kind": "unreachable"}
 
 
 def test_nova_message_is_kept_for_other_http_errors():
-    msg, _details = _cloud.describe_api_error(http_error(400, "Compute service of node-28 is still in use."),
-                                              "evacuating web-3")
-    assert msg == ("evacuating web-3 failed: Compute service of node-28 is still in use. "
-                   "(HTTP 400, request id req-5d1c)")
+    msg, _details = _cloud.describe_api_error(http_error(400, "Compute service of node-28 is still in use."), "evacuating web-3")
+    assert msg == ("evacuating web-3 failed: Compute service of node-28 is still in use. (HTTP 400, request id req-5d1c)")
 
 
 def test_secrets_are_found_at_any_depth_of_a_cloud_dict():
-    cloud = {"auth": {"username": "admin", "password": "s3cret", "auth_url": "http://127.0.0.1:5000/v3",
-                      "application_credential_secret": "appsecret"},
-             "region_name": "RegionOne", "extra": [{"token": "tok"}]}
+    cloud = {
+        "auth": {"username": "admin", "password": "s3cret", "auth_url": "http://127.0.0.1:5000/v3", "application_credential_secret": "appsecret"},
+        "region_name": "RegionOne",
+        "extra": [{"token": "tok"}],
+    }
     assert _cloud.collect_secrets(cloud) == {"s3cret", "appsecret", "tok"}
 
 
@@ -138,8 +135,7 @@ class _Clock(object):
 def test_authenticate_waits_out_a_keystone_that_fails_transiently():
     ksa_exc = pytest.importorskip('keystoneauth1.exceptions')
     clock = _Clock()
-    session = _Session([ksa_exc.ConnectFailure('refused'), ksa_exc.http.ServiceUnavailable(http_status=503),
-                        ksa_exc.http.BadGateway(http_status=502)])
+    session = _Session([ksa_exc.ConnectFailure('refused'), ksa_exc.http.ServiceUnavailable(http_status=503), ksa_exc.http.BadGateway(http_status=502)])
     assert _cloud.authenticate(session, budget=60, clock=clock.now, sleep=clock.sleep) == 'token'
     assert session.calls == 4 and clock.t == 1 + 2 + 4
 

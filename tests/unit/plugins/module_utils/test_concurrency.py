@@ -34,12 +34,12 @@ def test_a_long_queue_holds_and_a_very_long_one_halves():
 def test_errors_and_no_valid_host_halve_once_per_cooldown_then_growth_is_additive():
     w = cc.AdaptiveWindow(cap=32, start=16)
     assert full(w, errors=1)[0] == cc.SHRINK and w.width == 8
-    assert full(w, no_valid_host=2)[0] == cc.HOLD and w.width == 8   # the same bad moment, not cut twice
-    full(w)   # cooldown ends
+    assert full(w, no_valid_host=2)[0] == cc.HOLD and w.width == 8  # the same bad moment, not cut twice
+    full(w)  # cooldown ends
     assert full(w, no_valid_host=1)[0] == cc.SHRINK and w.width == 4
     full(w)
     full(w)
-    assert w.width in (5, 6)   # one at a time above the last width that was too much
+    assert w.width in (5, 6)  # one at a time above the last width that was too much
     assert w.threshold == 4
 
 
@@ -50,7 +50,7 @@ def test_a_slow_api_against_its_baseline_halves():
     assert w.baseline == 0.1
     action, reason = full(w, latency=2.5)
     assert action == cc.SHRINK and "2.5s (baseline 0.1s)" in reason
-    assert w.baseline == 0.1   # a slow answer is never the new baseline
+    assert w.baseline == 0.1  # a slow answer is never the new baseline
 
 
 def test_never_below_the_floor_nor_above_the_cap():
@@ -74,17 +74,16 @@ def test_the_report_view_names_the_last_change():
     w = cc.AdaptiveWindow(cap=20, start=4)
     full(w)
     view = w.to_dict()
-    assert view == dict(width=8, cap=20, peak=8, changes=1,
-                        last_change={'poll': 1, 'from': 4, 'to': 8, 'why': 'Nova keeps pace'})
+    assert view == dict(width=8, cap=20, peak=8, changes=1, last_change={'poll': 1, 'from': 4, 'to': 8, 'why': 'Nova keeps pace'})
     assert cc.FixedWindow(5).to_dict()['width'] == 5
 
 
 # ---------------------------------------------------------------------------------------------------------
 # In the engine (fake Nova, fake clock)
 
-from ansible_collections.novaha.recovery.plugins.module_utils import _decisions  # noqa: E402
-
 from engine_fakes import HostNova, host_run  # noqa: E402
+
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions  # noqa: E402
 
 
 def test_the_engine_widens_the_window_while_nova_keeps_pace(clock):
@@ -114,7 +113,7 @@ def test_the_engine_narrows_the_window_on_no_valid_host(clock):
 def test_window_for_defaults_and_caps():
     adaptive = cc.window_for('adaptive')
     assert (adaptive.cap, adaptive.width) == (cc.ADAPTIVE_CAP, cc.DEFAULT_START)
-    assert cc.window_for('adaptive', 4).width == 4          # the first width never exceeds the cap
+    assert cc.window_for('adaptive', 4).width == 4  # the first width never exceeds the cap
     fixed = cc.window_for('fixed')
     assert (fixed.cap, fixed.width) == (cc.FIXED_CAP, cc.FIXED_CAP)
     assert cc.window_for('fixed', 7).width == 7
@@ -125,5 +124,5 @@ def test_window_for_defaults_and_caps():
 def test_hosts_recovered_together_share_the_cap():
     assert cc.window_for('adaptive', sharing=3).cap == cc.ADAPTIVE_CAP // 3
     assert cc.window_for('fixed', 20, sharing=3).cap == 6
-    assert cc.window_for('fixed', 2, sharing=5).cap == 1       # never below one
+    assert cc.window_for('fixed', 2, sharing=5).cap == 1  # never below one
     assert cc.window_for('adaptive', 12, sharing=2).width == 6  # the first width within the share

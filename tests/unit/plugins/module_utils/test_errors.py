@@ -29,8 +29,7 @@ def test_result_leaves_out_unknown_facts_and_keeps_the_known_ones():
 
 
 def test_an_api_error_keeps_novas_message_apart_from_the_operators_one():
-    err = _nova.NovaApiError(409, 'Cannot evacuate while in state paused', request_id='req-3', method='POST',
-                             path='/servers/s1/action')
+    err = _nova.NovaApiError(409, 'Cannot evacuate while in state paused', request_id='req-3', method='POST', path='/servers/s1/action')
     assert err.message == 'Cannot evacuate while in state paused'
     assert err.result() == {'kind': 'api_error', 'http_status': 409, 'request_id': 'req-3'}
     explained = _nova.explain_api_error(err, 'evacuating s1')

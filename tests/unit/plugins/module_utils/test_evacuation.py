@@ -7,22 +7,15 @@ way Nova's API, conductor and computes do, including the 2.95 "stopped at destin
 import copy
 
 import pytest
-
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
-from ansible_collections.novaha.recovery.plugins.module_utils import _decisions
-from ansible_collections.novaha.recovery.plugins.module_utils import _errors
-from ansible_collections.novaha.recovery.plugins.module_utils import _microversions
-from ansible_collections.novaha.recovery.plugins.module_utils import _nova
-from ansible_collections.novaha.recovery.plugins.module_utils import _watch
-from ansible_collections.novaha.recovery.plugins.module_utils._microversions import mv_str
-
 from engine_fakes import DST, OTHER, RECORDED_SERVER, SRC, FakeNova
 from nova_fakes import EPOCH, PagingNova
 
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _errors, _evacuation as ev, _microversions, _nova, _watch
+from ansible_collections.novaha.recovery.plugins.module_utils._microversions import mv_str
+
 
 def evacuate(nova, clock, ref, run=True, microversion=None, **opts):
-    run_opts = dict((k, opts.pop(k)) for k in ('wait', 'timeout', 'poll_interval', 'retries', 'max_parallel')
-                    if k in opts)
+    run_opts = dict((k, opts.pop(k)) for k in ('wait', 'timeout', 'poll_interval', 'retries', 'max_parallel') if k in opts)
     run_opts.setdefault('poll_interval', 2)
     engine = ev.Engine(nova, clock, microversion=microversion)
     plan = engine.plan(ref, **opts)
@@ -43,7 +36,8 @@ def test_snapshot_of_a_recorded_server():
     assert snap['volumes'] == ['3a8d9c1c-8c4e-4b8a-9f5e-0d3c8f1b2a11']
     assert snap['ports'] == [
         dict(network='private', mac='fa:16:3e:4c:2c:30', ip='10.0.0.15', type='fixed'),
-        dict(network='private', mac='fa:16:3e:4c:2c:30', ip='172.24.4.20', type='floating')]
+        dict(network='private', mac='fa:16:3e:4c:2c:30', ip='172.24.4.20', type='floating'),
+    ]
     assert snap['flavor'] == dict(name='m1.tiny', vcpus=1, ram=512, disk=1, ephemeral=1, swap=0)
     assert snap['server_groups'] == ['a0b3c8a4-94ad-4f2e-9b8c-cc1e2f1f0d11']
     assert snap['availability_zone'] == 'nova' and snap['metadata'] == {'HA_Enabled': 'True'}
@@ -62,39 +56,48 @@ def test_snapshot_boot_from_volume_and_listing_without_server_groups():
 # classify
 
 
-@pytest.mark.parametrize('vm_state,task,expected', [
-    ('active', None, 'ACTIVE'),
-    ('stopped', None, 'SHUTOFF'),
-    ('error', None, 'ACTIVE'),
-])
+@pytest.mark.parametrize(
+    'vm_state,task,expected',
+    [
+        ('active', None, 'ACTIVE'),
+        ('stopped', None, 'SHUTOFF'),
+        ('error', None, 'ACTIVE'),
+    ],
+)
 def test_evacuable_states(vm_state, task, expected):
     v = _decisions.classify(dict(id='x', name='x', vm_state=vm_state, task_state=task, status='?'))
     assert v.evacuable and v.expected_status == expected and v.reset_to is None
 
 
-@pytest.mark.parametrize('vm_state,task,words', [
-    ('paused', None, 'PAUSED'),
-    ('suspended', None, 'SUSPENDED'),
-    ('shelved', None, 'SHELVED'),
-    ('shelved_offloaded', None, 'no host'),
-    ('resized', None, 'VERIFY_RESIZE'),
-    ('rescued', None, 'RESCUE'),
-    ('building', None, 'BUILDING'),
-    ('active', 'rebooting', 'task_state rebooting'),
-    ('error', 'deleting', 'task_state deleting'),
-])
+@pytest.mark.parametrize(
+    'vm_state,task,words',
+    [
+        ('paused', None, 'PAUSED'),
+        ('suspended', None, 'SUSPENDED'),
+        ('shelved', None, 'SHELVED'),
+        ('shelved_offloaded', None, 'no host'),
+        ('resized', None, 'VERIFY_RESIZE'),
+        ('rescued', None, 'RESCUE'),
+        ('building', None, 'BUILDING'),
+        ('active', 'rebooting', 'task_state rebooting'),
+        ('error', 'deleting', 'task_state deleting'),
+    ],
+)
 def test_refused_states_explain_themselves(vm_state, task, words):
     v = _decisions.classify(dict(id='x', name='web', vm_state=vm_state, task_state=task, status='?'))
     assert not v.evacuable
     assert words in v.reason and 'web (x)' in v.reason
 
 
-@pytest.mark.parametrize('vm_state,task,reset_to,expected', [
-    ('active', 'rebooting', 'active', 'ACTIVE'),
-    ('stopped', 'powering-on', 'error', 'SHUTOFF'),
-    ('paused', None, 'error', 'ACTIVE'),
-    ('suspended', None, 'error', 'ACTIVE'),
-])
+@pytest.mark.parametrize(
+    'vm_state,task,reset_to,expected',
+    [
+        ('active', 'rebooting', 'active', 'ACTIVE'),
+        ('stopped', 'powering-on', 'error', 'SHUTOFF'),
+        ('paused', None, 'error', 'ACTIVE'),
+        ('suspended', None, 'error', 'ACTIVE'),
+    ],
+)
 def test_reset_state_is_opt_in(vm_state, task, reset_to, expected):
     snap = dict(id='x', name='x', vm_state=vm_state, task_state=task, status='?')
     assert not _decisions.classify(snap).evacuable
@@ -127,16 +130,25 @@ def test_requested_microversion_is_used_as_given():
     assert mv.evacuate == (2, 13) and not mv.negotiated and mv.to_dict()['sends_on_shared_storage']
 
 
-@pytest.mark.parametrize('low,high,requested', [('2.1', '2.58', None), ('2.1', '2.90', '2.95'),
-                                                ('2.1', '2.104', '3.1'), ('2.1', None, None)])
+@pytest.mark.parametrize('low,high,requested', [('2.1', '2.58', None), ('2.1', '2.90', '2.95'), ('2.1', '2.104', '3.1'), ('2.1', None, None)])
 def test_unusable_microversions_are_refused(low, high, requested):
     with pytest.raises(_errors.EvacuationError):
         _microversions.choose_microversions(low, high, requested)
 
 
-@pytest.mark.parametrize('mv,has_shared,warns_scheduler', [
-    ((2, 13), True, True), ((2, 14), False, True), ((2, 28), False, True), ((2, 29), False, False),
-    ((2, 67), False, False), ((2, 68), False, False), ((2, 95), False, False), ((2, 104), False, False)])
+@pytest.mark.parametrize(
+    'mv,has_shared,warns_scheduler',
+    [
+        ((2, 13), True, True),
+        ((2, 14), False, True),
+        ((2, 28), False, True),
+        ((2, 29), False, False),
+        ((2, 67), False, False),
+        ((2, 68), False, False),
+        ((2, 95), False, False),
+        ((2, 104), False, False),
+    ],
+)
 def test_evacuate_request_per_microversion(mv, has_shared, warns_scheduler):
     body, warnings = _decisions.evacuate_request(mv, target_host=DST)
     inner = body['evacuate']
@@ -174,31 +186,32 @@ def _now(**changes):
 DONE = dict(id=7, status='done')
 
 
-@pytest.mark.parametrize('now,mig,expected,outcome,action', [
-    (_now(status='ACTIVE'), DONE, 'ACTIVE', _decisions.OUTCOME_RECOVERED, None),
-    (_now(status='ACTIVE'), dict(DONE, status='completed'), 'ACTIVE', _decisions.OUTCOME_RECOVERED, None),
-    (_now(status='SHUTOFF', vm_state='stopped'), DONE, 'SHUTOFF', _decisions.OUTCOME_RECOVERED, None),
-    (_now(status='SHUTOFF', vm_state='stopped'), DONE, 'ACTIVE', _decisions.OUTCOME_IN_PROGRESS, 'start'),
-    (_now(status='ACTIVE'), DONE, 'SHUTOFF', _decisions.OUTCOME_IN_PROGRESS, 'stop'),
-    (_now(status='ACTIVE'), dict(DONE, status='pre-migrating'), 'ACTIVE', _decisions.OUTCOME_IN_PROGRESS, None),
-    (_now(status='ACTIVE'), None, 'ACTIVE', _decisions.OUTCOME_IN_PROGRESS, None),
-    (_now(status='REBUILD', task_state='rebuild_spawning'), DONE, 'ACTIVE', _decisions.OUTCOME_IN_PROGRESS, None),
-    (_now(status='ACTIVE', host=SRC), DONE, 'ACTIVE', _decisions.OUTCOME_FAILED, None),
-    (_now(status='ERROR', vm_state='error', host=SRC), dict(DONE, status='error'), 'ACTIVE', _decisions.OUTCOME_FAILED, None),
-    (_now(status='ERROR', vm_state='error', host=SRC), dict(DONE, status='accepted'), 'ACTIVE',
-     _decisions.OUTCOME_FAILED, None),
-    (_now(status='ACTIVE', volumes=[]), DONE, 'ACTIVE', _decisions.OUTCOME_FAILED, None),
-    (_now(status='ACTIVE', ports=[]), DONE, 'ACTIVE', _decisions.OUTCOME_FAILED, None),
-    (None, DONE, 'ACTIVE', _decisions.OUTCOME_FAILED, None),
-])
+@pytest.mark.parametrize(
+    'now,mig,expected,outcome,action',
+    [
+        (_now(status='ACTIVE'), DONE, 'ACTIVE', _decisions.OUTCOME_RECOVERED, None),
+        (_now(status='ACTIVE'), dict(DONE, status='completed'), 'ACTIVE', _decisions.OUTCOME_RECOVERED, None),
+        (_now(status='SHUTOFF', vm_state='stopped'), DONE, 'SHUTOFF', _decisions.OUTCOME_RECOVERED, None),
+        (_now(status='SHUTOFF', vm_state='stopped'), DONE, 'ACTIVE', _decisions.OUTCOME_IN_PROGRESS, 'start'),
+        (_now(status='ACTIVE'), DONE, 'SHUTOFF', _decisions.OUTCOME_IN_PROGRESS, 'stop'),
+        (_now(status='ACTIVE'), dict(DONE, status='pre-migrating'), 'ACTIVE', _decisions.OUTCOME_IN_PROGRESS, None),
+        (_now(status='ACTIVE'), None, 'ACTIVE', _decisions.OUTCOME_IN_PROGRESS, None),
+        (_now(status='REBUILD', task_state='rebuild_spawning'), DONE, 'ACTIVE', _decisions.OUTCOME_IN_PROGRESS, None),
+        (_now(status='ACTIVE', host=SRC), DONE, 'ACTIVE', _decisions.OUTCOME_FAILED, None),
+        (_now(status='ERROR', vm_state='error', host=SRC), dict(DONE, status='error'), 'ACTIVE', _decisions.OUTCOME_FAILED, None),
+        (_now(status='ERROR', vm_state='error', host=SRC), dict(DONE, status='accepted'), 'ACTIVE', _decisions.OUTCOME_FAILED, None),
+        (_now(status='ACTIVE', volumes=[]), DONE, 'ACTIVE', _decisions.OUTCOME_FAILED, None),
+        (_now(status='ACTIVE', ports=[]), DONE, 'ACTIVE', _decisions.OUTCOME_FAILED, None),
+        (None, DONE, 'ACTIVE', _decisions.OUTCOME_FAILED, None),
+    ],
+)
 def test_judge(now, mig, expected, outcome, action):
     j = _decisions.judge(_before(), now, mig, expected, SRC)
     assert (j.outcome, j.power_action) == (outcome, action), j.reason
 
 
 def test_judge_reports_novas_fault_and_no_valid_host():
-    now = _now(status='ERROR', vm_state='error', host=SRC,
-               fault=dict(code=500, message='No valid host was found. There are not enough hosts available.'))
+    now = _now(status='ERROR', vm_state='error', host=SRC, fault=dict(code=500, message='No valid host was found. There are not enough hosts available.'))
     j = _decisions.judge(_before(), now, dict(id=9, status='error'), 'ACTIVE', SRC)
     assert j.kind == _decisions.KIND_NO_VALID_HOST and 'No valid host was found' in j.reason and 'migration 9' in j.reason
 
@@ -231,14 +244,17 @@ def test_refusals_are_never_retried(kind):
 # the engine against the fake Nova
 
 
-@pytest.mark.parametrize('mv,status,final,starts', [
-    ('2.94', 'active', 'ACTIVE', False),
-    ('2.95', 'active', 'ACTIVE', True),
-    ('2.94', 'stopped', 'SHUTOFF', False),
-    ('2.95', 'stopped', 'SHUTOFF', False),
-    ('2.60', 'error', 'ACTIVE', False),
-    ('2.95', 'error', 'ACTIVE', False),
-])
+@pytest.mark.parametrize(
+    'mv,status,final,starts',
+    [
+        ('2.94', 'active', 'ACTIVE', False),
+        ('2.95', 'active', 'ACTIVE', True),
+        ('2.94', 'stopped', 'SHUTOFF', False),
+        ('2.95', 'stopped', 'SHUTOFF', False),
+        ('2.60', 'error', 'ACTIVE', False),
+        ('2.95', 'error', 'ACTIVE', False),
+    ],
+)
 def test_evacuation_ends_in_the_expected_state(nova, clock, mv, status, final, starts):
     sid = nova.add_server('web-1', vm_state=status)
     rec = evacuate(nova, clock, sid, microversion=mv)
@@ -247,8 +263,7 @@ def test_evacuation_ends_in_the_expected_state(nova, clock, mv, status, final, s
     assert rec['after']['host'] == DST and rec['after']['status'] == final
     assert rec['before']['host'] == SRC
     assert ('start' in rec['power_actions']) is starts
-    assert [a for a, _mv, _b in nova.actions(sid)] == ['lock', 'evacuate'] + (['os-start'] if starts else []) + \
-        ['unlock']
+    assert [a for a, _mv, _b in nova.actions(sid)] == ['lock', 'evacuate'] + (['os-start'] if starts else []) + ['unlock']
     assert rec['changed'] and rec['migration']['status'] == 'done' and rec['migration']['dest_compute'] == DST
     assert rec['attempts'][0]['request_id'] and rec['timings']['seconds'] > 0
     evac = [b for a, m, b in nova.actions(sid) if a == 'evacuate'][0]
@@ -312,7 +327,7 @@ def test_novas_still_in_use_becomes_not_fenced(nova, clock):
     sid = nova.add_server('web-1')
     engine = ev.Engine(nova, clock)
     plan = engine.plan(sid)
-    nova.services[SRC] = dict(state='up', forced_down=False)   # the host came back after planning
+    nova.services[SRC] = dict(state='up', forced_down=False)  # the host came back after planning
     engine.run([plan], poll_interval=1)
     rec = plan.record()
     assert rec['outcome'] == _decisions.OUTCOME_FAILED and rec['kind'] == _decisions.KIND_NOT_FENCED
@@ -389,8 +404,7 @@ def test_rerun_without_expected_source_finds_the_earlier_evacuation(nova, clock)
 def test_interrupted_run_is_finished_from_the_lock_reason(nova, clock):
     """Killed after Nova stopped it at the destination (2.95) but before the start: a re-run starts and
     unlocks it, and issues no evacuation."""
-    sid = nova.add_server('web-1', host=DST, vm_state='stopped', locked=True,
-                          locked_reason='novaha.recovery: evacuating from node-1 (was ACTIVE)')
+    sid = nova.add_server('web-1', host=DST, vm_state='stopped', locked=True, locked_reason='novaha.recovery: evacuating from node-1 (was ACTIVE)')
     nova.add_migration(sid, 'done')
     rec = evacuate(nova, clock, sid, expected_source_host=SRC)
     assert rec['action'] == _decisions.ACTION_RECONCILE and rec['outcome'] == _decisions.OUTCOME_RECOVERED, rec['reason']
@@ -405,6 +419,7 @@ def test_evacuation_in_flight_is_waited_for_not_reissued(nova, clock):
     def finish():
         nova._set(sid, host=DST, task_state=None)
         nova._mig_set(mig, 'done')
+
     nova.at(5, finish)
     rec = evacuate(nova, clock, sid, lock=False)
     assert rec['action'] == _decisions.ACTION_WAIT and rec['outcome'] == _decisions.OUTCOME_RECOVERED, rec['reason']
@@ -498,8 +513,8 @@ def test_forbidden_is_a_permission_error(nova, clock):
     sid = nova.add_server('web-1')
 
     def forbid(method, path, microversion, body=None):
-        raise _nova.NovaApiError(403, "Policy doesn't allow os_compute_api:os-services:list to be performed.",
-                                 request_id='req-x', method=method, path=path)
+        raise _nova.NovaApiError(403, "Policy doesn't allow os_compute_api:os-services:list to be performed.", request_id='req-x', method=method, path=path)
+
     engine = ev.Engine(nova, clock)
     engine.find_server(sid)
     nova.request = forbid
@@ -525,13 +540,12 @@ class _NoAnswer(object):
         hit = self.left > 0 and method == self.method and path.startswith(self.prefix)
         if hit and self.after:
             self.left -= 1
-            self._request(method, path, microversion, body)   # Nova did it; the answer got lost
+            self._request(method, path, microversion, body)  # Nova did it; the answer got lost
         elif hit:
             self.left -= 1
             self.nova.calls.append((method, path, mv_str(microversion), copy.deepcopy(body)))
         if hit:
-            raise _nova.NovaApiError(None, 'no answer from the compute API (Connection aborted)', method=method,
-                                     path=path)
+            raise _nova.NovaApiError(None, 'no answer from the compute API (Connection aborted)', method=method, path=path)
         return self._request(method, path, microversion, body)
 
 
@@ -568,7 +582,7 @@ def test_evacuate_never_received_is_sent_again_after_checking_and_is_not_an_atte
     rec = evacuate(nova, clock, sid, lock=False, retries=0)
     assert rec['outcome'] == _decisions.OUTCOME_RECOVERED, rec['reason']
     assert [a['outcome'] for a in rec['attempts']] == [_decisions.OUTCOME_RECOVERED]
-    assert [a for a, _m, _b in nova.actions(sid)].count('evacuate') == 2   # sent twice: the first never reached Nova
+    assert [a for a, _m, _b in nova.actions(sid)].count('evacuate') == 2  # sent twice: the first never reached Nova
     assert len([m for m in nova.migrations if m['instance_uuid'] == sid]) == 1
     assert any('got no usable answer and Nova recorded no evacuation' in w for w in rec['warnings'])
     assert any('no answer from the compute API' in w and 'HTTP' not in w for w in rec['warnings'])
@@ -648,8 +662,7 @@ def test_max_parallel_is_never_exceeded(nova, clock):
     engine = ev.Engine(nova, clock, microversion='2.94')
     plans = [engine.plan(i, lock=False) for i in ids]
     in_flight = []
-    engine.run(plans, max_parallel=2, poll_interval=1,
-               on_progress=lambda summary: in_flight.append(summary['in_flight']))
+    engine.run(plans, max_parallel=2, poll_interval=1, on_progress=lambda summary: in_flight.append(summary['in_flight']))
     assert all(p.outcome == _decisions.OUTCOME_RECOVERED for p in plans)
     assert max(in_flight) == 2  # progress shows the window as filled, never more
     assert in_flight[-1] == 0
@@ -734,8 +747,7 @@ def test_a_listing_cut_by_the_page_limit_is_an_error_not_a_short_list():
 
 
 def test_each_warning_of_a_record_has_its_kind():
-    snap = dict(id='s-1', name='web-1', image_id='img-1', boot_from_volume=False,
-                flavor=dict(ephemeral=10, swap=512))
+    snap = dict(id='s-1', name='web-1', image_id='img-1', boot_from_volume=False, flavor=dict(ephemeral=10, swap=512))
     warnings = _decisions.disk_warnings(snap)
     assert [_decisions.warning_kind(w) for w in warnings] == ['root_disk_lost', 'disk_recreated', 'disk_recreated']
     assert _decisions.disk_warnings(dict(snap, boot_from_volume=True, flavor={})) == []

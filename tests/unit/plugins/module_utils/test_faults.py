@@ -8,9 +8,7 @@ import datetime
 
 import pytest
 
-from ansible_collections.novaha.recovery.plugins.module_utils import _decisions
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
-from ansible_collections.novaha.recovery.plugins.module_utils import _nova
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _evacuation as ev, _nova
 
 
 def run(nova, clock, count=10, max_parallel=4, timeout=900, outage_timeout=120, power_check=None, delay=3):
@@ -19,8 +17,7 @@ def run(nova, clock, count=10, max_parallel=4, timeout=900, outage_timeout=120, 
         nova.plans[sid] = [dict(delay=delay)]
     engine = ev.Engine(nova, clock)
     plans = [engine.plan(sid, expected_source_host='node-1') for sid in ids]
-    engine.run(plans, timeout=timeout, poll_interval=2, max_parallel=max_parallel, outage_timeout=outage_timeout,
-               power_check=power_check)
+    engine.run(plans, timeout=timeout, poll_interval=2, max_parallel=max_parallel, outage_timeout=outage_timeout, power_check=power_check)
     return engine, [p.record() for p in plans]
 
 
@@ -40,8 +37,8 @@ def test_a_30_second_outage_after_the_first_evacuations_is_ridden_out(nova, cloc
     assert rule['hits'] > 0, 'the outage never met a request'
     assert [r['outcome'] for r in records] == [_decisions.OUTCOME_RECOVERED] * 12, [r['reason'] for r in records]
     for r in records:
-        assert len(migrations_of(nova, r['id'])) == 1, r['name']       # exactly one evacuation each
-        assert not nova.servers[r['id']]['locked']                      # no lock of ours left
+        assert len(migrations_of(nova, r['id'])) == 1, r['name']  # exactly one evacuation each
+        assert not nova.servers[r['id']]['locked']  # no lock of ours left
     assert engine.interrupted is None and engine.outage.count >= 1
     # The window paused: while the API failed, actions were tried at a backoff, not one per pending server.
     assert len(posts_between(nova, t0 + 4, t0 + 34)) <= 8
@@ -53,7 +50,7 @@ def test_an_outage_longer_than_outage_timeout_ends_the_run_with_every_server_rep
     engine, records = run(nova, clock, count=12, max_parallel=4, outage_timeout=60)
     assert engine.interrupted and 'compute API failed for' in engine.interrupted
     outcomes = set(r['outcome'] for r in records)
-    assert _decisions.OUTCOME_FAILED not in outcomes                    # nothing is called failed for an outage
+    assert _decisions.OUTCOME_FAILED not in outcomes  # nothing is called failed for an outage
     assert outcomes <= {_decisions.OUTCOME_IN_PROGRESS, _decisions.OUTCOME_PENDING, _decisions.OUTCOME_RECOVERED}
     unfinished = [r for r in records if r['outcome'] != _decisions.OUTCOME_RECOVERED]
     assert unfinished and all(r['kind'] == _decisions.KIND_API_OUTAGE for r in unfinished)
@@ -101,7 +98,7 @@ def test_a_server_whose_requests_keep_failing_alone_is_failed_and_the_others_go_
 
 
 def test_a_host_that_reads_on_again_stops_new_evacuations_at_once(nova, clock):
-    readings = iter([None, None])   # off twice, then on
+    readings = iter([None, None])  # off twice, then on
 
     def power_check():
         return next(readings, 'power On (On)')
@@ -137,13 +134,13 @@ def test_a_change_missed_by_changes_since_is_seen_by_the_next_full_look(nova, cl
             # The move was committed with an old timestamp (a slow commit): changes-since of later polls skips it.
             body = nova.servers[server_id]
             body['_updated_t'] -= 12
-            body['updated'] = datetime.datetime.fromtimestamp(
-                body['_updated_t'], datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+            body['updated'] = datetime.datetime.fromtimestamp(body['_updated_t'], datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
     nova._set = late_commit
     engine.run([plan], poll_interval=2, timeout=600)
     rec = plan.record()
     assert rec['outcome'] == _decisions.OUTCOME_RECOVERED, rec['reason']
-    assert rec['timings']['seconds'] < 20 + 5 * 2 * 2     # within FULL_EVERY polls of the move, not the timeout
+    assert rec['timings']['seconds'] < 20 + 5 * 2 * 2  # within FULL_EVERY polls of the move, not the timeout
 
 
 def test_reads_are_sent_again_through_an_outage_and_actions_are_not(clock):
@@ -187,12 +184,13 @@ def test_backoff_starts_at_base_doubles_and_stops_at_its_cap():
     assert [_nova.backoff(n, cap=8.0) for n in range(6)] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
     assert [_nova.backoff(n, cap=16) for n in range(7)] == [1.0, 2.0, 4.0, 8.0, 16.0, 16.0, 16.0]
     assert [_nova.backoff(n, cap=5, base=0.5) for n in range(5)] == [0.5, 1.0, 2.0, 4.0, 5.0]
-    assert _nova.backoff(0, cap=0.25) == 0.25                  # the cap wins even over base
-    assert _nova.backoff(10 ** 6, cap=float('inf')) == 2.0 ** 16  # doubles 16 times at most, never overflows
+    assert _nova.backoff(0, cap=0.25) == 0.25  # the cap wins even over base
+    assert _nova.backoff(10**6, cap=float('inf')) == 2.0**16  # doubles 16 times at most, never overflows
 
 
-@pytest.mark.parametrize('status,expected', [(None, True), (500, True), (502, True), (503, True), (504, True),
-                                             (400, False), (401, False), (403, False), (404, False), (409, False)])
+@pytest.mark.parametrize(
+    'status,expected', [(None, True), (500, True), (502, True), (503, True), (504, True), (400, False), (401, False), (403, False), (404, False), (409, False)]
+)
 def test_which_errors_are_transient(status, expected):
     assert _nova.transient(_nova.NovaApiError(status, 'x')) is expected
 

@@ -29,8 +29,7 @@ class FakeClock:
 class FakeRedfish:
     """A Redfish service: one system whose power goes Off ``delay`` seconds after ForceOff."""
 
-    def __init__(self, clock, power="On", delay=2.0, stuck=False, allowed=("On", "ForceOff"),
-                 systems=(SYSTEM,), password="secret", action_info=False):
+    def __init__(self, clock, power="On", delay=2.0, stuck=False, allowed=("On", "ForceOff"), systems=(SYSTEM,), password="secret", action_info=False):
         self.clock = clock
         self.power = power
         self.delay = delay
@@ -61,11 +60,9 @@ class FakeRedfish:
                 action["@Redfish.ActionInfo"] = SYSTEM + "/ResetActionInfo"
             elif self.allowed is not None:
                 action["ResetType@Redfish.AllowableValues"] = list(self.allowed)
-            return 200, json.dumps({"@odata.id": path, "PowerState": self.state(),
-                                    "Actions": {"#ComputerSystem.Reset": action}})
+            return 200, json.dumps({"@odata.id": path, "PowerState": self.state(), "Actions": {"#ComputerSystem.Reset": action}})
         if method == "GET" and path == SYSTEM + "/ResetActionInfo":
-            return 200, json.dumps({"Parameters": [{"Name": "ResetType",
-                                                    "AllowableValues": list(self.allowed)}]})
+            return 200, json.dumps({"Parameters": [{"Name": "ResetType", "AllowableValues": list(self.allowed)}]})
         if method == "POST" and path == RESET_TARGET:
             if json.loads(body)["ResetType"] != "ForceOff":
                 return 400, "{}"
@@ -76,8 +73,7 @@ class FakeRedfish:
 
 
 def redfish(fake, clock, **kwargs):
-    return f.RedfishBmc("https://127.0.0.1:8443", fake, username="admin", password=kwargs.pop("password", "secret"),
-                        clock=clock, **kwargs)
+    return f.RedfishBmc("https://127.0.0.1:8443", fake, username="admin", password=kwargs.pop("password", "secret"), clock=clock, **kwargs)
 
 
 class FakeIpmitool:
@@ -101,8 +97,7 @@ class FakeIpmitool:
         if self.fail == "unreachable":
             return 1, "", ("Error: Unable to establish IPMI v2 / RMCP+ session\n")
         if env.get("IPMI_PASSWORD") != self.password:
-            return 1, "", ("> RAKP 2 HMAC is invalid\n"
-                           "Error: Unable to establish IPMI v2 / RMCP+ session\n")
+            return 1, "", ("> RAKP 2 HMAC is invalid\nError: Unable to establish IPMI v2 / RMCP+ session\n")
         if self.off_at is not None and self.clock() >= self.off_at:
             self.power, self.off_at = "off", None
         command = argv[-3:]
@@ -116,8 +111,7 @@ class FakeIpmitool:
 
 
 def ipmi(runner, clock, **kwargs):
-    return f.IpmiBmc("127.0.0.1", "admin", kwargs.pop("password", "secret"), port=6230, runner=runner,
-                     clock=clock, environ={"PATH": "/usr/bin"}, **kwargs)
+    return f.IpmiBmc("127.0.0.1", "admin", kwargs.pop("password", "secret"), port=6230, runner=runner, clock=clock, environ={"PATH": "/usr/bin"}, **kwargs)
 
 
 def run(host, bmc, clock, **kwargs):
@@ -297,19 +291,21 @@ def test_check_mode_reads_but_does_not_power_off():
     assert fake.power == "On"
 
 
-@pytest.mark.parametrize("address,port,base", [
-    ("10.0.0.5", None, "https://10.0.0.5"),
-    ("10.0.0.5", 8443, "https://10.0.0.5:8443"),
-    ("https://bmc.example:8000/", None, "https://bmc.example:8000"),
-    ("https://bmc.example:8000", 9000, "https://bmc.example:9000"),
-    ("http://[fd00::5]", None, "http://[fd00::5]"),
-])
+@pytest.mark.parametrize(
+    "address,port,base",
+    [
+        ("10.0.0.5", None, "https://10.0.0.5"),
+        ("10.0.0.5", 8443, "https://10.0.0.5:8443"),
+        ("https://bmc.example:8000/", None, "https://bmc.example:8000"),
+        ("https://bmc.example:8000", 9000, "https://bmc.example:9000"),
+        ("http://[fd00::5]", None, "http://[fd00::5]"),
+    ],
+)
 def test_redfish_base_url(address, port, base):
     assert f.redfish_base_url(address, port) == base
 
 
-@pytest.mark.parametrize("raw,state", [("On", "on"), ("Off", "off"), ("PoweringOff", "on"),
-                                       ("PoweringOn", "on"), (None, "unknown")])
+@pytest.mark.parametrize("raw,state", [("On", "on"), ("Off", "off"), ("PoweringOff", "on"), ("PoweringOn", "on"), (None, "unknown")])
 def test_powering_off_is_not_off(raw, state):
     assert f.redfish_power_state(raw) == state
 
@@ -400,13 +396,16 @@ def test_ipmitool_missing_is_a_configuration_error():
     assert "install ipmitool" in result["error"]
 
 
-@pytest.mark.parametrize("stderr,cause", [
-    ("Error in open session response message : no matching cipher suite", f.CAUSE_UNSUPPORTED),
-    ("Error in open session response message : invalid role\n", f.CAUSE_UNREACHABLE),
-    ("RAKP 2 message indicates an error : unauthorized name", f.CAUSE_CREDENTIALS),
-    ("Error: Unable to establish IPMI v2 / RMCP+ session", f.CAUSE_UNREACHABLE),
-    ("Set Chassis Power Control to Down/Off failed: Insufficient privilege level", f.CAUSE_FORBIDDEN),
-])
+@pytest.mark.parametrize(
+    "stderr,cause",
+    [
+        ("Error in open session response message : no matching cipher suite", f.CAUSE_UNSUPPORTED),
+        ("Error in open session response message : invalid role\n", f.CAUSE_UNREACHABLE),
+        ("RAKP 2 message indicates an error : unauthorized name", f.CAUSE_CREDENTIALS),
+        ("Error: Unable to establish IPMI v2 / RMCP+ session", f.CAUSE_UNREACHABLE),
+        ("Set Chassis Power Control to Down/Off failed: Insufficient privilege level", f.CAUSE_FORBIDDEN),
+    ],
+)
 def test_classify_ipmitool_errors(stderr, cause):
     assert f.classify_ipmitool_error(stderr) == cause
 
@@ -436,42 +435,56 @@ def test_no_bmc_needs_attestation():
 
 
 def level(**spec):
-    base = dict(type="redfish", address="https://10.0.0.5", port=None, username="admin", password="secret",
-                system_id=None, validate_certs=True, ca_path=None, timeout=10, cipher_suite=None, agent=None,
-                options=None)
+    base = dict(
+        type="redfish",
+        address="https://10.0.0.5",
+        port=None,
+        username="admin",
+        password="secret",
+        system_id=None,
+        validate_certs=True,
+        ca_path=None,
+        timeout=10,
+        cipher_suite=None,
+        agent=None,
+        options=None,
+    )
     base.update(spec)
     return base
 
 
-@pytest.mark.parametrize("spec,option,words", [
-    (dict(address=""), "bmc.address", "is empty"),
-    (dict(address="   "), "bmc.address", "is empty"),
-    (dict(address="https://fd00::5/"), "bmc.address", "IPv6 address without brackets"),
-    (dict(address="https://[fd00::5"), "bmc.address", "unclosed ["),
-    (dict(address="[not-an-ip]"), "bmc.address", "not an IPv6 address"),
-    (dict(address="fd00::zz::1"), "bmc.address", "neither a host name"),
-    (dict(address="https://10.0.0.5:99999"), "bmc.address (its port)", "between 1 and 65535"),
-    (dict(address="https://10.0.0.5:https"), "bmc.address", "port that is not a number"),
-    (dict(address="10.0.0.5", port=0), "bmc.port", "between 1 and 65535, not 0"),
-    (dict(address="10.0.0.5", port=70000), "bmc.port", "between 1 and 65535, not 70000"),
-    (dict(address="https://10.0.0.5/redfish/v1/Systems/1"), "bmc.address", "without a path"),
-    (dict(address="https://10.0.0.5/?x=1"), "bmc.address", "without a path or query"),
-    (dict(address="https://admin:Sup3rSecret@10.0.0.5"), "bmc.address", "must not carry credentials"),
-    (dict(address="ftp://10.0.0.5"), "bmc.address", "scheme ftp"),
-    (dict(address="bmc host.example"), "bmc.address", "not a host name"),
-    (dict(type="pdu"), "bmc.type", "one of redfish, ipmi, fence_agent"),
-    (dict(timeout=0), "bmc.timeout", "more than 0"),
-    (dict(password=None), "bmc.password", "is missing"),
-    (dict(ca_path="/nonexistent/ca.pem"), "bmc.ca_path", "not a readable file"),
-    (dict(type="ipmi", address="https://10.0.0.5"), "bmc.address", "not a URL"),
-    (dict(type="ipmi", address=""), "bmc.address", "is empty"),
-    (dict(type="ipmi", address="10.0.0.5", password=""), "bmc.password", "required for ipmi"),
-    (dict(type="ipmi", address="10.0.0.5", cipher_suite=42), "bmc.cipher_suite", "0 to 17"),
-    (dict(type="fence_agent", address=None, agent=None), "bmc.agent", "is required"),
-    (dict(type="fence_agent", address=None, agent="fence_apc_snmp"), "bmc.agent", "not an executable file"),
-    (dict(type="fence_agent", address=None, agent="/bin/true", options={"action": "on"}), "bmc.options", "must not set action"),
-    (dict(type="fence_agent", address=None, agent="/bin/true", options={"bad key": "1"}), "bmc.options", "name=value"),
-])
+@pytest.mark.parametrize(
+    "spec,option,words",
+    [
+        (dict(address=""), "bmc.address", "is empty"),
+        (dict(address="   "), "bmc.address", "is empty"),
+        (dict(address="https://fd00::5/"), "bmc.address", "IPv6 address without brackets"),
+        (dict(address="https://[fd00::5"), "bmc.address", "unclosed ["),
+        (dict(address="[not-an-ip]"), "bmc.address", "not an IPv6 address"),
+        (dict(address="fd00::zz::1"), "bmc.address", "neither a host name"),
+        (dict(address="https://10.0.0.5:99999"), "bmc.address (its port)", "between 1 and 65535"),
+        (dict(address="https://10.0.0.5:https"), "bmc.address", "port that is not a number"),
+        (dict(address="10.0.0.5", port=0), "bmc.port", "between 1 and 65535, not 0"),
+        (dict(address="10.0.0.5", port=70000), "bmc.port", "between 1 and 65535, not 70000"),
+        (dict(address="https://10.0.0.5/redfish/v1/Systems/1"), "bmc.address", "without a path"),
+        (dict(address="https://10.0.0.5/?x=1"), "bmc.address", "without a path or query"),
+        (dict(address="https://admin:Sup3rSecret@10.0.0.5"), "bmc.address", "must not carry credentials"),
+        (dict(address="ftp://10.0.0.5"), "bmc.address", "scheme ftp"),
+        (dict(address="bmc host.example"), "bmc.address", "not a host name"),
+        (dict(type="pdu"), "bmc.type", "one of redfish, ipmi, fence_agent"),
+        (dict(timeout=0), "bmc.timeout", "more than 0"),
+        (dict(password=None), "bmc.password", "is missing"),
+        (dict(ca_path="/nonexistent/ca.pem"), "bmc.ca_path", "not a readable file"),
+        (dict(type="ipmi", address="https://10.0.0.5"), "bmc.address", "not a URL"),
+        (dict(type="ipmi", address=""), "bmc.address", "is empty"),
+        (dict(type="ipmi", address="10.0.0.5", password=""), "bmc.password", "required for ipmi"),
+        (dict(type="ipmi", address="10.0.0.5", cipher_suite=42), "bmc.cipher_suite", "0 to 17"),
+        (dict(type="fence_agent", address=None, agent=None), "bmc.agent", "is required"),
+        (dict(type="fence_agent", address=None, agent="fence_apc_snmp"), "bmc.agent", "not an executable file"),
+        (dict(type="fence_agent", address=None, agent="/bin/true", options={"action": "on"}), "bmc.options", "must not set action"),
+        (dict(type="fence_agent", address=None, agent="/bin/true", options={"bad key": "1"}), "bmc.options", "name=value"),
+    ],
+)
 def test_bad_bmc_settings_name_the_option_and_the_cause(spec, option, words):
     with pytest.raises(f.BmcConfigError) as err:
         f.validate_level(level(**spec), "bmc")
@@ -492,20 +505,22 @@ def test_a_level_option_is_named_by_its_position():
     assert err.value.option == "fence_levels[3].port"
 
 
-@pytest.mark.parametrize("address,port,base", [
-    ("fd00::5", None, "https://[fd00::5]"),
-    ("[fd00::5]", 8443, "https://[fd00::5]:8443"),
-    ("https://[fd00::5]:8000/", None, "https://[fd00::5]:8000"),
-    ("10.0.0.5:8443", None, "https://10.0.0.5:8443"),
-    ("bmc-28.mgmt.example", None, "https://bmc-28.mgmt.example"),
-    ("HTTP://10.0.0.5", None, "http://10.0.0.5"),
-])
+@pytest.mark.parametrize(
+    "address,port,base",
+    [
+        ("fd00::5", None, "https://[fd00::5]"),
+        ("[fd00::5]", 8443, "https://[fd00::5]:8443"),
+        ("https://[fd00::5]:8000/", None, "https://[fd00::5]:8000"),
+        ("10.0.0.5:8443", None, "https://10.0.0.5:8443"),
+        ("bmc-28.mgmt.example", None, "https://bmc-28.mgmt.example"),
+        ("HTTP://10.0.0.5", None, "http://10.0.0.5"),
+    ],
+)
 def test_good_redfish_addresses_including_ipv6_literals(address, port, base):
     assert f.validate_level(level(address=address, port=port), "bmc")["address"] == base
 
 
-@pytest.mark.parametrize("address,bare", [("fd00::31", "fd00::31"), ("[fd00::31]", "fd00::31"),
-                                          ("10.0.0.31", "10.0.0.31")])
+@pytest.mark.parametrize("address,bare", [("fd00::31", "fd00::31"), ("[fd00::31]", "fd00::31"), ("10.0.0.31", "10.0.0.31")])
 def test_ipmi_takes_ipv6_literals_with_or_without_brackets(address, bare):
     assert f.validate_level(level(type="ipmi", address=address), "bmc")["address"] == bare
 
@@ -513,17 +528,20 @@ def test_ipmi_takes_ipv6_literals_with_or_without_brackets(address, bare):
 # --- Redfish answers that are not what Redfish promises -------------------------------------------------
 
 
-@pytest.mark.parametrize("status,body,words", [
-    (200, "<html>proxy login</html>", "not JSON: <html>proxy login</html>"),
-    (200, json.dumps(["On"]), "a JSON list, not a Redfish object"),
-    (200, json.dumps("On"), "a JSON str, not a Redfish object"),
-    (500, json.dumps(["internal", "error"]), 'HTTP 500: ["internal", "error"]'),
-    (500, json.dumps("BMC busy"), 'HTTP 500: "BMC busy"'),
-    (500, json.dumps({"error": "BMC busy"}), "HTTP 500: BMC busy"),
-    (500, json.dumps({"error": {"@Message.ExtendedInfo": "x"}}), "HTTP 500"),
-    (502, "Bad Gateway", "HTTP 502: Bad Gateway"),
-    (302, "", "redirect that was not followed"),
-])
+@pytest.mark.parametrize(
+    "status,body,words",
+    [
+        (200, "<html>proxy login</html>", "not JSON: <html>proxy login</html>"),
+        (200, json.dumps(["On"]), "a JSON list, not a Redfish object"),
+        (200, json.dumps("On"), "a JSON str, not a Redfish object"),
+        (500, json.dumps(["internal", "error"]), 'HTTP 500: ["internal", "error"]'),
+        (500, json.dumps("BMC busy"), 'HTTP 500: "BMC busy"'),
+        (500, json.dumps({"error": "BMC busy"}), "HTTP 500: BMC busy"),
+        (500, json.dumps({"error": {"@Message.ExtendedInfo": "x"}}), "HTTP 500"),
+        (502, "Bad Gateway", "HTTP 502: Bad Gateway"),
+        (302, "", "redirect that was not followed"),
+    ],
+)
 def test_redfish_answers_that_are_not_redfish_objects_are_clear_errors(status, body, words):
     clock = FakeClock()
     calls = []
@@ -552,16 +570,19 @@ def test_redfish_systems_collection_of_the_wrong_shape():
 # --- a BMC of another host ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("system,problem", [
-    ({"Name": "node-27"}, "named node-27, another compute host"),
-    ({"Name": "NODE-27.example.org"}, "another compute host"),
-    ({"HostName": "node-27.example.org"}, "reports HostName node-27.example.org, not node-28"),
-    ({"HostName": "db-4"}, "reports HostName db-4"),
-    ({"Name": "System"}, None),
-    ({"Name": "node-28"}, None),
-    ({"HostName": "node-28.example.org", "Name": "Computer System"}, None),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    "system,problem",
+    [
+        ({"Name": "node-27"}, "named node-27, another compute host"),
+        ({"Name": "NODE-27.example.org"}, "another compute host"),
+        ({"HostName": "node-27.example.org"}, "reports HostName node-27.example.org, not node-28"),
+        ({"HostName": "db-4"}, "reports HostName db-4"),
+        ({"Name": "System"}, None),
+        ({"Name": "node-28"}, None),
+        ({"HostName": "node-28.example.org", "Name": "Computer System"}, None),
+        ({}, None),
+    ],
+)
 def test_identity_problem(system, problem):
     found = f.identity_problem(system, "node-28", ["node-27", "node-28", "node-31"])
     if problem is None:
@@ -626,9 +647,17 @@ class FakeAgent:
 
 
 def agent(runner, clock, **kwargs):
-    return f.FenceAgent("/usr/sbin/fence_pdu", options={"plug": 12}, address="pdu-1", username="apc",
-                        password=kwargs.pop("password", "pdu-secret"), runner=runner, clock=clock,
-                        environ={"PATH": "/usr/bin"}, **kwargs)
+    return f.FenceAgent(
+        "/usr/sbin/fence_pdu",
+        options={"plug": 12},
+        address="pdu-1",
+        username="apc",
+        password=kwargs.pop("password", "pdu-secret"),
+        runner=runner,
+        clock=clock,
+        environ={"PATH": "/usr/bin"},
+        **kwargs,
+    )
 
 
 def unreachable_redfish(*args, **kwargs):
@@ -677,8 +706,7 @@ def test_a_bmc_stuck_on_is_fenced_by_the_pdu_level():
 def test_every_level_failing_falls_to_the_attestation_and_says_what_each_said():
     clock = FakeClock()
     pdu = FakeAgent(clock, fail="unreachable")
-    levels = [redfish(unreachable_redfish, clock), ipmi(FakeIpmitool(clock, fail="unreachable"), clock),
-              agent(pdu, clock)]
+    levels = [redfish(unreachable_redfish, clock), ipmi(FakeIpmitool(clock, fail="unreachable"), clock), agent(pdu, clock)]
     result = run("node-28", levels, clock, fence=True)
     assert result["fenced"] is False
     assert "any of its 3 fence levels" in result["error"]
@@ -702,8 +730,7 @@ def test_a_stuck_level_is_not_rescued_by_the_attestation_when_no_other_level_pro
 def test_check_mode_with_levels_stops_at_the_level_that_would_power_off():
     clock = FakeClock()
     pdu = FakeAgent(clock)
-    result = run("node-28", [redfish(unreachable_redfish, clock), agent(pdu, clock)], clock, fence=True,
-                 check_mode=True)
+    result = run("node-28", [redfish(unreachable_redfish, clock), agent(pdu, clock)], clock, fence=True, check_mode=True)
     assert result["would_power_off"] is True and result["fenced"] is False
     assert [c[2]["action"] for c in pdu.calls] == ["status"]
     assert result["error"] is None
@@ -717,8 +744,7 @@ def test_fence_agent_contract_password_only_on_stdin():
     assert result["fenced"] is True and result["evidence"]["method"] == "fence_agent"
     argv, env, options = pdu.calls[0]
     assert argv == ["/usr/sbin/fence_pdu"]
-    assert options == {"action": "status", "ip": "pdu-1", "ipport": "161", "username": "apc",
-                       "password": "pdu-secret", "plug": "12", "nodename": "node-28"}
+    assert options == {"action": "status", "ip": "pdu-1", "ipport": "161", "username": "apc", "password": "pdu-secret", "plug": "12", "nodename": "node-28"}
     assert "pdu-secret" not in " ".join(argv) and "pdu-secret" not in " ".join(env.values())
     assert result["evidence"]["bmc"] == "fence agent fence_pdu pdu-1 plug 12"
 
@@ -735,10 +761,12 @@ def test_the_real_agent_runner_passes_stdin_and_reads_the_exit_code(tmp_path):
     script = tmp_path / "fence_file"
     state = tmp_path / "power"
     state.write_text("on")
-    script.write_text("#!/bin/sh\n"
-                      "while IFS='=' read -r k v; do [ \"$k\" = action ] && action=$v; done\n"
-                      "if [ \"$action\" = off ]; then echo off > %s; exit 0; fi\n"
-                      "grep -q off %s && exit 2; exit 0\n" % (state, state))
+    script.write_text(
+        "#!/bin/sh\n"
+        "while IFS='=' read -r k v; do [ \"$k\" = action ] && action=$v; done\n"
+        "if [ \"$action\" = off ]; then echo off > %s; exit 0; fi\n"
+        "grep -q off %s && exit 2; exit 0\n" % (state, state)
+    )
     script.chmod(0o755)
     clock = FakeClock()
     bmc = f.FenceAgent(str(script), timeout=5)
@@ -780,19 +808,37 @@ def test_power_watch_asks_the_next_level_when_one_cannot_read():
 
 
 def test_bmc_settings_types_numbers_and_leaves_out_what_is_empty():
-    redfish = f.bmc_settings('redfish', address='https://10.0.0.28', ipmi_address='10.1.0.28', ipmi_port='623',
-                             username='admin', password='pw', system_id='', ca_path=None, validate_certs='True',
-                             ipmi_cipher_suite='', timeout='10')
-    assert redfish == dict(type='redfish', address='https://10.0.0.28', username='admin', password='pw',
-                           validate_certs=True, timeout=10)
-    ipmi = f.bmc_settings('ipmi', address='https://10.0.0.28', ipmi_address='10.1.0.28', ipmi_port='6230',
-                          username='admin', password='pw', system_id='sys', ipmi_cipher_suite='17', timeout=5,
-                          validate_certs='false')
-    assert ipmi == dict(type='ipmi', address='10.1.0.28', port=6230, cipher_suite=17, username='admin',
-                        password='pw', validate_certs=False, timeout=5)
+    redfish = f.bmc_settings(
+        'redfish',
+        address='https://10.0.0.28',
+        ipmi_address='10.1.0.28',
+        ipmi_port='623',
+        username='admin',
+        password='pw',
+        system_id='',
+        ca_path=None,
+        validate_certs='True',
+        ipmi_cipher_suite='',
+        timeout='10',
+    )
+    assert redfish == dict(type='redfish', address='https://10.0.0.28', username='admin', password='pw', validate_certs=True, timeout=10)
+    ipmi = f.bmc_settings(
+        'ipmi',
+        address='https://10.0.0.28',
+        ipmi_address='10.1.0.28',
+        ipmi_port='6230',
+        username='admin',
+        password='pw',
+        system_id='sys',
+        ipmi_cipher_suite='17',
+        timeout=5,
+        validate_certs='false',
+    )
+    assert ipmi == dict(type='ipmi', address='10.1.0.28', port=6230, cipher_suite=17, username='admin', password='pw', validate_certs=False, timeout=5)
     # What a template made of None before ansible-core 2.19: the empty string or "None".
     assert f.bmc_settings('ipmi', ipmi_address='10.1.0.28', ipmi_port='None', ipmi_cipher_suite='') == dict(
-        type='ipmi', address='10.1.0.28', validate_certs=True)
+        type='ipmi', address='10.1.0.28', validate_certs=True
+    )
     assert f.bmc_settings(None) == dict(type='none', validate_certs=True)
 
 

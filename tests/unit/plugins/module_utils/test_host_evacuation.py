@@ -8,24 +8,18 @@ import sys
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
-from ansible_collections.novaha.recovery.plugins.module_utils import _decisions
-from ansible_collections.novaha.recovery.plugins.module_utils import _errors
-from ansible_collections.novaha.recovery.plugins.module_utils import _nova
-from ansible_collections.novaha.recovery.plugins.module_utils import _host_evacuation as he
-from ansible_collections.novaha.recovery.plugins.module_utils import _run as run
-
 from engine_fakes import DST, OTHER, SRC, HostNova, host_run
 
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _errors, _evacuation as ev, _host_evacuation as he, _nova, _run as run
 
 # ---------------------------------------------------------------------------------------------------------
 # guards
 
 
 def svc(host, binary='nova-compute', state='up', status='enabled', forced_down=False, reason=None):
-    return dict(id='svc-%s-%s' % (binary, host), host=host, binary=binary, state=state, status=status,
-                forced_down=forced_down, disabled_reason=reason, zone='nova')
+    return dict(
+        id='svc-%s-%s' % (binary, host), host=host, binary=binary, state=state, status=status, forced_down=forced_down, disabled_reason=reason, zone='nova'
+    )
 
 
 def cloud(*computes, scheduler='up'):
@@ -37,8 +31,7 @@ def by_name(checks):
 
 
 def test_all_guards_pass_for_a_forced_down_host():
-    checks, source = he.check_preconditions(cloud(svc('n1', state='down', forced_down=True), svc('n2'), svc('n3')),
-                                            'n1', 50)
+    checks, source = he.check_preconditions(cloud(svc('n1', state='down', forced_down=True), svc('n2'), svc('n3')), 'n1', 50)
     assert source['host'] == 'n1'
     assert all(c.ok for c in checks), [c.detail for c in checks]
     assert by_name(checks)['down_percent'].detail.startswith('1 of 3 nova-compute services are down (33%')
@@ -64,19 +57,15 @@ def test_reported_down_but_not_forced_down_passes_with_a_warning_in_the_detail()
 
 
 def test_no_other_usable_compute():
-    checks, _source = he.check_preconditions(
-        cloud(svc('n1', state='down', forced_down=True), svc('n2', status='disabled'), svc('n3', state='down')),
-        'n1', 100)
+    checks, _source = he.check_preconditions(cloud(svc('n1', state='down', forced_down=True), svc('n2', status='disabled'), svc('n3', state='down')), 'n1', 100)
     assert not by_name(checks)['compute_remains'].ok
 
 
 def test_percentage_guard_trips_with_two_of_three_down():
-    checks, _source = he.check_preconditions(
-        cloud(svc('n1', state='down', forced_down=True), svc('n2', forced_down=True), svc('n3')), 'n1', 50)
+    checks, _source = he.check_preconditions(cloud(svc('n1', state='down', forced_down=True), svc('n2', forced_down=True), svc('n3')), 'n1', 50)
     check = by_name(checks)['down_percent']
     assert not check.ok and '2 of 3' in check.detail and '67%' in check.detail and 'partition' in check.detail
-    checks, _source = he.check_preconditions(
-        cloud(svc('n1', state='down', forced_down=True), svc('n2', forced_down=True), svc('n3')), 'n1', 70)
+    checks, _source = he.check_preconditions(cloud(svc('n1', state='down', forced_down=True), svc('n2', forced_down=True), svc('n3')), 'n1', 70)
     assert by_name(checks)['down_percent'].ok
 
 
@@ -114,12 +103,16 @@ def test_holder_check_refuses_only_a_live_run_nobody_waits_for():
 # selection
 
 
-def view(name, metadata=None, extra_specs=None, image_properties=None, aggregate=None, status='ACTIVE', sid=None,
-         project='p-1'):
-    body = {'id': sid or 'id-%s' % name, 'name': name, 'status': status, 'tenant_id': project,
-            'metadata': metadata or {}, 'image': {'id': 'img-1'},
-            'flavor': {'original_name': 'm1.tiny', 'vcpus': 1, 'ram': 512, 'disk': 1,
-                       'extra_specs': extra_specs or {}}}
+def view(name, metadata=None, extra_specs=None, image_properties=None, aggregate=None, status='ACTIVE', sid=None, project='p-1'):
+    body = {
+        'id': sid or 'id-%s' % name,
+        'name': name,
+        'status': status,
+        'tenant_id': project,
+        'metadata': metadata or {},
+        'image': {'id': 'img-1'},
+        'flavor': {'original_name': 'm1.tiny', 'vcpus': 1, 'ram': 512, 'disk': 1, 'extra_specs': extra_specs or {}},
+    }
     return he.server_view(body, image_properties=image_properties, aggregate_metadata=aggregate)
 
 
@@ -128,21 +121,22 @@ def test_include_metadata_matches_as_text_ignoring_case():
     selected, skipped = he.select_servers(views, include={'metadata': {'HA_Enabled': True}})
     assert [v['name'] for v in selected] == ['a']
     reasons = dict((s['name'], s['reason']) for s in skipped)
-    assert reasons['b'] == ('not selected: include.metadata needs metadata HA_Enabled=true, the server has '
-                            'HA_Enabled=false')
+    assert reasons['b'] == ('not selected: include.metadata needs metadata HA_Enabled=true, the server has HA_Enabled=false')
     assert reasons['c'].endswith('the server has HA_Enabled missing')
 
 
 def test_exclude_by_name_flavor_extra_spec_image_property_and_aggregate():
-    views = [view('test-1'), view('gpu', extra_specs={'resources:VGPU': '1'}),
-             view('win', image_properties={'os_type': 'windows'}), view('web')]
-    selected, skipped = he.select_servers(views, exclude={
-        'names': ['test-*'], 'flavor_extra_specs': {'resources:VGPU': '*'}, 'image_properties': {'os_type': 'windows'}})
+    views = [view('test-1'), view('gpu', extra_specs={'resources:VGPU': '1'}), view('win', image_properties={'os_type': 'windows'}), view('web')]
+    selected, skipped = he.select_servers(
+        views, exclude={'names': ['test-*'], 'flavor_extra_specs': {'resources:VGPU': '*'}, 'image_properties': {'os_type': 'windows'}}
+    )
     assert [v['name'] for v in selected] == ['web']
     reasons = dict((s['name'], s['reason']) for s in skipped)
-    assert reasons == {'test-1': 'excluded: its name matches exclude.names pattern test-*',
-                       'gpu': 'excluded: exclude.flavor_extra_specs matches flavor extra spec resources:VGPU=1',
-                       'win': 'excluded: exclude.image_properties matches image property os_type=windows'}
+    assert reasons == {
+        'test-1': 'excluded: its name matches exclude.names pattern test-*',
+        'gpu': 'excluded: exclude.flavor_extra_specs matches flavor extra spec resources:VGPU=1',
+        'win': 'excluded: exclude.image_properties matches image property os_type=windows',
+    }
     hosted = [view('a', aggregate={'ha': 'off'}), view('b', aggregate={'ha': 'off'})]
     selected, skipped = he.select_servers(hosted, exclude={'aggregate_metadata': {'ha': ['off', 'no']}})
     assert not selected and len(skipped) == 2 and 'host aggregate metadata ha=off' in skipped[0]['reason']
@@ -156,8 +150,7 @@ def test_include_names_and_image_properties():
 
 
 def test_order_by_priority_then_name():
-    views = [view('c'), view('b', {'HA_Priority': '10'}), view('a'), view('z', {'HA_Priority': '50'}),
-             view('y', {'HA_Priority': 'high'})]
+    views = [view('c'), view('b', {'HA_Priority': '10'}), view('a'), view('z', {'HA_Priority': '50'}), view('y', {'HA_Priority': 'high'})]
     selected, _skipped = he.select_servers(views)
     assert [v['name'] for v in selected] == ['z', 'b', 'a', 'c', 'y']
 
@@ -166,8 +159,7 @@ def test_jmespath_query_selects_and_explains():
     views = [view('a', status='SHUTOFF'), view('b'), view('c', project='p-2')]
     selected, skipped = he.select_servers(views, query="[?status=='ACTIVE' && project_id=='p-1']")
     assert [v['name'] for v in selected] == ['b']
-    assert dict((s['name'], s['reason']) for s in skipped)['a'] == \
-        "not selected: the query [?status=='ACTIVE' && project_id=='p-1'] does not return it"
+    assert dict((s['name'], s['reason']) for s in skipped)['a'] == "not selected: the query [?status=='ACTIVE' && project_id=='p-1'] does not return it"
     selected, _skipped = he.select_servers(views, query="[?metadata.HA_Enabled==null].name")
     assert [v['name'] for v in selected] == ['a', 'b', 'c']
     selected, _skipped = he.select_servers(views, query="[?flavor.name=='m1.tiny'].id | [0:1]")
@@ -207,24 +199,24 @@ def test_servers_to_finish_are_selected_whatever_the_criteria():
 
 def test_placement_free_capacity_applies_reserved_and_ratios():
     free = he.free_from_placement(
-        {'VCPU': dict(total=8, reserved=0, allocation_ratio=4.0, max_unit=8),
-         'MEMORY_MB': dict(total=16384, reserved=512, allocation_ratio=1.0, max_unit=16384),
-         'DISK_GB': dict(total=100, reserved=0, allocation_ratio=1.0, max_unit=100)},
-        {'VCPU': 30, 'MEMORY_MB': 15000, 'DISK_GB': 10})
+        {
+            'VCPU': dict(total=8, reserved=0, allocation_ratio=4.0, max_unit=8),
+            'MEMORY_MB': dict(total=16384, reserved=512, allocation_ratio=1.0, max_unit=16384),
+            'DISK_GB': dict(total=100, reserved=0, allocation_ratio=1.0, max_unit=100),
+        },
+        {'VCPU': 30, 'MEMORY_MB': 15000, 'DISK_GB': 10},
+    )
     assert free == {'VCPU': (2, 8), 'MEMORY_MB': (872, 16384), 'DISK_GB': (90, 100)}
 
 
 def test_flavor_needs_boot_from_volume_has_no_root_disk():
-    bfv = he.server_view({'id': 'x', 'name': 'x', 'image': '', 'flavor': {'vcpus': 2, 'ram': 4096, 'disk': 40,
-                                                                          'ephemeral': 5, 'swap': 1025}})
+    bfv = he.server_view({'id': 'x', 'name': 'x', 'image': '', 'flavor': {'vcpus': 2, 'ram': 4096, 'disk': 40, 'ephemeral': 5, 'swap': 1025}})
     assert he.flavor_needs(bfv) == dict(VCPU=2, MEMORY_MB=4096, DISK_GB=7)
 
 
 def test_capacity_packs_largest_first_and_warns():
-    free = {'n2': dict(VCPU=(4, 8), MEMORY_MB=(4096, 8192), DISK_GB=(100, 100)),
-            'n3': dict(VCPU=(4, 8), MEMORY_MB=(2048, 8192), DISK_GB=(100, 100))}
-    needs = [('a', dict(VCPU=1, MEMORY_MB=2048, DISK_GB=1)), ('b', dict(VCPU=1, MEMORY_MB=4096, DISK_GB=1)),
-             ('c', dict(VCPU=1, MEMORY_MB=2048, DISK_GB=1))]
+    free = {'n2': dict(VCPU=(4, 8), MEMORY_MB=(4096, 8192), DISK_GB=(100, 100)), 'n3': dict(VCPU=(4, 8), MEMORY_MB=(2048, 8192), DISK_GB=(100, 100))}
+    needs = [('a', dict(VCPU=1, MEMORY_MB=2048, DISK_GB=1)), ('b', dict(VCPU=1, MEMORY_MB=4096, DISK_GB=1)), ('c', dict(VCPU=1, MEMORY_MB=2048, DISK_GB=1))]
     report = he.check_capacity(needs, free, 'Placement')
     assert report['fits'] and report['placement'] == {'b': 'n2', 'a': 'n3'} or report['unplaced'] == ['c']
     assert report['unplaced'] == ['c'] and 'not enough free capacity for 1 of 3 servers' in report['warning']
@@ -333,8 +325,9 @@ def test_a_second_run_is_refused_while_the_first_runs(nova, clock):
     nova.add_server('web-1')
     nova.services[SRC]['status'] = 'disabled'
     # Its heartbeat is 60 s old, its lease 300 s: alive.
-    nova.services[SRC]['disabled_reason'] = ('novaha.recovery run first1 evacuating ctl awx-1@aa start 20251121T114500Z '
-                                             'beat 20251121T115900Z lease 300; was: enabled')
+    nova.services[SRC]['disabled_reason'] = (
+        'novaha.recovery run first1 evacuating ctl awx-1@aa start 20251121T114500Z beat 20251121T115900Z lease 300; was: enabled'
+    )
     plan, summary, _counting = host_run(nova, clock)
     assert summary is None
     (failed,) = plan.failed_checks
@@ -347,8 +340,9 @@ def test_without_a_date_header_a_live_run_past_its_lease_on_the_local_clock_is_n
     nova.send_date = False
     nova.services[SRC]['status'] = 'disabled'
     # Heartbeat 11:55:00, lease 300 s; the local clock says 12:00:30: past the lease, within the clock skew allowed.
-    nova.services[SRC]['disabled_reason'] = ('novaha.recovery run first1 evacuating ctl awx-1@aa start 20251121T114500Z '
-                                             'beat 20251121T115500Z lease 300; was: enabled')
+    nova.services[SRC]['disabled_reason'] = (
+        'novaha.recovery run first1 evacuating ctl awx-1@aa start 20251121T114500Z beat 20251121T115500Z lease 300; was: enabled'
+    )
     clock.t += 30
     plan, summary, _counting = host_run(nova, clock)
     assert plan.holder.kind == 'live' and plan.holder.clock == 'local' and summary is None
@@ -371,8 +365,7 @@ def test_a_joined_run_is_held_by_one_host_run_from_the_wait_to_the_end(nova, clo
 
 def test_a_standalone_run_whose_host_was_taken_does_not_give_it_back(nova, clock):
     nova.add_server('web-1')
-    other = ('novaha.recovery run other1 claimed ctl awx-2@cc start 20251121T120000Z beat 20251121T120000Z '
-             'lease 300; was: enabled')
+    other = 'novaha.recovery run other1 claimed ctl awx-2@cc start 20251121T120000Z beat 20251121T120000Z lease 300; was: enabled'
     evacuation = he.HostEvacuation(ev.Engine(he.CountingNova(nova), clock), controller='ctl@00', run_id='mine1')
     plan = evacuation.prepare(SRC)
     evacuation.claim(plan)
@@ -423,8 +416,7 @@ def test_timeout_leaves_servers_in_progress_and_the_marker_interrupted(nova, clo
     for sid in ids:
         nova.plans[sid] = []
     for mig in nova.migrations:
-        nova.at(2, lambda mig=mig: (nova._mig_set(mig, 'done'),
-                                    nova._set(mig['instance_uuid'], host=DST, task_state=None)))
+        nova.at(2, lambda mig=mig: (nova._mig_set(mig, 'done'), nova._set(mig['instance_uuid'], host=DST, task_state=None)))
     plan2, summary2, _counting = host_run(nova, clock, max_parallel=2)
     assert sorted(e.action for e in plan2.evacuations) == ['evacuate', 'wait', 'wait']
     assert summary2['recovered'] == 3 and [nova.evacuate_count(sid) for sid in ids] == [1, 1, 1]
@@ -451,10 +443,8 @@ def test_target_hosts_are_assigned_by_free_capacity(nova, clock):
 
 
 def test_progress_line():
-    line = he.progress_line('node-28', 'abc', dict(recovered=5, in_flight=2, failed=0, pending=7, selected=14,
-                                                   elapsed=35.4))
-    assert line == ('os_host_evacuate node-28 (run abc): 5 recovered, 2 in flight, 0 failed, 7 pending of 14 '
-                    'selected; 35s elapsed')
+    line = he.progress_line('node-28', 'abc', dict(recovered=5, in_flight=2, failed=0, pending=7, selected=14, elapsed=35.4))
+    assert line == ('os_host_evacuate node-28 (run abc): 5 recovered, 2 in flight, 0 failed, 7 pending of 14 selected; 35s elapsed')
 
 
 def test_query_string_helpers():
@@ -546,8 +536,7 @@ def test_the_default_matches_amphorae_by_their_whole_uuid_name_only():
 
 
 def test_the_first_matching_entry_decides_and_every_criterion_of_it_must_match():
-    entries = [dict(service='octavia', match=dict(names=['amphora-*'], project_ids=['svc'])),
-               dict(service='trove', match=dict(metadata={'trove_guest': '*'}))]
+    entries = [dict(service='octavia', match=dict(names=['amphora-*'], project_ids=['svc'])), dict(service='trove', match=dict(metadata={'trove_guest': '*'}))]
     assert he.recovered_by_service(view('amphora-x', project='svc'), entries)[0] == 0
     assert he.recovered_by_service(view('amphora-x', project='p-1'), entries) is None
     assert he.recovered_by_service(view('db-1', {'trove_guest': 'x'}), entries)[1]['service'] == 'trove'
@@ -575,17 +564,22 @@ def test_the_skipped_record_names_the_service_the_criteria_and_the_command_to_ev
     record = he.service_skip_record(amphora, 0, he.DEFAULT_RECOVERED_BY_SERVICES[0])
     assert record['kind'] == he.KIND_RECOVERED_BY_SERVICE == 'recovered_by_service'
     assert (record['id'], record['name'], record['project_id'], record['service']) == ('s-1', AMPHORA, 'svc', 'octavia')
-    assert record['reason'] == ('left alone: octavia recovers it by itself (recovered_by_services[0]: its name '
-                                'matches %s)' % he.AMPHORA_NAMES)
+    assert record['reason'] == ('left alone: octavia recovers it by itself (recovered_by_services[0]: its name matches %s)' % he.AMPHORA_NAMES)
     assert record['next_command'].startswith('openstack server evacuate s-1 ')
 
 
-@pytest.mark.parametrize('entries, option, value', [
-    ([{'service': '', 'match': {'names': ['x']}}], 'recovered_by_services[0].service', ''),
-    ([{'service': 'octavia', 'match': {'names': ['x']}}, {'service': 'trove', 'match': {'names': None}}],
-     'recovered_by_services[1].match', {'names': None}),
-    ([{'service': 'octavia', 'match': {}}], 'recovered_by_services[0].match', {}),
-])
+@pytest.mark.parametrize(
+    'entries, option, value',
+    [
+        ([{'service': '', 'match': {'names': ['x']}}], 'recovered_by_services[0].service', ''),
+        (
+            [{'service': 'octavia', 'match': {'names': ['x']}}, {'service': 'trove', 'match': {'names': None}}],
+            'recovered_by_services[1].match',
+            {'names': None},
+        ),
+        ([{'service': 'octavia', 'match': {}}], 'recovered_by_services[0].match', {}),
+    ],
+)
 def test_an_entry_without_a_service_or_criteria_is_a_configuration_error(entries, option, value):
     with pytest.raises(_errors.NovahaError) as err:
         he.check_recovered_by_services(entries)
@@ -611,7 +605,6 @@ def test_an_amphora_is_left_on_the_host_the_others_recovered_and_none_of_ours_to
 
 def test_an_amphora_whose_evacuation_an_earlier_run_started_is_finished(nova, clock):
     amphora = nova.add_server(AMPHORA, project='svc')
-    nova.servers[amphora]['metadata'] = {he.NOTE_KEY: 'ACTIVE'}   # an evacuation of ours to finish
-    plan, _summary, _counting = host_run(nova, clock, run=False,
-                                         recovered_by_services=he.DEFAULT_RECOVERED_BY_SERVICES)
+    nova.servers[amphora]['metadata'] = {he.NOTE_KEY: 'ACTIVE'}  # an evacuation of ours to finish
+    plan, _summary, _counting = host_run(nova, clock, run=False, recovered_by_services=he.DEFAULT_RECOVERED_BY_SERVICES)
     assert [e.id for e in plan.evacuations] == [amphora] and not plan.skipped

@@ -1,11 +1,10 @@
 """os_host_info with list_host_servers=false (the verify phase's watch): it reads the services, each watched
 server by its id and the host's evacuations, never a listing of servers."""
 
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
-from ansible_collections.novaha.recovery.plugins.module_utils import _host_evacuation as he
-
 from engine_fakes import DST, SRC, HostNova, host_run
 from nova_fakes import Clock
+
+from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev, _host_evacuation as he
 
 
 def test_the_watch_reads_each_evacuated_server_by_id_and_lists_no_servers():
@@ -25,6 +24,5 @@ def test_the_watch_reads_each_evacuated_server_by_id_and_lists_no_servers():
     assert sorted(m['instance_uuid'] for m in watch['migrations']) == sorted(ids)
     paths = [path.split('?')[0] for method, path, _mv, _body in nova.calls if method == 'GET']
     assert paths.count('/servers/detail') == 0 and left not in ' '.join(paths)
-    assert sorted(p for p in paths if p.startswith('/servers/')) == sorted('/servers/%s' % i for i in ids + [
-        '00000000-0000-4000-8000-00000000dead'])
+    assert sorted(p for p in paths if p.startswith('/servers/')) == sorted('/servers/%s' % i for i in ids + ['00000000-0000-4000-8000-00000000dead'])
     assert paths.count('/os-services') == 1 and paths.count('/os-migrations') == 1

@@ -7,20 +7,16 @@ import shutil
 import subprocess
 
 import pytest
-
-from ansible_collections.novaha.recovery.plugins.module_utils import _decisions
-from ansible_collections.novaha.recovery.plugins.module_utils import _metrics as mt
-from ansible_collections.novaha.recovery.plugins.module_utils import _report as rp
-
 from engine_fakes import SRC
 from report_records import FINISHED, ok, plan_of, record, recovered, refused_paused, result, run
+
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _metrics as mt, _report as rp
 
 SAMPLE = re.compile(r'^(?P<name>[a-z_]+)\{(?P<labels>.*)\} (?P<value>\S+)$')
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 STOPPED_IN_VERIFY = dict(phase='verify', task='Verify - stop', msg='1 server(s) of node-1 not recovered: paused-1')
 PROMTOOL = shutil.which('promtool')
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason='promtool not installed (Debian package prometheus; '
-                                                             'hack/install.sh installs it)')
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason='promtool not installed (Debian package prometheus; hack/install.sh installs it)')
 
 
 def samples(text):
@@ -46,8 +42,7 @@ def value(text, name, **labels):
 
 
 def promtool_check(text):
-    proc = subprocess.run([PROMTOOL, 'check', 'metrics'], input=text, capture_output=True, text=True, timeout=30,
-                          check=False)
+    proc = subprocess.run([PROMTOOL, 'check', 'metrics'], input=text, capture_output=True, text=True, timeout=30, check=False)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -62,13 +57,10 @@ def test_a_recovered_run_in_numbers():
     report = recovered_report()
     text = mt.render_metrics(report)
     assert value(text, 'run_info', run_id='r1', outcome='recovered', check_mode='false') == 1
-    assert {o: value(text, 'outcome', outcome=o) for o in mt.OUTCOMES} == dict(
-        recovered=1, partial=0, failed=0, aborted=0, nothing_to_do=0, planned=0)
+    assert {o: value(text, 'outcome', outcome=o) for o in mt.OUTCOMES} == dict(recovered=1, partial=0, failed=0, aborted=0, nothing_to_do=0, planned=0)
     assert value(text, 'needs_attention') == 0
-    assert {r: value(text, 'servers', result=r) for r in mt.SERVER_RESULTS} == dict(
-        recovered=2, failed=0, skipped=1, planned=0)
-    assert {p['name']: value(text, 'phase_seconds', phase=p['name']) for p in report['phases']} == dict(
-        preflight=31, fence=49, report=2)
+    assert {r: value(text, 'servers', result=r) for r in mt.SERVER_RESULTS} == dict(recovered=2, failed=0, skipped=1, planned=0)
+    assert {p['name']: value(text, 'phase_seconds', phase=p['name']) for p in report['phases']} == dict(preflight=31, fence=49, report=2)
     assert value(text, 'fencing_seconds') == 3.162
     # Started 00:21:56, both servers' evacuations finished at 1763770988.6 (00:23:08 in the report).
     assert report['servers'][0]['finished_at'] == '2025-11-22T00:23:08Z'
@@ -80,8 +72,7 @@ def test_a_recovered_run_in_numbers():
 
 def test_a_partial_run_needs_attention_and_counts_the_server_left_as_failed():
     records = [recovered('web-1', 1), recovered('web-2', 2), refused_paused()]
-    report = rp.build_report(run(plan_of(records), result(records), [ok(r) for r in records[:2]],
-                                 failure=STOPPED_IN_VERIFY), FINISHED)
+    report = rp.build_report(run(plan_of(records), result(records), [ok(r) for r in records[:2]], failure=STOPPED_IN_VERIFY), FINISHED)
     text = mt.render_metrics(report)
     assert value(text, 'outcome', outcome='partial') == 1 and value(text, 'outcome', outcome='recovered') == 0
     assert value(text, 'needs_attention') == 1
@@ -95,8 +86,7 @@ def test_a_partial_run_needs_attention_and_counts_the_server_left_as_failed():
 
 def test_a_failed_run_counts_every_server_failed():
     records = [record('web-1', 1, _decisions.OUTCOME_FAILED, after_host=SRC, kind=_decisions.KIND_NO_VALID_HOST)]
-    report = rp.build_report(run(plan_of(records), result(records), failure=dict(
-        phase='verify', task='Verify - stop', msg='web-1 failed')), FINISHED)
+    report = rp.build_report(run(plan_of(records), result(records), failure=dict(phase='verify', task='Verify - stop', msg='web-1 failed')), FINISHED)
     text = mt.render_metrics(report)
     assert value(text, 'outcome', outcome='failed') == 1 and value(text, 'needs_attention') == 1
     assert value(text, 'servers', result='failed') == 1 and value(text, 'servers', result='recovered') == 0
@@ -112,8 +102,7 @@ def test_check_mode_is_planned_and_says_so():
 
 
 def test_an_aborted_run_before_any_phase_timing_still_renders():
-    report = rp.build_report(run(plan_of([]), failure=dict(phase='preflight', task='t', msg='refused'),
-                                 phases=[], started_at=None, fencing=None), FINISHED)
+    report = rp.build_report(run(plan_of([]), failure=dict(phase='preflight', task='t', msg='refused'), phases=[], started_at=None, fencing=None), FINISHED)
     text = mt.render_metrics(report)
     assert value(text, 'outcome', outcome='aborted') == 1 and value(text, 'needs_attention') == 1
     names = {name for name, _labels in samples(text)}
@@ -123,8 +112,7 @@ def test_an_aborted_run_before_any_phase_timing_still_renders():
 
 
 def test_a_phase_named_twice_is_one_sample():
-    report = dict(recovered_report(), phases=[dict(name='verify', seconds=3.5), dict(name='verify', seconds=2.0),
-                                              dict(name='report', seconds=None)])
+    report = dict(recovered_report(), phases=[dict(name='verify', seconds=3.5), dict(name='verify', seconds=2.0), dict(name='report', seconds=None)])
     text = mt.render_metrics(report)
     assert value(text, 'phase_seconds', phase='verify') == 5.5
     assert ('novaha_recovery_phase_seconds', frozenset(dict(host=SRC, phase='report').items())) not in samples(text)
@@ -142,11 +130,15 @@ def test_the_collector_file_is_named_per_host():
 
 
 @needs_promtool
-@pytest.mark.parametrize('build', [
-    recovered_report,
-    lambda: rp.build_report(run(plan_of([recovered('w', 1)]), dict(skipped=True), check_mode=True), FINISHED),
-    lambda: rp.build_report(run(failure=dict(phase='fence', task='t', msg='not fenced')), FINISHED),
-], ids=['recovered', 'planned', 'aborted'])
+@pytest.mark.parametrize(
+    'build',
+    [
+        recovered_report,
+        lambda: rp.build_report(run(plan_of([recovered('w', 1)]), dict(skipped=True), check_mode=True), FINISHED),
+        lambda: rp.build_report(run(failure=dict(phase='fence', task='t', msg='not fenced')), FINISHED),
+    ],
+    ids=['recovered', 'planned', 'aborted'],
+)
 def test_promtool_accepts_the_metrics(build):
     rc, said = promtool_check(mt.render_metrics(build()))
     assert rc == 0 and said.strip() == '', said

@@ -7,15 +7,12 @@ host bypasses the scheduler), 2.72 (a lock without a reason), and the newest the
 """
 
 import pytest
-
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
-from ansible_collections.novaha.recovery.plugins.module_utils import _decisions
-from ansible_collections.novaha.recovery.plugins.module_utils import _microversions as mvs
-
 from engine_fakes import DST, SRC, FakeNova, HostNova, host_run
 
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _evacuation as ev, _microversions as mvs
+
 PINS = ['2.1', '2.13', '2.28', '2.72', '2.104', '2.latest', None]
-OLD_CLOUDS = ['2.59', '2.72']     # what the engine still works with (2.59: migrations by uuid), below 2.73
+OLD_CLOUDS = ['2.59', '2.72']  # what the engine still works with (2.59: migrations by uuid), below 2.73
 
 
 def sent(nova, sid, action):
@@ -111,8 +108,7 @@ def test_below_2_73_every_lock_found_is_its_users_and_stays(clock, reason):
 def test_the_2_73_cloud_finishes_a_lock_of_ours_from_an_earlier_run(clock):
     """The other side of the same answer: where Nova shows the reason, a lock of ours is recognised and removed."""
     nova = FakeNova(clock, max_mv='2.73')
-    sid = nova.add_server('web-1', host=DST, vm_state='stopped', locked=True,
-                          locked_reason=_decisions.lock_reason(SRC, 'SHUTOFF'))
+    sid = nova.add_server('web-1', host=DST, vm_state='stopped', locked=True, locked_reason=_decisions.lock_reason(SRC, 'SHUTOFF'))
     nova.add_migration(sid, 'done')
     engine = ev.Engine(nova, clock)
     evac = engine.plan(sid)
@@ -121,15 +117,17 @@ def test_the_2_73_cloud_finishes_a_lock_of_ours_from_an_earlier_run(clock):
     assert [name for name, _mv, _b in nova.actions(sid)] == ['unlock'] and nova.servers[sid]['locked'] is False
 
 
-@pytest.mark.parametrize('server,ours', [
-    (dict(locked=True, locked_reason='novaha.recovery: evacuating from n1 (was ACTIVE)'),
-     dict(source='n1', status='ACTIVE')),
-    (dict(locked=False, locked_reason='novaha.recovery: evacuating from n1 (was ACTIVE)'), None),
-    (dict(locked=True, locked_reason=None), None),                 # below 2.73, or a user's lock without reason
-    (dict(locked=True), None),                                     # below 2.73 the key is not there at all
-    (dict(locked=True, locked_reason='db migration, ask ops'), None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    'server,ours',
+    [
+        (dict(locked=True, locked_reason='novaha.recovery: evacuating from n1 (was ACTIVE)'), dict(source='n1', status='ACTIVE')),
+        (dict(locked=False, locked_reason='novaha.recovery: evacuating from n1 (was ACTIVE)'), None),
+        (dict(locked=True, locked_reason=None), None),  # below 2.73, or a user's lock without reason
+        (dict(locked=True), None),  # below 2.73 the key is not there at all
+        (dict(locked=True, locked_reason='db migration, ask ops'), None),
+        (None, None),
+    ],
+)
 def test_our_lock_is_one_answer(server, ours):
     assert _decisions.our_lock(server) == ours
 

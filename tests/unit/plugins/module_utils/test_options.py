@@ -13,9 +13,19 @@ from ansible_collections.novaha.recovery.plugins.modules.os_recovery_run import 
 
 
 def host_evacuate_defaults(**changes):
-    params = dict(run_id=None, max_parallel=20, max_down_percent=50, timeout=1800, outage_timeout=120,
-                  poll_interval=5, retries=1, progress_interval=10, lease=300, wait_for_run=0,
-                  wait_for_service_down=0)
+    params = dict(
+        run_id=None,
+        max_parallel=20,
+        max_down_percent=50,
+        timeout=1800,
+        outage_timeout=120,
+        poll_interval=5,
+        retries=1,
+        progress_interval=10,
+        lease=300,
+        wait_for_run=0,
+        wait_for_service_down=0,
+    )
     params.update(changes)
     return params
 
@@ -49,8 +59,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize('module, option, value, words', BAD,
-                         ids=['%s-%s=%r' % (m.__name__, o, v) for m, o, v, _w in BAD])
+@pytest.mark.parametrize('module, option, value, words', BAD, ids=['%s-%s=%r' % (m.__name__, o, v) for m, o, v, _w in BAD])
 def test_a_bad_value_is_named_with_its_option_and_the_cause(module, option, value, words):
     params = host_evacuate_defaults(**{option: value})
     with pytest.raises(NovahaError) as caught:
@@ -105,8 +114,7 @@ def test_options_not_given_are_left_to_the_argument_spec():
 
 def test_a_cloud_dictionary_with_auth_is_a_conflict_named_by_option():
     with pytest.raises(NovahaError) as caught:
-        connection_kwargs({'cloud': {'auth': {'auth_url': 'http://x'}}, 'auth': {'password': 'p'},
-                           'interface': 'public'})
+        connection_kwargs({'cloud': {'auth': {'auth_url': 'http://x'}}, 'auth': {'password': 'p'}, 'interface': 'public'})
     error = caught.value
     assert error.kind == 'configuration' and error.details['option'] == 'auth'
     assert error.msg.startswith('auth conflicts with cloud: cloud is a complete cloud configuration')
@@ -136,6 +144,7 @@ def test_evacuating_a_server_to_its_own_failed_host_is_a_conflict():
 
 def test_a_disabled_reason_without_enabled_false_is_a_conflict():
     from ansible_collections.novaha.recovery.plugins.modules.os_compute_service import ComputeService
+
     for enabled in (True, None):
         with pytest.raises(NovahaError) as caught:
             conflicts(ComputeService, disabled_reason='maintenance', enabled=enabled)
@@ -146,13 +155,13 @@ def test_a_disabled_reason_without_enabled_false_is_a_conflict():
 def test_a_run_without_run_id_is_named():
     with pytest.raises(NovahaError) as caught:
         conflicts(RecoveryRun, state='claimed', run_id=None)
-    assert caught.value.msg == ('run_id is not given: it is needed with state=claimed: the id of this run. '
-                                'Nothing was changed')
+    assert caught.value.msg == ('run_id is not given: it is needed with state=claimed: the id of this run. Nothing was changed')
     conflicts(RecoveryRun, state='restored', run_id=None)
 
 
 def test_a_refusal_for_the_input_alone_is_a_configuration_error():
     from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import Check, refusal_kind
+
     unknown = Check('compute_host', False, 'node-99 is not a nova-compute host')
     targets = Check('target_hosts', False, 'target_hosts: node-28 is the failed host itself')
     up = Check('source_down', False, 'host node-27 is not fenced/forced down')

@@ -3,10 +3,9 @@
 import datetime
 
 import pytest
+from nova_fakes import Clock, FailingNova, ServiceNova
 
 from ansible_collections.novaha.recovery.plugins.module_utils import _run as run
-
-from nova_fakes import Clock, FailingNova, ServiceNova
 
 HOST = 'node-28'
 T0 = datetime.datetime(2025, 11, 21, 12, 0, 0, tzinfo=datetime.timezone.utc)
@@ -36,12 +35,13 @@ def host_run(nova, clock, run_id='second', **kw):
 def test_marker_round_trip_keeps_every_field():
     m = marker(was_status='disabled', was_forced_down=True, was_reason='RMA-4711, do not enable')
     text = m.text()
-    assert text == ('novaha.recovery run first1 evacuating ctl awx-1@aa start 20251121T115000Z beat 20251121T120000Z '
-                    'lease 300; was: disabled,forced_down (RMA-4711, do not enable)')
+    assert text == (
+        'novaha.recovery run first1 evacuating ctl awx-1@aa start 20251121T115000Z beat 20251121T120000Z '
+        'lease 300; was: disabled,forced_down (RMA-4711, do not enable)'
+    )
     back = run.parse_marker(text)
     assert back.to_dict() == m.to_dict()
-    assert back.restore_body() == {'status': 'disabled', 'forced_down': True,
-                                   'disabled_reason': 'RMA-4711, do not enable'}
+    assert back.restore_body() == {'status': 'disabled', 'forced_down': True, 'disabled_reason': 'RMA-4711, do not enable'}
     assert run.parse_marker(marker().text()).restore_body() == {'status': 'enabled', 'forced_down': False}
 
 
@@ -65,26 +65,32 @@ def test_controller_identity_tells_apart_containers_with_one_hostname():
 # -- who holds the host ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize('found, now, takeover, kind', [
-    (None, 0, False, 'free'),
-    (marker(run_id='second'), 0, False, 'ours'),
-    (marker(phase='done'), 0, False, 'ended'),
-    (marker(phase='interrupted'), 0, False, 'ended'),
-    (marker(), 299, False, 'live'),
-    (marker(), 301, False, 'stale'),
-    (marker(), 10, True, 'overridden'),
-])
+@pytest.mark.parametrize(
+    'found, now, takeover, kind',
+    [
+        (None, 0, False, 'free'),
+        (marker(run_id='second'), 0, False, 'ours'),
+        (marker(phase='done'), 0, False, 'ended'),
+        (marker(phase='interrupted'), 0, False, 'ended'),
+        (marker(), 299, False, 'live'),
+        (marker(), 301, False, 'stale'),
+        (marker(), 10, True, 'overridden'),
+    ],
+)
 def test_judge_holder(found, now, takeover, kind):
     holder = run.judge_holder(found, 'second', at(now), takeover)
     assert holder.kind == kind and holder.may_take == (kind != 'live')
 
 
-@pytest.mark.parametrize('now, skew, takeover, kind', [
-    (301, run.CLOCK_SKEW, False, 'live'),      # past the lease on the local clock, within the skew: still live
-    (300 + run.CLOCK_SKEW + 1, run.CLOCK_SKEW, False, 'stale'),
-    (None, run.CLOCK_SKEW, False, 'live'),     # no clock at all: never stale
-    (None, run.CLOCK_SKEW, True, 'overridden'),
-])
+@pytest.mark.parametrize(
+    'now, skew, takeover, kind',
+    [
+        (301, run.CLOCK_SKEW, False, 'live'),  # past the lease on the local clock, within the skew: still live
+        (300 + run.CLOCK_SKEW + 1, run.CLOCK_SKEW, False, 'stale'),
+        (None, run.CLOCK_SKEW, False, 'live'),  # no clock at all: never stale
+        (None, run.CLOCK_SKEW, True, 'overridden'),
+    ],
+)
 def test_without_the_apis_clock_a_live_holder_never_looks_stale(now, skew, takeover, kind):
     holder = run.judge_holder(marker(), 'second', at(now) if now is not None else None, takeover, skew=skew)
     assert holder.kind == kind
@@ -108,7 +114,7 @@ def test_a_host_read_without_a_date_header_keeps_a_live_holder_live(nova, clock)
     with pytest.raises(run.RunError) as err:
         r.claim()
     assert err.value.kind == 'held' and nova.writes() == []
-    clock.t = at(300 + run.CLOCK_SKEW + 1).timestamp()   # now older than lease and skew: its controller is gone
+    clock.t = at(300 + run.CLOCK_SKEW + 1).timestamp()  # now older than lease and skew: its controller is gone
     assert r.claim().kind == 'stale'
 
 
@@ -121,8 +127,7 @@ def test_claim_of_a_free_host_records_the_service_before_it_and_reads_it_back(no
     holder = r.claim()
     assert holder.kind == 'free' and r.took_over is None
     found = run.parse_marker(nova.services[HOST]['disabled_reason'])
-    assert (found.run_id, found.phase, found.was_status, found.was_reason) == (
-        'second', 'claimed', 'disabled', 'RMA-4711, do not enable')
+    assert (found.run_id, found.phase, found.was_status, found.was_reason) == ('second', 'claimed', 'disabled', 'RMA-4711, do not enable')
     # Read, write, settle, read back: nothing else.
     assert [m for m, _p, _b in nova.requests] == ['GET', 'PUT', 'GET'] and clock.sleeps == [run.DEFAULT_SETTLE]
 
@@ -225,7 +230,7 @@ def test_a_failed_renewal_is_tried_again_while_the_lease_is_safe(nova, clock):
     assert r.renew_if_due() is True
     clock.t += 60
     nova.fail_next = 503
-    clock.t += 10   # half the lease without a heartbeat: no more waiting
+    clock.t += 10  # half the lease without a heartbeat: no more waiting
     with pytest.raises(run.RunError):
         r.renew_if_due()
 
@@ -254,18 +259,21 @@ def held_by(phase='claimed', run_id='second'):
     return run.Holder('ours' if run_id == 'second' else 'live', marker(run_id=run_id, phase=phase), 0)
 
 
-@pytest.mark.parametrize('holder, facts, declined', [
-    (held_by(), {}, None),
-    (held_by('isolated'), {}, None),
-    (held_by('isolated'), dict(evacuation_started=True), run.RELEASE_EVACUATION_STARTED),
-    (held_by('evacuating'), {}, run.RELEASE_EVACUATION_STARTED),
-    (held_by('verifying'), {}, run.RELEASE_EVACUATION_STARTED),
-    (held_by('isolated'), dict(took_over=True), run.RELEASE_TOOK_OVER),
-    (held_by('evacuating'), dict(took_over=True, evacuated=True), None),   # the evacuation itself finished
-    (run.Holder('free'), {}, run.RELEASE_NOT_HELD),
-    (held_by(run_id='other1'), {}, run.RELEASE_NOT_HELD),
-    (held_by(run_id='other1'), dict(evacuated=True), run.RELEASE_NOT_HELD),
-])
+@pytest.mark.parametrize(
+    'holder, facts, declined',
+    [
+        (held_by(), {}, None),
+        (held_by('isolated'), {}, None),
+        (held_by('isolated'), dict(evacuation_started=True), run.RELEASE_EVACUATION_STARTED),
+        (held_by('evacuating'), {}, run.RELEASE_EVACUATION_STARTED),
+        (held_by('verifying'), {}, run.RELEASE_EVACUATION_STARTED),
+        (held_by('isolated'), dict(took_over=True), run.RELEASE_TOOK_OVER),
+        (held_by('evacuating'), dict(took_over=True, evacuated=True), None),  # the evacuation itself finished
+        (run.Holder('free'), {}, run.RELEASE_NOT_HELD),
+        (held_by(run_id='other1'), {}, run.RELEASE_NOT_HELD),
+        (held_by(run_id='other1'), dict(evacuated=True), run.RELEASE_NOT_HELD),
+    ],
+)
 def test_release_refusal_is_the_one_decision(holder, facts, declined):
     assert run.release_refusal(holder, **facts) == declined
 
@@ -340,7 +348,7 @@ def test_end_marks_the_run_done_or_interrupted_and_frees_the_host(nova, clock):
     found = run.parse_marker(nova.services[HOST]['disabled_reason'])
     assert phase == 'interrupted' and found.phase == 'interrupted' and not found.held
     assert found.heartbeat_at == at(32) and run.parse_marker(before['disabled_reason']).phase == 'isolated'
-    assert run.judge_holder(found, 'next1', at(33)).kind == 'ended'   # the next run goes on at once
+    assert run.judge_holder(found, 'next1', at(33)).kind == 'ended'  # the next run goes on at once
     assert r.end(stopped=False)[0] == 'done'
 
 
@@ -370,8 +378,7 @@ def test_wait_for_looks_until_settled_or_the_timeout(clock):
     seen = iter([1, 2, 3, 4])
     assert run.wait_for(lambda: next(seen), lambda n: n == 3, clock, timeout=60, interval=5) == (3, 10, 3)
     calls = []
-    assert run.wait_for(lambda: 0, lambda n: False, clock, timeout=12, interval=5,
-                        between=lambda: calls.append(clock.now())) == (0, 12, 4)
+    assert run.wait_for(lambda: 0, lambda n: False, clock, timeout=12, interval=5, between=lambda: calls.append(clock.now())) == (0, 12, 4)
     assert clock.sleeps[-3:] == [5, 5, 2] and len(calls) == 3
 
 
@@ -401,8 +408,7 @@ def test_verify_gives_up_at_the_timeout_with_servers_still_waiting(nova, clock):
 def test_verify_stops_when_another_run_took_the_host(nova, clock):
     r = host_run(nova, clock, lease=40)
     r.claim()
-    clock.on_sleep.append(lambda: nova.services[HOST].update(
-        disabled_reason=marker(run_id='other1', beat=3).text()))
+    clock.on_sleep.append(lambda: nova.services[HOST].update(disabled_reason=marker(run_id='other1', beat=3).text()))
     with pytest.raises(run.RunError) as err:
         r.verify(lambda: [verdict(waiting=True)], timeout=300, interval=15)
     assert err.value.kind == 'lost'
@@ -485,11 +491,11 @@ def test_each_unmet_condition_is_named():
     first = reading('2025-11-21T12:00:00.000000')
     now = reading('2025-11-21T12:00:00.000000', [dict(id=7, status='done'), dict(id=8, status='completed')], 62.0)
     refusals = run.restore_refusals(now, first, power_state='off', power_msg='Redfish reads Off', waited=45)
-    assert refusals == ['the BMC does not read power On but off - Redfish reads Off',
-                        'nova-compute does not report: no heartbeat in 45 s, the last one 62.0 s ago; start '
-                        'nova-compute on the host',
-                        'evacuations from it are not cleaned up yet, migrations 7 are not completed; its restarted '
-                        'nova-compute completes them']
+    assert refusals == [
+        'the BMC does not read power On but off - Redfish reads Off',
+        'nova-compute does not report: no heartbeat in 45 s, the last one 62.0 s ago; start nova-compute on the host',
+        'evacuations from it are not cleaned up yet, migrations 7 are not completed; its restarted nova-compute completes them',
+    ]
     # Without a power reading the power is not judged (the wait loop uses it so).
     assert len(run.restore_refusals(now, first, waited=45)) == 2
 
@@ -503,8 +509,7 @@ def test_a_host_whose_compute_starts_reporting_while_watched_is_repaired(clock):
 
 def test_a_host_still_dead_at_the_end_of_the_watch_is_refused_with_every_reason(clock):
     first = reading('2025-11-21T12:00:00.000000', [dict(id=7, status='done')], 62.0)
-    refusals = run.wait_for_repair(first, lambda: first, clock, timeout=12, interval=5, power_state='off',
-                                   power_msg='Redfish reads Off')
+    refusals = run.wait_for_repair(first, lambda: first, clock, timeout=12, interval=5, power_state='off', power_msg='Redfish reads Off')
     assert len(refusals) == 3 and 'no heartbeat in 12 s' in refusals[1] and sum(clock.sleeps) == 12
 
 
@@ -515,18 +520,24 @@ def test_a_failed_first_reading_never_makes_a_later_heartbeat_look_new(clock):
     assert refusals and refusals[0].startswith('nova-compute does not report')
 
 
-@pytest.mark.parametrize('service, marker_, override, body, refused', [
-    (dict(status='enabled', forced_down=True), None, False, {'status': 'enabled', 'forced_down': False}, None),
-    (dict(status='enabled', forced_down=False), None, False, None, None),
-    (dict(status='disabled', disabled_reason='storage team'), None, False, None, 'not by novaha.recovery'),
-    (dict(status='disabled', disabled_reason='storage team'), None, True, {'status': 'enabled', 'forced_down': False},
-     None),
-    (dict(status='disabled', forced_down=True), marker(phase='done', was_status='disabled', was_reason='RMA-1'), False,
-     {'status': 'disabled', 'forced_down': False, 'disabled_reason': 'RMA-1'}, None),
-    (dict(status='disabled', forced_down=True), marker(phase='done'), False,
-     {'status': 'enabled', 'forced_down': False}, None),
-    (dict(status='disabled', forced_down=True), marker(phase='evacuating', beat=0), True, None, 'still holds'),
-])
+@pytest.mark.parametrize(
+    'service, marker_, override, body, refused',
+    [
+        (dict(status='enabled', forced_down=True), None, False, {'status': 'enabled', 'forced_down': False}, None),
+        (dict(status='enabled', forced_down=False), None, False, None, None),
+        (dict(status='disabled', disabled_reason='storage team'), None, False, None, 'not by novaha.recovery'),
+        (dict(status='disabled', disabled_reason='storage team'), None, True, {'status': 'enabled', 'forced_down': False}, None),
+        (
+            dict(status='disabled', forced_down=True),
+            marker(phase='done', was_status='disabled', was_reason='RMA-1'),
+            False,
+            {'status': 'disabled', 'forced_down': False, 'disabled_reason': 'RMA-1'},
+            None,
+        ),
+        (dict(status='disabled', forced_down=True), marker(phase='done'), False, {'status': 'enabled', 'forced_down': False}, None),
+        (dict(status='disabled', forced_down=True), marker(phase='evacuating', beat=0), True, None, 'still holds'),
+    ],
+)
 def test_plan_restore(service, marker_, override, body, refused):
     holder = run.judge_holder(marker_, 'restore', at(10))
     plan = run.plan_restore(dict(service, host=HOST), holder, override)
@@ -547,9 +558,9 @@ def test_a_claim_write_that_failed_transiently_is_written_again_after_a_fresh_re
 
 def test_a_claim_write_whose_answer_was_lost_finds_its_own_marker_and_goes_on(nova, clock):
     nova.services[HOST].update(status='disabled', disabled_reason='RMA-4711, do not enable')
-    nova.put_faults = [(None, True)]      # Nova wrote the marker; the answer never came
+    nova.put_faults = [(None, True)]  # Nova wrote the marker; the answer never came
     r = host_run(nova, clock)
-    assert r.claim().kind == 'free'       # who held the host before this run's first write: nobody
+    assert r.claim().kind == 'free'  # who held the host before this run's first write: nobody
     found = run.parse_marker(nova.services[HOST]['disabled_reason'])
     assert (found.run_id, found.phase, found.was_reason) == ('second', 'claimed', 'RMA-4711, do not enable')
     assert r.took_over is None
@@ -592,6 +603,7 @@ def test_a_phase_write_is_not_sent_again_when_another_run_took_the_host(nova, cl
             nova.requests.append((method, path, body))
             raise run.NovaApiError(503, 'Service Unavailable', method=method, path=path)
         return real_request(method, path, microversion, body)
+
     nova.request = request
     with pytest.raises(run.RunError) as err:
         r.advance('isolated')

@@ -7,9 +7,14 @@ from ansible_collections.novaha.recovery.plugins.module_utils import _cloud
 
 
 def test_redact_hides_known_values_and_secret_json_members():
-    body = json.dumps({"evacuate": {"host": "node-27", "adminPass": "Xy9-secret"},
-                       "auth": {"identity": {"password": {"user": {"name": "admin", "password": "p@ss\"w"}}}},
-                       "application_credential_secret": "appsecret", "token": {"expires_at": "2025"}})
+    body = json.dumps(
+        {
+            "evacuate": {"host": "node-27", "adminPass": "Xy9-secret"},
+            "auth": {"identity": {"password": {"user": {"name": "admin", "password": "p@ss\"w"}}}},
+            "application_credential_secret": "appsecret",
+            "token": {"expires_at": "2025"},
+        }
+    )
     text = 'REQ: curl -X POST http://nova/servers/1/action -d \'%s\' token gAAAAAtok' % body
     out = _cloud.redact(text, {"gAAAAAtok"})
     for secret in ("Xy9-secret", 'p@ss\\"w', "appsecret", "gAAAAAtok"):
@@ -47,8 +52,7 @@ def test_a_cloud_missing_from_clouds_yaml_names_the_file_and_its_clouds(tmp_path
     path = tmp_path / "clouds.yaml"
     path.write_text("clouds:\n  novaha-admin: {auth: {auth_url: 'http://x'}}\n  novaha-member: {}\n")
     error = _cloud.cloud_name_error("novaha-admn", [str(path)])
-    assert error.msg == ("cloud 'novaha-admn' is not in the clouds.yaml %s (its clouds: novaha-admin, novaha-member)."
-                         " Nothing was changed" % path)
+    assert error.msg == ("cloud 'novaha-admn' is not in the clouds.yaml %s (its clouds: novaha-admin, novaha-member). Nothing was changed" % path)
     assert error.result() == dict(kind="configuration", option="cloud")
     assert _cloud.cloud_name_error("novaha-admin", [str(path)]) is None
 

@@ -3,14 +3,9 @@ each server (module_utils/_storage.py and its use by the host evacuation), with 
 follow the fake Nova's servers the way the real ones do when Nova moves an attachment and a port binding."""
 
 import pytest
-
-from ansible_collections.novaha.recovery.plugins.module_utils import _decisions
-from ansible_collections.novaha.recovery.plugins.module_utils import _evacuation as ev
-from ansible_collections.novaha.recovery.plugins.module_utils import _host_evacuation as he
-from ansible_collections.novaha.recovery.plugins.module_utils import _nova
-from ansible_collections.novaha.recovery.plugins.module_utils import _storage as st
-
 from engine_fakes import SRC, HostNova
+
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _evacuation as ev, _host_evacuation as he, _nova, _storage as st
 
 
 class FakeCinder(object):
@@ -25,25 +20,34 @@ class FakeCinder(object):
         self.calls = []
 
     def add(self, sid, vid, device, bootable=False, status='in-use', name=None):
-        self.volumes[vid] = dict(id=vid, name=name, status=status, bootable=str(bootable).lower(), server=sid,
-                                 device=device, first_host=self.nova.servers[sid]['OS-EXT-SRV-ATTR:host'])
-        self.nova.servers[sid].setdefault('os-extended-volumes:volumes_attached', []).append(
-            dict(id=vid, delete_on_termination=False))
+        self.volumes[vid] = dict(
+            id=vid,
+            name=name,
+            status=status,
+            bootable=str(bootable).lower(),
+            server=sid,
+            device=device,
+            first_host=self.nova.servers[sid]['OS-EXT-SRV-ATTR:host'],
+        )
+        self.nova.servers[sid].setdefault('os-extended-volumes:volumes_attached', []).append(dict(id=vid, delete_on_termination=False))
 
     def request(self, method, path, microversion=None, body=None):
         self.calls.append((method, path))
         if self.fail_status:
-            raise _nova.NovaApiError(self.fail_status, 'Cinder is failing', method=method, path=path,
-                                     request_id='req-cinder-1')
+            raise _nova.NovaApiError(self.fail_status, 'Cinder is failing', method=method, path=path, request_id='req-cinder-1')
         vid = path.rsplit('/', 1)[-1]
         vol = self.volumes.get(vid)
         if vol is None:
             raise _nova.NovaApiError(404, 'Volume %s could not be found.' % vid, method=method, path=path)
         server = self.nova.servers[vol['server']]
         host = vol['first_host'] if vid in self.stuck else server['OS-EXT-SRV-ATTR:host']
-        body = dict(id=vid, name=vol['name'], status=vol['status'], bootable=vol['bootable'],
-                    attachments=[dict(server_id=vol['server'], attachment_id='att-' + vid, host_name=host,
-                                      device=vol['device'], volume_id=vid)])
+        body = dict(
+            id=vid,
+            name=vol['name'],
+            status=vol['status'],
+            bootable=vol['bootable'],
+            attachments=[dict(server_id=vol['server'], attachment_id='att-' + vid, host_name=host, device=vol['device'], volume_id=vid)],
+        )
         return _nova.Response(200, {'volume': body}, request_id='req-c')
 
 
@@ -58,8 +62,9 @@ class FakeNeutron(object):
         sid = path.split('device_id=')[1]
         server = self.nova.servers[sid]
         host = SRC if sid in self.unbound else server['OS-EXT-SRV-ATTR:host']
-        return _nova.Response(200, {'ports': [{'id': 'port-' + sid[:8], 'device_id': sid, 'binding:host_id': host,
-                                               'status': 'ACTIVE', 'mac_address': 'fa:16:3e:00:00:01'}]})
+        return _nova.Response(
+            200, {'ports': [{'id': 'port-' + sid[:8], 'device_id': sid, 'binding:host_id': host, 'status': 'ACTIVE', 'mac_address': 'fa:16:3e:00:00:01'}]}
+        )
 
 
 @pytest.fixture
@@ -88,8 +93,7 @@ def four(nova):
     local = _server(nova, 'local', ephemeral=1)
     local_data = _server(nova, 'local-data')
     cinder.add(local_data, 'vol-data2', '/dev/vdb')
-    return dict(cinder=cinder, neutron=FakeNeutron(nova), bfv=bfv, shared=shared, local=local,
-                local_data=local_data)
+    return dict(cinder=cinder, neutron=FakeNeutron(nova), bfv=bfv, shared=shared, local=local, local_data=local_data)
 
 
 def host_run(nova, clock, cinder, neutron, run=True, microversion=None, **opts):
@@ -121,8 +125,10 @@ def test_storage_of_each_kind_and_what_it_loses():
 
 def test_root_volume_is_the_one_at_the_root_device_else_the_only_bootable():
     snap = dict(id='s', volumes=['a', 'b'], root_device='/dev/vda')
-    vols = {'a': dict(bootable='false', attachments=[dict(server_id='s', device='/dev/vdb')]),
-            'b': dict(bootable='true', attachments=[dict(server_id='s', device='/dev/vda')])}
+    vols = {
+        'a': dict(bootable='false', attachments=[dict(server_id='s', device='/dev/vdb')]),
+        'b': dict(bootable='true', attachments=[dict(server_id='s', device='/dev/vda')]),
+    }
     assert st.root_volume(snap, vols) == 'b'
     snap['root_device'] = None
     assert st.root_volume(snap, vols) == 'b'
@@ -132,10 +138,8 @@ def test_root_volume_is_the_one_at_the_root_device_else_the_only_bootable():
 
 def test_volume_guard_names_each_unusable_volume():
     snap = dict(id='s', name='db', volumes=['a', 'b', 'c'])
-    assert st.volume_guard(snap, {'a': dict(status='in-use'), 'b': dict(status='in-use'),
-                                  'c': dict(status='in-use')}) is None
-    reason = st.volume_guard(snap, {'a': dict(status='error', name='data'), 'b': dict(status='maintenance'),
-                                    'c': None})
+    assert st.volume_guard(snap, {'a': dict(status='in-use'), 'b': dict(status='in-use'), 'c': dict(status='in-use')}) is None
+    reason = st.volume_guard(snap, {'a': dict(status='error', name='data'), 'b': dict(status='maintenance'), 'c': None})
     assert 'volume a (data) is error' in reason and 'volume b is maintenance' in reason
     assert 'volume c is attached in Nova but Cinder does not know it' in reason and 'db (s)' in reason
 
@@ -148,6 +152,7 @@ def test_judge_attachments_needs_every_volume_and_port_on_the_new_host():
 
     def port(host):
         return [{'id': 'p', 'binding:host_id': host}]
+
     assert st.judge_attachments(snap, 'new', 'old', on('new'), port('new')) is None
     kind, reason = st.judge_attachments(snap, 'new', 'old', on('old'), port('new'))
     assert kind == st.KIND_VOLUME_NOT_MOVED and 'still has an attachment on the failed host old' in reason
@@ -166,8 +171,7 @@ def test_judge_attachments_needs_every_volume_and_port_on_the_new_host():
 def test_the_plan_shows_each_kind_and_warns_once_for_the_local_disks_only(nova, clock, four):
     plan, _summary = host_run(nova, clock, four['cinder'], four['neutron'], run=False)
     kinds = dict((e['name'], e['storage']['kind']) for e in plan.plan_list())
-    assert kinds == {'bfv': st.STORAGE_VOLUME, 'shared': st.STORAGE_SHARED, 'local': st.STORAGE_LOCAL,
-                     'local-data': st.STORAGE_LOCAL}
+    assert kinds == {'bfv': st.STORAGE_VOLUME, 'shared': st.STORAGE_SHARED, 'local': st.STORAGE_LOCAL, 'local-data': st.STORAGE_LOCAL}
     by_name = dict((e['name'], e) for e in plan.plan_list())
     assert by_name['bfv']['storage']['root_volume'] == 'vol-root'
     assert by_name['bfv']['storage']['data_volumes'] == ['vol-data']
@@ -180,8 +184,7 @@ def test_the_plan_shows_each_kind_and_warns_once_for_the_local_disks_only(nova, 
     # One warning for the run, first, with the number of servers concerned.
     assert plan.warnings[0].startswith('2 of 4 servers to evacuate lose data on local disks: local (')
     assert 'local-data (' in plan.warnings[0] and 'bfv (' not in plan.warnings[0]
-    assert plan.storage_summary() == dict(kinds={st.STORAGE_VOLUME: 1, st.STORAGE_SHARED: 1, st.STORAGE_LOCAL: 2},
-                                          data_loss=2, local_ephemeral_skipped=0)
+    assert plan.storage_summary() == dict(kinds={st.STORAGE_VOLUME: 1, st.STORAGE_SHARED: 1, st.STORAGE_LOCAL: 2}, data_loss=2, local_ephemeral_skipped=0)
     assert not nova.actions()
 
 
@@ -251,13 +254,11 @@ def test_cinder_failing_during_verification_says_so_with_its_message(nova, clock
     assert summary['failed'] == 2
 
 
-@pytest.mark.parametrize('mv, sent', [('2.13', {'shared': True, 'local': False, 'bfv': False}),
-                                      (None, {'shared': None, 'local': None, 'bfv': None})])
+@pytest.mark.parametrize('mv, sent', [('2.13', {'shared': True, 'local': False, 'bfv': False}), (None, {'shared': None, 'local': None, 'bfv': None})])
 def test_on_shared_storage_is_sent_per_server_below_2_14(nova, clock, four, mv, sent):
     plan, summary = host_run(nova, clock, four['cinder'], four['neutron'], microversion=mv)
     assert summary['recovered'] == 4
-    bodies = dict((path.split('/')[2], body['evacuate']) for method, path, _mv, body in nova.calls
-                  if method == 'POST' and body and 'evacuate' in body)
+    bodies = dict((path.split('/')[2], body['evacuate']) for method, path, _mv, body in nova.calls if method == 'POST' and body and 'evacuate' in body)
     for name in sent:
         body = bodies[four[name.replace('-', '_')]]
         assert body.get('onSharedStorage') == sent[name], (name, body)
