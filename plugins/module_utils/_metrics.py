@@ -9,7 +9,7 @@ No Ansible imports, no clock: everything comes from the report dict of ``_report
 Prometheus text exposition format (0.0.4), the format node_exporter's textfile collector reads from ``*.prom``
 files: HELP and TYPE lines, no sample timestamps (the collector refuses them), every family a gauge (a run's file
 replaces the last one of its host, so nothing here only ever goes up). The metrics and their labels are documented
-in docs/metrics.md; what counts as recovered, failed or needing an operator is _report's decision, only counted here.
+in docs/docsite/rst/metrics.rst; what counts as recovered, failed or needing an operator is _report's decision, only counted here.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import datetime
 from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _report
 
 PREFIX = 'novaha_recovery_'
-# Every outcome a run can have, in the order of docs/host_recovery_report.md: one sample each.
+# Every outcome a run can have, in the order of docs/docsite/rst/host_recovery_report.rst: one sample each.
 OUTCOMES = (_report.RUN_RECOVERED, _report.RUN_PARTIAL, _report.RUN_FAILED, _report.RUN_ABORTED, _report.RUN_NOTHING_TO_DO, _report.RUN_PLANNED)
 # The servers of a run by result: recovered, failed (selected and not recovered, whatever the reason: failed,
 # refused, still in progress or pending), skipped (left out by the selection), planned (check mode).

@@ -125,7 +125,7 @@ options:
         these requests, a pin such as V(2.1) would send C(onSharedStorage=false) (below 2.14), let a target host
         bypass the scheduler (below 2.29) and lock without a reason (below 2.73).
       - Other requests (reading servers and migrations, locking) use the microversion they need, independent
-        of this option. Details in the collection's C(docs/microversions.md).
+        of this option. Details in R(the microversions guide, ansible_collections.novaha.recovery.docsite.microversions).
     type: str
 attributes:
   check_mode:
