@@ -153,7 +153,7 @@ SPREAD = None  # (low, high, seed) with --rebuild-spread: each server's rebuild 
 def spread_delays(count, low, high, seed):
     """Seconds per server, a seeded uniform draw each: every contender meets the same delays in the same order."""
     rng = random.Random(seed)
-    return [round(rng.uniform(low, high), 1) for _ in range(count)]
+    return [round(rng.uniform(low, high), 1) for _draw in range(count)]
 
 
 def set_rebuild_delays(cloud):

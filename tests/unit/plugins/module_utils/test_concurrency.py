@@ -12,7 +12,7 @@ def full(window, latency=0.2, queued=(1.0,), **kw):
 def test_grows_by_doubling_while_nova_keeps_pace_and_stops_at_the_cap():
     w = cc.AdaptiveWindow(cap=20, start=2)
     widths = []
-    for _ in range(6):
+    for _poll in range(6):
         full(w)
         widths.append(w.width)
     assert widths == [4, 8, 16, 20, 20, 20]
@@ -56,7 +56,7 @@ def test_a_slow_api_against_its_baseline_halves():
 def test_never_below_the_floor_nor_above_the_cap():
     w = cc.AdaptiveWindow(cap=3, start=10)
     assert w.width == 3
-    for _ in range(10):
+    for _poll in range(10):
         full(w, errors=1)
         full(w)
         full(w)
