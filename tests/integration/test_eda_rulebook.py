@@ -40,7 +40,7 @@ OTHERS = {"node-27", "node-31"}
 ALERT = "NovaComputeDown"
 MAX_HOSTS = 2
 MASS_LINE = f"novaha.recovery: mass alert {ALERT}"
-RECOVERY_PLAY = "PLAY [Recover compute hosts one at a time]"
+RECOVERY_PLAY = "PLAY [Recover compute hosts]"
 
 
 def java_home():
