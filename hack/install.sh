@@ -22,8 +22,9 @@ export PIP_NO_INPUT=1
 # ansible-test sanity checks shell scripts with the shellcheck package (and skips that without it).
 # ansible-rulebook (the Event-Driven Ansible rulebook's test) runs its rule engine on Java 17.
 # prometheus brings promtool: the tests check the run's metrics (promtool check metrics) and the shipped alert
-# rules (promtool test rules); the install does not start the Prometheus server (the policy below).
-APT_PACKAGES=(mariadb-server rabbitmq-server ipmitool openssl shellcheck openjdk-17-jre-headless prometheus)
+# rules (promtool test rules). prometheus-alertmanager: the alert test routes its alerts through a real
+# Alertmanager, which the test starts itself. The install starts neither server (the policy below).
+APT_PACKAGES=(mariadb-server rabbitmq-server ipmitool openssl shellcheck openjdk-17-jre-headless prometheus prometheus-alertmanager)
 # name:requirements file
 VENVS=("cloud:tests/localcloud/requirements.txt" "dev:tests/requirements-dev.txt"
        "core-oldest:tests/requirements-oldest.txt")

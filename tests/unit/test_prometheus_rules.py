@@ -3,15 +3,17 @@ tests/prometheus/ (Prometheus' own rule engine, no server, no cloud), and held t
 expects: the alert that starts a recovery is one the rulebooks listen for, with the label they read the host from;
 the example alerts read metrics the runs really write."""
 
+import datetime
 import re
 import shutil
 import subprocess
+import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ansible_collections.novaha.recovery.plugins.module_utils import _metrics
+from ansible_collections.novaha.recovery.plugins.module_utils import _metrics, _run
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "extensions" / "prometheus" / "rules"
@@ -57,9 +59,12 @@ def test_every_rules_file_has_its_tests():
     [
         ("nova_compute_down.yml", ("for: 3m", "for: 1m")),  # a restart would fence a host
         ("nova_compute_down.yml", (', adminState="enabled"', "")),  # never resolves once isolated
+        ("nova_compute_down.yml", ("verifying|interrupted)", "verifying|interrupted|done)")),  # never resolves after a run
+        ("nova_compute_down.yml", ("|verifying|interrupted)", "|verifying)")),  # a stopped run is never retried
+        ("nova_compute_down.yml", ("max without (adminState, disabledReason) (", "(")),  # a new alert per marker
         ("novaha_recovery.yml", ("novaha_recovery_needs_attention == 1", "novaha_recovery_needs_attention >= 0")),
     ],
-    ids=["for-too-short", "disabled-alerts", "attention-always"],
+    ids=["for-too-short", "disabled-alerts", "done-alerts", "interrupted-quiet", "one-alert-per-marker", "attention-always"],
 )
 def test_the_promtool_tests_fail_a_wrong_rule(tmp_path, rules, change):
     """The tests above can fail: the same tests against a rule with one mistake in it."""
@@ -84,10 +89,54 @@ def test_the_dead_compute_alert_is_the_one_the_rulebooks_recover_from():
         assert source["filters"] == [{"novaha.recovery.alertmanager_alerts": {"host_label": "host"}}], rulebook
     assert rule["labels"]["host"] == "{{ $labels.hostname }}"
     assert re.search(r'\bopenstack_nova_agent_state\{[^}]*service="nova-compute"', rule["expr"])
-    # The automation guide quotes the shipped rule: the same expression and wait, on consecutive lines.
-    lines = [line.strip() for line in (ROOT / "docs" / "docsite" / "rst" / "automation.rst").read_text().splitlines()]
-    quoted = ["expr: %s" % rule["expr"], "for: %s" % rule["for"]]
-    assert any(lines[i : i + 2] == quoted for i in range(len(lines))), quoted
+    # The automation guide quotes the shipped rule: the same expression and wait.
+    guide = (ROOT / "docs" / "docsite" / "rst" / "automation.rst").read_text()
+    block = guide.split(".. code:: yaml\n\n   - alert: NovaComputeDown\n", 1)[1].split("\n\n", 1)[0]
+    quoted = yaml.safe_load(textwrap.dedent("   - alert: NovaComputeDown\n" + block))[0]
+    assert (quoted["expr"], quoted["for"], quoted["labels"]) == (rule["expr"], rule["for"], rule["labels"])
+
+
+def test_the_alertmanager_route_sends_the_dead_compute_alert_to_the_rulebook_as_the_guide_says():
+    config = yaml.safe_load((ROOT / "extensions" / "alertmanager" / "alertmanager.yml").read_text())
+    (route,) = [r for r in config["route"]["routes"] if r["receiver"] == "novaha-recovery"]
+    assert route["matchers"] == ['alertname="NovaComputeDown"'] and "NovaComputeDown" in EDA_VARS["novaha_alertnames"]
+    # The mass guard counts the hosts of one notification: every host of the alert in one group, none cut off.
+    assert route["group_by"] == ["alertname"]
+    (receiver,) = [r for r in config["receivers"] if r["name"] == "novaha-recovery"]
+    (webhook,) = receiver["webhook_configs"]
+    assert webhook["max_alerts"] == 0 and webhook["send_resolved"] is True
+    assert webhook["url"] == "http://%s:%s/alertmanager" % (EDA_VARS["novaha_webhook_host"], EDA_VARS["novaha_webhook_port"])
+    guide = (ROOT / "docs" / "docsite" / "rst" / "automation.rst").read_text()
+    for key in ("group_wait", "group_interval", "repeat_interval"):
+        assert "%s: %s" % (key, route[key]) in guide, key
+
+
+@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool not installed (Debian package prometheus-alertmanager)")
+def test_the_alertmanager_configuration_is_valid():
+    proc = subprocess.run(
+        ["amtool", "check-config", str(ROOT / "extensions" / "alertmanager" / "alertmanager.yml")], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0 and "SUCCESS" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_the_dead_compute_alert_reads_the_run_marker_as_the_runs_write_it():
+    """The rule's phases are the run's: it fires for a run that holds the host or was interrupted, and not
+    for one that is done (plugins/module_utils/_run.py, the one place the marker is written and judged)."""
+    expr = alerts("nova_compute_down.yml")["NovaComputeDown"]["expr"]
+    (pattern,) = re.findall(r'disabledReason=~"((?:[^"\\]|\\.)*)"', expr)
+    pattern = pattern.encode().decode("unicode_escape")  # PromQL's string escapes, as Prometheus reads them
+    (phases,) = re.findall(r"\(([a-z|]+)\)", pattern)
+    assert set(phases.split("|")) == set(_run.HELD_PHASES) | {_run.PHASE_INTERRUPTED}
+    moment = datetime.datetime(2025, 1, 1, 3, 0, tzinfo=datetime.timezone.utc)
+    for phase, was_reason, fires in [
+        (_run.PHASE_CLAIMED, None, True),
+        (_run.PHASE_EVACUATING, "maintenance\nticket OPS-1", True),
+        (_run.PHASE_INTERRUPTED, "x" * 300, True),
+        (_run.PHASE_DONE, None, False),
+    ]:
+        marker = _run.RunMarker("20250101T030000Z-ab12", phase, "awx-job-17", moment, moment, 420, "disabled", True, was_reason)
+        assert _run.parse_marker(marker.text()).phase == phase
+        assert bool(re.fullmatch(pattern, marker.text())) is fires, (phase, marker.text())
 
 
 def test_the_example_alerts_never_start_a_recovery_and_read_metrics_the_runs_write():
