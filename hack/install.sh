@@ -6,7 +6,9 @@
 #   - .venv/dev from tests/requirements-dev.txt (ansible-core, pytest, molecule, the linters of
 #     hack/lint.sh (ansible-lint, reuse, ruff, mypy, antsibull-changelog, antsibull-docs),
 #     ansible-rulebook, ansible-builder);
-#   - .venv/core-oldest from tests/requirements-oldest.txt (the oldest ansible-core the collection claims).
+#   - .venv/core-oldest from tests/requirements-oldest.txt (the oldest ansible-core the collection claims);
+#   - on request only (`hack/install.sh masakari`, as `make bench` does): .venv/masakari from
+#     tests/localcloud/requirements-masakari.txt (OpenStack Masakari, the benchmark's peer; never `make test`).
 # A virtualenv is (re)installed only when its requirement files or the Python changed:
 # the sha256 of those inputs is kept in .venv/<name>/.novaha-stamp.
 # Works without a TTY (CI=true). Override the interpreter with PYTHON=/path/to/python3.11.
@@ -28,6 +30,8 @@ APT_PACKAGES=(mariadb-server rabbitmq-server ipmitool openssl shellcheck openjdk
 # name:requirements file
 VENVS=("cloud:tests/localcloud/requirements.txt" "dev:tests/requirements-dev.txt"
        "core-oldest:tests/requirements-oldest.txt")
+# Installed only when named on the command line.
+OPTIONAL_VENVS=("masakari:tests/localcloud/requirements-masakari.txt")
 
 log() { printf 'install: %s\n' "$*" >&2; }
 die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
@@ -155,9 +159,19 @@ main() {
     python="$(pick_python)" || die "no Python 3.11 found (set PYTHON=/path/to/python3.11)"
     "$python" -c 'import venv, ensurepip' 2>/dev/null || die "$python cannot create virtualenvs (venv/ensurepip missing)"
 
-    local entry
+    local entry name found
     for entry in "${VENVS[@]}"; do
         ensure_venv "$python" "${entry%%:*}" "${entry#*:}"
+    done
+    for name in "$@"; do
+        found=
+        for entry in "${OPTIONAL_VENVS[@]}"; do
+            if [ "${entry%%:*}" = "$name" ]; then
+                ensure_venv "$python" "$name" "${entry#*:}"
+                found=1
+            fi
+        done
+        [ -n "$found" ] || die "no optional virtualenv named '$name' (known: ${OPTIONAL_VENVS[*]%%:*})"
     done
 }
 

@@ -1,6 +1,6 @@
 """localcloud: a real OpenStack (Keystone, Nova, Placement, Glance, Cinder) with BMC emulators on 127.0.0.1.
 
-Commands: up, down, status, reset, fail-host, revive-host, boot, env, fault.
+Commands: up, down, status, reset, fail-host, revive-host, boot, env, fault, masakari.
 State lives in $NOVAHA_LOCALCLOUD_DIR (default: .localcloud/ at the repository root).
 """
 
@@ -127,6 +127,11 @@ def main(argv=None):
     boot.add_argument("--boot-from-volume", action="store_true", help="the root disk is a Cinder volume created from the image")
     boot.add_argument("--data-volume", action="store_true", help="attach a new 1 GB Cinder volume")
     sub.add_parser("env", help="print shell exports for clients (OS_CLIENT_CONFIG_FILE, OS_CLOUD)")
+    masakari = sub.add_parser("masakari", help="OpenStack Masakari on this cloud, on demand (the benchmark's peer; see localcloud/masakari.py)")
+    masakari_verbs = masakari.add_subparsers(dest="verb", required=True)
+    masakari_start = masakari_verbs.add_parser("start", help="start masakari-api and masakari-engine (a running Masakari is restarted)")
+    masakari_start.add_argument("--config", choices=("defaults", "tuned"), default="defaults", help="masakari.conf: shipped defaults, or tuned for speed")
+    masakari_verbs.add_parser("stop", help="stop masakari-api and masakari-engine")
     _fault_parser(sub)
     args = parser.parse_args(argv)
 
@@ -180,6 +185,13 @@ def main(argv=None):
             print(json.dumps(records, indent=2))
         elif args.command == "fault":
             _fault(args)
+        elif args.command == "masakari":
+            from . import masakari as masakari_service
+
+            if args.verb == "start":
+                masakari_service.start(args.config)
+            else:
+                masakari_service.stop()
         elif args.command == "env":
             print(f"export OS_CLIENT_CONFIG_FILE={config.STATE / 'clouds.yaml'}")
             print("export OS_CLOUD=novaha-admin")

@@ -23,6 +23,8 @@ SERVICE_ORDER = (
     "nova-conductor",
     "nova-scheduler",
     "faultproxy",
+    "masakari-api",
+    "masakari-engine",
 )
 COMPUTE_MICROVERSION = "2.95"
 

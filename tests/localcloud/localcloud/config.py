@@ -34,6 +34,7 @@ PORTS = {
         "glance-api": 21292,
         "cinder-api": 21776,
         "neutron-stub": 21696,
+        "masakari-api": 21515,  # only while `localcloud masakari start` has it running (masakari.py)
         # The fault proxy (test tooling, faultproxy.py): the public endpoints and its control API.
         "keystone-public": 21501,
         "placement-public": 21779,
