@@ -55,7 +55,8 @@ molecule: install ## Molecule scenarios under extensions/molecule/ on the local 
 
 # `make bench BENCH_ARGS=--quick`: a smoke run (N = 10, once) that leaves docs/ alone; `--help` lists the options.
 BENCH_ARGS ?= --docs
-bench: install ## Benchmark (not a test) on its own cloud: recover-host.yml vs naive loop vs floor -> docs/benchmarks.md
+bench: install ## Benchmark (not a test) on its own cloud: recover-host.yml vs naive loop, floor, Masakari -> docs/benchmarks.md
+	@bash $(ROOT)/hack/install.sh masakari
 	cd $(ROOT) && $(DEV)/python tests/bench/run.py $(BENCH_ARGS)
 
 # `make chaos CHAOS_SEED=7 CHAOS_COUNT=24 CHAOS_FAULT_RUNS=5`: another seeded list of kill points, longer.
