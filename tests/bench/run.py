@@ -682,6 +682,14 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
     for pair in args.playbook_var:
         key, value = pair.split("=", 1) if "=" in pair else (pair, "")
         playbook_vars[key] = yaml.safe_load(value)
+    masakari_venv = ROOT / ".venv" / "masakari" / "bin" / "masakari-engine"
+    if any(key in MASAKARI for key in contenders) and not masakari_venv.exists():
+        print(
+            f"bench: contenders d and e run OpenStack Masakari, which is not installed ({masakari_venv} is missing): "
+            "run 'bash hack/install.sh masakari' (make bench does), or choose --contenders a,b,c",
+            file=sys.stderr,
+        )
+        return 2
     out_dir = ROOT / "build" / "bench" / time.strftime("%Y%m%dT%H%M%S")
     out_dir.mkdir(parents=True)
     cloud = Cloud(args.cloud_dir, args.port_offset)
