@@ -15,8 +15,8 @@ untimed evacuation of a few servers warms the cloud up (its services' own Keysto
 
 Measured per run: wall seconds (process start to exit), when each server reached ACTIVE elsewhere
 (its `updated` time in Nova), Nova API requests from the nova-api access log, Keystone token requests,
-polls, peak RSS of the contender's process tree (for (d)/(e) with masakari-api and masakari-engine), CPU
-seconds of the contender (for (d)/(e) with masakari-api and masakari-engine) and of each service of the cloud. Also (a) with
+polls, peak RSS of the contender's process tree and CPU seconds of the contender (for (d) and (e) both
+with masakari-api and masakari-engine), CPU seconds of each service of the cloud. Also (a) with
 nothing to evacuate, and the local cloud's own numbers (cold `up`, `reset`, memory). Results go to build/bench/<time>/; with --docs also to docs/benchmarks.md
 (between the generated-section markers) and docs/benchmarks/*.svg. A benchmark, not a test: it
 prints which targets are met and exits 0 unless a run failed to recover its servers.
@@ -88,7 +88,7 @@ class Cloud:
     def masakari(self, profile):
         """Masakari running with `profile`'s masakari.conf (restarted when it runs another), or stopped (None)."""
         state_file = self.dir / "masakari.json"
-        running = all((self.dir / "run" / f"{name}.pid").exists() for name in MASAKARI_SERVICES)
+        running = len(self.masakari_pids()) == len(MASAKARI_SERVICES)
         if profile is None:
             if running:
                 self.cli("masakari", "stop")
@@ -102,12 +102,15 @@ class Cloud:
             log(f"masakari started with its {profile} configuration in {seconds:.1f}s (untimed)")
 
     def masakari_pids(self):
+        """The live masakari-api and masakari-engine (their process group leaders)."""
         pids = []
         for name in MASAKARI_SERVICES:
             try:
-                pids.append(int((self.dir / "run" / f"{name}.pid").read_text()))
+                pid = int((self.dir / "run" / f"{name}.pid").read_text())
+                os.kill(pid, 0)
             except (OSError, ValueError):
                 continue
+            pids.append(pid)
         return pids
 
     def spawn_delay(self):
