@@ -23,8 +23,9 @@ description:
     checks that the marker is still this run's; a run whose host was taken stops there.
   - O(state=verifying) with O(servers) also waits, up to O(verify_timeout) seconds, until every server moved off
     the host is in its expected state on a healthy host, and returns the verdict per server (RV(verdicts)). It
-    reads the services, the host's evacuation migrations and each watched server (one GET each) every
-    O(verify_interval) seconds, and renews the heartbeat while it waits; a failed reading is one more look.
+    reads the services, the host's evacuation migrations and the watched servers every O(verify_interval)
+    seconds - one listing of the servers changed since the evacuation last saw them, and by its id each one the
+    listing does not show - and renews the heartbeat while it waits; a failed reading is one more look.
   - O(state=ended) ends the run's hold - phase V(interrupted) when O(stopped=true) (the run stopped on a
     failure), V(done) otherwise - so that the next run goes on at once and resumes what is left. A run that
     holds nothing (it never claimed the host, gave it back, or another run took it) changes nothing and returns
@@ -289,7 +290,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import read_tracked
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova, SystemClock
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, option_error
-from ansible_collections.novaha.recovery.plugins.module_utils._report import servers_to_verify, verdicts
+from ansible_collections.novaha.recovery.plugins.module_utils._report import servers_to_verify, verdicts, verify_since
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
     LEASE_RULE,
     PHASE_DONE,
@@ -374,9 +375,9 @@ class RecoveryRun(NovahaModule):
         the servers of ``ids``. A reading that failed is one more look, not the end of the watch."""
         engine = Engine(self.nova, host_run.clock)
 
-        def read(ids=(), strict=False):
+        def read(ids=(), strict=False, since=None):
             try:
-                return read_tracked(engine, host_run.host, list(ids))
+                return read_tracked(engine, host_run.host, list(ids), since=since)
             except EvacuationError as exc:
                 if strict:
                     raise
@@ -432,10 +433,12 @@ class RecoveryRun(NovahaModule):
         records = p['servers']
         read = self.reader(host_run)
         watched = list(servers_to_verify(records, host))
+        # One listing of the servers changed since the evacuation last saw them, not one GET per server.
+        since = verify_since(records, watched)
         last = {}
 
         def look():
-            last['reading'] = read(watched) if watched else {}
+            last['reading'] = read(watched, since=since) if watched else {}
             return verdicts(last['reading'], records, host, iso(host_run.now()))
 
         if self.check_mode:
