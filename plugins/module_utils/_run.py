@@ -403,6 +403,7 @@ class HostRun(object):
         self.mv = microversion
         self.marker = None
         self.service = None
+        self.first_read = None  # the service as this HostRun first read it: before any write of its own
         self.took_over = None
         self.last_beat = None
         self.renew_errors = []  # heartbeat renewals that failed and were tried again
@@ -441,6 +442,8 @@ class HostRun(object):
         service = found[0]
         marker = parse_marker(service.get('disabled_reason'))
         self.service = service
+        if self.first_read is None:
+            self.first_read = dict(service)
         now, skew = self.reference()
         return service, marker, judge_holder(marker, self.run_id, now, skew=skew)
 
@@ -660,8 +663,18 @@ class HostRun(object):
         """Hold the host in phase verifying while the evacuated servers get where they should: ``look()``
         returns a verdict per watched server (``waiting``: it may still get there); looks again until none is
         waiting, at most ``timeout`` seconds. The heartbeat is renewed while it waits, and a run whose host was
-        taken stops (RunError lost). Returns (last verdicts, seconds waited, number of looks)."""
-        self.advance(PHASE_VERIFYING)
+        taken stops (RunError lost). Returns (last verdicts, seconds waited, number of looks).
+
+        A marker of this run already in phase verifying with a heartbeat younger than a quarter lease (the
+        evacuation moved it there as it ended) is not written again: the read proves the host is still ours, and
+        the next renewal is due a quarter lease after that heartbeat, as if this run had written it."""
+        marker = self.hold()
+        now, skew = self.reference()
+        age = (now - marker.heartbeat_at).total_seconds() + skew if now is not None else None
+        if marker.phase == PHASE_VERIFYING and age is not None and 0 <= age < self.lease / 4.0:
+            self.last_beat = self.clock.now() - age
+        else:
+            self.advance(PHASE_VERIFYING)
         return wait_for(look, lambda verdicts: not any(v.get('waiting') for v in verdicts), self.clock, timeout, interval, between=self.renew_if_due)
 
 

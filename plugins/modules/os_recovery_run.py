@@ -420,9 +420,9 @@ class RecoveryRun(NovahaModule):
             service, _found, holder = host_run.read()
             self.results.update(holder=holder.to_dict(), service=dict(before=brief(service), after=None))
             self.exit(changed=True, msg='check mode: run %s would move to phase %s on %s (%s)' % (p['run_id'], phase, p['host'], holder.describe()))
-        host_run.hold()
-        before = dict(host_run.service)
+        # advance() reads first (the host must still be ours): that reading is the service before.
         host_run.advance(phase, forced_down=True if phase == PHASE_ISOLATED else None)
+        before = host_run.first_read
         words = 'forced down, disabled, phase %s' % phase if phase == PHASE_ISOLATED else 'phase %s' % phase
         self._done(host_run, before, 'run %s on %s: %s' % (p['run_id'], p['host'], words))
 
@@ -452,9 +452,8 @@ class RecoveryRun(NovahaModule):
                 msg='check mode: %d of %d watched servers of %s verified now; run %s would wait up to %ss'
                 % (len([v for v in found if v['ok']]), len(found), host, p['run_id'], p['verify_timeout']),
             )
-        host_run.hold()
-        before = dict(host_run.service)
         found, seconds, looks = host_run.verify(look, p['verify_timeout'], p['verify_interval'])
+        before = host_run.first_read  # verify() reads first, before any write
         self.results.update(verdicts=found, reading=last.get('reading') or {}, waited=dict(seconds=seconds, looks=looks))
         ok = len([v for v in found if v['ok']])
         waiting = len([v for v in found if v['waiting']])

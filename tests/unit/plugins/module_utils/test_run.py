@@ -398,6 +398,40 @@ def test_verify_holds_the_host_renews_the_heartbeat_and_returns_the_verdicts(nov
     assert run.parse_marker(nova.services[HOST]['disabled_reason']).heartbeat_at >= at(20)
 
 
+def test_verify_after_the_evacuation_moved_the_run_to_verifying_reads_and_does_not_write_again(nova, clock):
+    # The evacuation (another module, another HostRun) ended in phase verifying a few seconds ago.
+    host_run(nova, clock, lease=40).claim()
+    host_run(nova, clock, lease=40).advance('verifying')
+    clock.t += 3
+    nova.requests.clear()
+    r = host_run(nova, clock, lease=40)
+    looks = iter([[verdict(waiting=True)]] * 3 + [[verdict(ok=True)]])
+    found, waited, count = r.verify(lambda: next(looks), timeout=300, interval=5)
+    assert found == [verdict(ok=True)] and count == 4
+    # One read proves the host is ours; the heartbeat written 3 s before is due again a quarter lease after it
+    # (at 10 s), not at once.
+    assert [m for m, _p, _b in nova.requests][:1] == ['GET'] and r.first_read['disabled_reason'].startswith('novaha.recovery run second verifying')
+    assert len(nova.writes()) == 1 and run.parse_marker(nova.writes()[0]['disabled_reason']).heartbeat_at >= at(10)
+
+
+def test_verify_writes_the_phase_when_the_heartbeat_is_older_than_a_quarter_lease(nova, clock):
+    host_run(nova, clock, lease=40).claim()
+    host_run(nova, clock, lease=40).advance('verifying')
+    clock.t += 11
+    nova.requests.clear()
+    host_run(nova, clock, lease=40).verify(lambda: [verdict(ok=True)], timeout=300, interval=5)
+    assert [m for m, _p, _b in nova.requests] == ['GET', 'GET', 'PUT']
+
+
+def test_advance_reads_once_and_keeps_the_service_before_its_write(nova, clock):
+    host_run(nova, clock).claim()
+    nova.requests.clear()
+    r = host_run(nova, clock)
+    r.advance('isolated', forced_down=True)
+    assert [m for m, _p, _b in nova.requests] == ['GET', 'PUT']
+    assert r.first_read['forced_down'] is False and nova.services[HOST]['forced_down'] is True
+
+
 def test_verify_gives_up_at_the_timeout_with_servers_still_waiting(nova, clock):
     r = host_run(nova, clock)
     r.claim()
