@@ -17,7 +17,9 @@ description:
     last heartbeat; nothing is changed. A run whose heartbeat is older than its lease (its controller died)
     and a run that ended are taken over, keeping the start of the first run and the service as it was before
     it. The claim disables the service with the marker, waits O(settle) seconds and reads it back; of two runs
-    claiming at the same moment exactly one goes on, the other fails without changing anything more.
+    claiming at the same moment exactly one goes on, the other fails without changing anything more. With
+    O(read_back=false) it returns once the marker is written, and the next module of the run reads it back
+    (O(settled_at)).
   - O(state=isolated) forces the service down (after the host is proven fenced); O(state=verifying),
     O(state=done) and O(state=interrupted) move the run to that phase. Each renews the heartbeat and first
     checks that the marker is still this run's; a run whose host was taken stops there.
@@ -81,6 +83,22 @@ options:
       - With O(state=claimed), seconds between writing the claim and reading it back.
     type: float
     default: 2.0
+  read_back:
+    description:
+      - With O(state=claimed), read the claim back (O(settle) seconds after it was written) before returning.
+      - V(false) - return as soon as the marker is written, with RV(settled_at); the claim is not proven yet. The
+        next task of the run must be this module with O(settled_at), before anything else is written to Nova: it
+        reads the claim back then. The P(novaha.recovery.host_recovery#role) role fences the host meanwhile (its
+        BMC only, which a competing run would do as well), so the settle costs no time of its own.
+    type: bool
+    default: true
+  settled_at:
+    description:
+      - With O(state=isolated), O(state=verifying), O(state=done) or O(state=interrupted), the RV(settled_at) of this
+        run's claim written with O(read_back=false): the claim is read back at that time or later (the module waits
+        for it, at most 60 s), and a run whose claim lost to another one fails there without changing anything, as
+        a claim does.
+    type: float
   takeover:
     description:
       - With O(state=claimed), take over a run whose heartbeat still looks fresh. Only for a holder you know is
@@ -234,6 +252,11 @@ took_over:
   description: The run this claim took over (a C(holder) entry), or null.
   returned: with O(state=claimed)
   type: dict
+settled_at:
+  description: With O(read_back=false), when the claim may be read back (seconds since the epoch, the controller's
+    clock); give it to the next task as O(settled_at). Null when the claim was read back.
+  returned: with O(state=claimed)
+  type: float
 service:
   description: The nova-compute service before and after the task (C(before), C(after)).
   returned: when the service was read
@@ -322,6 +345,8 @@ class RecoveryRun(NovahaModule):
         lease=dict(type='int', default=300),
         wait_for_run=dict(type='int', default=0),
         settle=dict(type='float', default=2.0),
+        read_back=dict(type='bool', default=True),
+        settled_at=dict(type='float'),
         takeover=dict(type='bool', default=False),
         override=dict(type='bool', default=False),
         wait_for_repair=dict(type='int', default=0),
@@ -396,15 +421,16 @@ class RecoveryRun(NovahaModule):
         p = self.params
         service, _found, holder = host_run.read()
         self.results['holder'] = holder.to_dict()
-        self.results['took_over'] = None
+        self.results.update(took_over=None, settled_at=None)
         if self.check_mode:
             if holder.kind == 'live' and not p['takeover']:
                 verb = 'would wait up to %ss for' % p['wait_for_run'] if p['wait_for_run'] else 'would refuse: held by'
                 self.exit(changed=False, msg='check mode: %s %s' % (verb, holder.describe()))
             self.exit(changed=holder.kind != 'ours', msg='check mode: would claim %s for run %s (%s)' % (p['host'], p['run_id'], holder.describe()))
-        holder = host_run.claim(takeover=p['takeover'], wait_timeout=p['wait_for_run'])
+        holder = host_run.claim(takeover=p['takeover'], wait_timeout=p['wait_for_run'], read_back=p['read_back'])
         self.results['holder'] = holder.to_dict()
-        msg = 'run %s holds %s (phase claimed)' % (p['run_id'], p['host'])
+        self.results['settled_at'] = None if p['read_back'] else host_run.settled_at
+        msg = 'run %s holds %s (phase claimed%s)' % (p['run_id'], p['host'], '' if p['read_back'] else '; the next task reads the claim back')
         if host_run.took_over is not None:
             self.results['took_over'] = host_run.took_over.to_dict()
             msg += '; took over the %s %s' % (host_run.took_over.kind, host_run.took_over.describe())
@@ -420,8 +446,10 @@ class RecoveryRun(NovahaModule):
             service, _found, holder = host_run.read()
             self.results.update(holder=holder.to_dict(), service=dict(before=brief(service), after=None))
             self.exit(changed=True, msg='check mode: run %s would move to phase %s on %s (%s)' % (p['run_id'], phase, p['host'], holder.describe()))
-        # advance() reads first (the host must still be ours): that reading is the service before.
-        host_run.advance(phase, forced_down=True if phase == PHASE_ISOLATED else None)
+        # The claim's read-back when it was left to this task, else advance() reads first (the host must still be
+        # ours): that reading is the service before.
+        proven = host_run.prove_claim(p['settled_at']) if p['settled_at'] is not None else None
+        host_run.advance(phase, forced_down=True if phase == PHASE_ISOLATED else None, held=proven)
         before = host_run.first_read
         words = 'forced down, disabled, phase %s' % phase if phase == PHASE_ISOLATED else 'phase %s' % phase
         self._done(host_run, before, 'run %s on %s: %s' % (p['run_id'], p['host'], words))
@@ -452,6 +480,8 @@ class RecoveryRun(NovahaModule):
                 msg='check mode: %d of %d watched servers of %s verified now; run %s would wait up to %ss'
                 % (len([v for v in found if v['ok']]), len(found), host, p['run_id'], p['verify_timeout']),
             )
+        if p['settled_at'] is not None:
+            host_run.prove_claim(p['settled_at'])
         found, seconds, looks = host_run.verify(look, p['verify_timeout'], p['verify_interval'])
         before = host_run.first_read  # verify() reads first, before any write
         self.results.update(verdicts=found, reading=last.get('reading') or {}, waited=dict(seconds=seconds, looks=looks))

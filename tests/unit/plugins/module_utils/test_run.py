@@ -169,6 +169,41 @@ def test_two_claims_at_the_same_moment_only_one_goes_on(nova, clock):
     assert err.value.kind == 'lost' and 'run other1' in err.value.msg
 
 
+def test_a_claim_left_to_be_read_back_later_returns_after_its_write_and_is_proven_settle_after_it(nova, clock):
+    r = host_run(nova, clock)
+    assert r.claim(read_back=False).kind == 'free'
+    assert [m for m, _p, _b in nova.requests] == ['GET', 'PUT'] and clock.sleeps == []
+    assert r.settled_at == clock.t + run.DEFAULT_SETTLE
+    # The next module of the run (another HostRun) reads it back: it waits what is left of the settle (the fence
+    # took 1.5 s meanwhile), reads once, and writes its phase without reading again.
+    clock.t += 1.5
+    nova.requests.clear()
+    later = host_run(nova, clock)
+    later.advance('isolated', forced_down=True, held=later.prove_claim(r.settled_at))
+    assert clock.sleeps == [0.5] and [m for m, _p, _b in nova.requests] == ['GET', 'PUT']
+    assert run.parse_marker(nova.services[HOST]['disabled_reason']).phase == 'isolated'
+
+
+def test_a_claim_read_back_later_loses_to_a_competitor_that_wrote_while_it_settled(nova, clock):
+    r = host_run(nova, clock)
+    r.claim(read_back=False)
+    # The other run read the host free before our write landed and wrote its claim within its settle.
+    nova.write(HOST, {'status': 'disabled', 'disabled_reason': marker(run_id='other1', phase='claimed', beat=1).text()})
+    with pytest.raises(run.RunError) as err:
+        host_run(nova, clock).prove_claim(r.settled_at)
+    assert err.value.kind == 'lost' and 'claimed host %s at the same moment' % HOST in err.value.msg
+    assert clock.sleeps == [run.DEFAULT_SETTLE] and len(nova.writes()) == 1  # ours only: nothing written after it lost
+
+
+def test_a_read_back_never_waits_longer_than_the_proof_needs(nova, clock):
+    r = host_run(nova, clock)
+    r.claim(read_back=False)
+    clock.t += 5
+    r.prove_claim(r.settled_at)  # the settle passed long ago: no wait
+    r.prove_claim(clock.t + 3600)  # a clock that jumped: CLAIM_PROOF_WAIT at most
+    assert clock.sleeps == [0.0, run.CLAIM_PROOF_WAIT]
+
+
 class SlowNova(ServiceNova):
     """Each GET takes the seconds popped from ``slow`` (then none)."""
 
