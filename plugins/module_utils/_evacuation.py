@@ -17,8 +17,10 @@ server and whether it is recovered are decided in ``_decisions``; the engine car
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import re
+import threading
 
 from ansible_collections.novaha.recovery.plugins.module_utils._concurrency import FixedWindow
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
@@ -272,8 +274,11 @@ _UUID_RE = re.compile(r'^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-f
 class Engine(object):
     """Plans and runs evacuations. ``nova``: SdkNova or a fake; ``clock``: now()/sleep()."""
 
-    def __init__(self, nova, clock=None, microversion=None, read_retry_budget=30.0):
+    def __init__(self, nova, clock=None, microversion=None, read_retry_budget=30.0, senders=1):
         self.clock = clock or SystemClock()
+        # How many servers are begun together (lock, evacuate): each server's requests in order in one thread, at
+        # most this many servers' requests in flight (``_begin_batch``). 1: one after the other, no thread.
+        self.senders = max(1, int(senders))
         # Every read rides out a short outage (RetryingReads); actions are sent once and checked (see _defer).
         self.nova = RetryingReads(nova, self.clock, read_retry_budget) if read_retry_budget else nova
         self._requested_mv = microversion
@@ -462,24 +467,35 @@ class Engine(object):
                 self.stopped = self._power_stop(power_check, pending)
                 if self.stopped:
                     pending = []
-            for e in list(pending):
-                if len(active) >= width or outage.paused():
+            while True:  # batches until the window is full (a server failed at once leaves its place free)
+                batch = []  # type: list
+                for e in pending:
+                    if len(active) + len(batch) >= width or outage.paused():
+                        break
+                    if any(e.exclusive_groups & other.exclusive_groups for other in active + batch):
+                        continue
+                    batch.append(e)
+                if not batch:
                     break
-                if any(e.exclusive_groups & other.exclusive_groups for other in active):
-                    continue
-                pending.remove(e)
-                self._begin(e, watcher, wait, retries)
-                quiet_polls = 0
-                if e.deferred is not None:
-                    # The API failed transiently before this evacuation was accepted: back to the head of the
-                    # queue, and nothing new starts until the API answers again.
+                deferred = []
+                for e in self._begin_batch(batch, watcher, wait, retries):
+                    pending.remove(e)
+                    quiet_polls = 0
+                    if e.deferred is not None:
+                        deferred.append(e)
+                        continue
+                    outage.ok()
+                    if not e.done:
+                        active.append(e)
+                for e in deferred:
+                    # The API failed transiently before this evacuation was accepted: back to the head of the queue,
+                    # and nothing new starts until the API answers again (the failures count after the batch's
+                    # successes).
                     outage.failed(e.deferred)
                     e.deferred = None
-                    pending.insert(0, e)
+                pending[0:0] = deferred
+                if deferred or not wait:
                     break
-                outage.ok()
-                if not e.done:
-                    active.append(e)
             if not wait:
                 self._settle_without_waiting(active)
                 break
@@ -531,6 +547,33 @@ class Engine(object):
         if on_progress is not None and wait:
             on_progress(dict(summarize(evacuations, self.clock.now() - start), width=self.window.width))
         return evacuations
+
+    def _begin_batch(self, batch, watcher, wait, retries):
+        """Begin the servers of ``batch`` (``_begin``: lock, evacuate), ``senders`` at a time, each server's requests
+        in order in one thread. Returns those begun, in the order of ``batch``. Once one is deferred (the API failed
+        transiently) no other one begins, as one after the other would stop there: at most ``senders`` requests are
+        sent into an API that fails."""
+        if self.senders == 1 or len(batch) < 2:
+            begun = []
+            for e in batch:
+                self._begin(e, watcher, wait, retries)
+                begun.append(e)
+                if e.deferred is not None:
+                    break
+            return begun
+        halt = threading.Event()
+
+        def begin(e):
+            if halt.is_set():
+                return False
+            self._begin(e, watcher, wait, retries)
+            if e.deferred is not None:
+                halt.set()
+            return True
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(self.senders, len(batch))) as pool:
+            futures = [pool.submit(begin, e) for e in batch]
+        return [e for e, future in zip(batch, futures) if future.result()]
 
     def _queued(self, active):
         """Seconds each evacuation in flight has waited in Nova's queue since it was requested: its migration

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import json
+import threading
 import traceback
 import uuid
 
@@ -853,13 +854,15 @@ class CountingNova(NovaWrapper):
         self.requests = 0
         self.watch_requests = 0
         self.polls = 0
+        self._lock = threading.Lock()  # the engine's senders count from several threads
 
     def request(self, method, path, microversion, body=None):
-        self.requests += 1
-        if method == 'GET' and 'changes-since' in path:
-            self.watch_requests += 1
-            if path.startswith('/servers/detail'):
-                self.polls += 1
+        with self._lock:
+            self.requests += 1
+            if method == 'GET' and 'changes-since' in path:
+                self.watch_requests += 1
+                if path.startswith('/servers/detail'):
+                    self.polls += 1
         return self._nova.request(method, path, microversion, body)
 
 

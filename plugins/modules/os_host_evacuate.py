@@ -679,7 +679,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
     bmc_argument_spec,
     build_fence_levels,
 )
-from ansible_collections.novaha.recovery.plugins.module_utils._concurrency import window_for
+from ansible_collections.novaha.recovery.plugins.module_utils._concurrency import SENDERS, window_for
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
     ACTION_EVACUATE,
     ACTION_RECONCILE,
@@ -790,7 +790,7 @@ class HostEvacuate(NovahaModule):
         power_check = PowerWatch(levels) if levels else None
 
         nova = CountingNova(SdkNova(self.conn))
-        engine = Engine(nova, microversion=p['microversion'])
+        engine = Engine(nova, microversion=p['microversion'], senders=SENDERS)
         evacuation = HostEvacuation(
             engine,
             placement=SdkService(self.conn.placement),
