@@ -13,7 +13,7 @@ description:
     bearer token until it expires (an hour by default). This module ends such tokens.
   - O(state=absent) revokes every token in O(auth_cache) with Keystone (C(DELETE /v3/auth/tokens)) and removes
     the file, after pruning as O(state=pruned) does. The host_recovery role does it when a run ends, whatever its
-    outcome: one module call ends its own token and those of the runs that are gone.
+    outcome, so that one module call ends its own token and those of the runs that are gone.
   - O(state=pruned) looks at the other token caches beside O(auth_cache) (C(novaha-recovery-RUN_ID.token)) and
     removes those of runs that are gone, revoking their tokens first; a run killed before it could end its own
     leaves one.

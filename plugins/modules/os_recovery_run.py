@@ -87,7 +87,7 @@ options:
     description:
       - With O(state=claimed), read the claim back (O(settle) seconds after it was written) before returning.
       - V(false) - return as soon as the marker is written, with RV(settled_at); the claim is not proven yet. The
-        next task of the run must be this module with O(settled_at), before anything else is written to Nova: it
+        next task of the run must be this module with O(settled_at), before anything else is written to Nova, and it
         reads the claim back then. The P(novaha.recovery.host_recovery#role) role fences the host meanwhile (its
         BMC only, which a competing run would do as well), so the settle costs no time of its own.
     type: bool
@@ -95,7 +95,7 @@ options:
   settled_at:
     description:
       - With O(state=isolated), O(state=verifying), O(state=done) or O(state=interrupted), the RV(settled_at) of this
-        run's claim written with O(read_back=false): the claim is read back at that time or later (the module waits
+        run's claim written with O(read_back=false). The claim is read back at that time or later (the module waits
         for it, at most 60 s), and a run whose claim lost to another one fails there without changing anything, as
         a claim does.
     type: float
