@@ -226,6 +226,7 @@ class Outage(object):
 
     def __init__(self, clock):
         self.clock = clock
+        self._lock = threading.Lock()  # the engine's senders report failures from several threads
         self.since = None
         self.last = None
         self.failures = 0
@@ -239,6 +240,10 @@ class Outage(object):
         return self.since is not None
 
     def failed(self, err):
+        with self._lock:
+            self._failed(err)
+
+    def _failed(self, err):
         now = self.clock.now()
         if self.since is None:
             self.since = now
@@ -250,6 +255,10 @@ class Outage(object):
         self.next_try = now + backoff(self.failures - 1, cap=16)
 
     def ok(self):
+        with self._lock:
+            self._ok()
+
+    def _ok(self):
         if self.since is not None:
             self.longest = max(self.longest, self.clock.now() - self.since)
             self.since = None
@@ -525,8 +534,9 @@ class Engine(object):
                 latency = self.clock.now() - looked_at
                 outage.ok()
                 quiet_polls = 0 if changes else quiet_polls + 1
+                # Judged and acted on (unlocked once recovered, started, evacuated again) ``senders`` at a time.
+                self._each(list(active), lambda e: self._advance(e, watcher, retries))
                 for e in list(active):
-                    self._advance(e, watcher, retries)
                     if e.done:
                         active.remove(e)
                         no_valid_host += e.kind == KIND_NO_VALID_HOST
@@ -547,6 +557,17 @@ class Engine(object):
         if on_progress is not None and wait:
             on_progress(dict(summarize(evacuations, self.clock.now() - start), width=self.window.width))
         return evacuations
+
+    def _each(self, evacuations, step):
+        """``step(e)`` for each evacuation, ``senders`` at a time (each one's requests in order in one thread)."""
+        if self.senders == 1 or len(evacuations) < 2:
+            for e in evacuations:
+                step(e)
+            return
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(self.senders, len(evacuations))) as pool:
+            futures = [pool.submit(step, e) for e in evacuations]
+        for future in futures:
+            future.result()  # the first error, if any, as one after the other would raise it
 
     def _begin_batch(self, batch, watcher, wait, retries):
         """Begin the servers of ``batch`` (``_begin``: lock, evacuate), ``senders`` at a time, each server's requests
