@@ -517,7 +517,7 @@ class Engine(object):
                 if pending and outage.paused():
                     self.clock.sleep(outage.wait())
                 continue
-            self.clock.sleep(next_poll_delay(poll_interval, quiet_polls))
+            self.clock.sleep(next_poll_delay(poll_interval, quiet_polls, all_started=not pending))
             in_flight = len(active)
             looked_at = self.clock.now()
             latency = None
