@@ -469,6 +469,7 @@ class Engine(object):
         self.window = window if window is not None else FixedWindow(max_parallel)
         width = self.window.width if wait else len(todo)
         quiet_polls = 0
+        looked_at = None  # when the last look started
         errors_seen = 0
         outage = self.outage = Outage(self.clock)
         while pending or active:
@@ -517,7 +518,7 @@ class Engine(object):
                 if pending and outage.paused():
                     self.clock.sleep(outage.wait())
                 continue
-            self.clock.sleep(next_poll_delay(poll_interval, quiet_polls, all_started=not pending))
+            self.clock.sleep(next_poll_delay(poll_interval, quiet_polls, None if looked_at is None else self.clock.now() - looked_at))
             in_flight = len(active)
             looked_at = self.clock.now()
             latency = None
