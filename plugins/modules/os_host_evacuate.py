@@ -230,9 +230,10 @@ options:
   poll_interval:
     description:
       - The longest wait, in seconds, between two polls (one server listing and one migrations listing for
-        the whole host). A poll comes 1 second after an evacuation was requested or a poll saw a change, and
-        the wait doubles while nothing changes, up to this. So servers are seen recovered, and the window
-        refilled, about a second after Nova finished them.
+        the whole host). A poll comes 1 second after an evacuation was requested or a poll saw a change, but
+        at least 2 seconds after the poll before it started, and the wait doubles while nothing changes, up to
+        this. So servers are seen recovered, and the window refilled, one or two seconds after Nova finished
+        them.
     type: int
     default: 5
   retries:
