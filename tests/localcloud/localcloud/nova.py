@@ -244,7 +244,7 @@ def _boot_together(admin, conn, host, count, prefix, flavor_id, metadata, boot_f
     if response.status_code >= 400:
         raise proc.CloudError(f"boot {count} x {prefix}: {response.status_code} {response.text[:300]}")
     reservation = response.json()["reservation_id"]
-    found = {}
+    found, progress = {}, {"active": -1, "at": time.monotonic()}
 
     def all_active():
         servers = _get(admin, f"/servers/detail?all_tenants=True&reservation_id={reservation}")["servers"]
@@ -252,10 +252,16 @@ def _boot_together(admin, conn, host, count, prefix, flavor_id, metadata, boot_f
         failed = [s for s in servers if s["status"] == "ERROR"]
         if failed:
             raise proc.CloudError(f"{len(failed)} of {count} servers went ERROR, e.g. {failed[0]['id']}: {failed[0].get('fault')}")
-        return len(servers) == count and all(s["status"] == "ACTIVE" and not s.get("OS-EXT-STS:task_state") for s in servers)
+        active = sum(1 for s in servers if s["status"] == "ACTIVE" and not s.get("OS-EXT-STS:task_state"))
+        if active > progress["active"]:
+            progress.update(active=active, at=time.monotonic())
+        elif time.monotonic() - progress["at"] > timeout:
+            raise proc.CloudError(f"{active} of {count} servers of reservation {reservation} ACTIVE, none more for {timeout:.0f}s")
+        return len(servers) == count and active == count
 
-    # A build takes a moment per server however few the requests: the timeout grows with the count.
-    proc.wait_for(f"{count} servers of reservation {reservation} to be ACTIVE", all_active, timeout + count, 1.0)
+    # nova-compute builds 10 at a time (max_concurrent_builds): 200 take minutes on a busy machine. The
+    # boot fails when no server became ACTIVE for `timeout` seconds, not after a fixed time.
+    proc.wait_for(f"{count} servers of reservation {reservation} to be ACTIVE", all_active, float("inf"), 1.0)
     return [s["id"] for s in sorted(found.values(), key=lambda s: int(s["name"].rsplit("-", 1)[1]) if s["name"].rsplit("-", 1)[-1].isdigit() else 0)]
 
 
