@@ -17,7 +17,7 @@ define pytest
 	  exit $$rc; }
 endef
 
-.PHONY: help install demo test lint sanity unit integration molecule bench chaos cores \
+.PHONY: help install demo test lint sanity unit integration molecule bench bench-full chaos cores \
 	localcloud-up localcloud-down localcloud-status localcloud-reset localcloud-check clean distclean
 
 help: ## List the targets (this text)
@@ -54,10 +54,17 @@ molecule: install ## Molecule scenarios under extensions/molecule/ on the local 
 	bash $(ROOT)/hack/molecule.sh
 
 # `make bench BENCH_ARGS=--quick`: a smoke run (N = 10, once) that leaves docs/ alone; `--help` lists the options.
+# `make bench BENCH_ARGS="--rack 3x5 --reps 1"`: a small rack (three hosts failed together) on its own cloud.
 BENCH_ARGS ?= --docs
 bench: install ## Benchmark (not a test) on its own cloud: recover-host.yml vs naive loop, floor, Masakari -> docs/benchmarks.md
 	@bash $(ROOT)/hack/install.sh masakari
 	cd $(ROOT) && $(DEV)/python tests/bench/run.py $(BENCH_ARGS)
+
+# `make bench-full BENCH_FULL_REPS=3`: three repetitions (three times as long); BENCH_FULL_ARGS= leaves docs/ alone.
+BENCH_FULL_REPS ?= 1
+BENCH_FULL_ARGS ?= --docs
+bench-full: install ## Issue 16's sweep (about an hour): rebuilds of 2 s, 20 s, 5-60 s at N = 50 to 200, and a rack of 3 x 30
+	BENCH_FULL_REPS=$(BENCH_FULL_REPS) BENCH_FULL_ARGS="$(BENCH_FULL_ARGS)" bash $(ROOT)/hack/bench-full.sh
 
 # `make chaos CHAOS_SEED=7 CHAOS_COUNT=24 CHAOS_FAULT_RUNS=5`: another seeded list of kill points, longer.
 # What each run measured: build/chaos/results.jsonl, rendered as docs/reliability.md's tables at the end.

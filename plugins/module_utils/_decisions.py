@@ -183,7 +183,8 @@ def brief(snap):
     """The before/after view of a record."""
     if snap is None:
         return None
-    keys = ('host', 'status', 'vm_state', 'task_state', 'power_state', 'locked', 'locked_reason')
+    # ``updated`` (Nova's clock): the verify phase lists the servers changed since then (``_report.verify_since``).
+    keys = ('host', 'status', 'vm_state', 'task_state', 'power_state', 'locked', 'locked_reason', 'updated')
     return dict((k, snap.get(k)) for k in keys)
 
 

@@ -17,8 +17,10 @@ server and whether it is recovered are decided in ``_decisions``; the engine car
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import re
+import threading
 
 from ansible_collections.novaha.recovery.plugins.module_utils._concurrency import FixedWindow
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
@@ -224,6 +226,7 @@ class Outage(object):
 
     def __init__(self, clock):
         self.clock = clock
+        self._lock = threading.Lock()  # the engine's senders report failures from several threads
         self.since = None
         self.last = None
         self.failures = 0
@@ -237,6 +240,10 @@ class Outage(object):
         return self.since is not None
 
     def failed(self, err):
+        with self._lock:
+            self._failed(err)
+
+    def _failed(self, err):
         now = self.clock.now()
         if self.since is None:
             self.since = now
@@ -248,6 +255,10 @@ class Outage(object):
         self.next_try = now + backoff(self.failures - 1, cap=16)
 
     def ok(self):
+        with self._lock:
+            self._ok()
+
+    def _ok(self):
         if self.since is not None:
             self.longest = max(self.longest, self.clock.now() - self.since)
             self.since = None
@@ -272,8 +283,11 @@ _UUID_RE = re.compile(r'^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-f
 class Engine(object):
     """Plans and runs evacuations. ``nova``: SdkNova or a fake; ``clock``: now()/sleep()."""
 
-    def __init__(self, nova, clock=None, microversion=None, read_retry_budget=30.0):
+    def __init__(self, nova, clock=None, microversion=None, read_retry_budget=30.0, senders=1):
         self.clock = clock or SystemClock()
+        # How many servers are begun together (lock, evacuate): each server's requests in order in one thread, at
+        # most this many servers' requests in flight (``_begin_batch``). 1: one after the other, no thread.
+        self.senders = max(1, int(senders))
         # Every read rides out a short outage (RetryingReads); actions are sent once and checked (see _defer).
         self.nova = RetryingReads(nova, self.clock, read_retry_budget) if read_retry_budget else nova
         self._requested_mv = microversion
@@ -455,6 +469,7 @@ class Engine(object):
         self.window = window if window is not None else FixedWindow(max_parallel)
         width = self.window.width if wait else len(todo)
         quiet_polls = 0
+        looked_at = None  # when the last look started
         errors_seen = 0
         outage = self.outage = Outage(self.clock)
         while pending or active:
@@ -462,24 +477,35 @@ class Engine(object):
                 self.stopped = self._power_stop(power_check, pending)
                 if self.stopped:
                     pending = []
-            for e in list(pending):
-                if len(active) >= width or outage.paused():
+            while True:  # batches until the window is full (a server failed at once leaves its place free)
+                batch = []  # type: list
+                for e in pending:
+                    if len(active) + len(batch) >= width or outage.paused():
+                        break
+                    if any(e.exclusive_groups & other.exclusive_groups for other in active + batch):
+                        continue
+                    batch.append(e)
+                if not batch:
                     break
-                if any(e.exclusive_groups & other.exclusive_groups for other in active):
-                    continue
-                pending.remove(e)
-                self._begin(e, watcher, wait, retries)
-                quiet_polls = 0
-                if e.deferred is not None:
-                    # The API failed transiently before this evacuation was accepted: back to the head of the
-                    # queue, and nothing new starts until the API answers again.
+                deferred = []
+                for e in self._begin_batch(batch, watcher, wait, retries):
+                    pending.remove(e)
+                    quiet_polls = 0
+                    if e.deferred is not None:
+                        deferred.append(e)
+                        continue
+                    outage.ok()
+                    if not e.done:
+                        active.append(e)
+                for e in deferred:
+                    # The API failed transiently before this evacuation was accepted: back to the head of the queue,
+                    # and nothing new starts until the API answers again (the failures count after the batch's
+                    # successes).
                     outage.failed(e.deferred)
                     e.deferred = None
-                    pending.insert(0, e)
+                pending[0:0] = deferred
+                if deferred or not wait:
                     break
-                outage.ok()
-                if not e.done:
-                    active.append(e)
             if not wait:
                 self._settle_without_waiting(active)
                 break
@@ -492,7 +518,7 @@ class Engine(object):
                 if pending and outage.paused():
                     self.clock.sleep(outage.wait())
                 continue
-            self.clock.sleep(next_poll_delay(poll_interval, quiet_polls))
+            self.clock.sleep(next_poll_delay(poll_interval, quiet_polls, None if looked_at is None else self.clock.now() - looked_at))
             in_flight = len(active)
             looked_at = self.clock.now()
             latency = None
@@ -509,8 +535,9 @@ class Engine(object):
                 latency = self.clock.now() - looked_at
                 outage.ok()
                 quiet_polls = 0 if changes else quiet_polls + 1
+                # Judged and acted on (unlocked once recovered, started, evacuated again) ``senders`` at a time.
+                self._each(list(active), lambda e: self._advance(e, watcher, retries))
                 for e in list(active):
-                    self._advance(e, watcher, retries)
                     if e.done:
                         active.remove(e)
                         no_valid_host += e.kind == KIND_NO_VALID_HOST
@@ -531,6 +558,44 @@ class Engine(object):
         if on_progress is not None and wait:
             on_progress(dict(summarize(evacuations, self.clock.now() - start), width=self.window.width))
         return evacuations
+
+    def _each(self, evacuations, step):
+        """``step(e)`` for each evacuation, ``senders`` at a time (each one's requests in order in one thread)."""
+        if self.senders == 1 or len(evacuations) < 2:
+            for e in evacuations:
+                step(e)
+            return
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(self.senders, len(evacuations))) as pool:
+            futures = [pool.submit(step, e) for e in evacuations]
+        for future in futures:
+            future.result()  # the first error, if any, as one after the other would raise it
+
+    def _begin_batch(self, batch, watcher, wait, retries):
+        """Begin the servers of ``batch`` (``_begin``: lock, evacuate), ``senders`` at a time, each server's requests
+        in order in one thread. Returns those begun, in the order of ``batch``. Once one is deferred (the API failed
+        transiently) no other one begins, as one after the other would stop there: at most ``senders`` requests are
+        sent into an API that fails."""
+        if self.senders == 1 or len(batch) < 2:
+            begun = []
+            for e in batch:
+                self._begin(e, watcher, wait, retries)
+                begun.append(e)
+                if e.deferred is not None:
+                    break
+            return begun
+        halt = threading.Event()
+
+        def begin(e):
+            if halt.is_set():
+                return False
+            self._begin(e, watcher, wait, retries)
+            if e.deferred is not None:
+                halt.set()
+            return True
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(self.senders, len(batch))) as pool:
+            futures = [pool.submit(begin, e) for e in batch]
+        return [e for e, future in zip(batch, futures) if future.result()]
 
     def _queued(self, active):
         """Seconds each evacuation in flight has waited in Nova's queue since it was requested: its migration

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import json
+import threading
 import traceback
 import uuid
 
@@ -207,17 +208,39 @@ def read_host(engine, host, tracked_ids=(), listing=None):
     )
 
 
-def read_tracked(engine, host, tracked_ids):
+def read_tracked(engine, host, tracked_ids, since=None):
     """What a watch over evacuated servers needs and no more: ``read_host`` without the servers on ``host``
-    (``servers`` is empty), each server of ``tracked_ids`` read by its id (one GET each, instead of listing
-    every server of every project). Changes nothing."""
+    (``servers`` is empty), and the servers of ``tracked_ids`` wherever they are now. With ``since`` (Nova's clock,
+    ``_report.verify_since``) one listing of the servers changed since then (all projects) shows them; a server it
+    does not show, and every one without ``since``, is read by its id (one GET each). Never a listing of every
+    server of every project. Changes nothing."""
     resp = _get(engine.nova, '/os-services', engine.mv.services, 'listing the Nova services')
     listing = HostListing(
         services=(resp.body or {}).get('services') or [], date=resp.date, servers=[], migrations=engine.evacuation_migrations(source_host=host)
     )
     found = read_host(engine, host, listing=listing)
-    found['tracked'] = [tracked_server(engine, server_id) for server_id in tracked_ids]
+    changed = changed_servers(engine, since, tracked_ids) if since and tracked_ids else {}
+    found['tracked'] = [changed[server_id] if server_id in changed else tracked_server(engine, server_id) for server_id in tracked_ids]
     return found
+
+
+def changed_servers(engine, since, ids):
+    """{id: snapshot} of the servers of ``ids`` that Nova lists as changed since ``since`` (deleted ones as
+    ``deleted``)."""
+    wanted = set(ids)
+    items, _date = list_pages(
+        engine.nova,
+        '/servers/detail',
+        [('all_tenants', 'True'), ('changes-since', since)],
+        'servers',
+        engine.mv.read,
+        'listing the servers changed since %s in all projects' % since,
+    )
+    out = {}
+    for body in items:
+        if body.get('id') in wanted:
+            out[body['id']] = dict(id=body['id'], deleted=True) if body.get('status') == 'DELETED' else snapshot(body)
+    return out
 
 
 def tracked_server(engine, server_id):
@@ -831,13 +854,15 @@ class CountingNova(NovaWrapper):
         self.requests = 0
         self.watch_requests = 0
         self.polls = 0
+        self._lock = threading.Lock()  # the engine's senders count from several threads
 
     def request(self, method, path, microversion, body=None):
-        self.requests += 1
-        if method == 'GET' and 'changes-since' in path:
-            self.watch_requests += 1
-            if path.startswith('/servers/detail'):
-                self.polls += 1
+        with self._lock:
+            self.requests += 1
+            if method == 'GET' and 'changes-since' in path:
+                self.watch_requests += 1
+                if path.startswith('/servers/detail'):
+                    self.polls += 1
         return self._nova.request(method, path, microversion, body)
 
 

@@ -125,6 +125,24 @@ def servers_to_verify(servers, host):
     return watched
 
 
+def verify_since(servers, watched):
+    """Where the verify phase's listing of servers starts (Nova's clock, 'YYYY-MM-DDTHH:MM:SSZ'), or None when
+    no watched server has a view of its own to start from.
+
+    Nova lists with ``changes-since`` every server whose ``updated`` is at or after it, deleted ones included, and a
+    server's ``updated`` never goes back: from the earliest ``updated`` the evacuation last saw of the watched servers
+    (``after``), one listing shows each of them as it is now. A watched server without such a view (moved by an
+    earlier run) or missing from the listing is read by its id (``_host_evacuation.read_tracked``), so the window
+    only decides how many requests a look costs, never a verdict."""
+    seen = []
+    for record in servers or []:
+        if record.get('id') in watched:
+            stamp = _get(record, 'after', 'updated')
+            if stamp:
+                seen.append(str(stamp).replace('+00:00', 'Z'))
+    return min(seen)[:19] + 'Z' if seen else None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Verification
 

@@ -67,6 +67,9 @@ DEFAULT_LEASE = 300
 CLOCK_SKEW = 120
 DEFAULT_SETTLE = 2.0
 CLAIM_ROUNDS = 3  # slow read-and-write rounds before a claim gives up
+# The longest a claim's read-back waits for its settled_at: a settle is seconds; a settled_at further away than this
+# comes from a clock that jumped, and waiting this long still proves the claim for any settle up to it.
+CLAIM_PROOF_WAIT = 60.0
 CLAIM_WRITE_RETRIES = 4  # marker writes that failed transiently (sent again after a fresh read) before giving up
 READ_RETRY_BUDGET = 30.0  # seconds a run's read rides out a failing API at most (the evacuation engine's budget)
 
@@ -403,7 +406,9 @@ class HostRun(object):
         self.mv = microversion
         self.marker = None
         self.service = None
+        self.first_read = None  # the service as this HostRun first read it: before any write of its own
         self.took_over = None
+        self.settled_at = None  # when a claim written with read_back=False may be read back (``prove_claim``)
         self.last_beat = None
         self.renew_errors = []  # heartbeat renewals that failed and were tried again
 
@@ -441,6 +446,8 @@ class HostRun(object):
         service = found[0]
         marker = parse_marker(service.get('disabled_reason'))
         self.service = service
+        if self.first_read is None:
+            self.first_read = dict(service)
         now, skew = self.reference()
         return service, marker, judge_holder(marker, self.run_id, now, skew=skew)
 
@@ -471,7 +478,7 @@ class HostRun(object):
         self.marker = marker
         self.last_beat = self.clock.now()
 
-    def claim(self, takeover=False, wait_timeout=0, wait_interval=10, on_wait=None):
+    def claim(self, takeover=False, wait_timeout=0, wait_interval=10, on_wait=None, read_back=True):
         """Take the host for this run. A live run is waited for (up to ``wait_timeout`` s) and then refused;
         a stale or ended run is taken over, keeping its start and the service before it. Returns the Holder
         found. Raises RunError(kind='held'), RunError(kind='lost'), or RunError(kind='api') for an API too slow
@@ -479,7 +486,13 @@ class HostRun(object):
 
         Why the claim is sound: a competitor that read the host free did so before our write landed, and it
         writes at most ``settle`` seconds after its read started (it checks, as we do); we read back ``settle``
-        seconds after our write returned, so its write, if any, is there to see."""
+        seconds after our write returned, so its write, if any, is there to see.
+
+        ``read_back=False``: return as soon as the write returned, with ``settled_at`` (this clock) set to the
+        moment the read-back may be done; ``prove_claim(settled_at)`` does it, and nothing may be written to Nova
+        before it did (the host_recovery role proves the claim as the isolate phase starts, and fences the host
+        meanwhile: the BMC only, which a competitor would do as well). The settle is not shortened, it is spent
+        on that work."""
         started = self.clock.now()
         slow_rounds = 0
         failed_writes = 0
@@ -530,17 +543,26 @@ class HostRun(object):
                         kind='api',
                     )
                 continue
-            self.clock.sleep(self.settle)
-            _service, now_found, now_holder = self.read()
-            if now_holder.kind != 'ours':
-                raise RunError(
-                    'another novaha.recovery run claimed host %s at the same moment: %s. This run stops '
-                    'here; the other one goes on' % (self.host, now_holder.describe()),
-                    kind='lost',
-                    holder=now_holder,
-                )
-            self.marker = now_found
+            self.settled_at = self.clock.now() + self.settle
+            if read_back:
+                self.prove_claim(self.settled_at)
             return before
+
+    def prove_claim(self, settled_at):
+        """The read-back of a claim (``claim``): at ``settled_at`` or later (this clock; ``settle`` seconds after the
+        claim's write returned, at most CLAIM_PROOF_WAIT from now), the marker read must still be this run's.
+        Returns it. Raises RunError(kind='lost') when a competitor's claim is there instead."""
+        self.clock.sleep(max(0.0, min(settled_at - self.clock.now(), CLAIM_PROOF_WAIT)))
+        _service, now_found, now_holder = self.read()
+        if now_holder.kind != 'ours':
+            raise RunError(
+                'another novaha.recovery run claimed host %s at the same moment: %s. This run stops '
+                'here; the other one goes on' % (self.host, now_holder.describe()),
+                kind='lost',
+                holder=now_holder,
+            )
+        self.marker = now_found
+        return now_found
 
     def _give_up(self, marker):
         """A claim that could not be proven is marked interrupted, so that no run waits a lease for it."""
@@ -568,14 +590,15 @@ class HostRun(object):
         self.marker = found
         return found
 
-    def advance(self, phase, forced_down=None):
+    def advance(self, phase, forced_down=None, held=None):
         """Move to ``phase`` with a fresh heartbeat (and set forced down when asked), once sure the host is ours.
+        ``held``: this run's marker as a read just now found it (``prove_claim``), written without reading again.
 
         A write that failed transiently (or whose answer was lost) is sent again after the host is read again and
         found still ours: the write is the same, so one that landed is only written twice."""
         failed_writes = 0
         while True:
-            marker = self.hold()
+            marker, held = held or self.hold(), None
             marker.phase = phase
             marker.heartbeat_at = self.now()
             try:
@@ -660,8 +683,18 @@ class HostRun(object):
         """Hold the host in phase verifying while the evacuated servers get where they should: ``look()``
         returns a verdict per watched server (``waiting``: it may still get there); looks again until none is
         waiting, at most ``timeout`` seconds. The heartbeat is renewed while it waits, and a run whose host was
-        taken stops (RunError lost). Returns (last verdicts, seconds waited, number of looks)."""
-        self.advance(PHASE_VERIFYING)
+        taken stops (RunError lost). Returns (last verdicts, seconds waited, number of looks).
+
+        A marker of this run already in phase verifying with a heartbeat younger than a quarter lease (the
+        evacuation moved it there as it ended) is not written again: the read proves the host is still ours, and
+        the next renewal is due a quarter lease after that heartbeat, as if this run had written it."""
+        marker = self.hold()
+        now, skew = self.reference()
+        age = (now - marker.heartbeat_at).total_seconds() + skew if now is not None else None
+        if marker.phase == PHASE_VERIFYING and age is not None and 0 <= age < self.lease / 4.0:
+            self.last_beat = self.clock.now() - age
+        else:
+            self.advance(PHASE_VERIFYING)
         return wait_for(look, lambda verdicts: not any(v.get('waiting') for v in verdicts), self.clock, timeout, interval, between=self.renew_if_due)
 
 

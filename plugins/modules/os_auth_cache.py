@@ -12,10 +12,11 @@ description:
   - The modules of a run share one Keystone token through O(auth_cache), a private file that holds an admin-scoped
     bearer token until it expires (an hour by default). This module ends such tokens.
   - O(state=absent) revokes every token in O(auth_cache) with Keystone (C(DELETE /v3/auth/tokens)) and removes
-    the file. The host_recovery role does it when a run ends, whatever its outcome.
+    the file, after pruning as O(state=pruned) does. The host_recovery role does it when a run ends, whatever its
+    outcome, so that one module call ends its own token and those of the runs that are gone.
   - O(state=pruned) looks at the other token caches beside O(auth_cache) (C(novaha-recovery-RUN_ID.token)) and
     removes those of runs that are gone, revoking their tokens first; a run killed before it could end its own
-    leaves one. The host_recovery role does it when a run starts.
+    leaves one.
   - A run is gone when every token in its cache has expired, or when its run id is in no live run marker (a
     C(nova-compute) service disabled by that run, in a phase that holds the host, with a heartbeat younger than
     its lease) and no module used the file for O(idle_timeout) seconds. A cache holding a token of other
@@ -27,7 +28,8 @@ author:
 options:
   state:
     description:
-      - V(absent) - revoke the tokens of O(auth_cache) and remove the file.
+      - V(absent) - remove the caches of runs that are gone as V(pruned) does, then revoke the tokens of
+        O(auth_cache) and remove the file.
       - V(pruned) - remove the caches of runs that are gone beside O(auth_cache), revoking their tokens; O(auth_cache)
         itself is kept (its run goes on, this module authenticates with it).
     type: str
@@ -35,7 +37,7 @@ options:
     default: absent
   idle_timeout:
     description:
-      - With O(state=pruned), seconds a cache must have been unused (every module that uses it touches it) before
+      - Seconds another run's cache must have been unused (every module that uses it touches it) before
         its run can be judged gone. A run in its preflight holds no marker yet and may wait for another run before
         it claims its host (the role's C(host_recovery_wait_for_run), 480 s by default).
     type: int
@@ -83,7 +85,7 @@ removed:
   sample: [{path: /home/ops/.ansible/tmp/novaha-recovery-4f2a9c01de.token, run_id: 4f2a9c01de, revoked: 1,
             reason: "its run 4f2a9c01de is gone: it holds no host and was last used 1210s ago"}]
 kept:
-  description: With O(state=pruned), the other cache files left, each with its run id and why.
+  description: The other cache files left, each with its run id and why.
   returned: always
   type: list
   elements: dict
@@ -123,20 +125,23 @@ class AuthCache(NovahaModule):
     def run(self):
         self.results.update(removed=[], kept=[])
         self.path = os.path.abspath(self.params['auth_cache'])  # type path: already expanded
+        pruned = self.prune()
         if self.params['state'] == 'absent':
-            self.end_own()
-        self.prune()
+            self.end_own(pruned)
+        self.exit(changed=bool(self.results['removed']), msg=pruned)
 
     # -- this run's cache ----------------------------------------------------------------------------------
 
-    def end_own(self):
+    def end_own(self, pruned):
+        """Revoke this run's tokens and remove its file; ``pruned`` says what was done to the other caches before
+        (they are pruned first: this connection ends with its own token)."""
         path = self.path
         if not os.path.exists(path):
-            self.exit(changed=False, msg='no token cache at %s; nothing to do' % path)
+            self.exit(changed=bool(self.results['removed']), msg='no token cache at %s; %s' % (path, pruned))
         tokens = self.read(path)
         if self.check_mode:
             self.results['removed'].append(dict(path=path, run_id=cache_run_id(path), revoked=0, reason='this run ends'))
-            self.exit(changed=True, msg='check mode: would revoke %d tokens and remove %s' % (len(tokens), path))
+            self.exit(changed=True, msg='check mode: would revoke %d tokens and remove %s; %s' % (len(tokens), path, pruned))
         revoked = 0
         if tokens:
             own = self.conn.session.get_token()  # the cached token itself, unless it had expired
@@ -147,11 +152,12 @@ class AuthCache(NovahaModule):
         self.params['auth_cache'] = None  # nothing saves the token again when the module ends
         self.remove(path)
         self.results['removed'].append(dict(path=path, run_id=cache_run_id(path), revoked=revoked, reason='this run ends'))
-        self.exit(changed=True, msg='revoked %d Keystone tokens and removed the token cache %s' % (revoked, path))
+        self.exit(changed=True, msg='revoked %d Keystone tokens and removed the token cache %s; %s' % (revoked, path, pruned))
 
     # -- the caches of other runs ----------------------------------------------------------------------------
 
     def prune(self):
+        """Remove the caches of runs that are gone beside this one (``judge_cache``); returns what was done, in words."""
         others = sorted(p for p in glob.glob(os.path.join(os.path.dirname(self.path), CACHE_GLOB)) if p != self.path)
         now = datetime.datetime.now(datetime.timezone.utc)
         found = []
@@ -161,7 +167,6 @@ class AuthCache(NovahaModule):
             except (IOError, OSError, ValueError) as exc:
                 self.results['kept'].append(dict(path=path, run_id=cache_run_id(path), reason='cannot be read: %s' % exc))
         live, key = self.live_and_key(found, now)
-        changed = False
         for path, tokens, idle in found:
             verdict = judge_cache(cache_run_id(path), tokens, int(idle), now, live, key, self.params['idle_timeout'])
             if live is None and verdict.revoke:
@@ -170,17 +175,17 @@ class AuthCache(NovahaModule):
             if not verdict.remove:
                 self.results['kept'].append(entry)
                 continue
-            changed = True
             entry['revoked'] = 0
             if not self.check_mode:
                 entry['revoked'] = sum(self.revoke(token, path) for token in verdict.revoke)
                 self.remove(path)
             self.results['removed'].append(entry)
         removed = self.results['removed']
-        self.exit(
-            changed=changed,
-            msg='%s%d token caches of runs that are gone removed (%d tokens revoked), %d kept'
-            % ('check mode: ' if self.check_mode else '', len(removed), sum(r.get('revoked', 0) for r in removed), len(self.results['kept'])),
+        return '%s%d token caches of runs that are gone removed (%d tokens revoked), %d kept' % (
+            'check mode: ' if self.check_mode else '',
+            len(removed),
+            sum(r.get('revoked', 0) for r in removed),
+            len(self.results['kept']),
         )
 
     def live_and_key(self, found, now):

@@ -230,9 +230,10 @@ options:
   poll_interval:
     description:
       - The longest wait, in seconds, between two polls (one server listing and one migrations listing for
-        the whole host). A poll comes 1 second after an evacuation was requested or a poll saw a change, and
-        the wait doubles while nothing changes, up to this. So servers are seen recovered, and the window
-        refilled, about a second after Nova finished them.
+        the whole host). A poll comes 1 second after an evacuation was requested or a poll saw a change, but
+        at least 2 seconds after the poll before it started, and the wait doubles while nothing changes, up to
+        this. So servers are seen recovered, and the window refilled, one or two seconds after Nova finished
+        them.
     type: int
     default: 5
   retries:
@@ -679,7 +680,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._cloud import (
     bmc_argument_spec,
     build_fence_levels,
 )
-from ansible_collections.novaha.recovery.plugins.module_utils._concurrency import window_for
+from ansible_collections.novaha.recovery.plugins.module_utils._concurrency import SENDERS, window_for
 from ansible_collections.novaha.recovery.plugins.module_utils._decisions import (
     ACTION_EVACUATE,
     ACTION_RECONCILE,
@@ -790,7 +791,7 @@ class HostEvacuate(NovahaModule):
         power_check = PowerWatch(levels) if levels else None
 
         nova = CountingNova(SdkNova(self.conn))
-        engine = Engine(nova, microversion=p['microversion'])
+        engine = Engine(nova, microversion=p['microversion'], senders=SENDERS)
         evacuation = HostEvacuation(
             engine,
             placement=SdkService(self.conn.placement),

@@ -290,7 +290,7 @@ evacuation:
       description: Microversion of the evacuate request.
       type: str
     before:
-      description: Host, status, vm_state, task_state, power_state, locked and locked_reason before.
+      description: Host, status, vm_state, task_state, power_state, locked, locked_reason and updated (Nova's last change of it) before.
       type: dict
     after:
       description: The same fields after, or null when nothing was done.
@@ -357,9 +357,9 @@ evacuation:
     expected_status: ACTIVE
     microversion: "2.94"
     before: {host: node-28, status: ACTIVE, vm_state: active, task_state: null, power_state: RUNNING,
-             locked: false, locked_reason: null}
+             locked: false, locked_reason: null, updated: "2025-11-21T11:58:02Z"}
     after: {host: node-27, status: ACTIVE, vm_state: active, task_state: null, power_state: RUNNING,
-            locked: false, locked_reason: null}
+            locked: false, locked_reason: null, updated: "2025-11-21T12:00:31Z"}
     migration: {id: 41, uuid: 42341d4b-346a-40d0-83c6-5f4f6892b650, status: done, source_compute: node-28,
                 dest_compute: node-27}
     attempts:

@@ -17,14 +17,17 @@ description:
     last heartbeat; nothing is changed. A run whose heartbeat is older than its lease (its controller died)
     and a run that ended are taken over, keeping the start of the first run and the service as it was before
     it. The claim disables the service with the marker, waits O(settle) seconds and reads it back; of two runs
-    claiming at the same moment exactly one goes on, the other fails without changing anything more.
+    claiming at the same moment exactly one goes on, the other fails without changing anything more. With
+    O(read_back=false) it returns once the marker is written, and the next module of the run reads it back
+    (O(settled_at)).
   - O(state=isolated) forces the service down (after the host is proven fenced); O(state=verifying),
     O(state=done) and O(state=interrupted) move the run to that phase. Each renews the heartbeat and first
     checks that the marker is still this run's; a run whose host was taken stops there.
   - O(state=verifying) with O(servers) also waits, up to O(verify_timeout) seconds, until every server moved off
     the host is in its expected state on a healthy host, and returns the verdict per server (RV(verdicts)). It
-    reads the services, the host's evacuation migrations and each watched server (one GET each) every
-    O(verify_interval) seconds, and renews the heartbeat while it waits; a failed reading is one more look.
+    reads the services, the host's evacuation migrations and the watched servers every O(verify_interval)
+    seconds - one listing of the servers changed since the evacuation last saw them, and by its id each one the
+    listing does not show - and renews the heartbeat while it waits; a failed reading is one more look.
   - O(state=ended) ends the run's hold - phase V(interrupted) when O(stopped=true) (the run stopped on a
     failure), V(done) otherwise - so that the next run goes on at once and resumes what is left. A run that
     holds nothing (it never claimed the host, gave it back, or another run took it) changes nothing and returns
@@ -80,6 +83,22 @@ options:
       - With O(state=claimed), seconds between writing the claim and reading it back.
     type: float
     default: 2.0
+  read_back:
+    description:
+      - With O(state=claimed), read the claim back (O(settle) seconds after it was written) before returning.
+      - V(false) - return as soon as the marker is written, with RV(settled_at); the claim is not proven yet. The
+        next task of the run must be this module with O(settled_at), before anything else is written to Nova, and it
+        reads the claim back then. The P(novaha.recovery.host_recovery#role) role fences the host meanwhile (its
+        BMC only, which a competing run would do as well), so the settle costs no time of its own.
+    type: bool
+    default: true
+  settled_at:
+    description:
+      - With O(state=isolated), O(state=verifying), O(state=done) or O(state=interrupted), the RV(settled_at) of this
+        run's claim written with O(read_back=false). The claim is read back at that time or later (the module waits
+        for it, at most 60 s), and a run whose claim lost to another one fails there without changing anything, as
+        a claim does.
+    type: float
   takeover:
     description:
       - With O(state=claimed), take over a run whose heartbeat still looks fresh. Only for a holder you know is
@@ -233,6 +252,11 @@ took_over:
   description: The run this claim took over (a C(holder) entry), or null.
   returned: with O(state=claimed)
   type: dict
+settled_at:
+  description: With O(read_back=false), when the claim may be read back (seconds since the epoch, the controller's
+    clock); give it to the next task as O(settled_at). Null when the claim was read back.
+  returned: with O(state=claimed)
+  type: float
 service:
   description: The nova-compute service before and after the task (C(before), C(after)).
   returned: when the service was read
@@ -289,7 +313,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import read_tracked
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova, SystemClock
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, option_error
-from ansible_collections.novaha.recovery.plugins.module_utils._report import servers_to_verify, verdicts
+from ansible_collections.novaha.recovery.plugins.module_utils._report import servers_to_verify, verdicts, verify_since
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
     LEASE_RULE,
     PHASE_DONE,
@@ -321,6 +345,8 @@ class RecoveryRun(NovahaModule):
         lease=dict(type='int', default=300),
         wait_for_run=dict(type='int', default=0),
         settle=dict(type='float', default=2.0),
+        read_back=dict(type='bool', default=True),
+        settled_at=dict(type='float'),
         takeover=dict(type='bool', default=False),
         override=dict(type='bool', default=False),
         wait_for_repair=dict(type='int', default=0),
@@ -374,9 +400,9 @@ class RecoveryRun(NovahaModule):
         the servers of ``ids``. A reading that failed is one more look, not the end of the watch."""
         engine = Engine(self.nova, host_run.clock)
 
-        def read(ids=(), strict=False):
+        def read(ids=(), strict=False, since=None):
             try:
-                return read_tracked(engine, host_run.host, list(ids))
+                return read_tracked(engine, host_run.host, list(ids), since=since)
             except EvacuationError as exc:
                 if strict:
                     raise
@@ -395,15 +421,16 @@ class RecoveryRun(NovahaModule):
         p = self.params
         service, _found, holder = host_run.read()
         self.results['holder'] = holder.to_dict()
-        self.results['took_over'] = None
+        self.results.update(took_over=None, settled_at=None)
         if self.check_mode:
             if holder.kind == 'live' and not p['takeover']:
                 verb = 'would wait up to %ss for' % p['wait_for_run'] if p['wait_for_run'] else 'would refuse: held by'
                 self.exit(changed=False, msg='check mode: %s %s' % (verb, holder.describe()))
             self.exit(changed=holder.kind != 'ours', msg='check mode: would claim %s for run %s (%s)' % (p['host'], p['run_id'], holder.describe()))
-        holder = host_run.claim(takeover=p['takeover'], wait_timeout=p['wait_for_run'])
+        holder = host_run.claim(takeover=p['takeover'], wait_timeout=p['wait_for_run'], read_back=p['read_back'])
         self.results['holder'] = holder.to_dict()
-        msg = 'run %s holds %s (phase claimed)' % (p['run_id'], p['host'])
+        self.results['settled_at'] = None if p['read_back'] else host_run.settled_at
+        msg = 'run %s holds %s (phase claimed%s)' % (p['run_id'], p['host'], '' if p['read_back'] else '; the next task reads the claim back')
         if host_run.took_over is not None:
             self.results['took_over'] = host_run.took_over.to_dict()
             msg += '; took over the %s %s' % (host_run.took_over.kind, host_run.took_over.describe())
@@ -419,9 +446,11 @@ class RecoveryRun(NovahaModule):
             service, _found, holder = host_run.read()
             self.results.update(holder=holder.to_dict(), service=dict(before=brief(service), after=None))
             self.exit(changed=True, msg='check mode: run %s would move to phase %s on %s (%s)' % (p['run_id'], phase, p['host'], holder.describe()))
-        host_run.hold()
-        before = dict(host_run.service)
-        host_run.advance(phase, forced_down=True if phase == PHASE_ISOLATED else None)
+        # The claim's read-back when it was left to this task, else advance() reads first (the host must still be
+        # ours): that reading is the service before.
+        proven = host_run.prove_claim(p['settled_at']) if p['settled_at'] is not None else None
+        host_run.advance(phase, forced_down=True if phase == PHASE_ISOLATED else None, held=proven)
+        before = host_run.first_read
         words = 'forced down, disabled, phase %s' % phase if phase == PHASE_ISOLATED else 'phase %s' % phase
         self._done(host_run, before, 'run %s on %s: %s' % (p['run_id'], p['host'], words))
 
@@ -432,10 +461,12 @@ class RecoveryRun(NovahaModule):
         records = p['servers']
         read = self.reader(host_run)
         watched = list(servers_to_verify(records, host))
+        # One listing of the servers changed since the evacuation last saw them, not one GET per server.
+        since = verify_since(records, watched)
         last = {}
 
         def look():
-            last['reading'] = read(watched) if watched else {}
+            last['reading'] = read(watched, since=since) if watched else {}
             return verdicts(last['reading'], records, host, iso(host_run.now()))
 
         if self.check_mode:
@@ -449,9 +480,10 @@ class RecoveryRun(NovahaModule):
                 msg='check mode: %d of %d watched servers of %s verified now; run %s would wait up to %ss'
                 % (len([v for v in found if v['ok']]), len(found), host, p['run_id'], p['verify_timeout']),
             )
-        host_run.hold()
-        before = dict(host_run.service)
+        if p['settled_at'] is not None:
+            host_run.prove_claim(p['settled_at'])
         found, seconds, looks = host_run.verify(look, p['verify_timeout'], p['verify_interval'])
+        before = host_run.first_read  # verify() reads first, before any write
         self.results.update(verdicts=found, reading=last.get('reading') or {}, waited=dict(seconds=seconds, looks=looks))
         ok = len([v for v in found if v['ok']])
         waiting = len([v for v in found if v['waiting']])

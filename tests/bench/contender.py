@@ -19,7 +19,7 @@ RETRIES = 2
 def parser(description, interval, timeout):
     parsed = argparse.ArgumentParser(description=description)
     parsed.add_argument("--cloud", required=True)
-    parsed.add_argument("--host", required=True)
+    parsed.add_argument("--host", required=True, help="the failed host, or several separated by commas (a rack)")
     parsed.add_argument("--interval", type=float, default=interval, help="seconds between two looks")
     parsed.add_argument("--timeout", type=float, default=timeout)
     return parsed
@@ -33,8 +33,13 @@ def get(conn, path):
     return conn.compute.get(path, microversion=MICROVERSION, connect_retries=RETRIES).json()
 
 
-def servers_on(conn, host):
-    return get(conn, f"/servers/detail?all_tenants=True&host={host}")["servers"]
+def failed_hosts(args):
+    return [host for host in args.host.split(",") if host]
+
+
+def servers_on(conn, hosts):
+    """The servers of the failed hosts, host after host (one listing each)."""
+    return [server for host in hosts for server in get(conn, f"/servers/detail?all_tenants=True&host={host}")["servers"]]
 
 
 def evacuate(conn, server_id):
@@ -43,8 +48,8 @@ def evacuate(conn, server_id):
     return None if resp.status_code < 400 else f"{resp.status_code} {resp.text[:200]}"
 
 
-def recovered(server, failed_host):
-    return server["status"] == "ACTIVE" and not server.get("OS-EXT-STS:task_state") and server.get("OS-EXT-SRV-ATTR:host") not in (None, failed_host)
+def recovered(server, failed_hosts):
+    return server["status"] == "ACTIVE" and not server.get("OS-EXT-STS:task_state") and server.get("OS-EXT-SRV-ATTR:host") not in (None, *failed_hosts)
 
 
 def report(servers, polls, failed):

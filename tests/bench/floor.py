@@ -2,8 +2,10 @@
 
 Lists the failed host's servers, posts every evacuation at once (a few requests in flight together), then
 polls one server listing until every server is ACTIVE on another host. No guards, no report, no retries.
+Given several hosts (a rack), the rack floor: every evacuation of all of them posted at once, one listing per poll.
 
     OS_CLIENT_CONFIG_FILE=clouds.yaml python floor.py --cloud novaha-admin --host node-28
+    OS_CLIENT_CONFIG_FILE=clouds.yaml python floor.py --cloud novaha-admin --host node-28,node-29,node-30
 """
 
 import concurrent.futures
@@ -19,7 +21,8 @@ def main():
     args = parser.parse_args()
 
     conn = contender.connect(args)
-    ids = {s["id"]: s["name"] for s in contender.servers_on(conn, args.host)}
+    hosts = contender.failed_hosts(args)
+    ids = {s["id"]: s["name"] for s in contender.servers_on(conn, hosts)}
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.senders)) as pool:
         refused = dict(zip(ids, pool.map(lambda server_id: contender.evacuate(conn, server_id), ids)))
     failed = [f"{ids[server_id]}: {err}" for server_id, err in refused.items() if err]
@@ -34,7 +37,7 @@ def main():
             if server["status"] == "ERROR":
                 failed.append(f"{server['name']}: ERROR")
                 waiting.discard(server["id"])
-            elif contender.recovered(server, args.host):
+            elif contender.recovered(server, hosts):
                 waiting.discard(server["id"])
     failed += [f"{ids[i]}: not ACTIVE after {args.timeout:.0f}s" for i in waiting]
     return contender.report(len(ids), polls, failed)

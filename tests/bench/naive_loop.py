@@ -16,7 +16,8 @@ def main():
     args = contender.parser(__doc__.splitlines()[0], interval=2.0, timeout=600.0).parse_args()
 
     conn = contender.connect(args)
-    servers = contender.servers_on(conn, args.host)
+    hosts = contender.failed_hosts(args)
+    servers = contender.servers_on(conn, hosts)
     polls, failed = 0, []
     for server in servers:
         refused = contender.evacuate(conn, server["id"])
@@ -31,7 +32,7 @@ def main():
             if now["status"] == "ERROR":
                 failed.append(f"{server['name']}: ERROR {now.get('fault', {}).get('message', '')}")
                 break
-            if contender.recovered(now, args.host):
+            if contender.recovered(now, hosts):
                 break
             if time.monotonic() > deadline:
                 failed.append(f"{server['name']}: not ACTIVE after {args.timeout:.0f}s")

@@ -1,23 +1,35 @@
-"""make bench: recovery speed of playbooks/recover-host.yml against the naive loop and against Nova's floor.
+"""make bench: recovery speed of playbooks/recover-host.yml against the naive loop, Nova's floor and OpenStack Masakari.
 
-On its own local cloud (default .localcloud-bench, port offset 6000, rebuild delay 2 s), for each N and
-each repetition, in rotating contender order, each contender starts from the same state: `localcloud
-reset`, N servers booted on node-28, node-28 failed with its BMC reading power Off and its service forced
-down. (b) and (c) also get the service disabled; (a) fences and isolates itself. Before the first run, one
-untimed evacuation of a few servers warms the cloud up (its services' own Keystone logins).
+On its own local cloud (default .localcloud-bench, port offset 6000), for each N and each repetition, in
+rotating contender order, each contender starts from the same state: `localcloud reset`, N servers booted on
+node-28 (one multiple-create request), node-28 failed with its BMC reading power Off and its service forced
+down. (b) and (c) also get the service disabled; (a) fences and isolates itself. Every server carries its
+rebuild time (metadata novaha_fake:rebuild_delay: --spawn-delay, or a seeded draw with --rebuild-spread), so
+that the cloud itself boots without delay. Before the first run, one untimed evacuation of a few servers warms
+the cloud up (its services' own Keystone logins).
 
   (a) ansible-playbook playbooks/recover-host.yml -i <cloud>/inventory.yml -e recover_host=node-28
-  (b) naive_loop.py: evacuate one server, wait for it, then the next (microversion 2.29)
+  (b) naive_loop.py: evacuate one server, wait for it, then the next (microversion 2.29; N <= --naive-max-n)
   (c) floor.py: every evacuation posted at once, one listing per poll (microversion 2.29)
   (d) OpenStack Masakari with its shipped defaults, (e) Masakari tuned for speed (localcloud masakari start
       --config defaults|tuned, localcloud/masakari.py says what is tuned): masakari_peer.py posts the host-failure
       notification masakari-hostmonitor sends and waits for it to finish. Masakari runs only for these two.
 
+With --rack 3x30, a rack instead: node-28, node-29 and node-30 with 30 servers each fail together, on a cloud
+of 6 computes (default .localcloud-bench-rack; node-27, node-31 and node-32 stay healthy):
+
+  (a)        recover-host.yml -e recover_host=node-28,node-29,node-30 (the hosts together)
+  (a-serial) the same with -e recover_serially=true (one host after another)
+  (c-rack)   floor.py --host node-28,node-29,node-30: the rack floor, all 90 evacuations posted at once
+
+Masakari ((d) and (e)) is not run on a rack: its peer (masakari_peer.py) notifies one failed host.
+
 Measured per run: wall seconds (process start to exit), when each server reached ACTIVE elsewhere
-(its `updated` time in Nova), Nova API requests from the nova-api access log, Keystone token requests,
-polls, peak RSS of the contender's process tree and CPU seconds of the contender (for (d) and (e) both
-with masakari-api and masakari-engine), CPU seconds of each service of the cloud. Also (a) with
-nothing to evacuate, and the local cloud's own numbers (cold `up`, `reset`, memory). Results go to build/bench/<time>/; with --docs also to docs/benchmarks.md
+(its `updated` time in Nova), Nova API requests from the nova-api access log (kept in the run's
+nova-requests.txt), Keystone token requests, polls, peak RSS of the contender's process tree and CPU seconds
+of the contender (for (d) and (e) both with masakari-api and masakari-engine), CPU seconds of each service of
+the cloud. Also (a) with nothing to evacuate, and the local cloud's own numbers (cold `up`, `reset`, `boot`,
+memory). Results go to build/bench/<time>/; with --docs also to docs/benchmarks.md
 (between the generated-section markers) and docs/benchmarks/*.svg. A benchmark, not a test: it
 prints which targets are met and exits 0 unless a run failed to recover its servers.
 """
@@ -42,17 +54,66 @@ sys.path.insert(0, str(HERE))
 import svgplot  # noqa: E402  pylint: disable=wrong-import-position
 
 HOST = "node-28"
-CONTENDERS = ("a", "b", "c", "d", "e")
-LABELS = {"a": "(a) recover-host.yml", "b": "(b) naive loop", "c": "(c) floor", "d": "(d) Masakari, shipped defaults", "e": "(e) Masakari, tuned"}
+# The failed hosts of this run: node-28 alone, or a rack (--rack): set by main() and kept in results.json.
+FAILED = [HOST]
+CONTENDERS = ("a", "b", "c", "d", "e", "a-serial", "c-rack")
+SINGLE_CONTENDERS = ("a", "b", "c", "d", "e")  # one failed host (the default)
+RACK_CONTENDERS = ("a", "a-serial", "c-rack")  # --rack: Masakari (d, e) is not run on a rack
+LABELS = {
+    "a": "(a) recover-host.yml",
+    "b": "(b) naive loop",
+    "c": "(c) floor",
+    "d": "(d) Masakari, shipped defaults",
+    "e": "(e) Masakari, tuned",
+    "a-serial": "(a-serial) recover-host.yml, recover_serially=true",
+    "c-rack": "(c-rack) rack floor",
+}
 MASAKARI = {"d": "defaults", "e": "tuned"}  # contender: the masakari.conf it runs with (localcloud/masakari.py)
 MASAKARI_SERVICES = ("masakari-api", "masakari-engine")
+# (name, numerator, denominator) of each ratio of recovered seconds the tables show when both ran.
+RATIOS = (
+    ("a/c", "a", "c"),
+    ("b/a", "b", "a"),
+    ("a/d", "a", "d"),
+    ("a/e", "a", "e"),
+    ("a/c-rack", "a", "c-rack"),
+    ("a-serial/a", "a-serial", "a"),
+)
 CLOUD_PYTHON = ROOT / ".venv" / "cloud" / "bin" / "python"
 DEV_BIN = Path(sys.executable).parent
 KEYSTONE_ACCESS = "keystone-access.log"
 ACCESS_LINE = re.compile(r'^\[(?P<time>[^\]]+)\] "(?P<method>[A-Z]+) (?P<path>\S+)[^"]*" (?P<status>\d+) (?P<secs>[\d.]+)')
 MARKERS = "<!-- bench:{} begin (generated by tests/bench/run.py --docs) -->", "<!-- bench:{} end -->"
-TARGETS = {"a/c": 1.10, "b/a": 5.0, "empty": 5.0, "first_action": 5.0, "requests_over_floor": 3.0}
+TARGETS = {
+    "a/c": 1.10,
+    "b/a": 5.0,
+    "empty": 5.0,
+    "first_action": 5.0,
+    "requests_over_floor": 3.0,
+    "a/c-rack": 1.2,
+    "a-serial/a": 2.5,
+}
+A_C_AT = (50, 200)  # the issue judges a/c at these N (for every rebuild model: one run of run.py each)
+B_A_AT = 50
 WARM_UP_SERVERS = 4  # enough for the scheduler to use both remaining hosts
+DEFAULT_COMPUTES = ["node-27", HOST, "node-31"]  # localcloud's default set
+
+
+def parse_rack(text):
+    """'3x30' -> (3, 30): hosts failed together, servers on each."""
+    found = re.fullmatch(r"\s*(\d+)\s*[xX*]\s*(\d+)\s*", text or "")
+    if not found or int(found.group(1)) < 1 or int(found.group(2)) < 1:
+        raise ValueError(f"--rack takes HOSTSxSERVERS, e.g. 3x30, not {text!r}")
+    return int(found.group(1)), int(found.group(2))
+
+
+def rack_computes(hosts):
+    """(failed, computes) of a rack of `hosts` hosts: node-28 and its neighbours fail, node-27 and as many
+    hosts after the rack (at least 2) stay healthy and take the servers: 3 -> node-28..30 failed, node-27,
+    node-31 and node-32 healthy."""
+    failed = [f"node-{28 + index}" for index in range(hosts)]
+    healthy = ["node-27"] + [f"node-{28 + hosts + index}" for index in range(max(2, hosts) - 1)]
+    return failed, sorted(healthy + failed, key=lambda name: int(name.split("-")[1]))
 
 
 def log(msg):
@@ -119,6 +180,12 @@ class Cloud:
         except (OSError, ValueError, KeyError):
             return None
 
+    def computes(self):
+        try:
+            return json.loads((self.dir / "cloud.json").read_text())["computes"]
+        except (OSError, ValueError, KeyError):
+            return None
+
     def memory(self):
         """(PSS MiB, RSS MiB) of every process of the cloud, as `localcloud status` prints them."""
         out = self.cli("status", check=False)[1].stdout
@@ -158,8 +225,8 @@ class Cloud:
     def forget_connection(self):
         self._conn = None
 
-    def compute_service(self):
-        body = self.connect().compute.get(f"/os-services?binary=nova-compute&host={HOST}", microversion="2.53").json()
+    def compute_service(self, host):
+        body = self.connect().compute.get(f"/os-services?binary=nova-compute&host={host}", microversion="2.53").json()
         return body["services"][0]
 
     def lift_quotas(self):
@@ -184,6 +251,10 @@ class Cloud:
 
 REBUILD_DELAY_KEY = "novaha_fake:rebuild_delay"  # localcloud/fakevirt.py: this server's rebuild takes that long
 SPREAD = None  # (low, high, seed) with --rebuild-spread: each server's rebuild time drawn from it, the same every run
+# Seconds of every rebuild with a fixed model (--spawn-delay): set on each server at boot (the metadata above),
+# so that the cloud itself runs with no spawn delay and its boots are quick (200 boots at 20 s each, 10 at a
+# time per nova-compute, took 400 s before each run).
+REBUILD_DELAY = 2.0
 
 
 def spread_delays(count, low, high, seed):
@@ -193,14 +264,22 @@ def spread_delays(count, low, high, seed):
 
 
 def set_rebuild_delays(cloud):
-    """Give each server on the failed host its own rebuild time (server metadata the fake hypervisor reads)."""
+    """Give each server on the failed hosts its own rebuild time (server metadata the fake hypervisor reads),
+    drawn in the order of the hosts and of the servers' names."""
     low, high, seed = SPREAD
-    on_host = sorted((s for s in cloud.servers() if s.get("OS-EXT-SRV-ATTR:host") == HOST), key=lambda s: s["name"])
+    on_hosts = [s for s in cloud.servers() if s.get("OS-EXT-SRV-ATTR:host") in FAILED]
+    on_hosts.sort(key=lambda s: (FAILED.index(s["OS-EXT-SRV-ATTR:host"]), server_number(s["name"]), s["name"]))
     conn = cloud.connect()
-    for server, delay in zip(on_host, spread_delays(len(on_host), low, high, seed)):
+    for server, delay in zip(on_hosts, spread_delays(len(on_hosts), low, high, seed)):
         resp = conn.compute.put(f"/servers/{server['id']}/metadata/{REBUILD_DELAY_KEY}", microversion="2.1", json={"meta": {REBUILD_DELAY_KEY: str(delay)}})
         if resp.status_code >= 400:
             raise RuntimeError(f"setting the rebuild delay of {server['id']}: {resp.status_code} {resp.text[:300]}")
+
+
+def server_number(name):
+    """node-28-vm-12 -> 12 (the boot order), 0 for a name without one."""
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 def rebuild_model(info):
@@ -210,15 +289,24 @@ def rebuild_model(info):
     return f"{info['spawn_delay']:g} s per rebuild"
 
 
+def scenario(info):
+    """'N servers on node-28' or 'a rack: 3 hosts (node-28, ...) with 30 servers each', from a run's info."""
+    rack = info.get("rack")
+    if rack:
+        return f"a rack: {rack[0]} hosts ({', '.join(info['failed_hosts'])}) with {rack[1]} servers each, failed together"
+    return f"servers on {(info.get('failed_hosts') or [HOST])[0]}"
+
+
 def prepare_for(cloud, key, count):
-    """The starting state of contender `key`: (b) and (c) find the host disabled; (a), (d) and (e) disable it
-    themselves. Masakari runs for (d) and (e) only (with their configuration), with a new segment that holds
-    the failed host (set up before the run, as an operator does once)."""
+    """The starting state of contender `key`: (b), (c) and (c-rack) find the hosts disabled; (a), (a-serial),
+    (d) and (e) disable them themselves. Masakari runs for (d) and (e) only (with their configuration), with a
+    new segment that holds the failed host (set up before the run, as an operator does once). (d) and (e) run
+    with one failed host only (not on a rack)."""
     cloud.masakari(MASAKARI.get(key))
-    reset_s, boot_s = prepare(cloud, count, disable=key in ("b", "c"))
+    reset_s, boot_s = prepare(cloud, count, disable=key not in ("a", "a-serial", *MASAKARI))
     if key in MASAKARI:
         done = subprocess.run(
-            [sys.executable, str(HERE / "masakari_peer.py"), "segment", "--cloud", "novaha-admin", "--host", HOST],
+            [sys.executable, str(HERE / "masakari_peer.py"), "segment", "--cloud", "novaha-admin", "--host", FAILED[0]],
             env=cloud.client_env(),
             cwd=ROOT,
             capture_output=True,
@@ -244,23 +332,28 @@ def prepare(cloud, count, disable, attempts=2):
 
 
 def _prepare(cloud, count, disable):
-    """N servers on the host, the host failed (nova-compute killed, the BMC reading power Off) and its service
-    forced down, as the issue's scenario has it. (b) and (c) also get it disabled; (a) disables it itself,
-    with its recovery marker, inside its measured time."""
+    """N servers on the failed hosts (N / hosts on each), the hosts failed (nova-compute killed, the BMC reading
+    power Off) and their services forced down, as the issue's scenario has it. The floors and the naive loop
+    also get them disabled; (a) disables them itself, with its recovery marker, inside its measured time."""
     reset_s = cloud.cli("reset")[0]
     cloud.forget_connection()
     boot_s = 0.0
     if count:
-        boot_s = cloud.cli("boot", "--host", HOST, "--count", str(count))[0]
+        # One request per host (Nova's multiple create) and one listing per look while they build: a request
+        # and a wait per server cost minutes at N = 200. The fixed rebuild time goes with the boot request.
+        extra = [] if SPREAD else ["--metadata", f"{REBUILD_DELAY_KEY}={REBUILD_DELAY:g}"]
+        for host in FAILED:
+            boot_s += cloud.cli("boot", "--host", host, "--count", str(count // len(FAILED)), "--together", *extra)[0]
         if SPREAD:
             set_rebuild_delays(cloud)
-    cloud.cli("fail-host", HOST, "--power", "off")
     body = {"forced_down": True}
     if disable:
         body.update(status="disabled", disabled_reason="bench: host failed")
-    resp = cloud.connect().compute.put(f"/os-services/{cloud.compute_service()['id']}", microversion="2.53", json=body)
-    if resp.status_code >= 400:
-        raise RuntimeError(f"forcing {HOST} down: {resp.status_code} {resp.text[:300]}")
+    for host in FAILED:
+        cloud.cli("fail-host", host, "--power", "off")
+        resp = cloud.connect().compute.put(f"/os-services/{cloud.compute_service(host)['id']}", microversion="2.53", json=body)
+        if resp.status_code >= 400:
+            raise RuntimeError(f"forcing {host} down: {resp.status_code} {resp.text[:300]}")
     return reset_s, boot_s
 
 
@@ -269,15 +362,16 @@ def warm_up(cloud, run_dir):
     for its service clients (Neutron, Placement) on its first evacuation and keeps the token; without
     this the first contender after a cold `up` pays about 7 logins on a busy Keystone (measured: 11 s of
     Keystone time inside (a)'s first run, none in the runs after it)."""
-    prepare(cloud, WARM_UP_SERVERS, disable=True)
+    count = max(1, WARM_UP_SERVERS // len(FAILED)) * len(FAILED)
+    prepare(cloud, count, disable=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "output.log", "w") as output:
         done = subprocess.run(
-            contender_command("c", cloud, run_dir, {}), stdout=output, stderr=subprocess.STDOUT, env=cloud.client_env(), cwd=ROOT, check=False
+            contender_command("c-rack", cloud, run_dir, {}), stdout=output, stderr=subprocess.STDOUT, env=cloud.client_env(), cwd=ROOT, check=False
         )
     if done.returncode:
         raise RuntimeError(f"the warm-up evacuation failed, see {run_dir / 'output.log'}")
-    log(f"warm-up: {WARM_UP_SERVERS} servers evacuated (untimed)")
+    log(f"warm-up: {count} servers evacuated (untimed)")
 
 
 # --- measuring one contender ---------------------------------------------------------------------------
@@ -327,22 +421,26 @@ class TreeRss(threading.Thread):
 
 
 def contender_command(key, cloud, run_dir, playbook_vars):
-    if key == "a":
+    hosts = ",".join(FAILED)
+    if key in ("a", "a-serial"):
         extra = {"host_recovery_report_root": str(run_dir / "reports"), **playbook_vars}
+        if key == "a-serial":
+            extra["recover_serially"] = True
         return [
             str(DEV_BIN / "ansible-playbook"),
             str(ROOT / "playbooks" / "recover-host.yml"),
             "-i",
             str(cloud.inventory),
             "-e",
-            f"recover_host={HOST}",
+            f"recover_host={hosts}",
             "-e",
             json.dumps(extra),
         ]
     if key in MASAKARI:
-        return [sys.executable, str(HERE / "masakari_peer.py"), "notify", "--cloud", "novaha-admin", "--host", HOST]
-    script = {"b": "naive_loop.py", "c": "floor.py"}[key]
-    return [sys.executable, str(HERE / script), "--cloud", "novaha-admin", "--host", HOST]
+        return [sys.executable, str(HERE / "masakari_peer.py"), "notify", "--cloud", "novaha-admin", "--host", FAILED[0]]
+    # (c-rack) is floor.py given every failed host: all their evacuations posted at once, one listing per poll.
+    script = {"b": "naive_loop.py", "c": "floor.py", "c-rack": "floor.py"}[key]
+    return [sys.executable, str(HERE / script), "--cloud", "novaha-admin", "--host", hosts]
 
 
 def collections_path():
@@ -391,7 +489,7 @@ def count_requests(key, lines, script_result):
         "actions": sum(1 for line in lines if line[0] == "POST" and line[1].endswith("/action")),
         "errors": sum(1 for line in lines if line[2] >= 400),
     }
-    if key == "a":
+    if key in ("a", "a-serial"):
         # os_host_evacuate's watch: one server listing and one migrations listing per poll (changes-since).
         watch = [p for p in gets if "changes-since" in p]
         polls = sum(1 for p in watch if p.split("?")[0].endswith("/servers/detail"))
@@ -424,7 +522,7 @@ def run_contender(key, cloud, count, run_dir, playbook_vars):
     run_dir.mkdir(parents=True, exist_ok=True)
     env = cloud.client_env()
     timing = run_dir / "tasks.json"
-    if key == "a":
+    if key in ("a", "a-serial"):
         env.update(
             ANSIBLE_COLLECTIONS_PATH=str(collections_path()),
             ANSIBLE_CALLBACK_PLUGINS=str(HERE / "callback_plugins"),
@@ -448,6 +546,8 @@ def run_contender(key, cloud, count, run_dir, playbook_vars):
     time.sleep(0.5)  # gunicorn writes the access line just after the response
     log_end = cloud.access_log.stat().st_size
     access = read_access_log(cloud.access_log, log_start, log_end)
+    # The requests themselves, to see which of them grow with N.
+    (run_dir / "nova-requests.txt").write_text("".join(f"{line[3]} {line[0]} {line[2]} {line[1]}\n" for line in access))
     keystone = read_access_log(cloud.keystone_log, keystone_start, cloud.keystone_log.stat().st_size)
     cloud_cpu = {
         name: round(cpu_after[name] - cpu_before.get(name, 0.0), 1) for name in sorted(cpu_after) if cpu_after[name] - cpu_before.get(name, 0.0) >= 0.05
@@ -456,13 +556,13 @@ def run_contender(key, cloud, count, run_dir, playbook_vars):
     masakari_cpu = {name: cloud_cpu.pop(name) for name in MASAKARI_SERVICES if name in cloud_cpu}
     text = (run_dir / "output.log").read_text(errors="replace")
     script_result = None
-    if key != "a" and text.strip():
+    if key not in ("a", "a-serial") and text.strip():
         try:
             script_result = json.loads(text.strip().splitlines()[-1])
         except ValueError:
             script_result = None
     servers = cloud.servers()
-    recovered = [s for s in servers if s["status"] == "ACTIVE" and not s.get("OS-EXT-STS:task_state") and s.get("OS-EXT-SRV-ATTR:host") not in (None, HOST)]
+    recovered = [s for s in servers if s["status"] == "ACTIVE" and not s.get("OS-EXT-STS:task_state") and s.get("OS-EXT-SRV-ATTR:host") not in (None, *FAILED)]
     result = {
         "contender": key,
         "servers": count,
@@ -490,16 +590,19 @@ def run_contender(key, cloud, count, run_dir, playbook_vars):
         result["done"] = max(result["recovered_at"])
     if key in MASAKARI:
         result["masakari"] = {"config": MASAKARI[key], "notification": script_result}
-    if key == "a":
+    if key in ("a", "a-serial"):
         result["profile"] = profile(timing, started, finished)
-        reports = sorted((run_dir / "reports").glob(f"{HOST}-*/report.json"))
-        if reports:
-            report = json.loads(reports[-1].read_text())
-            result["report"] = {
-                "outcome": report.get("outcome"),
-                "phases": {p["name"]: p.get("seconds") for p in report.get("phases", [])},
-                "evacuation": (report.get("evacuation") or {}).get("summary"),
-            }
+        for host in FAILED:
+            reports = sorted((run_dir / "reports").glob(f"{host}-*/report.json"))
+            if reports:
+                report = json.loads(reports[-1].read_text())
+                result.setdefault("reports", {})[host] = {
+                    "outcome": report.get("outcome"),
+                    "phases": {p["name"]: p.get("seconds") for p in report.get("phases", [])},
+                    "evacuation": (report.get("evacuation") or {}).get("summary"),
+                }
+        if result.get("reports", {}).get(FAILED[0]):
+            result["report"] = result["reports"][FAILED[0]]  # the first host's, as before the rack
     return result
 
 
@@ -509,16 +612,18 @@ def profile(timing, started, finished):
         tasks = json.loads(timing.read_text())
     except (OSError, ValueError):
         return None
-    if not tasks:
-        return None
+    return profile_of(tasks, started, finished) if tasks else None
+
+
+def profile_of(tasks, started, finished):
+    """The profile of the callback's task records."""
+    spans = task_spans(tasks)
     phases = {}
-    for task in tasks:
-        name = task["task"].split(" : ", 1)[-1]  # without the role's prefix
+    for task in spans:
+        name = task["task"]
         phase = name.split(" - ")[0].strip() if " - " in name else "playbook"
         phases[phase] = round(phases.get(phase, 0.0) + task["end"] - task["start"], 1)
-    slowest = sorted(tasks, key=lambda t: t["start"] - t["end"])[:6]
-    for task in tasks:
-        task["task"] = task["task"].split(" : ", 1)[-1]
+    slowest = sorted(spans, key=lambda t: t["start"] - t["end"])[:6]
     return {
         "startup": round(min(t["start"] for t in tasks) - started, 1),
         "after_last_task": round(finished - max(t["end"] for t in tasks), 1),
@@ -526,6 +631,17 @@ def profile(timing, started, finished):
         "phases": phases,
         "slowest": [{"task": t["task"], "seconds": round(t["end"] - t["start"], 1)} for t in slowest],
     }
+
+
+def task_spans(records):
+    """The callback's records (one per host and task) -> one span per task run: the results of every host of
+    one task share its start, so hosts recovered together count once, from the start to the last host's end."""
+    spans = {}
+    for record in records:
+        name = record["task"].split(" : ", 1)[-1]  # without the role's prefix
+        span = spans.setdefault((name, record["start"]), {"task": name, "start": record["start"], "end": record["end"]})
+        span["end"] = max(span["end"], record["end"])
+    return sorted(spans.values(), key=lambda span: span["start"])
 
 
 # --- the whole benchmark -------------------------------------------------------------------------------
@@ -565,7 +681,7 @@ def summarize(results, ns, contenders):
                 "peak_rss_largest_process_mib": max(r["peak_rss_largest_process_mib"] for r in runs),
                 "median_run": sorted(runs, key=lambda r: (r.get("done") or r["wall"], r["wall"]))[(len(runs) - 1) // 2]["dir"],
             }
-        for ratio, top, bottom in (("a/c", "a", "c"), ("b/a", "b", "a"), ("a/d", "a", "d"), ("a/e", "a", "e")):
+        for ratio, top, bottom in RATIOS:
             if top in row and bottom in row:
                 if row[top]["done_median"] and row[bottom]["done_median"]:
                     row[ratio] = round(row[top]["done_median"] / row[bottom]["done_median"], 2)
@@ -575,52 +691,83 @@ def summarize(results, ns, contenders):
 
 
 def judge(table, empty):
-    """[(target, met or None, detail)]: the issue's targets, judged at N = 50 (or the largest N run)."""
+    """[(target, met or None, detail)]: the issue's targets. a/c at N = 50 and N = 200, b/a at N = 50, requests
+    per poll across the N run, the others at the largest N run; a rack run has its own (judge_rack)."""
+    if any(key in row for row in table.values() for key in ("a-serial", "c-rack")):
+        return judge_rack(table)
     verdicts = []
+    for ratio, limit, sense, at_ns in (("a/c", TARGETS["a/c"], "<=", A_C_AT), ("b/a", TARGETS["b/a"], ">=", (B_A_AT,))):
+        for count in at_ns:
+            row = table.get(count)
+            value = (row or {}).get(ratio)
+            met = None if value is None else (value <= limit if sense == "<=" else value >= limit)
+            if row is None:
+                detail = f"N = {count} not run"
+            else:
+                detail = f"{value} on the time to every server recovered; on process exit: {row.get(ratio + ' exit')}"
+            verdicts.append((f"{ratio} {sense} {limit:g} at N = {count}", met, detail))
     biggest = max(table) if table else None
-    at = f"N = {biggest}" + ("" if biggest == 50 else " (N = 50 not run)")
-    for ratio, limit, sense in (("a/c", TARGETS["a/c"], "<="), ("b/a", TARGETS["b/a"], ">=")):
-        value = table.get(biggest, {}).get(ratio)
-        met = None if value is None or biggest != 50 else (value <= limit if sense == "<=" else value >= limit)
-        verdicts.append(
-            (
-                f"{ratio} {sense} {limit} at N = 50",
-                met,
-                f"{value} at {at}, on the time to every server recovered; on process exit: {table.get(biggest, {}).get(ratio + ' exit')}",
-            )
-        )
+    at = f"N = {biggest}"
     per_poll = {n: row["a"]["requests_per_poll"] for n, row in table.items() if "a" in row}
     values = {v for v in per_poll.values() if v is not None}
     met = (len(values) == 1) if len(per_poll) > 1 and values else None
     verdicts.append(("(a) requests per poll independent of N", met, ", ".join(f"N={n}: {v}" for n, v in sorted(per_poll.items())) or "not measured"))
     value = empty.get("wall_median") if empty else None
-    verdicts.append((f"(a) with nothing to evacuate <= {TARGETS['empty']} s", None if value is None else value <= TARGETS["empty"], f"{value} s"))
+    verdicts.append((f"(a) with nothing to evacuate <= {TARGETS['empty']:g} s", None if value is None else value <= TARGETS["empty"], f"{value} s"))
     row = table.get(biggest, {})
     for key in MASAKARI:
         ratio = f"a/{key}"
         value = row.get(ratio)
-        detail = f"{value} at N = {biggest} on the time to every server recovered; on process exit: {row.get(ratio + ' exit')}"
+        detail = f"{value} at {at} on the time to every server recovered; on process exit: {row.get(ratio + ' exit')}"
         if key in row and not row[key]["all_recovered"]:
             detail += f"; {LABELS[key]} did not recover every server"
         verdicts.append((f"(a) faster than {LABELS[key][4:]}: a/{key} < 1", None if value is None else value < 1, detail))
-    first = row.get("a", {}).get("first_action_median")
-    verdicts.append(
-        (
-            f"(a) from its start to the first evacuation <= {TARGETS['first_action']} s (a host already reported down)",
-            None if first is None else first <= TARGETS["first_action"],
-            f"{first} s at {at} (the first server action, its lock, second precision)",
-        )
-    )
+    verdicts.append(first_action_verdict(row, at))
     if "a" in row and "c" in row:
-        over = round(row["a"]["requests_per_server"] - row["c"]["requests_per_server"], 2)
+        verdicts.append(requests_verdict(row, "c", "the floor's", at))
+    return verdicts
+
+
+def judge_rack(table):
+    """The rack's targets: (a) within 1.2 x the rack floor, at least 2.5 x faster than (a) one host after another."""
+    count = max(table)
+    row, at = table[count], f"N = {count}"
+    verdicts = []
+    for ratio, limit, sense, what in (
+        ("a/c-rack", TARGETS["a/c-rack"], "<=", "the hosts recovered together within {:g} x the rack floor"),
+        ("a-serial/a", TARGETS["a-serial/a"], ">=", "the hosts recovered together at least {:g} x faster than one after another"),
+    ):
+        value = row.get(ratio)
+        met = None if value is None else (value <= limit if sense == "<=" else value >= limit)
         verdicts.append(
             (
-                f"(a) Nova requests per server <= the floor's + {TARGETS['requests_over_floor']:g}",
-                over <= TARGETS["requests_over_floor"],
-                f"{row['a']['requests_per_server']} against {row['c']['requests_per_server']} at {at}",
+                f"rack: {what.format(limit)} ({ratio} {sense} {limit:g})",
+                met,
+                f"{value} at {at}, on the time to every server recovered; on process exit: {row.get(ratio + ' exit')}",
             )
         )
+    verdicts.append(first_action_verdict(row, at))
+    if "a" in row and "c-rack" in row:
+        verdicts.append(requests_verdict(row, "c-rack", "the rack floor's", at))
     return verdicts
+
+
+def first_action_verdict(row, at):
+    first = row.get("a", {}).get("first_action_median")
+    return (
+        f"(a) from its start to the first evacuation <= {TARGETS['first_action']:g} s (a host already reported down)",
+        None if first is None else first <= TARGETS["first_action"],
+        f"{first} s at {at} (the first server action, its lock, second precision)",
+    )
+
+
+def requests_verdict(row, floor, whose, at):
+    over = round(row["a"]["requests_per_server"] - row[floor]["requests_per_server"], 2)
+    return (
+        f"(a) Nova requests per server <= {whose} + {TARGETS['requests_over_floor']:g}",
+        over <= TARGETS["requests_over_floor"],
+        f"{row['a']['requests_per_server']} against {row[floor]['requests_per_server']} at {at}",
+    )
 
 
 def machine():
@@ -633,30 +780,59 @@ def machine():
     return {"cores": os.cpu_count(), "cpu": model, "memory_gib": round(int(mem) / 2**20, 1)}
 
 
+def output_names(args, rack):
+    """The docs section and plot names: a rack's beside the single host's, unless given."""
+    args.docs_section = args.docs_section or ("rack" if rack else "main")
+    args.svg_prefix = args.svg_prefix or ("rack" if rack else "recovery")
+
+
 def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statements
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--n", default="10,25,50", help="server counts, comma separated (default 10,25,50)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions per N and contender (default 3)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: N = 10, one repetition")
-    parser.add_argument("--spawn-delay", type=float, default=2.0, help="seconds per rebuild (default 2)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: N = 10 (with --rack its size), one repetition")
+    parser.add_argument(
+        "--rack",
+        metavar="HOSTSxSERVERS",
+        help="a rack instead of one host: e.g. 3x30, node-28 to node-30 with 30 servers each failed together, "
+        "on a cloud with 3 healthy hosts beside them (its own cloud dir by default); contenders (a) with the hosts together, "
+        "(a-serial) one host after another, (c-rack) the rack floor (Masakari, d and e, is not run on a rack)",
+    )
+    parser.add_argument(
+        "--spawn-delay", type=float, default=2.0, help="seconds per rebuild (default 2), set on each server at boot (the cloud's own spawn delay is 0)"
+    )
     parser.add_argument(
         "--rebuild-spread",
         metavar="LOW,HIGH",
         help="each server's rebuild takes a seeded uniform draw from LOW to HIGH seconds (e.g. 5,60) instead of --spawn-delay",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of --rebuild-spread (default 1)")
-    parser.add_argument("--contenders", default="a,b,c,d,e", help="subset of a,b,c,d,e (default all; d and e need .venv/masakari)")
+    parser.add_argument(
+        "--contenders",
+        help="subset of a,b,c,d,e (default all; d and e need .venv/masakari); with --rack of a,a-serial,c-rack "
+        "(default all: Masakari, d and e, is not run on a rack)",
+    )
+    parser.add_argument(
+        "--naive-max-n",
+        type=int,
+        default=50,
+        help="(b) runs at N up to this only (default 50): one server after another, it takes N x (rebuild + 1 s)",
+    )
     parser.add_argument("--no-empty", action="store_true", help="skip (a) with nothing to evacuate")
     parser.add_argument(
         "--playbook-var", action="append", default=[], metavar="KEY=VALUE", help="extra variable for (a), e.g. host_recovery_poll_interval=2 (YAML value)"
     )
-    parser.add_argument("--cloud-dir", default=os.environ.get("NOVAHA_BENCH_CLOUD_DIR", str(ROOT / ".localcloud-bench")))
+    parser.add_argument(
+        "--cloud-dir",
+        help="the bench cloud's state (default $NOVAHA_BENCH_CLOUD_DIR or .localcloud-bench; with --rack "
+        "$NOVAHA_BENCH_RACK_CLOUD_DIR or .localcloud-bench-rack: another set of computes)",
+    )
     parser.add_argument("--port-offset", type=int, default=int(os.environ.get("NOVAHA_BENCH_PORT_OFFSET", "6000")))
-    parser.add_argument("--reuse", action="store_true", help="use the cloud in --cloud-dir if it is up with the same spawn delay (no cold up)")
+    parser.add_argument("--reuse", action="store_true", help="use the cloud in --cloud-dir if it is up with the same computes (no cold up)")
     parser.add_argument("--keep-cloud", action="store_true", help="leave the cloud up at the end")
     parser.add_argument("--docs", action="store_true", help="write docs/benchmarks.md and docs/benchmarks/*.svg")
-    parser.add_argument("--docs-section", default="main", help="name of the generated section of docs/benchmarks.md to replace (default main)")
-    parser.add_argument("--svg-prefix", default="recovery", help="file name prefix of the plots")
+    parser.add_argument("--docs-section", help="name of the generated section of docs/benchmarks.md to replace (default main; with --rack rack)")
+    parser.add_argument("--svg-prefix", help="file name prefix of the plots (default recovery; with --rack rack)")
     parser.add_argument(
         "--render",
         metavar="RESULTS_JSON",
@@ -668,17 +844,37 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
     if args.render:
         saved = json.loads(Path(args.render).read_text())
         info, results = saved["info"], saved["runs"]
+        output_names(args, bool(info.get("rack")))
         info.setdefault("load_at_end", None)
         info["ns"] = [n for n in info["ns"] if any(r["servers"] == n for r in results)]
         report(info, results, saved.get("empty", []), Path(args.render).parent, args)
         return 0
-    global SPREAD  # pylint: disable=global-statement
+    global SPREAD, REBUILD_DELAY  # pylint: disable=global-statement
     if args.rebuild_spread:
         low, high = (float(v) for v in args.rebuild_spread.split(","))
         SPREAD = (low, high, args.seed)
-    ns = [10] if args.quick else [int(n) for n in args.n.split(",") if n.strip()]
+    REBUILD_DELAY = args.spawn_delay
+    rack = parse_rack(args.rack) if args.rack else None
+    output_names(args, bool(rack))
+    if rack:
+        FAILED[:], computes = rack_computes(rack[0])
+        ns = [rack[0] * rack[1]]
+        allowed = RACK_CONTENDERS
+        cloud_dir = args.cloud_dir or os.environ.get("NOVAHA_BENCH_RACK_CLOUD_DIR", str(ROOT / ".localcloud-bench-rack"))
+    else:
+        computes = list(DEFAULT_COMPUTES)
+        ns = [10] if args.quick else [int(n) for n in args.n.split(",") if n.strip()]
+        allowed = SINGLE_CONTENDERS
+        cloud_dir = args.cloud_dir or os.environ.get("NOVAHA_BENCH_CLOUD_DIR", str(ROOT / ".localcloud-bench"))
+    wanted = args.contenders.split(",") if args.contenders else list(allowed)
+    unknown = [c for c in wanted if c not in allowed]
+    if unknown:
+        parser.error(
+            f"--contenders: {', '.join(unknown)} not among {', '.join(allowed)}"
+            + (" (Masakari, d and e, is not run on a rack)" if rack else " (a-serial and c-rack need --rack)")
+        )
     reps = 1 if args.quick else args.reps
-    contenders = [c for c in CONTENDERS if c in args.contenders.split(",")]
+    contenders = [c for c in CONTENDERS if c in wanted]
     import yaml  # pylint: disable=import-outside-toplevel
 
     playbook_vars = {}
@@ -693,9 +889,10 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
             file=sys.stderr,
         )
         return 2
+    began = time.monotonic()  # the whole run, cold up included: info["minutes"]
     out_dir = ROOT / "build" / "bench" / time.strftime("%Y%m%dT%H%M%S")
     out_dir.mkdir(parents=True)
-    cloud = Cloud(args.cloud_dir, args.port_offset)
+    cloud = Cloud(cloud_dir, args.port_offset)
     info = {
         "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
@@ -703,6 +900,10 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
         "ns": ns,
         "reps": reps,
         "spawn_delay": args.spawn_delay,
+        "rack": list(rack) if rack else None,
+        "failed_hosts": list(FAILED),
+        "computes": computes,
+        "naive_max_n": args.naive_max_n,
         "contenders": contenders,
         "playbook_vars": playbook_vars,
         "rebuild_spread": list(SPREAD) if SPREAD else None,
@@ -714,13 +915,14 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
         f"load average {info['load_at_start'][0]:.1f} on {info['machine']['cores']} cores"
     )
 
-    if args.reuse and cloud.is_up() and cloud.spawn_delay() == args.spawn_delay:
+    # Rebuild times are set per server (REBUILD_DELAY_KEY): the cloud runs without a spawn delay of its own.
+    if args.reuse and cloud.is_up() and cloud.spawn_delay() == 0 and cloud.computes() == computes:
         log("reusing the running bench cloud (no cold up measured)")
     else:
         if cloud.is_up() or (cloud.dir / "cloud.json").exists():
             cloud.cli("down", check=False)
-        log(f"localcloud up --spawn-delay {args.spawn_delay} (cold)")
-        seconds = cloud.cli("up", "--spawn-delay", str(args.spawn_delay))[0]
+        log(f"localcloud up --computes {' '.join(computes)} (cold)")
+        seconds = cloud.cli("up", "--spawn-delay", "0", "--computes", *computes)[0]
         info["cloud"]["cold_up_seconds"] = round(seconds, 1)
         log(f"up in {seconds:.1f}s")
     info["cloud"]["memory_idle_mib"] = cloud.memory()
@@ -730,7 +932,7 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
     results, empty_runs, resets, boots = [], [], [], {}
     failures = 0
     try:
-        if "a" in contenders and not args.no_empty:
+        if "a" in contenders and not args.no_empty and not rack:
             for rep in range(reps):
                 reset_s = prepare_for(cloud, "a", 0)[0]
                 resets.append(reset_s)
@@ -739,7 +941,8 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
                 empty_runs.append(run)
         for count in ns:
             for rep in range(reps):
-                order = contenders[rep % len(contenders) :] + contenders[: rep % len(contenders)]
+                here = [key for key in contenders if key != "b" or count <= args.naive_max_n]
+                order = here[rep % len(here) :] + here[: rep % len(here)]
                 for key in order:
                     reset_s, boot_s = prepare_for(cloud, key, count)
                     resets.append(reset_s)
@@ -758,6 +961,7 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
                     (out_dir / "results.json").write_text(json.dumps({"info": info, "runs": results, "empty": empty_runs}, indent=1))
     finally:
         info["load_at_end"] = os.getloadavg()
+        info["minutes"] = round((time.monotonic() - began) / 60, 1)
         info["cloud"]["reset_seconds_median"] = median(resets)
         info["cloud"]["boot_seconds_median"] = {n: median(v) for n, v in boots.items()}
         if not args.keep_cloud:
@@ -771,6 +975,7 @@ def main():  # pylint: disable=too-many-locals,too-many-branches,too-many-statem
 def report(info, results, empty_runs, out_dir, args):
     """Tables, verdicts, plots; printed, saved next to the results and, with --docs, written to docs/."""
     ns, contenders = info["ns"], info["contenders"]
+    info.setdefault("failed_hosts", [HOST])  # results of a run before the rack
     table = summarize(results, ns, contenders)
     empty = None
     if empty_runs:
@@ -792,7 +997,8 @@ def report(info, results, empty_runs, out_dir, args):
                 run = next(r for r in results if r["dir"] == row[key]["median_run"])
                 series.append((key, LABELS[key], run["recovered_at"], run["wall"]))
         path = svg_dir / f"{args.svg_prefix}-n{count}.svg"
-        svgplot.step_chart(f"{count} servers on {HOST}, {rebuild_model(info)} (median runs)", series, path)
+        where = f"{count} servers on {len(info['failed_hosts'])} hosts failed together" if info.get("rack") else f"{count} servers on {HOST}"
+        svgplot.step_chart(f"{where}, {rebuild_model(info)} (median runs)", series, path)
         plots[count] = path
     text = render(info, table, empty, verdicts, results, plots)
     print(text)
@@ -808,10 +1014,17 @@ def render(info, table, empty, verdicts, results, plots):  # pylint: disable=too
         f"Run of {info['started']} on {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB; "
         f"load average {info['load_at_start'][0]:.1f} at start, "
         + (f"{info['load_at_end'][0]:.1f} at the end" if info.get("load_at_end") else "not recorded at the end")
+        + (f"; the run took {info['minutes']:g} min, cold start of the cloud included" if info.get("minutes") is not None else "")
         + (f". {info['note']}" if info["note"] else "")
         + ".",
-        f"Rebuild time {rebuild_model(info)}; N = {', '.join(map(str, info['ns']))}; "
-        f"{info['reps']} repetition(s) planned per N and contender (column runs: how many were made), contender order rotating."
+        f"Rebuild time {rebuild_model(info)}; "
+        + (f"{scenario(info)}, N = {info['ns'][0]} in all; " if info.get("rack") else f"N = {', '.join(map(str, info['ns']))}; ")
+        + f"{info['reps']} repetition(s) planned per N and contender (column runs: how many were made), contender order rotating."
+        + (
+            f" (b) only at N <= {info['naive_max_n']}."
+            if "b" in info["contenders"] and info.get("naive_max_n") is not None and max(info["ns"]) > info["naive_max_n"]
+            else ""
+        )
         + (f" Playbook variables: `{json.dumps(info['playbook_vars'])}`." if info["playbook_vars"] else ""),
         "",
         "### Targets",
@@ -843,16 +1056,16 @@ def render(info, table, empty, verdicts, results, plots):  # pylint: disable=too
                 f"{c['polls_median']} | {c['requests_per_poll']} | {c['peak_rss_tree_mib']} | "
                 f"{c['peak_rss_largest_process_mib']} |"
             )
-    ratios = ("a/c", "b/a", "a/d", "a/e")
+    ratios = [name for name, _top, _bottom in RATIOS if any(name + " exit" in row for row in table.values())] or ["a/c", "b/a"]
+    lines += [""]
+    if any(name in ("a/d", "a/e") for name in ratios):
+        lines += ["Ratios of the medians (a/d, a/e: (a) against Masakari with its shipped defaults and tuned; below 1, (a) is faster).", ""]
     lines += [
-        "",
-        "Ratios of the medians (a/d, a/e: (a) against Masakari with its shipped defaults and tuned; below 1, (a) is faster).",
-        "",
-        "| N | " + " | ".join(ratios) + " | " + " | ".join(f"{r} on exit" for r in ratios) + " |",
+        "| N | " + " | ".join(ratios) + " | " + " | ".join(f"{name} on exit" for name in ratios) + " |",
         "| --- |" + " --- |" * (2 * len(ratios)),
     ]
     lines += [
-        f"| {n} | " + " | ".join(str(row.get(r, "-")) for r in ratios) + " | " + " | ".join(str(row.get(f"{r} exit", "-")) for r in ratios) + " |"
+        f"| {n} | " + " | ".join(str(row.get(name, "-")) for name in ratios) + " | " + " | ".join(str(row.get(f"{name} exit", "-")) for name in ratios) + " |"
         for n, row in table.items()
     ]
     lines += masakari_table(results)
@@ -864,23 +1077,28 @@ def render(info, table, empty, verdicts, results, plots):  # pylint: disable=too
         "",
         "### The local cloud itself",
         "",
-        f"- cold `up --spawn-delay {info['spawn_delay']:g}`: {cloud.get('cold_up_seconds', 'not measured (reused)')} s",
+        f"- cold `up` ({len(info.get('computes') or DEFAULT_COMPUTES)} computes: {', '.join(info.get('computes') or DEFAULT_COMPUTES)}): "
+        + (f"{cloud['cold_up_seconds']} s" if "cold_up_seconds" in cloud else "not measured (reused)"),
         f"- `reset`: median {cloud.get('reset_seconds_median') or 'not recorded (interrupted run)'} s",
-        f"- `boot --count N` on {HOST}: "
+        f"- `boot --count N --together` on {', '.join(info['failed_hosts'])}"
+        + (f" ({info['rack'][1]} on each)" if info.get("rack") else "")
+        + ": "
         + (", ".join(f"N={n}: {s} s" for n, s in cloud.get("boot_seconds_median", {}).items()) or "not recorded (interrupted run)"),
         f"- memory of all its processes (`localcloud status`), idle: PSS {cloud['memory_idle_mib'][0]} MiB (RSS {cloud['memory_idle_mib'][1]} MiB)",
     ]
     if cloud.get("memory_with_servers_mib"):
         n, pss, rss = cloud["memory_with_servers_mib"]
-        lines.append(f"- with {n} servers on {HOST}: PSS {pss} MiB (RSS {rss} MiB)")
+        lines.append(f"- with {n} servers on {', '.join(info['failed_hosts'])}: PSS {pss} MiB (RSS {rss} MiB)")
     lines += ["", "### Where (a)'s time goes (median run at each N)", ""]
     for count, row in table.items():
-        if "a" not in row:
-            continue
-        run = next(r for r in results if r["dir"] == row["a"]["median_run"])
-        lines.append(describe_profile(f"N = {count}, {run['wall']} s", run.get("profile"), run.get("report")))
+        for key in ("a", "a-serial"):
+            if key not in row:
+                continue
+            run = next(r for r in results if r["dir"] == row[key]["median_run"])
+            title = f"N = {count}, {run['wall']} s" + ("" if key == "a" else f", {LABELS[key]}")
+            lines.append(describe_profile(title, run.get("profile"), run.get("reports") or {info["failed_hosts"][0]: run.get("report")}))
     if empty:
-        lines.append(describe_profile(f"nothing to evacuate, {empty['wall_median']} s", empty.get("profile"), None))
+        lines.append(describe_profile(f"nothing to evacuate, {empty['wall_median']} s", empty.get("profile"), {}))
     lines += ["", "### Servers recovered over time", ""]
     for count, path in plots.items():
         rel = os.path.relpath(path, ROOT / "docs")
@@ -946,18 +1164,22 @@ def cpu_table(results):
     return lines
 
 
-def describe_profile(title, prof, report):
+def describe_profile(title, prof, reports):
+    """One line: Ansible start-up, seconds per phase, slowest tasks, and os_host_evacuate's summary of each host
+    (`reports`: {host: the run's report summary})."""
     if not prof:
         return f"- {title}: no task timings"
     phases = ", ".join(f"{k.split(' : ')[-1]} {v}" for k, v in prof["phases"].items() if v >= 0.5 and not k.split(" : ")[-1].startswith("Phase "))
     slow = "; ".join(f"{t['task'].split(' : ')[-1]} {t['seconds']}" for t in prof["slowest"][:4])
     text = f"- {title}: Ansible start-up {prof['startup']} s, {prof['tasks']} task results; seconds per phase: {phases}; slowest tasks: {slow}"
-    evac = (report or {}).get("evacuation")
-    if evac:
-        text += (
-            f"; os_host_evacuate: {evac.get('seconds')} s, {evac.get('polls')} polls, "
-            f"{evac.get('api_requests')} requests, at most {evac.get('max_in_flight')} in flight"
-        )
+    several = len(reports or {}) > 1
+    for host, report in (reports or {}).items():
+        evac = (report or {}).get("evacuation")
+        if evac:
+            text += (
+                f"; os_host_evacuate{' on ' + host if several else ''}: {evac.get('seconds')} s, {evac.get('polls')} polls, "
+                f"{evac.get('api_requests')} requests, at most {evac.get('max_in_flight')} in flight"
+            )
     return text
 
 

@@ -2,7 +2,7 @@
 
 from xml.sax.saxutils import escape
 
-COLOURS = {"a": "#1f77b4", "b": "#d62728", "c": "#2ca02c"}
+COLOURS = {"a": "#1f77b4", "b": "#d62728", "c": "#2ca02c", "d": "#9467bd", "e": "#8c564b", "a-serial": "#ff7f0e", "c-rack": "#2ca02c"}
 WIDTH, HEIGHT = 720, 400
 LEFT, RIGHT, TOP, BOTTOM = 60, 180, 40, 50
 

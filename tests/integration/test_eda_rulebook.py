@@ -53,8 +53,8 @@ RECOVERY_PLAY = "PLAY [Recover compute hosts]"
 # The shipped route's intervals, shortened: notifications a second after an alert arrives, a changed group
 # sent within 2 s, a host that still fires sent again every 30 s (the shipped route says 15 minutes).
 INTERVALS = dict(group_wait="1s", group_interval="2s", repeat_interval="30s")
-# A lease short enough that a crashed run's heartbeat goes stale in seconds (the role's default is 420 s).
-LEASE = 20
+# The shortest lease the role takes, so that a crashed run's heartbeat goes stale in seconds (the default is 420 s).
+LEASE = 10
 
 
 def java_home():

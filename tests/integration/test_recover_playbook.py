@@ -1,4 +1,5 @@
-"""playbooks/recover-host.yml and restore-host.yml on the local cloud, run as an operator runs them.
+"""playbooks/recover-host.yml and restore-host.yml on the local cloud, run as an operator runs them (and once as
+AWX runs the job template, through ansible-runner: test_recover_end_to_end[newest]).
 
 ansible-playbook with the local cloud's inventory (each compute host with its bmc_* vars), so the role
 fences through the Redfish BMC emulator, isolates through real Nova, evacuates through os_host_evacuate
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import awx_job
 from conftest import DEV_BIN, ROOT
 
 HOST = "node-28"
@@ -133,10 +135,11 @@ def boot_story(cloud):
 
 
 # The collection as a user gets it: `ansible-galaxy collection build` from this checkout, `ansible-galaxy collection
-# install` of the tarball into a directory of the test's own (the only collection path), `ansible-playbook
-# novaha.recovery.recover_host`, with the oldest ansible-core meta/runtime.yml claims (.venv/core-oldest,
-# tests/requirements-oldest.txt) and the newest (.venv/dev). noxfile.py's e2e-<version> sessions name more
-# virtualenvs in NOVAHA_E2E_VENVS (os.pathsep separated), each tested as well.
+# install` of the tarball into a directory of the test's own (the only collection path), with the oldest
+# ansible-core meta/runtime.yml claims (.venv/core-oldest, tests/requirements-oldest.txt) and the newest (.venv/dev).
+# The oldest runs as an operator does, `ansible-playbook novaha.recovery.recover_host`; the newest as AWX runs the job
+# template "novaha recover host" of extensions/awx/, through ansible-runner (awx_runner_job). noxfile.py's
+# e2e-<version> sessions name more virtualenvs in NOVAHA_E2E_VENVS (os.pathsep separated), each run as the oldest.
 CLAIMED = re.search(r'requires_ansible:\s*"?>=\s*(\d+\.\d+)', (ROOT / "meta" / "runtime.yml").read_text()).group(1)
 
 
@@ -156,13 +159,14 @@ def tarball(tmp_path_factory):
     return built
 
 
-def installed_playbook(cloud, venv, tarball, tmp_path, **extra):
-    """Install the tarball with the virtualenv's ansible-galaxy, run novaha.recovery.recover_host with its
-    ansible-playbook; returns (ansible-core version, returncode, output, report)."""
-    version = subprocess.run(
+def core_version(venv):
+    return subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import ansible.release as r; print(r.__version__)"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    collections = tmp_path / "collections"
+
+
+def install_collection(venv, tarball, collections):
+    """`ansible-galaxy collection install` of the tarball into ``collections`` with the virtualenv's ansible-galaxy."""
     subprocess.run(
         [str(venv / "bin" / "ansible-galaxy"), "collection", "install", "-p", str(collections), str(tarball)],
         check=True,
@@ -172,12 +176,21 @@ def installed_playbook(cloud, venv, tarball, tmp_path, **extra):
     )
     installed = collections / "ansible_collections" / "novaha" / "recovery"
     assert (installed / "MANIFEST.json").exists() and not installed.is_symlink()
+    return installed
+
+
+def installed_playbook(cloud, venv, tarball, tmp_path, metrics_dir):
+    """The operator's command line: install the tarball with the virtualenv's ansible-galaxy, run
+    novaha.recovery.recover_host with its ansible-playbook; returns (returncode, output, report, reports root)."""
+    collections = tmp_path / "collections"
+    install_collection(venv, tarball, collections)
     env = dict(
         cloud.env(),
         ANSIBLE_COLLECTIONS_PATH=str(collections),
         ANSIBLE_PYTHON_INTERPRETER=str(venv / "bin" / "python"),
         PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
     )
+    extra = {"host_recovery_report_root": str(tmp_path / "reports"), "host_recovery_metrics_dir": str(metrics_dir)}
     proc = subprocess.run(
         [
             str(venv / "bin" / "ansible-playbook"),
@@ -187,7 +200,7 @@ def installed_playbook(cloud, venv, tarball, tmp_path, **extra):
             "-e",
             f"recover_host={HOST}",
             "-e",
-            json.dumps({"host_recovery_report_root": str(tmp_path / "reports"), **extra}),
+            json.dumps(extra),
         ],
         env=env,
         cwd=tmp_path,
@@ -196,7 +209,62 @@ def installed_playbook(cloud, venv, tarball, tmp_path, **extra):
         timeout=900,
         check=False,
     )
-    return version, proc.returncode, proc.stdout + proc.stderr, report_of(tmp_path, HOST)
+    return proc.returncode, proc.stdout + proc.stderr, report_of(tmp_path, HOST), tmp_path / "reports"
+
+
+# The survey's answers of the AWX job (the others are the survey's defaults): a window of 3 evacuations at most.
+SURVEY_ANSWERS = {"recover_host": HOST, "host_recovery_max_parallel": 3, "host_recovery_fence": "true"}
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def awx_runner_job(cloud, venv, tarball, tmp_path, metrics_dir):
+    """What AWX runs for the job template "novaha recover host" launched with SURVEY_ANSWERS (tests/integration/
+    awx_job.py): a private data directory as AWX lays it out - the project's checkout in project/, the collection
+    installed from the tarball into requirements_collections/, the inventory script without the BMC account (the
+    "novaha BMC" credential injects it), the OpenStack credential's clouds.yaml - run by the virtualenv's
+    ansible-runner. The report root is the role's default (relative: in the job's project/ directory); the metrics
+    directory is a site setting of the inventory. Returns (returncode, the job's output, report, reports root, the
+    job: private data directory, artifacts, events, process)."""
+    pdd = tmp_path / f"awx_{awx_job.JOB_ID}_pdd"
+    template = awx_job.job_template()
+    install_collection(venv, tarball, awx_job.requirements_collections(pdd))
+    inventory = json.loads(cloud.inventory.read_text())  # the local cloud writes JSON (valid YAML)
+    inventory["all"]["vars"]["host_recovery_metrics_dir"] = str(metrics_dir)
+    bmc = cloud.bmc(HOST)
+    auth = json.loads(cloud.clouds_yaml.read_text())["clouds"][cloud.admin_cloud]["auth"]
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True)
+    project_files = {name: ROOT / name for name in listed.stdout.split("\0") if name and (ROOT / name).is_file()}
+    revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    awx_job.write_private_data_dir(
+        pdd,
+        template=template,
+        extra_vars=awx_job.launch_extra_vars(template, SURVEY_ANSWERS),
+        project_files=project_files,
+        project_revision=revision,
+        inventory=inventory,
+        credentials=[(awx_job.credential_type("novaha BMC"), {"bmc_username": bmc["username"], "bmc_password": bmc["password"]})],
+        openstack={
+            "host": auth["auth_url"],
+            "username": auth["username"],
+            "password": auth["password"],
+            "project": auth["project_name"],
+            "project_domain_name": auth["project_domain_name"],
+            "domain": auth["user_domain_name"],
+            "region": "RegionOne",
+            "verify_ssl": False,
+        },
+        path=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    # The runner starts with nothing of the test's environment (no clouds.yaml, no collections path of the checkout).
+    env = {"PATH": f"{venv / 'bin'}{os.pathsep}/usr/bin:/bin", "HOME": os.environ["HOME"], "LANG": "C.UTF-8"}
+    proc, artifacts = awx_job.run_job(venv / "bin" / "ansible-runner", pdd, template, env)
+    events = awx_job.job_events(artifacts) if artifacts.exists() else []
+    output = ANSI.sub("", awx_job.job_stdout(events)) + proc.stdout + proc.stderr
+    reports = pdd / "project" / "reports"
+    found = sorted(reports.glob(f"{HOST}-*/report.json"))
+    report = json.loads(found[-1].read_text()) if found else None
+    rc = int((artifacts / "rc").read_text()) if (artifacts / "rc").exists() else proc.returncode or -1
+    return rc, output, report, reports, {"pdd": pdd, "artifacts": artifacts, "events": events, "process": proc}
 
 
 @pytest.mark.parametrize("core", sorted(core_venvs()))
@@ -211,9 +279,13 @@ def test_recover_end_to_end(core, tarball, clean_cloud, tmp_path):
 
     textfile = tmp_path / "textfile"  # node_exporter's textfile collector directory
     textfile.mkdir()
-    version, rc, output, report = installed_playbook(cloud, venv, tarball, tmp_path, host_recovery_metrics_dir=str(textfile))
+    version = core_version(venv)
     if core == "oldest":
         assert version.startswith(CLAIMED + "."), (version, CLAIMED)  # the oldest we claim, not another
+    if core == "newest":  # as AWX runs the job template, through ansible-runner
+        rc, output, report, reports, job = awx_runner_job(cloud, venv, tarball, tmp_path, textfile)
+    else:  # as an operator runs it
+        rc, output, report, reports = installed_playbook(cloud, venv, tarball, tmp_path, textfile)
     assert rc == 0, f"ansible-core {version}:\n{output[-6000:]}"
 
     # Every server on a healthy host, in the state it had, nothing left behind.
@@ -244,7 +316,7 @@ def test_recover_end_to_end(core, tarball, clean_cloud, tmp_path):
         assert entry["requested_at"] and entry["finished_at"]
     assert report["service"]["snapshot"]["forced_down"] is False
     assert report["rollback"] is None and report["stopped"] is None
-    directory = tmp_path / "reports" / f"{HOST}-{report['started_at'].replace('-', '').replace(':', '')}-{report['run_id']}"
+    directory = reports / f"{HOST}-{report['started_at'].replace('-', '').replace(':', '')}-{report['run_id']}"
     assert report["files"]["directory"] == str(directory)
     snapshot = json.loads((directory / "snapshot.json").read_text())
     assert {s["id"] for s in snapshot["servers"]} == set(before)
@@ -280,6 +352,51 @@ def test_recover_end_to_end(core, tarball, clean_cloud, tmp_path):
     # The last task output is the summary, one line per host naming its report.
     last = last_task_output(output)
     assert "Summary - one line per host" in last and f"{HOST}: RECOVERED" in last and str(directory) in last
+    if core == "newest":
+        awx_job_is_what_awx_shows(cloud, job, report)
+
+
+def awx_job_is_what_awx_shows(cloud, job, report):
+    """The AWX job of test_recover_end_to_end: its status, its artifacts (set_stats) saying what report.json says,
+    the survey's answers applied, the collection taken from the job's requirements_collections/, and no secret in
+    anything the job keeps (its output, its events, its artifacts)."""
+    artifacts, events = job["artifacts"], job["events"]
+    assert (artifacts / "status").read_text() == "successful" and (artifacts / "rc").read_text() == "0"
+    assert job["process"].stdout == ""  # the runner prints nothing of its own (env/settings): AWX shows the events
+    assert [e["event"] for e in events][0] == "playbook_on_start" and events[-1]["event"] == "playbook_on_stats"
+
+    # The job's artifacts, as AWX stores them and hands them to the next nodes of a workflow.
+    stats = awx_job.job_artifacts(events)
+    assert set(stats) == {"host_recovery"} and set(stats["host_recovery"]) == {HOST}, stats
+    outcome = stats["host_recovery"][HOST]
+    assert outcome == {
+        "outcome": "recovered",
+        "needs_attention": False,
+        "run_id": report["run_id"],
+        "reason": report["reason"],
+        "report_dir": report["files"]["directory"],
+        "summary": report["evacuation"]["summary"],
+        "servers": {s["name"]: "recovered" for s in report["servers"]},
+    }, outcome
+    assert Path(outcome["report_dir"]).parent == job["pdd"] / "project" / "reports"  # the default root: inside the job
+
+    # The survey's answers reached the run: at most 3 evacuations in flight (4 servers; 10 without the answer).
+    assert 1 <= report["evacuation"]["summary"]["max_in_flight"] <= 3, report["evacuation"]["summary"]
+    # The role's tasks came from the collection installed for the job, not from the project's checkout.
+    installed = str(awx_job.requirements_collections(job["pdd"]) / "ansible_collections" / "novaha" / "recovery" / "roles" / "host_recovery") + "/"
+    role_files = {e["event_data"]["task_path"].rsplit(":", 1)[0] for e in events if "/roles/host_recovery/" in e.get("event_data", {}).get("task_path", "")}
+    assert all(path.startswith(installed) for path in role_files), sorted(role_files)
+    assert {"tasks/fence.yml", "tasks/report.yml"} <= {path.removeprefix(installed) for path in role_files}, sorted(role_files)
+
+    # The BMC account came from the credential only (the inventory has none), and no secret shows in what the job
+    # keeps: its output, its events, the artifacts' set_stats, the runner's record of the command and environment.
+    assert "bmc_password" not in (job["pdd"] / "inventory" / "hosts").read_text()
+    secrets = {"BMC": cloud.bmc(HOST)["password"], "cloud": admin_password(cloud)}
+    kept = {p: p.read_text() for p in artifacts.rglob("*") if p.is_file()}
+    assert any(p.parent.name == "job_events" for p in kept) and (artifacts / "command") in kept
+    for name, secret in secrets.items():
+        leaks = [str(p.relative_to(artifacts)) for p, text in kept.items() if secret in text]
+        assert not leaks, f"the {name} password is in {leaks}"
 
 
 def test_abort_unfenced_evacuates_nothing_and_restores_flags(clean_cloud, tmp_path):

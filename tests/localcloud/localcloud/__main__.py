@@ -126,6 +126,11 @@ def main(argv=None):
     boot.add_argument("--port", action="store_true", help="boot on a pre-created stub port")
     boot.add_argument("--boot-from-volume", action="store_true", help="the root disk is a Cinder volume created from the image")
     boot.add_argument("--data-volume", action="store_true", help="attach a new 1 GB Cinder volume")
+    boot.add_argument(
+        "--together",
+        action="store_true",
+        help="one request for all (Nova's multiple create, names PREFIX-1 to PREFIX-N), one listing per look while they build",
+    )
     sub.add_parser("env", help="print shell exports for clients (OS_CLIENT_CONFIG_FILE, OS_CLOUD)")
     masakari = sub.add_parser("masakari", help="OpenStack Masakari on this cloud, on demand (the benchmark's peer; see localcloud/masakari.py)")
     masakari_verbs = masakari.add_subparsers(dest="verb", required=True)
@@ -181,6 +186,7 @@ def main(argv=None):
                 port=args.port,
                 boot_from_volume=args.boot_from_volume,
                 data_volume=args.data_volume,
+                together=args.together,
             )
             print(json.dumps(records, indent=2))
         elif args.command == "fault":

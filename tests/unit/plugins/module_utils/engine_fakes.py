@@ -583,7 +583,7 @@ def host_run(nova, clock, run=True, controller='ctl@00', run_id=None, progress=N
     run_opts = dict((k, opts.pop(k)) for k in ('timeout', 'poll_interval', 'retries', 'max_parallel', 'window') if k in opts)
     run_opts.setdefault('poll_interval', 2)
     counting = he.CountingNova(nova)
-    engine = ev.Engine(counting, clock, microversion=microversion)
+    engine = ev.Engine(counting, clock, microversion=microversion, senders=opts.pop('senders', 1))
     evacuation = he.HostEvacuation(engine, controller=controller, run_id=run_id)
     plan = evacuation.prepare(SRC, **opts)
     summary = None

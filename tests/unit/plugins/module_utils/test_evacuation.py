@@ -703,6 +703,9 @@ def test_progress_summary(nova, clock):
 def test_next_poll_delay_is_short_after_a_change_and_backs_off_to_the_poll_interval():
     assert [_watch.next_poll_delay(5, quiet) for quiet in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
     assert _watch.next_poll_delay(1, 0) == 1.0 and _watch.next_poll_delay(1, 9) == 1.0
+    # Two looks start at least LOOK_GAP apart: the time spent acting after the last one counts.
+    assert _watch.next_poll_delay(5, 0, since_last_look=0.3) == 1.7 and _watch.next_poll_delay(5, 0, since_last_look=1.5) == 1.0
+    assert _watch.next_poll_delay(5, 2, since_last_look=0.3) == 4.0 and _watch.next_poll_delay(1, 0, since_last_look=0.3) == 1.0
 
 
 def test_a_finished_evacuation_is_seen_about_a_second_after_nova_finished_it(nova, clock):

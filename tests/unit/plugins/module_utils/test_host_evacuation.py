@@ -5,12 +5,13 @@ services, servers of a host, server groups, aggregates, hypervisors, service upd
 
 import datetime
 import sys
+import threading
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from engine_fakes import DST, OTHER, SRC, HostNova, host_run
 
-from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _errors, _evacuation as ev, _host_evacuation as he, _nova, _run as run
+from ansible_collections.novaha.recovery.plugins.module_utils import _decisions, _errors, _evacuation as ev, _host_evacuation as he, _nova, _run as run, _watch
 
 # ---------------------------------------------------------------------------------------------------------
 # guards
@@ -250,6 +251,62 @@ def test_a_host_run_recovers_every_server_within_max_parallel(nova, clock):
     assert nova.reasons[0].startswith('novaha.recovery run %s claimed ctl ctl@00 start ' % plan.run_id)
     assert nova.reasons[1].startswith('novaha.recovery run %s evacuating ctl ctl@00 start ' % plan.run_id)
     assert nova.services[SRC]['status'] == 'enabled' and nova.services[SRC]['disabled_reason'] is None
+
+
+class SerialNova(HostNova):
+    """The fake answers one request at a time (it is no thread-safe Nova) and notes the thread of each action."""
+
+    def __init__(self, clock):
+        super(SerialNova, self).__init__(clock)
+        self.lock = threading.Lock()
+        self.threads = []
+
+    def request(self, method, path, microversion, body=None):
+        with self.lock:
+            if method == 'POST':
+                self.threads.append(threading.current_thread().ident)
+            return super(SerialNova, self).request(method, path, microversion, body)
+
+
+def test_senders_begin_servers_together_each_locked_before_its_evacuation(clock):
+    nova = SerialNova(clock)
+    ids = [nova.add_server('web-%02d' % i) for i in range(12)]
+    plan, summary, counting = host_run(nova, clock, max_parallel=8, senders=4)
+    assert summary['recovered'] == 12 and summary['failed'] == 0
+    for sid in ids:
+        # Each server's own requests in order: its lock, its one evacuation, its unlock once recovered.
+        assert [a for a, _mv, _b in nova.actions(sid)] == ['lock', 'evacuate', 'unlock']
+        assert nova.status(sid)[0] == DST and nova.servers[sid]['locked'] is False
+    assert len(set(nova.threads)) > 1 and summary['max_in_flight'] <= 8 and nova.max_overlap() <= 8
+    assert counting.watch_requests == 2 * counting.polls
+
+
+def test_senders_stop_beginning_servers_once_the_api_fails_and_resume_after_it(clock):
+    nova = SerialNova(clock)
+    ids = [nova.add_server('web-%02d' % i) for i in range(12)]
+    nova.outage(start_in=0, seconds=3, status=503, method='POST')
+    _plan, summary, _counting = host_run(nova, clock, max_parallel=12, senders=4)
+    # No more than the senders' first requests met the failing API before the run paused; none was sent twice.
+    first = [c for c in nova.failed_calls if c[0] == nova.failed_calls[0][0]]
+    assert 1 <= len(first) <= 4
+    assert summary['recovered'] == 12 and all(nova.evacuate_count(sid) == 1 for sid in ids)
+
+
+def test_looks_start_at_least_two_seconds_apart(clock, monkeypatch):
+    nova = HostNova(clock)
+    for i in range(6):
+        nova.add_server('web-%02d' % i)
+    started = []
+    poll = _watch.Watcher.poll
+
+    def noted(self, server_ids):
+        started.append(clock.t)
+        return poll(self, server_ids)
+
+    monkeypatch.setattr(_watch.Watcher, 'poll', noted)
+    _plan, summary, _counting = host_run(nova, clock, max_parallel=3, poll_interval=5)
+    assert summary['recovered'] == 6 and len(started) > 3
+    assert min(b - a for a, b in zip(started, started[1:])) >= _watch.LOOK_GAP
 
 
 def test_watch_requests_do_not_grow_with_the_number_of_servers(clock):

@@ -169,6 +169,41 @@ def test_two_claims_at_the_same_moment_only_one_goes_on(nova, clock):
     assert err.value.kind == 'lost' and 'run other1' in err.value.msg
 
 
+def test_a_claim_left_to_be_read_back_later_returns_after_its_write_and_is_proven_settle_after_it(nova, clock):
+    r = host_run(nova, clock)
+    assert r.claim(read_back=False).kind == 'free'
+    assert [m for m, _p, _b in nova.requests] == ['GET', 'PUT'] and clock.sleeps == []
+    assert r.settled_at == clock.t + run.DEFAULT_SETTLE
+    # The next module of the run (another HostRun) reads it back: it waits what is left of the settle (the fence
+    # took 1.5 s meanwhile), reads once, and writes its phase without reading again.
+    clock.t += 1.5
+    nova.requests.clear()
+    later = host_run(nova, clock)
+    later.advance('isolated', forced_down=True, held=later.prove_claim(r.settled_at))
+    assert clock.sleeps == [0.5] and [m for m, _p, _b in nova.requests] == ['GET', 'PUT']
+    assert run.parse_marker(nova.services[HOST]['disabled_reason']).phase == 'isolated'
+
+
+def test_a_claim_read_back_later_loses_to_a_competitor_that_wrote_while_it_settled(nova, clock):
+    r = host_run(nova, clock)
+    r.claim(read_back=False)
+    # The other run read the host free before our write landed and wrote its claim within its settle.
+    nova.write(HOST, {'status': 'disabled', 'disabled_reason': marker(run_id='other1', phase='claimed', beat=1).text()})
+    with pytest.raises(run.RunError) as err:
+        host_run(nova, clock).prove_claim(r.settled_at)
+    assert err.value.kind == 'lost' and 'claimed host %s at the same moment' % HOST in err.value.msg
+    assert clock.sleeps == [run.DEFAULT_SETTLE] and len(nova.writes()) == 1  # ours only: nothing written after it lost
+
+
+def test_a_read_back_never_waits_longer_than_the_proof_needs(nova, clock):
+    r = host_run(nova, clock)
+    r.claim(read_back=False)
+    clock.t += 5
+    r.prove_claim(r.settled_at)  # the settle passed long ago: no wait
+    r.prove_claim(clock.t + 3600)  # a clock that jumped: CLAIM_PROOF_WAIT at most
+    assert clock.sleeps == [0.0, run.CLAIM_PROOF_WAIT]
+
+
 class SlowNova(ServiceNova):
     """Each GET takes the seconds popped from ``slow`` (then none)."""
 
@@ -396,6 +431,40 @@ def test_verify_holds_the_host_renews_the_heartbeat_and_returns_the_verdicts(nov
     phases = [run.parse_marker(b['disabled_reason']).phase for b in nova.writes()]
     assert phases == ['claimed', 'verifying', 'verifying', 'verifying']
     assert run.parse_marker(nova.services[HOST]['disabled_reason']).heartbeat_at >= at(20)
+
+
+def test_verify_after_the_evacuation_moved_the_run_to_verifying_reads_and_does_not_write_again(nova, clock):
+    # The evacuation (another module, another HostRun) ended in phase verifying a few seconds ago.
+    host_run(nova, clock, lease=40).claim()
+    host_run(nova, clock, lease=40).advance('verifying')
+    clock.t += 3
+    nova.requests.clear()
+    r = host_run(nova, clock, lease=40)
+    looks = iter([[verdict(waiting=True)]] * 3 + [[verdict(ok=True)]])
+    found, waited, count = r.verify(lambda: next(looks), timeout=300, interval=5)
+    assert found == [verdict(ok=True)] and count == 4
+    # One read proves the host is ours; the heartbeat written 3 s before is due again a quarter lease after it
+    # (at 10 s), not at once.
+    assert [m for m, _p, _b in nova.requests][:1] == ['GET'] and r.first_read['disabled_reason'].startswith('novaha.recovery run second verifying')
+    assert len(nova.writes()) == 1 and run.parse_marker(nova.writes()[0]['disabled_reason']).heartbeat_at >= at(10)
+
+
+def test_verify_writes_the_phase_when_the_heartbeat_is_older_than_a_quarter_lease(nova, clock):
+    host_run(nova, clock, lease=40).claim()
+    host_run(nova, clock, lease=40).advance('verifying')
+    clock.t += 11
+    nova.requests.clear()
+    host_run(nova, clock, lease=40).verify(lambda: [verdict(ok=True)], timeout=300, interval=5)
+    assert [m for m, _p, _b in nova.requests] == ['GET', 'GET', 'PUT']
+
+
+def test_advance_reads_once_and_keeps_the_service_before_its_write(nova, clock):
+    host_run(nova, clock).claim()
+    nova.requests.clear()
+    r = host_run(nova, clock)
+    r.advance('isolated', forced_down=True)
+    assert [m for m, _p, _b in nova.requests] == ['GET', 'PUT']
+    assert r.first_read['forced_down'] is False and nova.services[HOST]['forced_down'] is True
 
 
 def test_verify_gives_up_at_the_timeout_with_servers_still_waiting(nova, clock):
