@@ -16,7 +16,7 @@
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 PY="$ROOT/.venv/dev/bin/python"
 REPS="${BENCH_FULL_REPS:-1}"
 read -r -a EXTRA <<< "${BENCH_FULL_ARGS---docs}"

@@ -102,21 +102,21 @@ def test_the_rack_is_judged_against_its_floor_and_against_one_host_after_another
 def test_a_rack_slower_than_its_floor_or_barely_faster_than_serial_misses():
     results = [run("a", 80.0, 85.0), run("a-serial", 160.0, 170.0), run("c-rack", 55.0, 56.0)]
     verdicts = bench.judge(bench.summarize(results, [90], bench.RACK_CONTENDERS), None)
-    assert [met for name, met, _ in verdicts if name.startswith("rack:")] == [False, False]
+    assert [met for name, met, _detail in verdicts if name.startswith("rack:")] == [False, False]
 
 
 def test_a_over_c_is_judged_at_50_and_at_200_servers():
     results = [run("a", 50.0, 55.0, servers=50), run("c", 48.0, 50.0, servers=50), run("b", 300.0, 300.0, servers=50)]
     results += [run("a", 230.0, 240.0, servers=200), run("c", 200.0, 205.0, servers=200)]
     table = bench.summarize(results, [50, 200], ["a", "b", "c"])
-    verdicts = {name: met for name, met, _ in bench.judge(table, {"wall_median": 4.0})}
+    verdicts = {name: met for name, met, _detail in bench.judge(table, {"wall_median": 4.0})}
     assert verdicts["a/c <= 1.1 at N = 50"] is True
     assert verdicts["a/c <= 1.1 at N = 200"] is False  # 1.15
     assert verdicts["b/a >= 5 at N = 50"] is True
     assert verdicts["(a) requests per poll independent of N"] is True
     # N = 200 not run: not judged rather than judged at another N.
     only_50 = bench.summarize(results, [50], ["a", "b", "c"])
-    assert {name: met for name, met, _ in bench.judge(only_50, None)}["a/c <= 1.1 at N = 200"] is None
+    assert {name: met for name, met, _detail in bench.judge(only_50, None)}["a/c <= 1.1 at N = 200"] is None
 
 
 def test_requests_per_poll_that_grow_with_n_miss():
@@ -147,12 +147,12 @@ def test_masakari_is_judged_beside_the_single_host_targets_and_not_on_a_rack():
     results = [run(key, done, done + 2, servers=50) for key, done in (("a", 50.0), ("c", 48.0), ("d", 250.0), ("e", 40.0))]
     table = bench.summarize(results, [50], ["a", "c", "d", "e"])
     assert table[50]["a/d"] == 0.2 and table[50]["a/e"] == 1.25 and table[50]["a/c"] == 1.04
-    verdicts = {name: met for name, met, _ in bench.judge(table, None)}
+    verdicts = {name: met for name, met, _detail in bench.judge(table, None)}
     assert verdicts["(a) faster than Masakari, shipped defaults: a/d < 1"] is True
     assert verdicts["(a) faster than Masakari, tuned: a/e < 1"] is False
     assert verdicts["a/c <= 1.1 at N = 50"] is True
     rack = [run("a", 60.0, 65.0), run("a-serial", 160.0, 170.0), run("c-rack", 55.0, 56.0)]
-    names = [name for name, _, _ in bench.judge(bench.summarize(rack, [90], bench.RACK_CONTENDERS), None)]
+    names = [name for name, _met, _detail in bench.judge(bench.summarize(rack, [90], bench.RACK_CONTENDERS), None)]
     assert not any("Masakari" in name for name in names)
     assert not set(bench.MASAKARI) & set(bench.RACK_CONTENDERS)
 
