@@ -63,7 +63,7 @@ bench: install ## Benchmark (not a test) on its own cloud: recover-host.yml vs n
 # `make bench-full BENCH_FULL_REPS=3`: three repetitions (three times as long); BENCH_FULL_ARGS= leaves docs/ alone.
 BENCH_FULL_REPS ?= 1
 BENCH_FULL_ARGS ?= --docs
-bench-full: install ## Issue 16's sweep (about an hour): rebuilds of 2 s, 20 s, 5-60 s at N = 50 to 200, and a rack of 3 x 30
+bench-full: install ## Issue 16's sweep (about 90 min, estimated): rebuilds of 2 s, 20 s, 5-60 s at N = 50 to 200, and a rack of 3 x 30
 	BENCH_FULL_REPS=$(BENCH_FULL_REPS) BENCH_FULL_ARGS="$(BENCH_FULL_ARGS)" bash $(ROOT)/hack/bench-full.sh
 
 # `make chaos CHAOS_SEED=7 CHAOS_COUNT=24 CHAOS_FAULT_RUNS=5`: another seeded list of kill points, longer.

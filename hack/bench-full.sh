@@ -7,8 +7,9 @@
 # 1 to 3 share one cloud (.localcloud-bench, 3 computes: the rebuild time is set on each server, the cloud is the
 # same); the rack has its own (.localcloud-bench-rack, 6 computes). Each run writes its own generated section of
 # docs/benchmarks.md (fixed-2s, fixed-20s, spread-5-60, rack) and its plots, and records how long it took.
-# Environment: BENCH_FULL_REPS (default 1: about an hour; 3 takes three times as long), BENCH_FULL_ARGS (default
-# --docs; empty to leave docs/ alone), NOVAHA_BENCH_PORT_OFFSET as for `make bench`.
+# Environment: BENCH_FULL_REPS (default 1: about 90 minutes, estimated in docs/benchmarks.md; 3 takes three
+# times as long), BENCH_FULL_ARGS (default --docs; empty to leave docs/ alone), NOVAHA_BENCH_PORT_OFFSET as for
+# `make bench`.
 # Every step runs even when one before it failed; the script fails at the end naming the steps that failed.
 # OpenStack Masakari ((d) and (e)) is not part of the sweep (step 1 names its contenders): `make bench` measures
 # it at N = 10 to 50. Its time is Keystone's (190 s for 30 servers tuned), so at N = 50 to 200 it would add, by

@@ -112,6 +112,23 @@ def test_boot_puts_servers_on_the_named_host_in_the_asked_state(clean_cloud):
     assert server(conn, errored["id"])["status"] == "ERROR"
 
 
+def test_boot_together_makes_every_server_with_one_request(clean_cloud):
+    """The benchmark's boot: Nova's multiple create, named as one by one would name them; a taken name falls back."""
+    conn = clean_cloud.connect()
+    access_log = clean_cloud.state_dir / "logs" / "nova-api-access.log"
+    before = access_log.stat().st_size
+    together = clean_cloud.boot("node-31", count=4, together=True, metadata={"novaha_fake:rebuild_delay": "3"})
+    with open(access_log, "rb") as handle:
+        handle.seek(before)
+        posts = [line for line in handle.read().decode().splitlines() if '"POST /v2.1/servers ' in line]
+    assert len(posts) == 1
+    assert [s["name"] for s in together] == [f"node-31-vm-{index}" for index in range(1, 5)]
+    assert {(s["host"], s["status"]) for s in together} == {("node-31", "ACTIVE")}
+    assert server(conn, together[0]["id"])["metadata"] == {"novaha_fake:rebuild_delay": "3"}
+    (stopped,) = clean_cloud.boot("node-31", status="SHUTOFF", together=True)
+    assert (stopped["name"], server(conn, stopped["id"])["status"]) == ("node-31-vm-5", "SHUTOFF")
+
+
 def test_a_failed_host_must_be_forced_down_before_nova_evacuates(clean_cloud):
     conn = clean_cloud.connect()
     first, second, third = clean_cloud.boot("node-28", count=3)

@@ -347,12 +347,13 @@ def reset(log=print):
         if not proc.running(f"compute-{host}"):
             restarted[host] = nova.utcnow()
             services.start_compute(host)
-    nova.delete_all_servers(conn, timeout=120)
+    deleted = nova.delete_all_servers(conn, timeout=120)
     instancestore.clear(instancestore.load(config.STATE))  # disks of servers deleted while their host was down
     from . import volumes
 
     volumes.delete_all_volumes(conn, timeout=60)
-    nova.wait_evacuations_completed(conn, info["computes"], timeout=90)
+    # A second more per server deleted: the benchmark leaves 200 evacuations behind.
+    nova.wait_evacuations_completed(conn, info["computes"], timeout=90 + deleted)
     nova.restore_services(conn, info["computes"])
     nova.delete_server_groups(conn)
     nova.wait_schedulable(conn, info["computes"], timeout=90, restarted=restarted)

@@ -104,7 +104,8 @@ def delete_all_servers(conn, timeout):
     """Delete every server and wait until none is left. A delete can lose a race with a nova-compute that is
     starting again (Nova answers 500 "Object action destroy failed because: host changed" to the local delete of
     a server on a down host): every server still there and not being deleted is deleted again on the next look.
-    The deletes go 4 at a time, and the timeout grows by a second per server (the benchmark deletes 200)."""
+    The deletes go 4 at a time, and the timeout grows by a second per server (the benchmark deletes 200).
+    Returns how many servers there were."""
 
     def delete(server):
         try:
@@ -120,6 +121,7 @@ def delete_all_servers(conn, timeout):
 
     count = len(list(conn.compute.servers(all_projects=True)))
     proc.wait_for("every server to be deleted", none_left, timeout + count, 0.5)
+    return count
 
 
 def _evacuations_left(conn, host):
