@@ -112,6 +112,7 @@ def test_boot_puts_servers_on_the_named_host_in_the_asked_state(clean_cloud):
     assert server(conn, errored["id"])["status"] == "ERROR"
 
 
+@pytest.mark.tooling_only  # the benchmark's boot, not the collection: `make localcloud-check`
 def test_boot_together_makes_every_server_with_one_request(clean_cloud):
     """The benchmark's boot: Nova's multiple create, named as one by one would name them; a taken name falls back."""
     conn = clean_cloud.connect()
