@@ -650,34 +650,62 @@ class HostRun(object):
         the next run for the host goes on at once and resumes what is left. Returns that phase, or None when the
         run holds nothing (it never claimed the host, gave it back, or another run took it): nothing of ours to
         end, and another run's marker is never written over. Returns (that phase or None, the service as read
-        before). ``check_mode``: decide, write nothing."""
-        service, found, holder = self.read_if_any()
-        before = dict(service) if service is not None else None
-        if holder.kind != 'ours':
-            return None, before
+        before). ``check_mode``: decide, write nothing.
+
+        A write that failed transiently (or whose answer was lost) is sent again after a fresh read finds the
+        marker still ours, as ``advance`` does: a run left in a held phase would make the next run wait a lease."""
         phase = end_phase(stopped)
-        if not check_mode:
+        before = None
+        failed_writes = 0
+        while True:
+            service, found, holder = self.read_if_any()
+            if not failed_writes:
+                before = dict(service) if service is not None else None
+            if holder.kind != 'ours':
+                return None, before
+            if check_mode:
+                return phase, before
             found.phase = phase
             found.heartbeat_at = self.now()
-            self._write(found, 'ending run %s on %s in phase %s' % (self.run_id, self.host, phase))
-        return phase, before
+            try:
+                self._write(found, 'ending run %s on %s in phase %s' % (self.run_id, self.host, phase))
+            except RunError as exc:
+                failed_writes += 1
+                self._wait_to_write_again(exc, failed_writes)
+                continue
+            return phase, before
 
     def release(self, took_over=False, evacuation_started=False, evacuated=False, check_mode=False):
         """Give the service back what it had before the first run of this recovery, when ``release_refusal``
         allows it (this run's marker on it, nothing moved, no earlier run taken over; see there for the facts
         passed). ``took_over`` also counts when this run's own claim took over another run. Returns a Release:
         ``declined`` is None when the service was given back (or would be, in ``check_mode``), else the RELEASE_*
-        kind; nothing is written then."""
-        service, found, holder = self.read_if_any()
-        declined = release_refusal(holder, took_over=bool(took_over) or self.took_over is not None, evacuation_started=evacuation_started, evacuated=evacuated)
-        if declined is not None:
-            return Release(self.host, self.run_id, declined, holder, service)
-        before = dict(service)
-        body = found.restore_body(service)
-        if not check_mode:
-            self._put(body, 'restoring the nova-compute service of %s as it was before run %s' % (self.host, self.run_id))
-            self.marker = None
-        return Release(self.host, self.run_id, None, holder, before, body, check_mode)
+        kind; nothing is written then. A write that failed transiently is sent again after a fresh read, as
+        ``end`` does; one whose answer was lost is found done (the service reads as it was given back)."""
+        failed_writes = 0
+        sent = None  # (service before, body) of the last write that failed
+        while True:
+            service, found, holder = self.read_if_any()
+            if sent is not None and holder.kind == 'free' and service is not None and all(service.get(k) == v for k, v in sent[1].items()):
+                self.marker = None
+                return Release(self.host, self.run_id, None, holder, sent[0], sent[1], check_mode)
+            declined = release_refusal(
+                holder, took_over=bool(took_over) or self.took_over is not None, evacuation_started=evacuation_started, evacuated=evacuated
+            )
+            if declined is not None:
+                return Release(self.host, self.run_id, declined, holder, service)
+            before = dict(service)
+            body = found.restore_body(service)
+            if not check_mode:
+                try:
+                    self._put(body, 'restoring the nova-compute service of %s as it was before run %s' % (self.host, self.run_id))
+                except RunError as exc:
+                    failed_writes += 1
+                    sent = (before, body)
+                    self._wait_to_write_again(exc, failed_writes)
+                    continue
+                self.marker = None
+            return Release(self.host, self.run_id, None, holder, before, body, check_mode)
 
     def verify(self, look, timeout, interval):
         """Hold the host in phase verifying while the evacuated servers get where they should: ``look()``
