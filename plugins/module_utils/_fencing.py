@@ -834,7 +834,8 @@ def check_fence(host, levels, fence=False, attested=False, power_timeout=60, che
     elif not isinstance(levels, (list, tuple)):
         levels = [levels]
     first = levels[0] if levels else None
-    evidence = dict(  # type: dict
+    evidence = {}  # type: dict
+    evidence.update(
         method=first.kind if first is not None else 'none',
         bmc=first.describe() if first is not None else None,
         power_state=None,
