@@ -354,6 +354,11 @@ def reset(log=print):
     volumes.delete_all_volumes(conn, timeout=60)
     # A second more per server deleted: the benchmark leaves 200 evacuations behind.
     nova.wait_evacuations_completed(conn, info["computes"], timeout=90 + deleted)
+    # Enabled while its nova-compute is up, a service has the API tell the compute, which clears the
+    # COMPUTE_STATUS_DISABLED trait in Placement at once; enabled while it still starts, the trait lingers
+    # until the compute's periodic task (about 20 s more per reset after a recovery).
+    for host, since in restarted.items():
+        nova.wait_heartbeat(conn, host, timeout=90, since=since)
     nova.restore_services(conn, info["computes"])
     nova.delete_server_groups(conn)
     nova.wait_schedulable(conn, info["computes"], timeout=90, restarted=restarted)
