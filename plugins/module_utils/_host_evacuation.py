@@ -140,16 +140,18 @@ class HostListing(object):
         self.migrations = migrations  # the host's evacuation migrations (raw records)
 
 
+def servers_detail(engine, query, what):
+    """Every page of the servers of every project that ``query`` (pairs) selects; ``what`` names the listing
+    in an error."""
+    items, _date = list_pages(
+        engine.nova, '/servers/detail', [('all_tenants', 'True')] + list(query), 'servers', engine.mv.read, 'listing the %s in all projects' % what
+    )
+    return items
+
+
 def servers_on(engine, host):
     """The servers of every project whose host is ``host`` (all pages)."""
-    items, _date = list_pages(
-        engine.nova,
-        '/servers/detail',
-        [('all_tenants', 'True'), ('host', host)],
-        'servers',
-        engine.mv.read,
-        'listing the servers of host %s in all projects' % host,
-    )
+    items = servers_detail(engine, [('host', host)], 'servers of host %s' % host)
     return [s for s in items if s.get('OS-EXT-SRV-ATTR:host') == host]
 
 
@@ -228,16 +230,8 @@ def changed_servers(engine, since, ids):
     """{id: snapshot} of the servers of ``ids`` that Nova lists as changed since ``since`` (deleted ones as
     ``deleted``)."""
     wanted = set(ids)
-    items, _date = list_pages(
-        engine.nova,
-        '/servers/detail',
-        [('all_tenants', 'True'), ('changes-since', since)],
-        'servers',
-        engine.mv.read,
-        'listing the servers changed since %s in all projects' % since,
-    )
     out = {}
-    for body in items:
+    for body in servers_detail(engine, [('changes-since', since)], 'servers changed since %s' % since):
         if body.get('id') in wanted:
             out[body['id']] = dict(id=body['id'], deleted=True) if body.get('status') == 'DELETED' else snapshot(body)
     return out
