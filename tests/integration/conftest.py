@@ -8,6 +8,7 @@ a test that injects faults asks for ``faults``, which removes them after the tes
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -216,3 +217,15 @@ def clean_cloud(cloud):
     """The local cloud reset to its first state: no servers, every compute up and enabled."""
     cloud.cli("reset")
     return cloud
+
+
+def stop_process(proc, grace=10):
+    """A child process ended: woken if stopped (SIGCONT), asked to end (SIGTERM), killed after `grace` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -18,6 +18,8 @@ import certifi
 import pytest
 import requests
 
+from conftest import stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "localcloud"))
 from localcloud import bmc  # noqa: E402  (the package lives outside the test tree)
@@ -80,14 +82,7 @@ def start(pair):
 
     yield _start
     for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 # -- Redfish ------------------------------------------------------------------------------

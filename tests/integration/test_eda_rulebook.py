@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DEV_BIN, ROOT
+from conftest import DEV_BIN, ROOT, stop_process
 
 sys.path.insert(0, str(ROOT / "tests" / "localcloud"))
 from localcloud import bmc  # noqa: E402  (the package lives outside the test tree)
@@ -81,16 +81,6 @@ def wait_listening(port, proc, output, timeout=180):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"nothing listened on 127.0.0.1:{port}:\n{output()}") from None
             time.sleep(0.5)
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def stamp(moment):
@@ -249,8 +239,8 @@ def alert_path(clean_cloud, tmp_path):
     rulebook = Rulebook(clean_cloud, tmp_path)
     alertmanager = Alertmanager(tmp_path, rulebook.port)
     yield alertmanager, rulebook
-    stop(rulebook.proc)
-    stop(alertmanager.proc)
+    stop_process(rulebook.proc, grace=30)
+    stop_process(alertmanager.proc, grace=30)
 
 
 def servers(cloud):

@@ -208,13 +208,7 @@ def boot(
             body["networks"] = [{"port": created["port"]["id"]}]
         else:
             body["networks"] = "none"
-        request = {"server": body}
-        if group_id:
-            request["os:scheduler_hints"] = {"group": group_id}
-        response = conn.compute.post("/servers", json=request, microversion="2.74")
-        if response.status_code >= 400:
-            raise proc.CloudError(f"boot {server_name}: {response.status_code} {response.text[:300]}")
-        ids.append(response.json()["server"]["id"])
+        ids.append(_post_server(conn, body, group_id, server_name)["server"]["id"])
     return _finish(admin, conn, ids, status, locked, data_volume, timeout, group_id)
 
 
@@ -235,17 +229,22 @@ def _server_body(name, host, flavor_id, metadata, boot_from_volume):
     return body
 
 
-def _boot_together(admin, conn, host, count, prefix, flavor_id, metadata, boot_from_volume, group_id, timeout):
-    """The ids of `count` servers booted with one request, once all of them are ACTIVE (one listing per look)."""
-    body = dict(_server_body(prefix, host, flavor_id, metadata, boot_from_volume), networks="none")
-    body.update(min_count=count, max_count=count, return_reservation_id=True)
+def _post_server(conn, body, group_id, what):
+    """POST /servers with `body` (in the server group `group_id`, if any); its answer's body."""
     request = {"server": body}
     if group_id:
         request["os:scheduler_hints"] = {"group": group_id}
     response = conn.compute.post("/servers", json=request, microversion="2.74")
     if response.status_code >= 400:
-        raise proc.CloudError(f"boot {count} x {prefix}: {response.status_code} {response.text[:300]}")
-    reservation = response.json()["reservation_id"]
+        raise proc.CloudError(f"boot {what}: {response.status_code} {response.text[:300]}")
+    return response.json()
+
+
+def _boot_together(admin, conn, host, count, prefix, flavor_id, metadata, boot_from_volume, group_id, timeout):
+    """The ids of `count` servers booted with one request, once all of them are ACTIVE (one listing per look)."""
+    body = dict(_server_body(prefix, host, flavor_id, metadata, boot_from_volume), networks="none")
+    body.update(min_count=count, max_count=count, return_reservation_id=True)
+    reservation = _post_server(conn, body, group_id, f"{count} x {prefix}")["reservation_id"]
     found, progress = {}, {"active": -1, "at": time.monotonic()}
 
     def all_active():
