@@ -70,8 +70,11 @@ options:
         case (V(true) matches C(True)); V(*) means the key is present; a list means any of its values.
       - Servers with an evacuation of an earlier run to finish (in flight, or moved with a lock of ours) are
         finished whatever the selection.
+      - A name given in O(include.names) without glob characters also wins over O(recovered_by_services) (the
+        operator named that server).
+      - O(exclude), O(shared_storage) and O(recovered_by_services[].match) take the same criteria.
     type: dict
-    suboptions:
+    suboptions: &criteria
       metadata:
         description: 'Instance metadata, for example C({HA_Enabled: "True"}).'
         type: dict
@@ -84,13 +87,10 @@ options:
       aggregate_metadata:
         description:
           - Metadata of the host aggregates O(host) belongs to (merged). It is the same for every server of
-            the host, so it selects or excludes the whole host.
+            the host, so it matches the whole host or none of it.
         type: dict
       names:
-        description:
-          - Shell-style globs; the server's name must match one of them.
-          - A name given without glob characters also wins over O(recovered_by_services) (the operator named
-            that server).
+        description: Shell-style globs; the server's name must match one of them.
         type: list
         elements: str
       project_ids:
@@ -101,27 +101,7 @@ options:
     description:
       - Do not evacuate servers hit by any criterion given here (same criteria and matching as O(include)).
     type: dict
-    suboptions:
-      metadata:
-        description: Instance metadata.
-        type: dict
-      flavor_extra_specs:
-        description: Extra specs of the server's flavor.
-        type: dict
-      image_properties:
-        description: Properties of the server's image in Glance.
-        type: dict
-      aggregate_metadata:
-        description: Metadata of the host aggregates O(host) belongs to.
-        type: dict
-      names:
-        description: Shell-style globs of server names.
-        type: list
-        elements: str
-      project_ids:
-        description: Project ids.
-        type: list
-        elements: str
+    suboptions: *criteria
   query:
     description:
       - A JMESPath expression evaluated over the list of the host's servers; the servers it returns (objects
@@ -274,27 +254,7 @@ options:
         extra spec or an aggregate that names the storage class). Same criteria and matching as O(include);
         a server matching every criterion given counts as on shared storage.
     type: dict
-    suboptions:
-      metadata:
-        description: Instance metadata.
-        type: dict
-      flavor_extra_specs:
-        description: Extra specs of the server's flavor.
-        type: dict
-      image_properties:
-        description: Properties of the server's image in Glance.
-        type: dict
-      aggregate_metadata:
-        description: Metadata of the host aggregates O(host) belongs to (merged).
-        type: dict
-      names:
-        description: Shell-style globs; the server's name must match one of them.
-        type: list
-        elements: str
-      project_ids:
-        description: Project ids; the server's project must be one of them.
-        type: list
-        elements: str
+    suboptions: *criteria
   local_ephemeral:
     description:
       - What to do with the servers whose disks are local to the failed host (image-booted, not on shared
@@ -331,27 +291,7 @@ options:
         description: The servers it recovers, with the criteria of O(include).
         type: dict
         required: true
-        suboptions:
-          metadata:
-            description: Instance metadata.
-            type: dict
-          flavor_extra_specs:
-            description: Extra specs of the server's flavor.
-            type: dict
-          image_properties:
-            description: Properties of the server's image in Glance.
-            type: dict
-          aggregate_metadata:
-            description: Metadata of the host aggregates O(host) belongs to (merged).
-            type: dict
-          names:
-            description: Shell-style globs; the server's name must match one of them.
-            type: list
-            elements: str
-          project_ids:
-            description: Project ids; the server's project must be one of them.
-            type: list
-            elements: str
+        suboptions: *criteria
   microversion:
     description:
       - The compute API microversion of the evacuate requests, as in M(novaha.recovery.os_instance_evacuate).
