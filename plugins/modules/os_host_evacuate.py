@@ -394,6 +394,20 @@ options:
       - Default is to read and plan at once.
     type: int
     default: 0
+  claim:
+    description:
+      - Plan, then claim the host for the run O(run_id) and stop there, evacuating nothing - the first step of a
+        recovery run (the P(novaha.recovery.host_recovery#role) role's preflight), so that one module run reads,
+        guards, plans and claims.
+      - The claim is the one of M(novaha.recovery.os_recovery_run) with O(novaha.recovery.os_recovery_run#module:state=claimed)
+        and O(novaha.recovery.os_recovery_run#module:read_back=false) - a live run that holds the host is waited for
+        up to O(wait_for_run) seconds (the plan is then made again), a run that ended or went stale is taken over -
+        and RV(claim) carries its RV(claim.settled_at) for the run's next module that writes to Nova.
+      - Nothing is claimed when a guard refuses the host, in check mode, or when an earlier run already recovered
+        the host (RV(already_recovered)).
+      - Requires O(run_id).
+    type: bool
+    default: false
   fail_on_guards:
     description:
       - Fail the task when a guard refuses the host. With V(false) the task ends unchanged with RV(refused)
@@ -658,6 +672,25 @@ microversions:
   description: The microversion of each kind of request, as in M(novaha.recovery.os_instance_evacuate).
   returned: when the cloud was reached
   type: dict
+already_recovered:
+  description:
+    - The marker of the earlier run that already recovered the host, as M(novaha.recovery.os_recovery_run) returns
+      a run - its marker ended C(done), the service is still forced down and disabled, no guard refuses, and every
+      selected server is one that run moved off the host with nothing left to finish. The module then changes
+      nothing and says so in RV(msg). Null otherwise; a server on the host again makes the run go on as any other.
+  returned: when the cloud was read
+  type: dict
+  sample: {run_id: 3f9a1c0b2e, phase: done, controller: awx-1@1a2b3c4d, started_at: "2025-05-01T10:00:00Z"}
+claim:
+  description:
+    - With O(claim=true), the claim of the host for O(run_id) - C(holder) (who held the host before, as the guard
+      C(no_other_run) judged it), C(took_over) (the run taken over, or null), C(settled_at) (when the claim may
+      be read back, seconds since the epoch on the controller's clock: give it to the run's next module that
+      writes to Nova), C(run) (this run's marker), C(service) (C(before) and C(after) the claim) and C(msg).
+    - Null when nothing was claimed (a guard refused, the host is already recovered); in check mode C(msg) says
+      what would be claimed.
+  returned: with O(claim=true)
+  type: dict
 snapshot:
   description:
     - The host before anything was planned or changed, with the keys M(novaha.recovery.os_host_info) returns -
@@ -696,6 +729,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation i
     CountingNova,
     HostEvacuation,
     SdkService,
+    already_recovered,
     check_recovered_by_services,
     compile_query,
     list_host,
@@ -706,6 +740,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation i
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, between
 from ansible_collections.novaha.recovery.plugins.module_utils._run import LEASE_RULE, RUN_ID_RULE, RunError
+from ansible_collections.novaha.recovery.plugins.module_utils._service import service_view
 
 SELECT_SPEC = dict(
     metadata=dict(type='dict'),
@@ -760,9 +795,10 @@ class HostEvacuate(NovahaModule):
         wait_for_run=dict(type='int', default=0),
         wait_for_service_down=dict(type='int', default=0),
         fail_on_guards=dict(type='bool', default=True),
+        claim=dict(type='bool', default=False),
         **bmc_argument_spec(),
     )
-    module_kwargs = dict(supports_check_mode=True, mutually_exclusive=[('bmc', 'fence_levels')])
+    module_kwargs = dict(supports_check_mode=True, mutually_exclusive=[('bmc', 'fence_levels')], required_if=[('claim', True, ('run_id',))])
     option_rules = dict(
         run_id=RUN_ID_RULE,
         max_parallel=at_least(1, why='at most this many evacuations at once'),
@@ -810,7 +846,16 @@ class HostEvacuate(NovahaModule):
         if listing is not None:
             self.results['snapshot'] = read_host(engine, host, listing=listing)
         plan = self.make_plan(evacuation, host, listing)
-        if not self.check_mode and not p['run_id'] and plan.holder is not None and plan.holder.kind == 'live' and not plan.failed_checks:
+        if p['claim']:
+            self.results['claim'] = None
+            if not self.check_mode and not plan.failed_checks and already_recovered(plan) is None:
+                # The run's claim, written once the guards passed; a plan made while another run held the host is
+                # made again once the host is ours.
+                waited = plan.holder is not None and plan.holder.kind == 'live'
+                self.results['claim'] = self.claim_host(evacuation, plan)
+                if waited:
+                    plan = self.make_plan(evacuation, host, None)
+        elif not self.check_mode and not p['run_id'] and plan.holder is not None and plan.holder.kind == 'live' and not plan.failed_checks:
             # Planned while another run moved servers: wait for it (or its heartbeat to go stale), take the
             # host, and plan again from the servers as they are now.
             evacuation.claim(plan)
@@ -841,6 +886,19 @@ class HostEvacuate(NovahaModule):
                 self.fail(msg, kind=refusal_kind(failed))
             self.exit(changed=False, msg=msg)
 
+        previous = already_recovered(plan)
+        self.results['already_recovered'] = previous.to_dict() if previous is not None else None
+        if previous is not None:
+            self.exit(
+                changed=False,
+                msg='%shost %s: already recovered by run %s; nothing to do (%s)'
+                % ('check mode: ' if self.check_mode else '', host, previous.run_id, self.describe_plan(plan)),
+            )
+        if p['claim'] and self.check_mode:
+            self.results['claim'] = dict(msg='check mode: would claim %s for run %s (%s)' % (host, p['run_id'], plan.holder.describe() if plan.holder else ''))
+        if p['claim'] and not self.check_mode:
+            claim = self.results['claim']
+            self.exit(changed=True, msg='host %s: %s; %s; %s' % (host, claim['msg'], self.describe_plan(plan), 'the next task reads the claim back'))
         moving = [e for e in plan.work if e.action in (ACTION_EVACUATE, ACTION_RECONCILE)]
         if self.check_mode:
             self.exit(changed=bool(moving), msg='check mode: host %s: %s' % (host, self.describe_plan(plan)))
@@ -914,6 +972,28 @@ class HostEvacuate(NovahaModule):
             failures = ['%s: %s' % (r['name'], r['reason']) for r in records if r['outcome'] == 'failed']
             self.fail('%s%s' % (msg, '. Failed: %s' % ' | '.join(failures) if failures else ''), changed=changed)
         self.exit(changed=changed, msg=msg)
+
+    def claim_host(self, evacuation, plan):
+        """Claim the host for the run ``run_id`` (written, not read back: the run's next write to Nova proves it
+        first, see ``HostRun.prove_claim``). Returns what the claim found and wrote, as os_recovery_run's
+        state=claimed returns it."""
+        host = plan.host
+        holder = evacuation.claim(plan, read_back=False)
+        run = evacuation.run
+        msg = 'run %s holds %s (phase claimed)' % (self.params['run_id'], host)
+        took_over = run.took_over.to_dict() if run.took_over is not None else None
+        if run.took_over is not None:
+            msg += '; took over the %s %s' % (run.took_over.kind, run.took_over.describe())
+            if run.took_over.kind in ('stale', 'overridden'):
+                self.warn('%s: took over the %s %s' % (host, run.took_over.kind, run.took_over.describe()))
+        return dict(
+            holder=holder.to_dict(),
+            took_over=took_over,
+            settled_at=run.settled_at,
+            run=run.marker.to_dict() if run.marker is not None else None,
+            service=dict(before=service_view(run.first_read) if run.first_read else None, after=service_view(run.service) if run.service else None),
+            msg=msg,
+        )
 
     def give_back(self, evacuation, finished):
         """A host this module claimed (waiting for another run) and then has nothing to do on: the end of its run."""
