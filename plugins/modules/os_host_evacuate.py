@@ -39,8 +39,8 @@ description:
     Without O(run_id) the module claims the host itself and, when every server is finished, gives the
     service back the status and disabled reason it had before; a run that times out or fails is marked
     C(interrupted) so that the next run resumes it. With O(run_id) the host must already be held by that
-    run (the M(novaha.recovery.os_recovery_run) module claims it in the C(host_recovery) role), and stays
-    held, in phase C(verifying), when the module ends."
+    run (claimed with O(claim=true) or M(novaha.recovery.os_recovery_run); the C(host_recovery) role claims it in
+    its preflight), and stays held, in phase C(verifying), when the module ends."
   - Power read again. With O(bmc) or O(fence_levels) (the settings M(novaha.recovery.os_fence_check) proved the
     host off with), the failed host's power is read again before each new batch of evacuations. A host that
     reads On stops every new evacuation at once (those already moving go on), and RV(summary.host_powered_on)
@@ -408,6 +408,23 @@ options:
       - Requires O(run_id).
     type: bool
     default: false
+  isolate:
+    description:
+      - With O(run_id), once the plan is made and no guard refuses the host, and before anything else is written:
+        read back the run's claim (at O(settled_at)) and force the host's C(nova-compute) service down under the
+        run's marker, which moves to phase C(isolated) - what M(novaha.recovery.os_recovery_run) does with
+        O(novaha.recovery.os_recovery_run#module:state=isolated) - then evacuate. The host must be proven fenced
+        before (M(novaha.recovery.os_fence_check)); RV(isolation) says what was done.
+      - The P(novaha.recovery.host_recovery#role) role isolates so when servers are to be evacuated, saving a module
+        run before the first evacuation.
+    type: bool
+    default: false
+  settled_at:
+    description:
+      - With O(isolate=true), the RV(claim.settled_at) of the run's claim (made with O(claim=true) or
+        M(novaha.recovery.os_recovery_run)): the claim is read back at that time or later, before anything is
+        written; a run that lost its claim to another stops there, having changed nothing.
+    type: float
   fail_on_guards:
     description:
       - Fail the task when a guard refuses the host. With V(false) the task ends unchanged with RV(refused)
@@ -681,6 +698,12 @@ already_recovered:
   returned: when the cloud was read
   type: dict
   sample: {run_id: 3f9a1c0b2e, phase: done, controller: awx-1@1a2b3c4d, started_at: "2025-05-01T10:00:00Z"}
+isolation:
+  description:
+    - With O(isolate=true), the isolation of the host - C(msg), C(changed), C(run) (this run's marker) and
+      C(service) (C(before) and C(after)), as M(novaha.recovery.os_recovery_run) returns them.
+  returned: with O(isolate=true), once the host was isolated
+  type: dict
 claim:
   description:
     - With O(claim=true), the claim of the host for O(run_id) - C(holder) (who held the host before, as the guard
@@ -739,7 +762,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation i
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, between
-from ansible_collections.novaha.recovery.plugins.module_utils._run import LEASE_RULE, RUN_ID_RULE, RunError
+from ansible_collections.novaha.recovery.plugins.module_utils._run import LEASE_RULE, PHASE_ISOLATED, RUN_ID_RULE, RunError
 from ansible_collections.novaha.recovery.plugins.module_utils._service import service_view
 
 SELECT_SPEC = dict(
@@ -796,9 +819,15 @@ class HostEvacuate(NovahaModule):
         wait_for_service_down=dict(type='int', default=0),
         fail_on_guards=dict(type='bool', default=True),
         claim=dict(type='bool', default=False),
+        isolate=dict(type='bool', default=False),
+        settled_at=dict(type='float'),
         **bmc_argument_spec(),
     )
-    module_kwargs = dict(supports_check_mode=True, mutually_exclusive=[('bmc', 'fence_levels')], required_if=[('claim', True, ('run_id',))])
+    module_kwargs = dict(
+        supports_check_mode=True,
+        mutually_exclusive=[('bmc', 'fence_levels'), ('claim', 'isolate')],
+        required_if=[('claim', True, ('run_id',)), ('isolate', True, ('run_id',))],
+    )
     option_rules = dict(
         run_id=RUN_ID_RULE,
         max_parallel=at_least(1, why='at most this many evacuations at once'),
@@ -896,6 +925,8 @@ class HostEvacuate(NovahaModule):
             )
         if p['claim'] and self.check_mode:
             self.results['claim'] = dict(msg='check mode: would claim %s for run %s (%s)' % (host, p['run_id'], plan.holder.describe() if plan.holder else ''))
+        if p['isolate'] and not self.check_mode:
+            self.results['isolation'] = self.isolate(evacuation, host)
         if p['claim'] and not self.check_mode:
             claim = self.results['claim']
             self.exit(changed=True, msg='host %s: %s; %s; %s' % (host, claim['msg'], self.describe_plan(plan), 'the next task reads the claim back'))
@@ -908,7 +939,7 @@ class HostEvacuate(NovahaModule):
             except EvacuationError as exc:
                 self.warn(exc.msg)
             self.give_back(evacuation, finished=True)
-            self.exit(changed=False, msg='host %s: nothing to do; %s' % (host, self.describe_plan(plan)))
+            self.exit(changed=bool(self.results.get('isolation')), msg='host %s: nothing to do; %s' % (host, self.describe_plan(plan)))
 
         progress = self.progress_writer(host, evacuation.run_id)
         try:
@@ -934,7 +965,7 @@ class HostEvacuate(NovahaModule):
         records = self.results['servers']
         self.warn_records(records)
 
-        changed = any(r['changed'] for r in records)
+        changed = any(r['changed'] for r in records) or bool(self.results.get('isolation'))
         msg = 'host %s (run %s): %d of %d selected servers recovered, %d failed, %d refused, %d already done, %d in progress, %d pending; %d skipped; %ss' % (
             host,
             evacuation.run_id,
@@ -993,6 +1024,21 @@ class HostEvacuate(NovahaModule):
             run=run.marker.to_dict() if run.marker is not None else None,
             service=dict(before=service_view(run.first_read) if run.first_read else None, after=service_view(run.service) if run.service else None),
             msg=msg,
+        )
+
+    def isolate(self, evacuation, host):
+        """The run's claim read back (at ``settled_at``), then the service forced down under its marker, phase
+        isolated: before anything else is written. Returns what was done, as os_recovery_run's state=isolated."""
+        run = evacuation.host_run(host)
+        proven = run.prove_claim(self.params['settled_at']) if self.params['settled_at'] is not None else None
+        before = dict(run.service or {}) if proven is not None else None
+        run.advance(PHASE_ISOLATED, forced_down=True, held=proven)
+        before = before if before is not None else run.first_read
+        return dict(
+            changed=True,
+            msg='run %s on %s: forced down, disabled, phase %s' % (evacuation.run_id, host, PHASE_ISOLATED),
+            run=run.marker.to_dict() if run.marker is not None else None,
+            service=dict(before=service_view(before) if before else None, after=service_view(run.service) if run.service else None),
         )
 
     def give_back(self, evacuation, finished):

@@ -741,3 +741,39 @@ def test_a_preflight_claim_taken_by_another_run_meanwhile_is_lost_before_any_wri
     with pytest.raises(run.RunError) as err:
         isolate.prove_claim(evacuation.run.settled_at)
     assert err.value.kind == 'lost' and nova.services[SRC]['disabled_reason'] == other and len(nova.reasons) == writes
+
+
+class LoggingNova(HostNova):
+    """HostNova that notes every write, in order."""
+
+    def __init__(self, clock):
+        super(LoggingNova, self).__init__(clock)
+        self.writes_in_order = []
+
+    def request(self, method, path, microversion, body=None):
+        if method != 'GET':
+            self.writes_in_order.append((method, path, dict(body or {})))
+        return super(LoggingNova, self).request(method, path, microversion, body)
+
+
+def test_the_evacuate_phase_isolates_first_then_evacuates_in_one_run(clock):
+    # os_host_evacuate isolate=true in the role: the plan, then the claim read back at settled_at, the service forced
+    # down under the run's marker (phase isolated), and only then the evacuations.
+    nova = LoggingNova(clock)
+    nova.services[SRC]['forced_down'] = False
+    sid = nova.add_server('web-1')
+    run.HostRun(nova, SRC, 'role0run1', clock, controller='ctl@00').claim(read_back=False)
+    settled_at = clock.now() + run.DEFAULT_SETTLE
+    claimed = len(nova.writes_in_order)
+    evacuation = he.HostEvacuation(ev.Engine(he.CountingNova(nova), clock), controller='ctl@00', run_id='role0run1', joined=True)
+    plan = evacuation.prepare(SRC)
+    host_run = evacuation.host_run(SRC)
+    host_run.advance(run.PHASE_ISOLATED, forced_down=True, held=host_run.prove_claim(settled_at))
+    assert clock.now() >= settled_at
+    summary = evacuation.execute(plan, poll_interval=2)
+    assert summary['recovered'] == 1 and nova.status(sid) == (DST, 'ACTIVE')
+    writes = nova.writes_in_order[claimed:]
+    isolated = writes[0]
+    assert isolated[0] == 'PUT' and isolated[2]['forced_down'] is True and ' isolated ctl ' in isolated[2]['disabled_reason']
+    first_server_write = next(i for i, w in enumerate(writes) if w[1].startswith('/servers/'))
+    assert first_server_write > 0 and all(w[1].startswith('/os-services/') for w in writes[:first_server_write])
