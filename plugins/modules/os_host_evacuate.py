@@ -402,7 +402,7 @@ options:
       - The claim is the one of M(novaha.recovery.os_recovery_run) with O(novaha.recovery.os_recovery_run#module:state=claimed)
         and O(novaha.recovery.os_recovery_run#module:read_back=false) - a live run that holds the host is waited for
         up to O(wait_for_run) seconds (the plan is then made again), a run that ended or went stale is taken over -
-        and RV(claim) carries its RV(claim.settled_at) for the run's next module that writes to Nova.
+        and RV(claim) carries its C(settled_at) of RV(claim) for the run's next module that writes to Nova.
       - Nothing is claimed when a guard refuses the host, in check mode, or when an earlier run already recovered
         the host (RV(already_recovered)).
       - Requires O(run_id).
@@ -410,7 +410,7 @@ options:
     default: false
   isolate:
     description:
-      - With O(run_id), once the plan is made and no guard refuses the host, and before anything else is written:
+      - With O(run_id), once the plan is made and no guard refuses the host, and before anything else is written,
         read back the run's claim (at O(settled_at)) and force the host's C(nova-compute) service down under the
         run's marker, which moves to phase C(isolated) - what M(novaha.recovery.os_recovery_run) does with
         O(novaha.recovery.os_recovery_run#module:state=isolated) - then evacuate. The host must be proven fenced
@@ -421,8 +421,8 @@ options:
     default: false
   settled_at:
     description:
-      - With O(isolate=true), the RV(claim.settled_at) of the run's claim (made with O(claim=true) or
-        M(novaha.recovery.os_recovery_run)): the claim is read back at that time or later, before anything is
+      - With O(isolate=true), the C(settled_at) of RV(claim) of the run's claim (made with O(claim=true) or
+        M(novaha.recovery.os_recovery_run)) - the claim is read back at that time or later, before anything is
         written; a run that lost its claim to another stops there, having changed nothing.
     type: float
   fail_on_guards:
@@ -708,7 +708,7 @@ claim:
   description:
     - With O(claim=true), the claim of the host for O(run_id) - C(holder) (who held the host before, as the guard
       C(no_other_run) judged it), C(took_over) (the run taken over, or null), C(settled_at) (when the claim may
-      be read back, seconds since the epoch on the controller's clock: give it to the run's next module that
+      be read back, seconds since the epoch on the controller's clock - give it to the run's next module that
       writes to Nova), C(run) (this run's marker), C(service) (C(before) and C(after) the claim) and C(msg).
     - Null when nothing was claimed (a guard refused, the host is already recovered); in check mode C(msg) says
       what would be claimed.
