@@ -12,6 +12,7 @@ One function per decision:
 
 - may this host be evacuated now ............................ ``check_preconditions`` (``refusal_kind``)
 - is another run in progress ................................ ``_run.judge_holder`` / ``holder_check``
+- did an earlier run recover this host already .............. ``already_recovered``
 - which servers are evacuated, in which order, and why not .. ``select_servers``
 - which servers a service recovers by itself (left alone) ..... ``recovered_by_service``
 - is there room for them .................................... ``check_capacity`` (``pack``)
@@ -72,6 +73,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._run import (
     COMPUTE,
     DEFAULT_LEASE,
     DEFAULT_SETTLE,
+    PHASE_DONE,
     PHASE_EVACUATING,
     PHASE_INTERRUPTED,
     PHASE_VERIFYING,
@@ -426,6 +428,28 @@ def holder_check(holder, wait_for_run=0):
         'another novaha.recovery run holds this host: %s. Wait for it to end; '
         'once its heartbeat is older than its lease the same command takes over' % holder.describe(),
     )
+
+
+def already_recovered(plan):
+    """The marker of the earlier run that already recovered this host, or None: a run finds nothing to do there
+    and ends at once, claiming, fencing and writing nothing.
+
+    Already recovered means all of: the marker on the service is another run's that ended ``done`` (nothing
+    stopped it); the service is still forced down and disabled (the host stays isolated, as that run left it: a
+    host forced up or enabled since is no longer the recovery's, and a run recovers it again); no guard refuses;
+    and every selected server is one that run moved off the host with nothing left to finish (action none, no
+    lock of ours, not on the host). A server on the host again (booted there, put back, or left behind), one still
+    on its way, or one refused, makes the run go on as any other."""
+    holder = plan.holder
+    service = plan.source_service or {}
+    if holder is None or holder.kind != 'ended' or holder.marker is None or holder.marker.phase != PHASE_DONE:
+        return None
+    if not service.get('forced_down') or service.get('status') != 'disabled' or plan.failed_checks:
+        return None
+    for evac in plan.evacuations:
+        if evac.action != ACTION_NONE or (evac.before or {}).get('host') in (None, plan.host):
+            return None
+    return holder.marker
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1392,10 +1416,16 @@ class HostEvacuation(object):
         _service, waited, _looks = wait_for(look, lambda service: service is None or service_down(service), self.clock, timeout, interval)
         return waited
 
-    def claim(self, plan):
+    def claim(self, plan, read_back=True):
         """An evacuation of its own takes the host, waiting up to ``plan.wait_for_run`` for a live holder.
-        A plan made while another run held the host is out of date once it is taken: plan again."""
-        return self.host_run(plan.host).claim(takeover=plan.holder is not None and plan.holder.kind == 'overridden', wait_timeout=plan.wait_for_run)
+        A plan made while another run held the host is out of date once it is taken: plan again.
+
+        ``read_back=False``: the claim of a recovery run in its preflight (os_host_evacuate claim=true), written and
+        not read back yet; the run's next write to Nova proves it first (``HostRun.prove_claim`` at
+        ``self.run.settled_at``). Returns the Holder found before the claim."""
+        return self.host_run(plan.host).claim(
+            takeover=plan.holder is not None and plan.holder.kind == 'overridden', wait_timeout=plan.wait_for_run, read_back=read_back
+        )
 
     def begin(self, plan):
         """Hold the host for the evacuation: a joined run must already hold it (its phase moves on to

@@ -50,7 +50,7 @@ RUN_PARTIAL = 'partial'  # evacuation started, some servers recovered, some not
 RUN_FAILED = 'failed'  # evacuation started, no server recovered
 RUN_ABORTED = 'aborted'  # stopped before any server was moved off the host
 RUN_PLANNED = 'planned'  # check mode
-RUN_NOTHING_TO_DO = 'nothing_to_do'  # no server selected; the host is fenced and isolated
+RUN_NOTHING_TO_DO = 'nothing_to_do'  # no server selected, or an earlier run already recovered the host; it is fenced and isolated
 # What an operator need not look at; any other outcome fails the play that ran the recovery.
 SETTLED = frozenset([RUN_RECOVERED, RUN_PLANNED, RUN_NOTHING_TO_DO])
 
@@ -288,14 +288,16 @@ def server_recovered(entry, host):
     return entry.get('outcome') == OUTCOME_RECOVERED or moved_off(entry, host)
 
 
-def decide_outcome(servers, host, check_mode, stopped):
+def decide_outcome(servers, host, check_mode, stopped, already_recovered=None):
     """The outcome of the run, from the state of its servers (report entries), not from what this run sent.
 
-    ``stopped``: the failure record when the runbook stopped early, else None.
+    ``stopped``: the failure record when the runbook stopped early, else None. ``already_recovered``: the marker
+    (dict) of the earlier run that recovered the host, when the preflight found it so (``_host_evacuation.
+    already_recovered``): a clean no-op, nothing to do, whatever servers that run moved.
     """
     if check_mode:
         return RUN_ABORTED if stopped else RUN_PLANNED
-    if not servers and not stopped:
+    if (not servers or already_recovered) and not stopped:
         return RUN_NOTHING_TO_DO
     recovered = [s for s in servers if server_recovered(s, host)]
     if servers and not stopped and len(recovered) == len(servers):
@@ -369,6 +371,7 @@ def _left_in_words(server):
 
 
 def _reason(outcome, servers, host, stopped, plan):
+    previous = _get(plan, 'already_recovered', 'run_id')
     if stopped:
         return stopped.get('msg')
     if outcome == RUN_PLANNED:
@@ -377,6 +380,8 @@ def _reason(outcome, servers, host, stopped, plan):
             said = said[len('check mode: ') :]
         return 'check mode: %s; nothing was changed' % said
     kept = '%s stays forced down and disabled until restore-host.yml' % host
+    if outcome == RUN_NOTHING_TO_DO and previous:
+        return 'already recovered by run %s; nothing to do; %s' % (previous, kept)
     if outcome == RUN_NOTHING_TO_DO:
         return 'no server of %s selected, nothing to evacuate; %s' % (host, kept)
     verified = len([s for s in servers if s.get('verified')])
@@ -475,7 +480,7 @@ def build_report(run, finished_at):
     evacuation = run.get('evacuation') if _ran(run.get('evacuation')) else {}
     servers = report_servers(run)
     skipped = evacuation.get('skipped', plan.get('skipped')) or []
-    outcome = decide_outcome(servers, host, check_mode, stopped)
+    outcome = decide_outcome(servers, host, check_mode, stopped, plan.get('already_recovered'))
     return dict(
         schema=SCHEMA,
         schema_version=SCHEMA_VERSION,
@@ -487,6 +492,7 @@ def build_report(run, finished_at):
         outcome=outcome,
         reason=_reason(outcome, servers, host, stopped, plan),
         stopped=stopped,
+        already_recovered=plan.get('already_recovered') or None,
         phases=phases_of(run.get('phases'), run.get('report_started_at'), finished_at),
         service=dict(snapshot=_get(run, 'snapshot', 'service'), after=_service_after(run)),
         fencing=_fencing(run.get('fencing')),

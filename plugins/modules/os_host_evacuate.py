@@ -39,8 +39,8 @@ description:
     Without O(run_id) the module claims the host itself and, when every server is finished, gives the
     service back the status and disabled reason it had before; a run that times out or fails is marked
     C(interrupted) so that the next run resumes it. With O(run_id) the host must already be held by that
-    run (the M(novaha.recovery.os_recovery_run) module claims it in the C(host_recovery) role), and stays
-    held, in phase C(verifying), when the module ends."
+    run (claimed with O(claim=true) or M(novaha.recovery.os_recovery_run); the C(host_recovery) role claims it in
+    its preflight), and stays held, in phase C(verifying), when the module ends."
   - Power read again. With O(bmc) or O(fence_levels) (the settings M(novaha.recovery.os_fence_check) proved the
     host off with), the failed host's power is read again before each new batch of evacuations. A host that
     reads On stops every new evacuation at once (those already moving go on), and RV(summary.host_powered_on)
@@ -334,6 +334,37 @@ options:
       - Default is to read and plan at once.
     type: int
     default: 0
+  claim:
+    description:
+      - Plan, then claim the host for the run O(run_id) and stop there, evacuating nothing - the first step of a
+        recovery run (the P(novaha.recovery.host_recovery#role) role's preflight), so that one module run reads,
+        guards, plans and claims.
+      - The claim is the one of M(novaha.recovery.os_recovery_run) with O(novaha.recovery.os_recovery_run#module:state=claimed)
+        and O(novaha.recovery.os_recovery_run#module:read_back=false) - a live run that holds the host is waited for
+        up to O(wait_for_run) seconds (the plan is then made again), a run that ended or went stale is taken over -
+        and RV(claim) carries its C(settled_at) of RV(claim) for the run's next module that writes to Nova.
+      - Nothing is claimed when a guard refuses the host, in check mode, or when an earlier run already recovered
+        the host (RV(already_recovered)).
+      - Requires O(run_id).
+    type: bool
+    default: false
+  isolate:
+    description:
+      - With O(run_id), once the plan is made and no guard refuses the host, and before anything else is written,
+        read back the run's claim (at O(settled_at)) and force the host's C(nova-compute) service down under the
+        run's marker, which moves to phase C(isolated) - what M(novaha.recovery.os_recovery_run) does with
+        O(novaha.recovery.os_recovery_run#module:state=isolated) - then evacuate. The host must be proven fenced
+        before (M(novaha.recovery.os_fence_check)); RV(isolation) says what was done.
+      - The P(novaha.recovery.host_recovery#role) role isolates so when servers are to be evacuated, saving a module
+        run before the first evacuation.
+    type: bool
+    default: false
+  settled_at:
+    description:
+      - With O(isolate=true), the C(settled_at) of RV(claim) of the run's claim (made with O(claim=true) or
+        M(novaha.recovery.os_recovery_run)) - the claim is read back at that time or later, before anything is
+        written; a run that lost its claim to another stops there, having changed nothing.
+    type: float
   fail_on_guards:
     description:
       - Fail the task when a guard refuses the host. With V(false) the task ends unchanged with RV(refused)
@@ -598,6 +629,31 @@ microversions:
   description: The microversion of each kind of request, as in M(novaha.recovery.os_instance_evacuate).
   returned: when the cloud was reached
   type: dict
+already_recovered:
+  description:
+    - The marker of the earlier run that already recovered the host, as M(novaha.recovery.os_recovery_run) returns
+      a run - its marker ended C(done), the service is still forced down and disabled, no guard refuses, and every
+      selected server is one that run moved off the host with nothing left to finish. The module then changes
+      nothing and says so in RV(msg). Null otherwise; a server on the host again makes the run go on as any other.
+  returned: when the cloud was read
+  type: dict
+  sample: {run_id: 3f9a1c0b2e, phase: done, controller: awx-1@1a2b3c4d, started_at: "2025-05-01T10:00:00Z"}
+isolation:
+  description:
+    - With O(isolate=true), the isolation of the host - C(msg), C(changed), C(run) (this run's marker) and
+      C(service) (C(before) and C(after)), as M(novaha.recovery.os_recovery_run) returns them.
+  returned: with O(isolate=true), once the host was isolated
+  type: dict
+claim:
+  description:
+    - With O(claim=true), the claim of the host for O(run_id) - C(holder) (who held the host before, as the guard
+      C(no_other_run) judged it), C(took_over) (the run taken over, or null), C(settled_at) (when the claim may
+      be read back, seconds since the epoch on the controller's clock - give it to the run's next module that
+      writes to Nova), C(run) (this run's marker), C(service) (C(before) and C(after) the claim) and C(msg).
+    - Null when nothing was claimed (a guard refused, the host is already recovered); in check mode C(msg) says
+      what would be claimed.
+  returned: with O(claim=true)
+  type: dict
 snapshot:
   description:
     - The host before anything was planned or changed, with the keys M(novaha.recovery.os_host_info) returns -
@@ -636,6 +692,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation i
     CountingNova,
     HostEvacuation,
     SdkService,
+    already_recovered,
     check_recovered_by_services,
     compile_query,
     list_host,
@@ -645,7 +702,8 @@ from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation i
 )
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, between
-from ansible_collections.novaha.recovery.plugins.module_utils._run import LEASE_RULE, RUN_ID_RULE, RunError
+from ansible_collections.novaha.recovery.plugins.module_utils._run import LEASE_RULE, PHASE_ISOLATED, RUN_ID_RULE, RunError
+from ansible_collections.novaha.recovery.plugins.module_utils._service import service_view
 
 SELECT_SPEC = dict(
     metadata=dict(type='dict'),
@@ -700,9 +758,16 @@ class HostEvacuate(NovahaModule):
         wait_for_run=dict(type='int', default=0),
         wait_for_service_down=dict(type='int', default=0),
         fail_on_guards=dict(type='bool', default=True),
+        claim=dict(type='bool', default=False),
+        isolate=dict(type='bool', default=False),
+        settled_at=dict(type='float'),
         **bmc_argument_spec(),
     )
-    module_kwargs = dict(supports_check_mode=True, mutually_exclusive=[('bmc', 'fence_levels')])
+    module_kwargs = dict(
+        supports_check_mode=True,
+        mutually_exclusive=[('bmc', 'fence_levels'), ('claim', 'isolate')],
+        required_if=[('claim', True, ('run_id',)), ('isolate', True, ('run_id',))],
+    )
     option_rules = dict(
         run_id=RUN_ID_RULE,
         max_parallel=at_least(1, why='at most this many evacuations at once'),
@@ -750,7 +815,16 @@ class HostEvacuate(NovahaModule):
         if listing is not None:
             self.results['snapshot'] = read_host(engine, host, listing=listing)
         plan = self.make_plan(evacuation, host, listing)
-        if not self.check_mode and not p['run_id'] and plan.holder is not None and plan.holder.kind == 'live' and not plan.failed_checks:
+        if p['claim']:
+            self.results['claim'] = None
+            if not self.check_mode and not plan.failed_checks and already_recovered(plan) is None:
+                # The run's claim, written once the guards passed; a plan made while another run held the host is
+                # made again once the host is ours.
+                waited = plan.holder is not None and plan.holder.kind == 'live'
+                self.results['claim'] = self.claim_host(evacuation, plan)
+                if waited:
+                    plan = self.make_plan(evacuation, host, None)
+        elif not self.check_mode and not p['run_id'] and plan.holder is not None and plan.holder.kind == 'live' and not plan.failed_checks:
             # Planned while another run moved servers: wait for it (or its heartbeat to go stale), take the
             # host, and plan again from the servers as they are now.
             evacuation.claim(plan)
@@ -781,6 +855,21 @@ class HostEvacuate(NovahaModule):
                 self.fail(msg, kind=refusal_kind(failed))
             self.exit(changed=False, msg=msg)
 
+        previous = already_recovered(plan)
+        self.results['already_recovered'] = previous.to_dict() if previous is not None else None
+        if previous is not None:
+            self.exit(
+                changed=False,
+                msg='%shost %s: already recovered by run %s; nothing to do (%s)'
+                % ('check mode: ' if self.check_mode else '', host, previous.run_id, self.describe_plan(plan)),
+            )
+        if p['claim'] and self.check_mode:
+            self.results['claim'] = dict(msg='check mode: would claim %s for run %s (%s)' % (host, p['run_id'], plan.holder.describe() if plan.holder else ''))
+        if p['isolate'] and not self.check_mode:
+            self.results['isolation'] = self.isolate(evacuation, host)
+        if p['claim'] and not self.check_mode:
+            claim = self.results['claim']
+            self.exit(changed=True, msg='host %s: %s; %s; %s' % (host, claim['msg'], self.describe_plan(plan), 'the next task reads the claim back'))
         moving = [e for e in plan.work if e.action in (ACTION_EVACUATE, ACTION_RECONCILE)]
         if self.check_mode:
             self.exit(changed=bool(moving), msg='check mode: host %s: %s' % (host, self.describe_plan(plan)))
@@ -790,7 +879,7 @@ class HostEvacuate(NovahaModule):
             except EvacuationError as exc:
                 self.warn(exc.msg)
             self.give_back(evacuation, finished=True)
-            self.exit(changed=False, msg='host %s: nothing to do; %s' % (host, self.describe_plan(plan)))
+            self.exit(changed=bool(self.results.get('isolation')), msg='host %s: nothing to do; %s' % (host, self.describe_plan(plan)))
 
         progress = self.progress_writer(host, evacuation.run_id)
         try:
@@ -816,7 +905,7 @@ class HostEvacuate(NovahaModule):
         records = self.results['servers']
         self.warn_records(records)
 
-        changed = any(r['changed'] for r in records)
+        changed = any(r['changed'] for r in records) or bool(self.results.get('isolation'))
         msg = 'host %s (run %s): %d of %d selected servers recovered, %d failed, %d refused, %d already done, %d in progress, %d pending; %d skipped; %ss' % (
             host,
             evacuation.run_id,
@@ -854,6 +943,43 @@ class HostEvacuate(NovahaModule):
             failures = ['%s: %s' % (r['name'], r['reason']) for r in records if r['outcome'] == 'failed']
             self.fail('%s%s' % (msg, '. Failed: %s' % ' | '.join(failures) if failures else ''), changed=changed)
         self.exit(changed=changed, msg=msg)
+
+    def claim_host(self, evacuation, plan):
+        """Claim the host for the run ``run_id`` (written, not read back: the run's next write to Nova proves it
+        first, see ``HostRun.prove_claim``). Returns what the claim found and wrote, as os_recovery_run's
+        state=claimed returns it."""
+        host = plan.host
+        holder = evacuation.claim(plan, read_back=False)
+        run = evacuation.run
+        msg = 'run %s holds %s (phase claimed)' % (self.params['run_id'], host)
+        took_over = run.took_over.to_dict() if run.took_over is not None else None
+        if run.took_over is not None:
+            msg += '; took over the %s %s' % (run.took_over.kind, run.took_over.describe())
+            if run.took_over.kind in ('stale', 'overridden'):
+                self.warn('%s: took over the %s %s' % (host, run.took_over.kind, run.took_over.describe()))
+        return dict(
+            holder=holder.to_dict(),
+            took_over=took_over,
+            settled_at=run.settled_at,
+            run=run.marker.to_dict() if run.marker is not None else None,
+            service=dict(before=service_view(run.first_read) if run.first_read else None, after=service_view(run.service) if run.service else None),
+            msg=msg,
+        )
+
+    def isolate(self, evacuation, host):
+        """The run's claim read back (at ``settled_at``), then the service forced down under its marker, phase
+        isolated: before anything else is written. Returns what was done, as os_recovery_run's state=isolated."""
+        run = evacuation.host_run(host)
+        proven = run.prove_claim(self.params['settled_at']) if self.params['settled_at'] is not None else None
+        before = dict(run.service or {}) if proven is not None else None
+        run.advance(PHASE_ISOLATED, forced_down=True, held=proven)
+        before = before if before is not None else run.first_read
+        return dict(
+            changed=True,
+            msg='run %s on %s: forced down, disabled, phase %s' % (evacuation.run_id, host, PHASE_ISOLATED),
+            run=run.marker.to_dict() if run.marker is not None else None,
+            service=dict(before=service_view(before) if before else None, after=service_view(run.service) if run.service else None),
+        )
 
     def give_back(self, evacuation, finished):
         """A host this module claimed (waiting for another run) and then has nothing to do on: the end of its run."""

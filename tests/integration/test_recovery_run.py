@@ -205,6 +205,21 @@ def test_a_run_that_timed_out_is_not_recovered_and_the_same_command_finishes_it(
     assert_recovered_once(cloud, before)
     second = reports_of(tmp_path / "reports")[-1]
     assert second["outcome"] == "recovered" and sorted(s["id"] for s in second["servers"]) == sorted(before)
+    done = service(cloud)
+    assert done["disabled_reason"].startswith(f"novaha.recovery run {second['run_id']} done ctl ")
+
+    # The host is recovered (marker done, compute still down, none of its servers left on it): the same command
+    # again changes nothing - no claim, no fencing, no marker written - and its report says why.
+    rc, output = run(cloud, "recover-host.yml", HOST, tmp_path / "reports", **extra)
+    assert rc == 0, output
+    recap = output.split("PLAY RECAP", 1)[1]
+    assert f"{HOST}                    : " in recap and " changed=0 " in recap.split(HOST, 1)[1].splitlines()[0], recap
+    third = reports_of(tmp_path / "reports")[-1]
+    assert third["run_id"] != second["run_id"] and third["outcome"] == "nothing_to_do", third["reason"]
+    assert third["reason"].startswith(f"already recovered by run {second['run_id']}; nothing to do"), third["reason"]
+    assert third["already_recovered"]["run_id"] == second["run_id"] and third["fencing"]["fenced"] is None
+    assert [p["name"] for p in third["phases"]] == ["preflight", "report"], third["phases"]
+    assert service(cloud) == done and len(evacuations(cloud)) == len(before)
 
 
 def test_the_same_state_gives_the_same_outcome_when_run_again(clean_cloud, tmp_path):

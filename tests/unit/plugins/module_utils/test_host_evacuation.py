@@ -665,3 +665,115 @@ def test_an_amphora_whose_evacuation_an_earlier_run_started_is_finished(nova, cl
     nova.servers[amphora]['metadata'] = {he.NOTE_KEY: 'ACTIVE'}  # an evacuation of ours to finish
     plan, _summary, _counting = host_run(nova, clock, run=False, recovered_by_services=he.DEFAULT_RECOVERED_BY_SERVICES)
     assert [e.id for e in plan.evacuations] == [amphora] and not plan.skipped
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a host an earlier run already recovered
+
+
+def recovered_earlier(nova, phase='done', forced_down=True):
+    """node-28 as run first1 left it: its servers moved to DST by it (one done evacuation each), the service
+    forced down and disabled under first1's marker in ``phase``."""
+    ids = [nova.add_server('web-%d' % i) for i in range(2)]
+    marker = run.claim_marker(nova._svc(SRC), 'first1', 'awx-7@bb', he.utc('2025-11-21T11:49:00Z'), 300)
+    marker.phase = phase
+    nova.services[SRC].update(status='disabled', forced_down=forced_down, disabled_reason=marker.text())
+    for sid in ids:
+        nova.add_migration(sid, 'done')
+        nova._set(sid, host=DST)
+    return ids
+
+
+def test_a_host_an_earlier_run_recovered_is_already_recovered_and_nothing_is_written(nova, clock):
+    recovered_earlier(nova)
+    plan, summary, _counting = host_run(nova, clock, run=False, run_id='second1')
+    found = he.already_recovered(plan)
+    assert found is not None and found.run_id == 'first1' and found.phase == 'done'
+    assert summary is None and not nova.actions() and not nova.reasons
+
+
+@pytest.mark.parametrize(
+    'change',
+    ['a server booted on the host since', 'the run was interrupted', 'the service is no longer forced down', 'a guard refuses', 'our lock is left'],
+)
+def test_a_host_is_recovered_again_unless_the_earlier_run_left_nothing_to_do(nova, clock, change):
+    ids = recovered_earlier(nova, phase='interrupted' if change == 'the run was interrupted' else 'done')
+    if change == 'a server booted on the host since':
+        nova.add_server('web-new')
+    elif change == 'the service is no longer forced down':
+        nova.services[SRC]['forced_down'] = False
+    elif change == 'a guard refuses':
+        nova.services[DST]['status'] = nova.services[OTHER]['status'] = 'disabled'
+    elif change == 'our lock is left':
+        nova.servers[ids[0]].update(locked=True, locked_reason=_decisions.lock_reason(SRC, 'ACTIVE'))
+    plan, _summary, _counting = host_run(nova, clock, run=False, run_id='second1')
+    assert he.already_recovered(plan) is None, [(e.name, e.action) for e in plan.evacuations]
+
+
+def test_the_preflight_claim_is_written_once_and_proven_by_the_next_write(nova, clock):
+    # The role's preflight (os_host_evacuate claim=true): the plan's reading, then one read and one write of the
+    # service; the isolate phase's module (another HostRun) reads it back at settled_at before it writes.
+    counting = he.CountingNova(nova)
+    evacuation = he.HostEvacuation(ev.Engine(counting, clock), controller='ctl@00', run_id='role0run1', joined=True)
+    plan = evacuation.prepare(SRC)
+    planned = counting.requests
+    before = evacuation.claim(plan, read_back=False)
+    assert before.kind == 'free' and counting.requests - planned == 2
+    assert run.parse_marker(nova.services[SRC]['disabled_reason']).phase == 'claimed'
+    settled_at = evacuation.run.settled_at
+    assert settled_at == clock.now() + run.DEFAULT_SETTLE
+    isolate = run.HostRun(nova, SRC, 'role0run1', clock, controller='ctl@00')
+    proven = isolate.prove_claim(settled_at)
+    assert clock.now() >= settled_at
+    isolate.advance(run.PHASE_ISOLATED, forced_down=True, held=proven)
+    assert nova.services[SRC]['forced_down'] is True
+    assert run.parse_marker(nova.services[SRC]['disabled_reason']).phase == 'isolated'
+
+
+def test_a_preflight_claim_taken_by_another_run_meanwhile_is_lost_before_any_write(nova, clock):
+    engine = ev.Engine(he.CountingNova(nova), clock)
+    evacuation = he.HostEvacuation(engine, controller='ctl@00', run_id='role0run1', joined=True)
+    evacuation.claim(evacuation.prepare(SRC), read_back=False)
+    other = 'novaha.recovery run other1 claimed ctl awx-2@cc start 20251121T120000Z beat 20251121T120000Z lease 300; was: enabled'
+    nova.services[SRC]['disabled_reason'] = other
+    writes = len(nova.reasons)
+    isolate = run.HostRun(nova, SRC, 'role0run1', clock, controller='ctl@00')
+    with pytest.raises(run.RunError) as err:
+        isolate.prove_claim(evacuation.run.settled_at)
+    assert err.value.kind == 'lost' and nova.services[SRC]['disabled_reason'] == other and len(nova.reasons) == writes
+
+
+class LoggingNova(HostNova):
+    """HostNova that notes every write, in order."""
+
+    def __init__(self, clock):
+        super(LoggingNova, self).__init__(clock)
+        self.writes_in_order = []
+
+    def request(self, method, path, microversion, body=None):
+        if method != 'GET':
+            self.writes_in_order.append((method, path, dict(body or {})))
+        return super(LoggingNova, self).request(method, path, microversion, body)
+
+
+def test_the_evacuate_phase_isolates_first_then_evacuates_in_one_run(clock):
+    # os_host_evacuate isolate=true in the role: the plan, then the claim read back at settled_at, the service forced
+    # down under the run's marker (phase isolated), and only then the evacuations.
+    nova = LoggingNova(clock)
+    nova.services[SRC]['forced_down'] = False
+    sid = nova.add_server('web-1')
+    run.HostRun(nova, SRC, 'role0run1', clock, controller='ctl@00').claim(read_back=False)
+    settled_at = clock.now() + run.DEFAULT_SETTLE
+    claimed = len(nova.writes_in_order)
+    evacuation = he.HostEvacuation(ev.Engine(he.CountingNova(nova), clock), controller='ctl@00', run_id='role0run1', joined=True)
+    plan = evacuation.prepare(SRC)
+    host_run = evacuation.host_run(SRC)
+    host_run.advance(run.PHASE_ISOLATED, forced_down=True, held=host_run.prove_claim(settled_at))
+    assert clock.now() >= settled_at
+    summary = evacuation.execute(plan, poll_interval=2)
+    assert summary['recovered'] == 1 and nova.status(sid) == (DST, 'ACTIVE')
+    writes = nova.writes_in_order[claimed:]
+    isolated = writes[0]
+    assert isolated[0] == 'PUT' and isolated[2]['forced_down'] is True and ' isolated ctl ' in isolated[2]['disabled_reason']
+    first_server_write = next(i for i, w in enumerate(writes) if w[1].startswith('/servers/'))
+    assert first_server_write > 0 and all(w[1].startswith('/os-services/') for w in writes[:first_server_write])

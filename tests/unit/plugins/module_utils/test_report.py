@@ -238,6 +238,7 @@ def test_the_report_keeps_every_field_of_the_schema():
         'started_at',
         'finished_at',
         'outcome',
+        'already_recovered',
         'reason',
         'stopped',
         'phases',
@@ -377,3 +378,18 @@ def test_check_mode_counts_each_project_planned():
     report = rp.build_report(run(plan_of(records), check_mode=True), FINISHED)
     (project,) = report['projects']
     assert (project['planned'], project['recovered'], project['not_recovered']) == (1, 0, 0)
+
+
+def test_a_host_an_earlier_run_recovered_is_a_clean_no_op_that_says_so():
+    records = [moved_earlier('web-1', 1), moved_earlier('web-2', 2)]
+    plan = dict(plan_of(records), already_recovered=dict(run_id='first1', phase='done'), msg='host %s: already recovered by run first1; nothing to do' % SRC)
+    report = rp.build_report(run(plan), FINISHED)
+    assert report['outcome'] == rp.RUN_NOTHING_TO_DO and not rp.needs_attention(report['outcome'])
+    assert report['reason'].startswith('already recovered by run first1; nothing to do; ')
+    assert report['already_recovered']['run_id'] == 'first1'
+    assert [s['name'] for s in report['servers']] == ['web-1', 'web-2']
+    # Without that run's marker the same servers are a recovery this run verified: the outcome is not a no-op.
+    assert rp.build_report(run(plan_of(records)), FINISHED)['outcome'] == rp.RUN_RECOVERED
+    # A run that stopped is never a no-op.
+    stopped = rp.build_report(run(plan, failure=dict(phase='preflight', msg='boom')), FINISHED)
+    assert stopped['outcome'] != rp.RUN_NOTHING_TO_DO and stopped['already_recovered'] is not None
