@@ -60,15 +60,17 @@ def migrations(least, done=False):
     return test
 
 
+# A host with servers is isolated by the evacuate phase's module as its first write (the isolate phase's task runs
+# only for a host with nothing to evacuate), and the claim rides in the preflight's module run: those points follow.
 KILL_POINTS = [
     KillPoint("preflight-waiting", "preflight", "Preflight - wait for the service down, then snapshot", None, 3.0),
-    KillPoint("preflight-claim", "preflight", "Preflight - claim the host for this run", None, 2.5),
+    KillPoint("preflight-claim", "preflight", None, marker_phase("claimed"), 0.5),
     KillPoint("preflight-claimed", "preflight", "Preflight - the marker of this run", None, 0.3),
     KillPoint("fence-power-off", "fence", "Fence - power off through the BMC and prove it Off", None, 2.0),
     KillPoint("fence-verdict", "fence", "Fence - the verdict for", None, 0.3),
-    KillPoint("isolate-forcing-down", "isolate", "Isolate - force down the nova-compute service", None, 1.5),
+    KillPoint("isolate-forcing-down", "isolate", "Evacuate - force down the nova-compute service under this run's marker", None, 1.5),
     KillPoint("isolate-marker", "isolate", None, marker_phase("isolated"), 0.5),
-    KillPoint("evacuate-starting", "evacuate", "Evacuate - every selected server", None, 1.0),
+    KillPoint("evacuate-starting", "evacuate", "Evacuate - start", None, 1.0),
     KillPoint("evacuate-first-migration", "evacuate", None, migrations(1), 0.5),
     KillPoint("evacuate-one-done", "evacuate", None, migrations(1, done=True), 0.5),
     KillPoint("evacuate-all-done", "evacuate", None, migrations("all", done=True), 0.3),
