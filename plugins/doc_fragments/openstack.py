@@ -99,9 +99,10 @@ options:
       - The file is written with mode 0600, its directory created with mode 0700 when missing; a directory
         open to other users is refused with a warning. A token saved for other credentials is never used; an
         expired one, or one the API refuses, is replaced by a new authentication.
-      - It holds a bearer token until the token expires, so keep it in a private directory and end it with
-        M(novaha.recovery.os_auth_cache) at the end of the run (it revokes the token and removes the file), as
-        the host_recovery role does (C(~/.ansible/tmp/novaha-recovery-RUN_ID.token)).
+      - It holds a bearer token until the token expires, so keep it in a private directory and end it at the end
+        of the run (revoke the token and remove the file) with M(novaha.recovery.os_auth_cache), or with
+        M(novaha.recovery.os_recovery_run) O(novaha.recovery.os_recovery_run#module:end_auth_cache=true) as the
+        host_recovery role does (C(~/.ansible/tmp/novaha-recovery-RUN_ID.token)).
       - Without it every module authenticates on its own.
     type: path
 requirements:

@@ -26,6 +26,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError, open_url
 
+from ansible_collections.novaha.recovery.plugins.module_utils._auth_cache import IDLE_SECONDS, TokenCaches, live_runs
 from ansible_collections.novaha.recovery.plugins.module_utils._errors import (
     KIND_API,
     KIND_CONFIGURATION,
@@ -45,7 +46,8 @@ from ansible_collections.novaha.recovery.plugins.module_utils._fencing import (
     level_options,
     validate_level,
 )
-from ansible_collections.novaha.recovery.plugins.module_utils._nova import backoff
+from ansible_collections.novaha.recovery.plugins.module_utils._microversions import MV_SERVICES
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova, backoff, query
 from ansible_collections.novaha.recovery.plugins.module_utils._options import (
     at_least,
     check_options,
@@ -787,6 +789,45 @@ class NovahaModule(object):
             save_auth_state(self.params['auth_cache'], self._conn.session.auth, self._auth_saved)
         except Exception:  # pylint: disable=broad-except
             pass  # a cache is a saving, never a reason to fail
+
+    def token_caches(self, check_mode, idle_timeout=IDLE_SECONDS):
+        """The token caches beside ``auth_cache`` (``_auth_cache.TokenCaches``), ended through this module's
+        connection: revoked with its Keystone, the run markers read from its Nova. End this run's own with
+        ``end_token_cache``."""
+
+        def read_live():
+            try:
+                resp = SdkNova(self.conn).request('GET', query('/os-services', [('binary', 'nova-compute')]), MV_SERVICES)
+            except NovahaError as exc:
+                self.warn('the run markers could not be read (%s); only caches whose tokens have all expired are removed' % exc.msg)
+                return None, None
+            return live_runs((resp.body or {}).get('services') or [], resp.date), auth_cache_key(self.conn.session.auth)
+
+        def own_token():
+            # Only the order of the revocations depends on it (its own last): a token it cannot get is no failure.
+            try:
+                return self.conn.session.get_token()
+            except _api_exceptions():
+                return None
+
+        return TokenCaches(
+            self.params['auth_cache'],
+            revoke=lambda token: revoke_token(self.conn, token),
+            own_token=own_token,
+            read_live=read_live,
+            warn=self.warn,
+            check_mode=check_mode,
+            idle_timeout=idle_timeout,
+        )
+
+    def end_token_cache(self, caches):
+        """``caches.end()`` (this run's own token revoked, its file removed); after it nothing saves the token again
+        when the module ends, even when it failed halfway."""
+        try:
+            return caches.end()
+        finally:
+            if not caches.check_mode:
+                self.params['auth_cache'] = None
 
     # -- results ------------------------------------------------------------------------------------------
 

@@ -20,6 +20,8 @@ One function per decision:
 - whether a marker's run still holds the host ............... ``judge_holder``
 - the marker a run writes when it takes the host ............ ``claim_marker``
 - the phase a run ends in (done or interrupted) ............. ``end_phase``
+- the end of a run: its marker, then its token, each
+  whatever the other did ..................................... ``end_run``
 - whether a run may give the service back as it was ........ ``release_refusal``
 - how long to look again (service down, servers verified,
   a host repaired) ........................................... ``wait_for``
@@ -295,6 +297,43 @@ def end_phase(stopped):
     """The phase a run ends in: ``interrupted`` when it stopped on a failure, ``done`` when nothing stopped it.
     Either way the host is free at once for the next run, which resumes whatever is left."""
     return PHASE_INTERRUPTED if stopped else PHASE_DONE
+
+
+class RunEnd(object):
+    """What ending a run did (``end_run``): the ``phase`` its marker ended in (None: it held nothing to end, or
+    ``failure``), the service ``before``, ``failure`` (the NovahaError that stopped the marker's end, or None), and
+    what ending its token said (``token``: words, None when not asked) or why it failed (``token_failure``)."""
+
+    def __init__(self, phase=None, before=None, failure=None, token=None, token_failure=None):
+        self.phase = phase
+        self.before = before
+        self.failure = failure
+        self.token = token
+        self.token_failure = token_failure
+
+
+def end_run(end_marker, end_token=None):
+    """The one place that ends a run: first its marker (``end_marker()`` -> (phase or None, service before), as
+    ``HostRun.end``), then its shared token (``end_token()`` -> words, when given), whatever the marker's end did.
+
+    The order and the independence are the guarantees: the marker is written with the token before the token is
+    revoked; a marker that cannot be ended (Nova failing, the host taken) never leaves the token valid, and a token
+    that cannot be ended never stops the marker ending ``done`` or ``interrupted`` (its file is removed later by
+    the report in any case). The end fails (``failure``) only when its marker could not be ended; a token that
+    could not be ended is a warning (``token_failure``). Anything else raised by the marker's end still ends the
+    token first."""
+    end = RunEnd()
+    try:
+        end.phase, end.before = end_marker()
+    except NovahaError as exc:
+        end.failure = exc
+    finally:
+        if end_token is not None:
+            try:
+                end.token = end_token()
+            except NovahaError as exc:
+                end.token_failure = exc
+    return end
 
 
 # Why a run does not give the service back (``release_refusal``): flags, not words.

@@ -91,22 +91,7 @@ kept:
   elements: dict
 """
 
-import datetime
-import glob
-import os
-import time
-
-from ansible_collections.novaha.recovery.plugins.module_utils._auth_cache import (
-    CACHE_GLOB,
-    cache_run_id,
-    cache_tokens,
-    judge_cache,
-    live_runs,
-)
-from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule, auth_cache_key, revoke_token
-from ansible_collections.novaha.recovery.plugins.module_utils._errors import NovahaError
-from ansible_collections.novaha.recovery.plugins.module_utils._microversions import MV_SERVICES
-from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova, query
+from ansible_collections.novaha.recovery.plugins.module_utils._cloud import NovahaModule
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, option_error
 
 
@@ -123,109 +108,11 @@ class AuthCache(NovahaModule):
             raise option_error('auth_cache', None, 'is needed: the token cache of this run', shown='not given')
 
     def run(self):
-        self.results.update(removed=[], kept=[])
-        self.path = os.path.abspath(self.params['auth_cache'])  # type path: already expanded
-        pruned = self.prune()
-        if self.params['state'] == 'absent':
-            self.end_own(pruned)
-        self.exit(changed=bool(self.results['removed']), msg=pruned)
-
-    # -- this run's cache ----------------------------------------------------------------------------------
-
-    def end_own(self, pruned):
-        """Revoke this run's tokens and remove its file; ``pruned`` says what was done to the other caches before
-        (they are pruned first: this connection ends with its own token)."""
-        path = self.path
-        if not os.path.exists(path):
-            self.exit(changed=bool(self.results['removed']), msg='no token cache at %s; %s' % (path, pruned))
-        tokens = self.read(path)
-        if self.check_mode:
-            self.results['removed'].append(dict(path=path, run_id=cache_run_id(path), revoked=0, reason='this run ends'))
-            self.exit(changed=True, msg='check mode: would revoke %d tokens and remove %s; %s' % (len(tokens), path, pruned))
-        revoked = 0
-        if tokens:
-            own = self.conn.session.get_token()  # the cached token itself, unless it had expired
-            tokens = self.read(path)  # a token keystoneauth just got is in the file too
-            # Every other token first: revoking its own token ends this connection.
-            for token in sorted(set(t.token for t in tokens), key=lambda t: t == own):
-                revoked += self.revoke(token, path)
-        self.params['auth_cache'] = None  # nothing saves the token again when the module ends
-        self.remove(path)
-        self.results['removed'].append(dict(path=path, run_id=cache_run_id(path), revoked=revoked, reason='this run ends'))
-        self.exit(changed=True, msg='revoked %d Keystone tokens and removed the token cache %s; %s' % (revoked, path, pruned))
-
-    # -- the caches of other runs ----------------------------------------------------------------------------
-
-    def prune(self):
-        """Remove the caches of runs that are gone beside this one (``judge_cache``); returns what was done, in words."""
-        others = sorted(p for p in glob.glob(os.path.join(os.path.dirname(self.path), CACHE_GLOB)) if p != self.path)
-        now = datetime.datetime.now(datetime.timezone.utc)
-        found = []
-        for path in others:
-            try:
-                found.append((path, self.read(path, strict=True), time.time() - os.stat(path).st_mtime))
-            except (IOError, OSError, ValueError) as exc:
-                self.results['kept'].append(dict(path=path, run_id=cache_run_id(path), reason='cannot be read: %s' % exc))
-        live, key = self.live_and_key(found, now)
-        for path, tokens, idle in found:
-            verdict = judge_cache(cache_run_id(path), tokens, int(idle), now, live, key, self.params['idle_timeout'])
-            if live is None and verdict.revoke:
-                verdict.remove, verdict.reason = False, 'the run markers could not be read'
-            entry = dict(path=path, run_id=cache_run_id(path), reason=verdict.reason)
-            if not verdict.remove:
-                self.results['kept'].append(entry)
-                continue
-            entry['revoked'] = 0
-            if not self.check_mode:
-                entry['revoked'] = sum(self.revoke(token, path) for token in verdict.revoke)
-                self.remove(path)
-            self.results['removed'].append(entry)
-        removed = self.results['removed']
-        return '%s%d token caches of runs that are gone removed (%d tokens revoked), %d kept' % (
-            'check mode: ' if self.check_mode else '',
-            len(removed),
-            sum(r.get('revoked', 0) for r in removed),
-            len(self.results['kept']),
-        )
-
-    def live_and_key(self, found, now):
-        """(run ids holding a host, this module's credentials key); (None, None) when not needed or unreadable."""
-        needed = [f for f in found if f[2] >= self.params['idle_timeout'] and any(t.expires_at is None or t.expires_at > now for t in f[1])]
-        if not needed:
-            return set(), None
-        nova = SdkNova(self.conn)
-        try:
-            resp = nova.request('GET', query('/os-services', [('binary', 'nova-compute')]), MV_SERVICES)
-        except NovahaError as exc:
-            self.warn('the run markers could not be read (%s); only caches whose tokens have all expired are removed' % exc.msg)
-            return None, None
-        return live_runs((resp.body or {}).get('services') or [], resp.date), auth_cache_key(self.conn.session.auth)
-
-    # -- steps -------------------------------------------------------------------------------------------------
-
-    def read(self, path, strict=False):
-        try:
-            with open(path) as handle:
-                return cache_tokens(handle.read())
-        except (IOError, OSError, ValueError) as exc:
-            if strict:
-                raise
-            self.warn('token cache %s cannot be read (%s); it is removed' % (path, exc))
-            return []
-
-    def revoke(self, token, path):
-        problem = revoke_token(self.conn, token)
-        if problem:
-            self.warn('a token of %s was not revoked (%s); it stays valid until it expires, its file is removed' % (path, problem))
-            return 0
-        return 1
-
-    def remove(self, path):
-        try:
-            os.unlink(path)
-        except OSError as exc:
-            if os.path.exists(path):
-                self.fail('removing the token cache %s failed: %s' % (path, exc))
+        caches = self.token_caches(self.check_mode, self.params['idle_timeout'])
+        self.results.update(removed=caches.removed, kept=caches.kept)  # on failure too: what was done before it
+        # The other caches are pruned first: ending this run's own ends this connection.
+        msg = self.end_token_cache(caches) if self.params['state'] == 'absent' else caches.prune()
+        self.exit(changed=bool(caches.removed), msg=msg)
 
 
 def main():

@@ -32,6 +32,9 @@ description:
     failure), V(done) otherwise - so that the next run goes on at once and resumes what is left. A run that
     holds nothing (it never claimed the host, gave it back, or another run took it) changes nothing and returns
     RV(phase) null, since another run's marker is never written over.
+  - O(state=ended) with O(end_auth_cache=true) also ends the run's shared Keystone token afterwards, in the same
+    module run, as M(novaha.recovery.os_auth_cache) with its O(novaha.recovery.os_auth_cache#module:state=absent)
+    does - whether the marker was ended, held nothing to end, or could not be ended.
   - O(state=released) gives the service back what it had before the first run (status, forced down, disabled
     reason), for a run that stopped before any evacuation. It declines, changing nothing and without failing,
     when the marker on the service is not this run's (V(not_held)), when servers left the host or are on their
@@ -130,6 +133,19 @@ options:
       - With O(state=ended), the run stopped on a failure (it ends V(interrupted), else V(done)).
     type: bool
     default: false
+  end_auth_cache:
+    description:
+      - With O(state=ended), once the marker is dealt with, revoke every token in O(auth_cache) with Keystone and
+        remove the file, after removing the caches of runs that are gone beside it (revoking their tokens), as
+        M(novaha.recovery.os_auth_cache) does with O(novaha.recovery.os_auth_cache#module:state=absent). No module of
+        the run may come after it.
+      - The token is ended whatever happened to the marker, and the marker whatever happens to the token. The task
+        fails only when the marker could not be ended; a token that could not be revoked or a file that could not be
+        removed is a warning (RV(token_caches)).
+      - The token is the run's own, not a state of the cloud. It is ended in check mode as well, and its end is not
+        counted as a change.
+    type: bool
+    default: false
   took_over:
     description:
       - With O(state=released), the run this run's claim took over (the claim's RV(took_over)), or null. A run that
@@ -162,7 +178,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - Reads the service, judges who holds the host and returns what would be done; writes nothing.
+      - Reads the service, judges who holds the host and returns what would be done; writes nothing to Nova.
+        With O(end_auth_cache=true) the run's own token is ended all the same.
   diff_mode:
     support: none
   idempotent:
@@ -211,13 +228,15 @@ EXAMPLES = r"""
   delegate_to: localhost
   register: verification
 
-- name: End the run, interrupted when it stopped on a failure
+- name: End the run, interrupted when it stopped on a failure, then revoke the run's shared Keystone token
   novaha.recovery.os_recovery_run:
     cloud: novaha-admin
+    auth_cache: ~/.ansible/tmp/novaha-recovery-{{ recovery_run_id }}.token
     host: node-28
     run_id: "{{ recovery_run_id }}"
     state: ended
     stopped: "{{ recovery_failure is defined }}"
+    end_auth_cache: true
   delegate_to: localhost
 
 - name: Return the repaired node-28 to service, once its nova-compute reports again (watched up to 45 s)
@@ -276,6 +295,12 @@ phase:
     nothing to end.
   returned: with O(state=ended)
   type: str
+token_caches:
+  description:
+    - With O(end_auth_cache=true), what was done to the token caches - C(msg), C(removed) and C(kept) as
+      M(novaha.recovery.os_auth_cache) returns them, C(failed) (why the file could not be removed, or null).
+  returned: with O(state=ended) and O(end_auth_cache=true)
+  type: dict
 declined:
   description: With O(state=released), null when the service was given back, else why not - V(not_held),
     V(evacuation_started), V(took_over) (see the description).
@@ -312,7 +337,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._errors import Eva
 from ansible_collections.novaha.recovery.plugins.module_utils._evacuation import Engine
 from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import read_tracked
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova, SystemClock
-from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, option_error
+from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least, conflict_error, option_error
 from ansible_collections.novaha.recovery.plugins.module_utils._report import servers_to_verify, verdicts, verify_since
 from ansible_collections.novaha.recovery.plugins.module_utils._run import (
     LEASE_RULE,
@@ -322,6 +347,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._run import (
     PHASE_VERIFYING,
     RUN_ID_RULE,
     HostRun,
+    end_run,
     iso,
     plan_restore,
     retrying_reads,
@@ -353,6 +379,7 @@ class RecoveryRun(NovahaModule):
         power_state=dict(type='str'),
         power_msg=dict(type='str'),
         stopped=dict(type='bool', default=False),
+        end_auth_cache=dict(type='bool', default=False),
         took_over=dict(type='dict'),
         evacuation_started=dict(type='bool', default=False),
         servers=dict(type='list', elements='dict'),
@@ -374,6 +401,10 @@ class RecoveryRun(NovahaModule):
         p = self.params
         if p['state'] != 'restored' and p['run_id'] is None:
             raise option_error('run_id', None, 'is needed with state=%s: the id of this run' % p['state'], shown='not given')
+        if p.get('end_auth_cache') and p['state'] != 'ended':
+            raise conflict_error('end_auth_cache', 'state', 'a run ends its token when it ends (state=ended), not with state=%s' % p['state'])
+        if p.get('end_auth_cache') and not p.get('auth_cache'):
+            raise option_error('auth_cache', None, 'is needed with end_auth_cache=true: the token cache of this run', shown='not given')
 
     def run(self):
         p = self.params
@@ -497,17 +528,26 @@ class RecoveryRun(NovahaModule):
 
     def do_ended(self, host_run):
         p = self.params
-        phase, before = host_run.end(p['stopped'], check_mode=self.check_mode)
-        self.results['phase'] = phase
-        if phase is None:
-            self.results['service'] = dict(before=brief(before), after=None)
+        caches = self.token_caches(check_mode=False) if p['end_auth_cache'] else None
+        end = end_run(lambda: host_run.end(p['stopped'], check_mode=self.check_mode), (lambda: self.end_token_cache(caches)) if caches else None)
+        if caches is not None:
+            failed = end.token_failure.msg if end.token_failure is not None else None
+            if failed:
+                self.warn('the token of run %s was not ended: %s' % (p['run_id'], failed))
+            self.results['token_caches'] = dict(msg=end.token or failed, removed=caches.removed, kept=caches.kept, failed=failed)
+        self.results['phase'] = end.phase
+        token = '; %s' % end.token if end.token else ''
+        if end.failure is not None:
+            self.fail_error(end.failure)
+        if end.phase is None:
+            self.results['service'] = dict(before=brief(end.before), after=None)
             self.exit(
                 changed=False,
-                msg='run %s holds nothing on %s to end: it never claimed the host, gave it back, or another run took it' % (p['run_id'], p['host']),
+                msg='run %s holds nothing on %s to end: it never claimed the host, gave it back, or another run took it%s' % (p['run_id'], p['host'], token),
             )
         if self.check_mode:
-            self.exit(changed=True, msg='check mode: run %s would end in phase %s on %s' % (p['run_id'], phase, p['host']))
-        self._done(host_run, before, 'run %s on %s ended: phase %s' % (p['run_id'], p['host'], phase))
+            self.exit(changed=True, msg='check mode: run %s would end in phase %s on %s%s' % (p['run_id'], end.phase, p['host'], token))
+        self._done(host_run, end.before, 'run %s on %s ended: phase %s%s' % (p['run_id'], p['host'], end.phase, token))
 
     def do_released(self, host_run):
         p = self.params

@@ -490,10 +490,16 @@ def count_requests(key, lines, script_result):
         "errors": sum(1 for line in lines if line[2] >= 400),
     }
     if key in ("a", "a-serial"):
-        # os_host_evacuate's watch: one server listing and one migrations listing per poll (changes-since).
+        # os_host_evacuate's watch: one migrations listing and one server listing per poll (changes-since); a poll
+        # ends with its server listing.
         watch = [p for p in gets if "changes-since" in p]
-        polls = sum(1 for p in watch if p.split("?")[0].endswith("/servers/detail"))
-        out.update(polls=polls, poll_requests=len(watch))
+        sizes, size = [], 0
+        for path in watch:
+            size += 1
+            if path.split("?")[0].endswith("/servers/detail"):
+                sizes.append(size)
+                size = 0
+        out.update(polls=len(sizes), poll_requests=len(watch), poll_sizes=sizes)
     elif key in ("b", *MASAKARI):
         # (d), (e): masakari-engine's confirmation reads each evacuated server, every verify_interval.
         polls = [p for p in gets if re.search(r"/servers/[0-9a-f-]{36}$", p.split("?")[0])]
@@ -501,10 +507,24 @@ def count_requests(key, lines, script_result):
     else:
         polls = [p for p in gets if p.endswith("/servers/detail?all_tenants=True")]
         out.update(polls=len(polls), poll_requests=len(polls))
-    out["requests_per_poll"] = round(out["poll_requests"] / out["polls"], 2) if out["polls"] else None
+    out["requests_per_poll_mean"] = round(out["poll_requests"] / out["polls"], 2) if out["polls"] else None
+    out["requests_per_poll"] = poll_size(out.get("poll_sizes")) or out["requests_per_poll_mean"]
     if script_result and script_result.get("polls") not in (None, out["polls"]):
         out["script_polls"] = script_result["polls"]
     return out
+
+
+def poll_size(sizes):
+    """What a poll sends: the most common number of requests per poll (the larger on a tie), None without polls.
+
+    Not the average: a poll that sends fewer (the verification's look, which lists the servers but not the
+    migrations changed since) moves the average with the number of polls, which is not N's doing."""
+    if not sizes:
+        return None
+    counts = {}
+    for size in sizes:
+        counts[size] = counts.get(size, 0) + 1
+    return max(counts, key=lambda size: (counts[size], size))
 
 
 def count_keystone(lines):
@@ -692,7 +712,8 @@ def summarize(results, ns, contenders):
 
 def judge(table, empty):
     """[(target, met or None, detail)]: the issue's targets. a/c at N = 50 and N = 200, b/a at N = 50, requests
-    per poll across the N run, the others at the largest N run; a rack run has its own (judge_rack)."""
+    per poll (what a poll sends, ``poll_size``) across the N run, the others at the largest N run; a rack run has
+    its own (judge_rack)."""
     if any(key in row for row in table.values() for key in ("a-serial", "c-rack")):
         return judge_rack(table)
     verdicts = []

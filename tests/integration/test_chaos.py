@@ -65,9 +65,9 @@ def migrations(least, done=False):
 KILL_POINTS = [
     KillPoint("preflight-waiting", "preflight", "Preflight - wait for the service down, then snapshot", None, 3.0),
     KillPoint("preflight-claim", "preflight", None, marker_phase("claimed"), 0.5),
-    KillPoint("preflight-claimed", "preflight", "Preflight - the marker of this run", None, 0.3),
+    KillPoint("preflight-claimed", "preflight", "Preflight - the plan, and who held the host", None, 0.3),
     KillPoint("fence-power-off", "fence", "Fence - power off through the BMC and prove it Off", None, 2.0),
-    KillPoint("fence-verdict", "fence", "Fence - the verdict for", None, 0.3),
+    KillPoint("fence-verdict", "fence", "Fence - the verdict", None, 0.3),
     KillPoint("isolate-forcing-down", "isolate", "Evacuate - force down the nova-compute service under this run's marker", None, 1.5),
     KillPoint("isolate-marker", "isolate", None, marker_phase("isolated"), 0.5),
     KillPoint("evacuate-starting", "evacuate", "Evacuate - start", None, 1.0),
@@ -78,7 +78,7 @@ KILL_POINTS = [
     KillPoint("verify-marker", "verify", None, marker_phase("verifying"), 1.0),
     KillPoint("verify-verdicts", "verify", "Verify - keep the verdicts", None, 0.2),
     KillPoint("report-end-marker", "report", "End of the run - mark this run's marker", None, 1.0),
-    KillPoint("report-building", "report", "Report - build the report and decide the outcome", None, 0.5),
+    KillPoint("report-building", "report", "Report - assemble the report and decide the outcome", None, 0.5),
     KillPoint("report-writing", "report", "Report - write report.json", None, 0.2),
     KillPoint("report-written", "report", "Report - keep the outcome as job artifacts", None, 0.1),
 ]

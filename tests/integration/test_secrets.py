@@ -112,6 +112,22 @@ def test_the_caches_of_gone_runs_are_removed_and_their_tokens_revoked(cloud, tmp
     for token in (gone_token, recent_token, my_token, later_token):
         assert token not in output and token not in json.dumps(result)
 
+    # The role's end of a run does the same in the module run that ends its marker (os_recovery_run end_auth_cache):
+    # a run that holds nothing on the host (here: it never claimed it) changes nothing in Nova and still ends its token.
+    last, last_token = cache_of("gone03")
+    backdate(last)
+    ending = caches / "novaha-recovery-next02.token"
+    params = dict(cloud=cloud.admin_cloud, auth_cache=str(ending), host=HOST, run_id="next02", state="ended", end_auth_cache=True)
+    result, output = run_module(cloud, "novaha.recovery.os_recovery_run", params)
+    assert not result.get("failed"), output
+    assert result["phase"] is None and result["changed"] is False and "holds nothing" in result["msg"]
+    assert [(r["run_id"], r["revoked"]) for r in result["token_caches"]["removed"]] == [("gone03", 1), ("next02", 1)]
+    assert result["token_caches"]["failed"] is None and "revoked 1 Keystone tokens" in result["msg"]
+    assert not ending.exists() and not last.exists() and recent.exists()
+    assert token_status(cloud, last_token) == 404
+    for token in (last_token, recent_token):
+        assert token not in output and token not in json.dumps(result)
+
 
 # ---------------------------------------------------------------------------------------------------------
 # A recovery at -vvvv with the SDK's DEBUG log, after a run that was killed

@@ -63,6 +63,41 @@ def test_requests_per_poll_of_the_hosts_recovered_one_after_another_are_counted_
         assert counted["polls"] == 2 and counted["poll_requests"] == 4 and counted["requests_per_poll"] == 2.0
 
 
+def watch_polls(two, one_at_the_end=True):
+    """The changes-since requests of ``two`` watch polls (migrations, then servers) and the verification's look
+    (servers only)."""
+    lines = []
+    for _poll in range(two):
+        lines += [access("GET", "/v2.1/os-migrations?changes-since=2026"), access("GET", "/v2.1/servers/detail?changes-since=2026&all_tenants=True")]
+    if one_at_the_end:
+        lines.append(access("GET", "/v2.1/servers/detail?changes-since=2026&all_tenants=True"))
+    return lines
+
+
+def test_requests_per_poll_is_what_a_poll_sends_not_the_average():
+    # The idle run of 2026-11-28: 7 requests in 4 polls at N = 10, 21 in 11 at N = 50; each poll but one sends 2.
+    at_10 = bench.count_requests("a", watch_polls(3), None)
+    at_50 = bench.count_requests("a", watch_polls(10), None)
+    assert (at_10["polls"], at_10["poll_requests"], at_10["poll_sizes"]) == (4, 7, [2, 2, 2, 1])
+    assert (at_50["polls"], at_50["poll_requests"]) == (11, 21)
+    assert at_10["requests_per_poll"] == at_50["requests_per_poll"] == 2
+    assert (at_10["requests_per_poll_mean"], at_50["requests_per_poll_mean"]) == (1.75, 1.91)
+    results = [run("a", 20.0, 22.0, servers=10), run("a", 50.0, 55.0, servers=50)]
+    results[0]["nova"], results[1]["nova"] = at_10, at_50
+    verdicts = {name: (met, detail) for name, met, detail in bench.judge(bench.summarize(results, [10, 50], ["a"]), None)}
+    assert verdicts["(a) requests per poll independent of N"] == (True, "N=10: 2, N=50: 2")
+
+
+def test_a_poll_that_lists_more_as_n_grows_misses():
+    # A poll that pages its listing (or reads each server) sends more at N = 50: the most common size grows.
+    paged = watch_polls(0, one_at_the_end=False)
+    for _poll in range(6):
+        paged += [access("GET", "/v2.1/os-migrations?changes-since=2026")] + [access("GET", "/v2.1/servers?changes-since=2026&marker=x")] * 2
+        paged += [access("GET", "/v2.1/servers/detail?changes-since=2026&all_tenants=True")]
+    assert bench.count_requests("a", paged, None)["requests_per_poll"] == 4
+    assert bench.poll_size([]) is None and bench.poll_size([1, 2]) == 2 and bench.poll_size([1, 1, 2]) == 1
+
+
 def test_the_rack_floor_polls_one_listing():
     lines = [access("POST", "/v2.1/servers/x/action")] + [access("GET", "/v2.1/servers/detail?all_tenants=True")] * 3
     counted = bench.count_requests("c-rack", lines, {"polls": 3})

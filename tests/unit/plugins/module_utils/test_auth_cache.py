@@ -81,3 +81,90 @@ def test_only_live_markers_count():
         {"host": "node-31", "disabled_reason": None},
     ]
     assert _auth_cache.live_runs(services, NOW) == {"run-evacuating-30"}
+
+
+# -- ending the caches (TokenCaches) ------------------------------------------------------------------------------
+
+
+# TokenCaches judges on the real clock.
+VALID = "2099-01-01T00:00:00.000000Z"
+EXPIRED = "2020-01-01T00:00:00.000000Z"
+
+
+class Keystone(object):
+    """Revokes tokens (``revoked``, in order) unless told ``refuse`` one; ``own`` is the connection's token."""
+
+    def __init__(self, own=None, refuse=()):
+        self.own = own
+        self.refuse = set(refuse)
+        self.revoked = []
+        self.live_reads = 0
+
+    def revoke(self, token):
+        if token in self.refuse:
+            return 'Keystone answered HTTP 503'
+        self.revoked.append(token)
+        return None
+
+    def read_live(self):
+        self.live_reads += 1
+        return set(), "k1"
+
+
+def caches(tmp_path, keystone, run_id="mine01", check_mode=False, warnings=None, **files):
+    """TokenCaches of ``run_id`` in ``tmp_path``, with a cache file per entry of ``files`` (run id: tokens)."""
+    for other, tokens in files.items():
+        (tmp_path / f"novaha-recovery-{other}.token").write_text(cache_text(*tokens))
+    found = warnings if warnings is not None else []
+    return _auth_cache.TokenCaches(
+        str(tmp_path / f"novaha-recovery-{run_id}.token"),
+        revoke=keystone.revoke,
+        own_token=lambda: keystone.own,
+        read_live=keystone.read_live,
+        warn=found.append,
+        check_mode=check_mode,
+        clock=lambda: 4e9,  # every file looks long unused: judged by its tokens and the markers
+    )
+
+
+def test_a_run_ends_its_own_token_last_and_removes_its_file(tmp_path):
+    keystone = Keystone(own="own-1")
+    ending = caches(tmp_path, keystone, mine01=[("k1", "own-1", VALID), ("k2", "other-creds", VALID)])
+    msg = ending.end()
+    assert keystone.revoked == ["other-creds", "own-1"]
+    assert not (tmp_path / "novaha-recovery-mine01.token").exists()
+    assert ending.removed == [dict(path=ending.path, run_id="mine01", revoked=2, reason="this run ends")]
+    assert msg.startswith("revoked 2 Keystone tokens and removed the token cache ")
+
+
+def test_a_gone_run_is_pruned_before_the_run_ends_its_own(tmp_path):
+    keystone = Keystone(own="own-1")
+    ending = caches(tmp_path, keystone, mine01=[("k1", "own-1", VALID)], dead01=[("k1", "dead-1", VALID)], old01=[("k1", "old-1", EXPIRED)])
+    ending.end()
+    assert keystone.revoked == ["dead-1", "own-1"] and keystone.live_reads == 1
+    assert [r["run_id"] for r in ending.removed] == ["dead01", "old01", "mine01"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_token_keystone_does_not_revoke_is_a_warning_and_its_file_still_goes(tmp_path):
+    keystone = Keystone(own="own-1", refuse=["own-1"])
+    warnings = []
+    ending = caches(tmp_path, keystone, warnings=warnings, mine01=[("k1", "own-1", VALID)])
+    ending.end()
+    assert ending.removed[0]["revoked"] == 0 and not (tmp_path / "novaha-recovery-mine01.token").exists()
+    assert len(warnings) == 1 and "HTTP 503" in warnings[0] and "own-1" not in warnings[0]
+
+
+def test_the_markers_are_read_only_for_a_cache_whose_run_may_be_gone(tmp_path):
+    keystone = Keystone()
+    ending = caches(tmp_path, keystone, old01=[("k1", "old-1", EXPIRED)])
+    assert ending.end().startswith("no token cache at ")
+    assert keystone.live_reads == 0 and keystone.revoked == [] and [r["run_id"] for r in ending.removed] == ["old01"]
+
+
+def test_in_check_mode_nothing_is_revoked_or_removed(tmp_path):
+    keystone = Keystone(own="own-1")
+    ending = caches(tmp_path, keystone, check_mode=True, mine01=[("k1", "own-1", VALID)], dead01=[("k1", "dead-1", VALID)])
+    assert ending.end().startswith("check mode: would revoke 1 tokens")
+    assert keystone.revoked == [] and len(list(tmp_path.iterdir())) == 2
+    assert [r["run_id"] for r in ending.removed] == ["dead01", "mine01"]

@@ -159,6 +159,16 @@ def test_a_run_without_run_id_is_named():
     conflicts(RecoveryRun, state='restored', run_id=None)
 
 
+def test_a_run_ends_its_token_only_when_it_ends_and_only_a_token_it_shares():
+    with pytest.raises(NovahaError) as caught:
+        conflicts(RecoveryRun, state='isolated', run_id='r1', end_auth_cache=True, auth_cache='/tmp/x.token')
+    assert caught.value.msg.startswith('end_auth_cache conflicts with state: a run ends its token when it ends (state=ended)')
+    with pytest.raises(NovahaError) as caught:
+        conflicts(RecoveryRun, state='ended', run_id='r1', end_auth_cache=True, auth_cache=None)
+    assert caught.value.details['option'] == 'auth_cache' and 'end_auth_cache=true' in caught.value.msg
+    conflicts(RecoveryRun, state='ended', run_id='r1', end_auth_cache=True, auth_cache='/tmp/x.token')
+
+
 def test_a_refusal_for_the_input_alone_is_a_configuration_error():
     from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation import Check, refusal_kind
 

@@ -406,6 +406,73 @@ def test_end_in_check_mode_decides_and_writes_nothing(nova, clock):
     assert r.end(stopped=False, check_mode=True)[0] == 'done' and len(nova.writes()) == puts
 
 
+def ending(nova, clock, r, token_problem=None):
+    """end_run over ``r``'s marker and a token whose end is recorded (after the marker's requests so far)."""
+    seen = []
+
+    def end_token():
+        seen.append(len(nova.requests))
+        if token_problem is not None:
+            raise token_problem
+        return 'revoked 1 Keystone tokens'
+
+    return run.end_run(lambda: r.end(stopped=False), end_token), seen
+
+
+def test_the_end_of_a_run_ends_its_marker_first_then_its_token(nova, clock):
+    r = host_run(nova, clock)
+    r.claim()
+    end, seen = ending(nova, clock, r)
+    assert end.phase == 'done' and end.failure is None and end.token == 'revoked 1 Keystone tokens'
+    # The marker was written (with the token) before the token was ended.
+    assert seen == [len(nova.requests)] and nova.requests[-1][0] == 'PUT'
+    assert run.parse_marker(nova.services[HOST]['disabled_reason']).phase == 'done'
+
+
+def test_a_marker_that_cannot_be_ended_still_ends_the_token_and_fails_the_end(nova, clock):
+    r = host_run(run.retrying_reads(nova, clock, lease=20), clock, lease=20)
+    r.claim()
+    r.nova = run.retrying_reads(FailingNova(nova), clock, lease=20)
+    end, seen = ending(nova, clock, r)
+    assert end.phase is None and 'HTTP 503' in end.failure.msg
+    assert end.token == 'revoked 1 Keystone tokens' and len(seen) == 1
+
+
+def test_a_token_that_cannot_be_ended_leaves_the_marker_ended(nova, clock):
+    r = host_run(nova, clock)
+    r.claim()
+    end, _seen = ending(nova, clock, r, token_problem=run.NovahaError('removing the token cache x failed: EACCES'))
+    assert end.phase == 'done' and end.failure is None and 'EACCES' in end.token_failure.msg
+    assert run.parse_marker(nova.services[HOST]['disabled_reason']).phase == 'done'
+
+
+@pytest.mark.parametrize('setup', ['never_claimed', 'already_recovered_by_another_run'])
+def test_a_run_that_holds_nothing_to_end_still_ends_its_token(nova, clock, setup):
+    if setup == 'already_recovered_by_another_run':
+        nova.services[HOST]['disabled_reason'] = marker(run_id='first1', phase='done', beat=-900).text()
+    r = host_run(nova, clock)
+    end, seen = ending(nova, clock, r)
+    assert end.phase is None and end.failure is None and len(seen) == 1 and nova.writes() == []
+
+
+def test_anything_else_the_marker_raises_still_ends_the_token_first():
+    seen = []
+
+    def end_marker():
+        raise KeyError('a bug')
+
+    with pytest.raises(KeyError):
+        run.end_run(end_marker, lambda: seen.append('token'))
+    assert seen == ['token']
+
+
+def test_without_a_token_to_end_only_the_marker_is_ended(nova, clock):
+    r = host_run(nova, clock)
+    r.claim()
+    end = run.end_run(lambda: r.end(stopped=True))
+    assert end.phase == 'interrupted' and end.token is None and end.token_failure is None
+
+
 # -- waiting -----------------------------------------------------------------------------------------------------
 
 
