@@ -452,6 +452,14 @@ def already_recovered(plan):
     return holder.marker
 
 
+def isolating_phase(plan, check_mode=False):
+    """Which phase of a host_recovery run isolates the host, decided once: ``evacuate`` when servers are to be
+    evacuated (os_host_evacuate forces the service down as its first write, once its own plan and guards passed:
+    one module run from the fence to the first evacuation), else ``isolate`` (a host with nothing to evacuate,
+    and check mode, where the isolate phase says what it would do)."""
+    return 'evacuate' if plan.evacuations and not check_mode else 'isolate'
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Selection
 

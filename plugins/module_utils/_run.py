@@ -603,6 +603,28 @@ class HostRun(object):
         self.marker = now_found
         return now_found
 
+    def claim_words(self, read_back=True):
+        """What a claim did, told once for every module that claims: (message, warning or None). The warning
+        names a takeover of a run whose heartbeat went stale or that was overridden (``takeover``)."""
+        msg = 'run %s holds %s (phase claimed%s)' % (self.run_id, self.host, '' if read_back else '; read back before the first write')
+        warning = None
+        if self.took_over is not None:
+            words = 'took over the %s %s' % (self.took_over.kind, self.took_over.describe())
+            msg += '; ' + words
+            if self.took_over.kind in ('stale', 'overridden'):
+                warning = '%s: %s' % (self.host, words)
+        return msg, warning
+
+    def move_to(self, phase, settled_at=None):
+        """Move this run to ``phase`` (isolated: the service forced down as well), for every module that does: the
+        claim read back first when it was left to this process (``settled_at``, see ``claim``), else ``advance``
+        reads first (the host must still be ours). Returns (the service before: as this process first read it,
+        before any write of its own; the words for what was done)."""
+        proven = self.prove_claim(settled_at) if settled_at is not None else None
+        self.advance(phase, forced_down=True if phase == PHASE_ISOLATED else None, held=proven)
+        words = 'forced down, disabled, phase %s' % phase if phase == PHASE_ISOLATED else 'phase %s' % phase
+        return self.first_read, 'run %s on %s: %s' % (self.run_id, self.host, words)
+
     def _give_up(self, marker):
         """A claim that could not be proven is marked interrupted, so that no run waits a lease for it."""
         marker.phase = PHASE_INTERRUPTED

@@ -644,6 +644,15 @@ isolation:
       C(service) (C(before) and C(after)), as M(novaha.recovery.os_recovery_run) returns them.
   returned: with O(isolate=true), once the host was isolated
   type: dict
+isolate_in:
+  description:
+    - With O(claim=true), the phase of the C(novaha.recovery.host_recovery) role that isolates the host - C(evacuate)
+      when servers are to be evacuated (this module with O(isolate=true) forces the service down as its first
+      write), else C(isolate) (nothing to evacuate, or check mode).
+  returned: with O(claim=true), once planned
+  type: str
+  choices: [evacuate, isolate]
+  sample: evacuate
 claim:
   description:
     - With O(claim=true), the claim of the host for O(run_id) - C(holder) (who held the host before, as the guard
@@ -695,6 +704,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation i
     already_recovered,
     check_recovered_by_services,
     compile_query,
+    isolating_phase,
     list_host,
     read_host,
     refusal_kind,
@@ -838,6 +848,8 @@ class HostEvacuate(NovahaModule):
             storage=plan.storage_summary(),
             holder=plan.holder.to_dict() if plan.holder is not None else None,
         )
+        if p['claim']:
+            self.results['isolate_in'] = isolating_phase(plan, self.check_mode)
         self.report(plan, summarize_run(plan))
         for warning in plan.warnings:
             self.warn(warning)
@@ -948,15 +960,12 @@ class HostEvacuate(NovahaModule):
         """Claim the host for the run ``run_id`` (written, not read back: the run's next write to Nova proves it
         first, see ``HostRun.prove_claim``). Returns what the claim found and wrote, as os_recovery_run's
         state=claimed returns it."""
-        host = plan.host
         holder = evacuation.claim(plan, read_back=False)
         run = evacuation.run
-        msg = 'run %s holds %s (phase claimed)' % (self.params['run_id'], host)
+        msg, warning = run.claim_words(read_back=False)
         took_over = run.took_over.to_dict() if run.took_over is not None else None
-        if run.took_over is not None:
-            msg += '; took over the %s %s' % (run.took_over.kind, run.took_over.describe())
-            if run.took_over.kind in ('stale', 'overridden'):
-                self.warn('%s: took over the %s %s' % (host, run.took_over.kind, run.took_over.describe()))
+        if warning:
+            self.warn(warning)
         return dict(
             holder=holder.to_dict(),
             took_over=took_over,
@@ -970,13 +979,10 @@ class HostEvacuate(NovahaModule):
         """The run's claim read back (at ``settled_at``), then the service forced down under its marker, phase
         isolated: before anything else is written. Returns what was done, as os_recovery_run's state=isolated."""
         run = evacuation.host_run(host)
-        proven = run.prove_claim(self.params['settled_at']) if self.params['settled_at'] is not None else None
-        before = dict(run.service or {}) if proven is not None else None
-        run.advance(PHASE_ISOLATED, forced_down=True, held=proven)
-        before = before if before is not None else run.first_read
+        before, msg = run.move_to(PHASE_ISOLATED, self.params['settled_at'])
         return dict(
             changed=True,
-            msg='run %s on %s: forced down, disabled, phase %s' % (evacuation.run_id, host, PHASE_ISOLATED),
+            msg=msg,
             run=run.marker.to_dict() if run.marker is not None else None,
             service=dict(before=service_view(before) if before else None, after=service_view(run.service) if run.service else None),
         )

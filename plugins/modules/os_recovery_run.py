@@ -461,12 +461,11 @@ class RecoveryRun(NovahaModule):
         holder = host_run.claim(takeover=p['takeover'], wait_timeout=p['wait_for_run'], read_back=p['read_back'])
         self.results['holder'] = holder.to_dict()
         self.results['settled_at'] = None if p['read_back'] else host_run.settled_at
-        msg = 'run %s holds %s (phase claimed%s)' % (p['run_id'], p['host'], '' if p['read_back'] else '; the next task reads the claim back')
+        msg, warning = host_run.claim_words(p['read_back'])
         if host_run.took_over is not None:
             self.results['took_over'] = host_run.took_over.to_dict()
-            msg += '; took over the %s %s' % (host_run.took_over.kind, host_run.took_over.describe())
-            if host_run.took_over.kind in ('stale', 'overridden'):
-                self.warn('%s: took over the %s %s' % (p['host'], host_run.took_over.kind, host_run.took_over.describe()))
+        if warning:
+            self.warn(warning)
         self._done(host_run, service, msg)
 
     def do_phase(self, host_run):
@@ -477,13 +476,8 @@ class RecoveryRun(NovahaModule):
             service, _found, holder = host_run.read()
             self.results.update(holder=holder.to_dict(), service=dict(before=brief(service), after=None))
             self.exit(changed=True, msg='check mode: run %s would move to phase %s on %s (%s)' % (p['run_id'], phase, p['host'], holder.describe()))
-        # The claim's read-back when it was left to this task, else advance() reads first (the host must still be
-        # ours): that reading is the service before.
-        proven = host_run.prove_claim(p['settled_at']) if p['settled_at'] is not None else None
-        host_run.advance(phase, forced_down=True if phase == PHASE_ISOLATED else None, held=proven)
-        before = host_run.first_read
-        words = 'forced down, disabled, phase %s' % phase if phase == PHASE_ISOLATED else 'phase %s' % phase
-        self._done(host_run, before, 'run %s on %s: %s' % (p['run_id'], p['host'], words))
+        before, msg = host_run.move_to(phase, p['settled_at'])
+        self._done(host_run, before, msg)
 
     def do_verify(self, host_run):
         """Phase verifying, and the verdict per watched server once none is on its way any more (or the timeout)."""

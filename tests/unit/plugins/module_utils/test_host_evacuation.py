@@ -358,6 +358,14 @@ def test_check_mode_plan_changes_nothing(nova, clock):
     assert not nova.actions() and not nova.reasons and nova.status(sid) == (SRC, 'ACTIVE')
 
 
+def test_a_host_with_nothing_selected_is_isolated_by_the_isolate_phase(nova, clock):
+    plan, _summary, _counting = host_run(nova, clock, run=False)
+    assert not plan.evacuations and he.isolating_phase(plan) == 'isolate'
+    nova.servers[nova.add_server('plain-1')]['metadata'] = {}
+    plan, _summary, _counting = host_run(nova, clock, run=False, include={'metadata': {'HA_Enabled': 'True'}})
+    assert plan.skipped and not plan.evacuations and he.isolating_phase(plan) == 'isolate'
+
+
 def test_snapshot_and_plan_read_the_host_once(nova, clock):
     ids = sorted(nova.add_server('web-%d' % i) for i in range(3))
 
@@ -768,7 +776,8 @@ def test_the_evacuate_phase_isolates_first_then_evacuates_in_one_run(clock):
     evacuation = he.HostEvacuation(ev.Engine(he.CountingNova(nova), clock), controller='ctl@00', run_id='role0run1', joined=True)
     plan = evacuation.prepare(SRC)
     host_run = evacuation.host_run(SRC)
-    host_run.advance(run.PHASE_ISOLATED, forced_down=True, held=host_run.prove_claim(settled_at))
+    assert he.isolating_phase(plan) == 'evacuate' and he.isolating_phase(plan, check_mode=True) == 'isolate'
+    host_run.move_to(run.PHASE_ISOLATED, settled_at)
     assert clock.now() >= settled_at
     summary = evacuation.execute(plan, poll_interval=2)
     assert summary['recovered'] == 1 and nova.status(sid) == (DST, 'ACTIVE')

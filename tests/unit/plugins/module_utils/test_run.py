@@ -179,9 +179,33 @@ def test_a_claim_left_to_be_read_back_later_returns_after_its_write_and_is_prove
     clock.t += 1.5
     nova.requests.clear()
     later = host_run(nova, clock)
-    later.advance('isolated', forced_down=True, held=later.prove_claim(r.settled_at))
+    before, words = later.move_to(run.PHASE_ISOLATED, r.settled_at)
     assert clock.sleeps == [0.5] and [m for m, _p, _b in nova.requests] == ['GET', 'PUT']
     assert run.parse_marker(nova.services[HOST]['disabled_reason']).phase == 'isolated'
+    assert nova.services[HOST]['forced_down'] is True and before['forced_down'] is False
+    assert words == 'run second on %s: forced down, disabled, phase isolated' % HOST
+
+
+def test_move_to_a_later_phase_reads_first_and_forces_nothing(nova, clock):
+    host_run(nova, clock).claim()
+    nova.requests.clear()
+    del clock.sleeps[:]
+    r = host_run(nova, clock)
+    before, words = r.move_to(run.PHASE_VERIFYING)
+    assert [m for m, _p, _b in nova.requests] == ['GET', 'PUT'] and 'forced_down' not in nova.requests[1][2]
+    assert before == r.first_read and words == 'run second on %s: phase verifying' % HOST and clock.sleeps == []
+
+
+def test_the_claims_words_name_a_takeover_and_warn_of_a_stale_one(nova, clock):
+    r = host_run(nova, clock)
+    r.claim()
+    assert r.claim_words() == ('run second holds %s (phase claimed)' % HOST, None)
+    nova.services[HOST]['disabled_reason'] = marker(beat=-400).text()
+    stale = host_run(nova, clock, run_id='third')
+    stale.claim(read_back=False)
+    msg, warning = stale.claim_words(read_back=False)
+    assert msg.startswith('run third holds %s (phase claimed; read back before the first write); took over the stale run first1' % HOST)
+    assert warning.startswith('%s: took over the stale run first1' % HOST)
 
 
 def test_a_claim_read_back_later_loses_to_a_competitor_that_wrote_while_it_settled(nova, clock):
