@@ -11,7 +11,7 @@ functions on a service view.
 
 - the service fields reported ............................... ``service_view``
 - which service is the host's (hosts named like a typo) ..... ``find_compute_service`` (``close_matches``)
-- the names of every compute host (a BMC of another host) ... ``compute_hosts``
+- the names of every compute host (a BMC of another host) ... ``find_compute_service(with_hosts=True)``
 - the microversion of the service requests .................. ``service_microversion``
 - making the change ......................................... ``update_compute_service``
 - what must change (forced down, disabled, reason) .......... ``plan_service_update``
@@ -72,19 +72,29 @@ def close_matches(name, candidates, limit=5):
     return matches[:limit]
 
 
-def find_compute_service(nova, host, microversion=None):
-    """The nova-compute service of ``host`` (exact match) as a service_view dict.
+def _compute_services(nova, microversion, doing):
+    """(every nova-compute service, the Date of the answer): one listing."""
+    resp = call(nova, 'GET', query('/os-services', [('binary', COMPUTE_BINARY)]), microversion or service_microversion(nova), doing)
+    return [s for s in (resp.body or {}).get('services', []) if s.get('binary') == COMPUTE_BINARY], resp.date
+
+
+def _host_names(services):
+    return sorted(set(s.get('host') for s in services if s.get('host')))
+
+
+def find_compute_service(nova, host, microversion=None, with_hosts=False):
+    """The nova-compute service of ``host`` (exact match) as a service_view dict; ``with_hosts``: (that dict, the
+    host names of every nova-compute service, so that a BMC answering for another host is recognized), from the
+    same listing.
 
     Not found -> NovahaError naming close matches. ``microversion`` defaults to the cloud's best
     of 2.53 / 2.11 so that ``forced_down`` and the service id are reported.
     """
-    microversion = microversion or service_microversion(nova)
-    doing = 'looking up the %s service of host %s' % (COMPUTE_BINARY, host)
-    resp = call(nova, 'GET', query('/os-services', [('binary', COMPUTE_BINARY)]), microversion, doing)
-    services = [s for s in (resp.body or {}).get('services', []) if s.get('binary') == COMPUTE_BINARY]
+    services, date = _compute_services(nova, microversion, 'looking up the %s service of host %s' % (COMPUTE_BINARY, host))
     exact = [s for s in services if s.get('host') == host]
     if len(exact) == 1:
-        return service_view(exact[0], resp.date)
+        view = service_view(exact[0], date)
+        return (view, _host_names(services)) if with_hosts else view
     if len(exact) > 1:
         raise NovahaError(
             'host %s has %d %s services (ids %s); remove the stale ones first' % (host, len(exact), COMPUTE_BINARY, ', '.join(str(s.get('id')) for s in exact)),
@@ -103,13 +113,6 @@ def find_compute_service(nova, host, microversion=None):
         kind=KIND_CONFIGURATION,
         similar_hosts=similar,
     )
-
-
-def compute_hosts(nova, microversion=None):
-    """The host names of every nova-compute service, so that a BMC answering for another host is recognized."""
-    doing = 'listing the %s services' % COMPUTE_BINARY
-    resp = call(nova, 'GET', query('/os-services', [('binary', COMPUTE_BINARY)]), microversion or service_microversion(nova), doing)
-    return sorted(set(s.get('host') for s in (resp.body or {}).get('services', []) if s.get('binary') == COMPUTE_BINARY and s.get('host')))
 
 
 def service_microversion(nova):

@@ -349,7 +349,6 @@ from ansible_collections.novaha.recovery.plugins.module_utils._fencing import ch
 from ansible_collections.novaha.recovery.plugins.module_utils._nova import RetryingReads, SdkNova, SystemClock
 from ansible_collections.novaha.recovery.plugins.module_utils._options import at_least
 from ansible_collections.novaha.recovery.plugins.module_utils._service import (
-    compute_hosts,
     find_compute_service,
     plan_service_update,
     predict_service,
@@ -383,9 +382,10 @@ class FenceCheck(NovahaModule):
         nova = RetryingReads(SdkNova(self.conn), SystemClock())  # reads ride out a short outage, as the engine's do
         with self.api('looking up the nova-compute service of host %s' % host):
             microversion = service_microversion(nova)
-            before = find_compute_service(nova, host, microversion)
-            redfish = any(spec.get('type') == 'redfish' for _option, spec in level_options(p))
-            others = compute_hosts(nova, microversion) if redfish else ()
+            # One listing: the host's service and, for a Redfish BMC's identity check, every compute host's name.
+            before, others = find_compute_service(nova, host, microversion, with_hosts=True)
+            if not any(spec.get('type') == 'redfish' for _option, spec in level_options(p)):
+                others = ()
         self.results['service'] = dict(before=before, after=before)
 
         levels = build_fence_levels(p, host, others)

@@ -4,6 +4,8 @@ the service predicted for check mode, a stale heartbeat."""
 import pytest
 
 from ansible_collections.novaha.recovery.plugins.module_utils import _service
+from ansible_collections.novaha.recovery.plugins.module_utils._errors import NovahaError
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import Response
 
 # --- the host meant -----------------------------------------------------------------------------------
 
@@ -49,3 +51,27 @@ def test_predicted_service_and_stale_heartbeat():
     assert _service.stale_heartbeat(SERVICE, off)
     assert not _service.stale_heartbeat(SERVICE, on)
     assert not _service.stale_heartbeat(dict(SERVICE, state="down"), off)
+
+
+# --- one listing for the host's service and the names of every compute host ----------------------------
+
+
+class ListingNova:
+    """Answers the nova-compute listing and counts the requests."""
+
+    def __init__(self, services):
+        self.services, self.requests = services, []
+
+    def request(self, method, path, microversion, body=None):
+        self.requests.append((method, path))
+        return Response(200, {"services": self.services}, date=None)
+
+
+def test_the_hosts_service_and_every_compute_host_come_from_one_listing():
+    nova = ListingNova([SERVICE, dict(SERVICE, id="u2", host="node-31"), dict(SERVICE, id="u3", host="node-27")])
+    view, hosts = _service.find_compute_service(nova, "node-28", "2.53", with_hosts=True)
+    assert view["id"] == "u1" and hosts == ["node-27", "node-28", "node-31"] and len(nova.requests) == 1
+    assert _service.find_compute_service(nova, "node-28", "2.53")["id"] == "u1"
+    with pytest.raises(NovahaError) as err:
+        _service.find_compute_service(nova, "node28", "2.53", with_hosts=True)
+    assert "did you mean node-28" in err.value.msg
