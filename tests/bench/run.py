@@ -327,7 +327,9 @@ def prepare(cloud, count, disable, attempts=2):
         except RuntimeError as err:
             if attempt == attempts:
                 raise
-            log(f"preparing N={count} failed, once more: {str(err)[:200]}")
+            # The cause is the last line (an exception's message ends a traceback), not the start of the output.
+            lines = [line for line in str(err).splitlines() if line.strip()]
+            log(f"preparing N={count} failed, once more: {lines[0][:120] if lines else ''} ... {lines[-1][-300:] if len(lines) > 1 else ''}")
     raise AssertionError("unreachable")
 
 

@@ -4,6 +4,7 @@ import concurrent.futures
 import datetime
 import time
 
+import keystoneauth1.exceptions
 import openstack.exceptions
 
 from . import config, infra, proc
@@ -103,15 +104,16 @@ def wait_heartbeat(conn, host, timeout, since):
 def delete_all_servers(conn, timeout):
     """Delete every server and wait until none is left. A delete can lose a race with a nova-compute that is
     starting again (Nova answers 500 "Object action destroy failed because: host changed" to the local delete of
-    a server on a down host): every server still there and not being deleted is deleted again on the next look.
+    a server on a down host), or a busy API drops the connection: every server still there and not being deleted
+    is deleted again on the next look.
     The deletes go 4 at a time, and the timeout grows by a second per server (the benchmark deletes 200).
     Returns how many servers there were."""
 
     def delete(server):
         try:
             conn.compute.delete_server(server, ignore_missing=True)
-        except openstack.exceptions.HttpException:
-            pass  # sent again on the next look
+        except (openstack.exceptions.SDKException, keystoneauth1.exceptions.ClientException):
+            pass  # an error answer, or none (a connection the busy API dropped): sent again on the next look
 
     def none_left():
         left = list(conn.compute.servers(all_projects=True))
