@@ -881,7 +881,7 @@ class HostEvacuate(NovahaModule):
             self.results['isolation'] = self.isolate(evacuation, host)
         if p['claim'] and not self.check_mode:
             claim = self.results['claim']
-            self.exit(changed=True, msg='host %s: %s; %s; %s' % (host, claim['msg'], self.describe_plan(plan), 'the next task reads the claim back'))
+            self.exit(changed=True, msg='host %s: %s; %s' % (host, claim['msg'], self.describe_plan(plan)))
         moving = [e for e in plan.work if e.action in (ACTION_EVACUATE, ACTION_RECONCILE)]
         if self.check_mode:
             self.exit(changed=bool(moving), msg='check mode: host %s: %s' % (host, self.describe_plan(plan)))
