@@ -384,6 +384,13 @@ def write_cinder_conf(secrets):
                 "image_conversion_dir": base / "conversion",
                 "report_interval": 5,
                 "service_down_time": 20,
+                # cinder-scheduler learns cinder-volume's pool from a fanout cast: the volume's at its start,
+                # the scheduler's request at its own. When the two processes start together, each can cast
+                # before the other listens, and the pool then waits for the volume's periodic publish: 60 s
+                # after its start, plus a random delay of up to 60 s by default. No random delay, and the
+                # periodic tasks looked at every 5 s, bound that to about a minute after cinder-volume starts.
+                "periodic_interval": 5,
+                "periodic_fuzzy_delay": 0,
             },
             "database": {"connection": config.db_url("cinder"), "max_pool_size": 5},
             "keystone_authtoken": _authtoken("cinder", secrets),

@@ -28,13 +28,22 @@ def all_volumes(conn):
 def wait_backend(conn, timeout):
     """cinder-volume is up and cinder-scheduler knows its pool: a volume can be created."""
 
+    seen = {"cinder-volume": "not listed yet", "pools": "not read yet"}
+
     def ready():
         services = _call(conn, "GET", "/os-services?binary=cinder-volume", "listing Cinder services")["services"]
+        seen["cinder-volume"] = ", ".join(f"{s['host']} {s['state']} {s['status']}" for s in services) or "not listed yet"
         if not any(s["state"] == "up" and s["status"] == "enabled" for s in services):
             return False
-        return bool(_call(conn, "GET", "/scheduler-stats/get_pools", "listing Cinder pools")["pools"])
+        pools = _call(conn, "GET", "/scheduler-stats/get_pools", "listing Cinder pools")["pools"]
+        seen["pools"] = ", ".join(p["name"] for p in pools) or "none known to cinder-scheduler"
+        return bool(pools)
 
-    proc.wait_for("cinder-volume to report up with its pool", ready, timeout, 0.5)
+    try:
+        proc.wait_for("cinder-volume to report up with its pool", ready, timeout, 0.5)
+    except proc.CloudError as exc:
+        logs = "".join(f"\n--- the end of {name}.log ---\n{proc.tail_log(name)}" for name in ("cinder-volume", "cinder-scheduler"))
+        raise proc.CloudError(f"{exc} (cinder-volume: {seen['cinder-volume']}; pools: {seen['pools']}){logs}") from None
 
 
 def wait_status(conn, volume_id, status, timeout):
