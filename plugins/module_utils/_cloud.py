@@ -46,14 +46,14 @@ from ansible_collections.novaha.recovery.plugins.module_utils._fencing import (
     level_options,
     validate_level,
 )
-from ansible_collections.novaha.recovery.plugins.module_utils._microversions import MV_SERVICES
-from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova, backoff, query
+from ansible_collections.novaha.recovery.plugins.module_utils._nova import SdkNova, backoff
 from ansible_collections.novaha.recovery.plugins.module_utils._options import (
     at_least,
     check_options,
     conflict_error,
     option_error,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._service import compute_services
 
 try:
     import keystoneauth1.exceptions as ksa_exc
@@ -797,11 +797,11 @@ class NovahaModule(object):
 
         def read_live():
             try:
-                resp = SdkNova(self.conn).request('GET', query('/os-services', [('binary', 'nova-compute')]), MV_SERVICES)
+                services, date = compute_services(SdkNova(self.conn), 'reading the run markers (the nova-compute services)')
             except NovahaError as exc:
-                self.warn('the run markers could not be read (%s); only caches whose tokens have all expired are removed' % exc.msg)
+                self.warn('%s; only caches whose tokens have all expired are removed' % exc.msg)
                 return None, None
-            return live_runs((resp.body or {}).get('services') or [], resp.date), auth_cache_key(self.conn.session.auth)
+            return live_runs(services, date), auth_cache_key(self.conn.session.auth)
 
         def own_token():
             # Only the order of the revocations depends on it (its own last): a token it cannot get is no failure.

@@ -10,6 +10,7 @@ with its ``request`` / ``microversion_range``); the plan, the prediction and the
 functions on a service view.
 
 - the service fields reported ............................... ``service_view``
+- every nova-compute service and the time of the answer ...... ``compute_services``
 - which service is the host's (hosts named like a typo) ..... ``find_compute_service`` (``close_matches``)
 - the names of every compute host (a BMC of another host) ... ``find_compute_service(with_hosts=True)``
 - the microversion of the service requests .................. ``service_microversion``
@@ -72,8 +73,9 @@ def close_matches(name, candidates, limit=5):
     return matches[:limit]
 
 
-def _compute_services(nova, microversion, doing):
-    """(every nova-compute service, the Date of the answer): one listing."""
+def compute_services(nova, doing, microversion=None):
+    """(every nova-compute service, the Date of the answer): one listing, at ``microversion`` or the cloud's best
+    of 2.53 / 2.11 (``service_microversion``)."""
     resp = call(nova, 'GET', query('/os-services', [('binary', COMPUTE_BINARY)]), microversion or service_microversion(nova), doing)
     return [s for s in (resp.body or {}).get('services', []) if s.get('binary') == COMPUTE_BINARY], resp.date
 
@@ -90,7 +92,7 @@ def find_compute_service(nova, host, microversion=None, with_hosts=False):
     Not found -> NovahaError naming close matches. ``microversion`` defaults to the cloud's best
     of 2.53 / 2.11 so that ``forced_down`` and the service id are reported.
     """
-    services, date = _compute_services(nova, microversion, 'looking up the %s service of host %s' % (COMPUTE_BINARY, host))
+    services, date = compute_services(nova, 'looking up the %s service of host %s' % (COMPUTE_BINARY, host), microversion)
     exact = [s for s in services if s.get('host') == host]
     if len(exact) == 1:
         view = service_view(exact[0], date)

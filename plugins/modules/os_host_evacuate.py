@@ -663,6 +663,14 @@ claim:
       what would be claimed.
   returned: with O(claim=true)
   type: dict
+marker:
+  description:
+    - With O(claim=true), the run marker the rest of the run concerns, as written in the service's disabled
+      reason - this run's once claimed, or that of the earlier run that already recovered the host
+      (RV(already_recovered)). Null when nothing was claimed (a guard refused, check mode).
+  returned: with O(claim=true)
+  type: str
+  sample: "novaha.recovery run 3f9a1c0b2e claimed ctl awx-1@1a2b3c4d start 20250501T100000Z beat 20250501T100000Z lease 120; was: enabled"
 snapshot:
   description:
     - The host before anything was planned or changed, with the keys M(novaha.recovery.os_host_info) returns -
@@ -826,12 +834,13 @@ class HostEvacuate(NovahaModule):
             self.results['snapshot'] = read_host(engine, host, listing=listing)
         plan = self.make_plan(evacuation, host, listing)
         if p['claim']:
-            self.results['claim'] = None
+            self.results.update(claim=None, marker=None)
             if not self.check_mode and not plan.failed_checks and already_recovered(plan) is None:
                 # The run's claim, written once the guards passed; a plan made while another run held the host is
                 # made again once the host is ours.
                 waited = plan.holder is not None and plan.holder.kind == 'live'
                 self.results['claim'] = self.claim_host(evacuation, plan)
+                self.results['marker'] = self.results['claim']['service']['after'].get('disabled_reason')
                 if waited:
                     plan = self.make_plan(evacuation, host, None)
         elif not self.check_mode and not p['run_id'] and plan.holder is not None and plan.holder.kind == 'live' and not plan.failed_checks:
@@ -870,6 +879,8 @@ class HostEvacuate(NovahaModule):
         previous = already_recovered(plan)
         self.results['already_recovered'] = previous.to_dict() if previous is not None else None
         if previous is not None:
+            if p['claim']:
+                self.results['marker'] = (plan.source_service or {}).get('disabled_reason')
             self.exit(
                 changed=False,
                 msg='%shost %s: already recovered by run %s; nothing to do (%s)'

@@ -207,6 +207,7 @@ def test_a_run_that_timed_out_is_not_recovered_and_the_same_command_finishes_it(
     assert second["outcome"] == "recovered" and sorted(s["id"] for s in second["servers"]) == sorted(before)
     done = service(cloud)
     assert done["disabled_reason"].startswith(f"novaha.recovery run {second['run_id']} done ctl ")
+    assert second["isolation"]["marker"] == done["disabled_reason"], second["isolation"]
 
     # The host is recovered (marker done, compute still down, none of its servers left on it): the same command
     # again changes nothing - no claim, no fencing, no marker written - and its report says why.
@@ -218,6 +219,8 @@ def test_a_run_that_timed_out_is_not_recovered_and_the_same_command_finishes_it(
     assert third["run_id"] != second["run_id"] and third["outcome"] == "nothing_to_do", third["reason"]
     assert third["reason"].startswith(f"already recovered by run {second['run_id']}; nothing to do"), third["reason"]
     assert third["already_recovered"]["run_id"] == second["run_id"] and third["fencing"]["fenced"] is None
+    # The report's marker is the earlier run's, as the preflight's module returned it.
+    assert third["isolation"]["marker"] == done["disabled_reason"], third["isolation"]
     assert [p["name"] for p in third["phases"]] == ["preflight", "report"], third["phases"]
     assert service(cloud) == done and len(evacuations(cloud)) == len(before)
 
