@@ -99,6 +99,11 @@ options:
       - The file is written with mode 0600, its directory created with mode 0700 when missing; a directory
         open to other users is refused with a warning. A token saved for other credentials is never used; an
         expired one, or one the API refuses, is replaced by a new authentication.
+      - The first module that connects through openstacksdk also saves there the endpoint of each service it used,
+        its TLS settings and timeout, and a digest of the configuration files (no password). A later module with
+        the same connection options, E(OS_*) variables and unchanged files connects from that without loading
+        openstacksdk's configuration (a shorter start); it loads it for a new token and for another service. Not
+        with O(sdk_log_path).
       - It holds a bearer token until the token expires, so keep it in a private directory and end it at the end
         of the run (revoke the token and remove the file) with M(novaha.recovery.os_auth_cache), or with
         M(novaha.recovery.os_recovery_run) O(novaha.recovery.os_recovery_run#module:end_auth_cache=true) as the

@@ -11,12 +11,14 @@ the HTTP status and the request id an operator greps for in the Nova logs.
 """
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
 import re
 import socket
 import ssl
+import sys
 import time
 import traceback
 from urllib.error import HTTPError, URLError
@@ -53,20 +55,41 @@ from ansible_collections.novaha.recovery.plugins.module_utils._options import (
     conflict_error,
     option_error,
 )
+from ansible_collections.novaha.recovery.plugins.module_utils._saved_connection import (
+    SavedConnection,
+    describe,
+    find_profile,
+    profile_key,
+)
 from ansible_collections.novaha.recovery.plugins.module_utils._service import compute_services
 
+# openstacksdk is imported when a module first needs it (``sdk()``): a later module of a run that connects from the
+# profile its first module saved (``_saved_connection``) does without it.
 try:
     import keystoneauth1.exceptions as ksa_exc
-    import openstack
-    import openstack.config
-    import openstack.connection
-    import openstack.exceptions
+
+    if importlib.util.find_spec('openstack') is None:
+        raise ImportError('No module named openstack')
 except ImportError:
     HAS_OPENSTACKSDK = False
     OPENSTACKSDK_IMPORT_ERROR = traceback.format_exc()  # type: str | None
 else:
     HAS_OPENSTACKSDK = True
     OPENSTACKSDK_IMPORT_ERROR = None
+
+
+def sdk():
+    """openstacksdk (with its config, connection and exceptions modules), imported on first use; MissingLibraryError
+    when it cannot be."""
+    try:
+        import openstack
+        import openstack.config
+        import openstack.connection
+        import openstack.exceptions
+    except ImportError:
+        raise MissingLibraryError('openstacksdk', 'connecting to the cloud', traceback.format_exc())
+    return openstack
+
 
 APP_NAME = 'novaha.recovery'
 
@@ -240,7 +263,11 @@ def describe_api_error(exc, doing):
 def _api_exceptions():
     if not HAS_OPENSTACKSDK:
         return ()
-    return (openstack.exceptions.SDKException, ksa_exc.ClientException)
+    # openstacksdk's exceptions only once it was imported: before, none of them can have been raised.
+    sdk_exceptions = sys.modules.get('openstack.exceptions')
+    if sdk_exceptions is None:
+        return (ksa_exc.ClientException,)
+    return (sdk_exceptions.SDKException, ksa_exc.ClientException)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -282,10 +309,23 @@ def connection_kwargs(params):
 
 def clouds_yaml_files():
     """The files openstacksdk reads named clouds from, in its order (E(OS_CLIENT_CONFIG_FILE) first)."""
-    files = list(getattr(openstack.config.loader, 'CONFIG_FILES', []))
+    files = list(getattr(sdk().config.loader, 'CONFIG_FILES', []))
     if os.environ.get('OS_CLIENT_CONFIG_FILE'):
         files.insert(0, os.environ['OS_CLIENT_CONFIG_FILE'])
     return files
+
+
+def config_files():
+    """Every file openstacksdk reads a cloud's configuration from (clouds, secure, vendor files; those named by
+    E(OS_CLIENT_CONFIG_FILE) and E(OS_CLIENT_SECURE_FILE)), existing or not: a saved connection profile is used only
+    while none of them changed."""
+    loader = sdk().config.loader
+    files = clouds_yaml_files()
+    for name in ('SECURE_FILES', 'VENDOR_FILES'):
+        files.extend(getattr(loader, name, []))
+    if os.environ.get('OS_CLIENT_SECURE_FILE'):
+        files.append(os.environ['OS_CLIENT_SECURE_FILE'])
+    return sorted(set(files))
 
 
 def cloud_name_error(cloud, files=None, region_name=None):
@@ -344,19 +384,13 @@ def cloud_name_error(cloud, files=None, region_name=None):
     return None
 
 
-def connect(params, warn=None, secrets=None):
-    """An authenticated openstack.connection.Connection; clouds.yaml is found as openstacksdk does
-    (E(OS_CLIENT_CONFIG_FILE) first). Raises NovahaError with a readable cause.
-
-    With ``auth_cache``, the token an earlier module of the run saved there is used while it is valid
-    (keystoneauth authenticates again when it has expired, or when the API refuses it), and a new one is saved.
-    ``secrets`` (a set) receives the passwords of the cloud configuration and the token, for redaction.
-    """
+def cloud_region(params, secrets=None):
+    """openstacksdk's CloudRegion for the connection options (clouds.yaml found as openstacksdk does,
+    E(OS_CLIENT_CONFIG_FILE) first); ``secrets`` (a set) receives the passwords of the configuration. Raises
+    NovahaError with a readable cause."""
+    openstack = sdk()
     kwargs = connection_kwargs(params)
     cloud = kwargs.pop('cloud', None)
-    where = "cloud '%s'" % cloud if isinstance(cloud, str) else 'the cloud'
-    cache = params.get('auth_cache')
-    credentials = 'auth' if params.get('auth') else 'cloud'
     try:
         region = openstack.config.get_cloud_region(cloud=cloud, app_name=APP_NAME, **kwargs)
     except _api_exceptions() as exc:
@@ -367,38 +401,132 @@ def connect(params, warn=None, secrets=None):
         )
         if named is not None:
             raise named
-        msg, details = describe_api_error(exc, 'connecting to %s' % where)
-        raise NovahaError(msg, option=credentials, **details)
+        msg, details = describe_api_error(exc, 'connecting to %s' % _where(params))
+        raise NovahaError(msg, option=_credentials(params), **details)
     if secrets is not None:
         secrets.update(collect_secrets(region.config))
+    return region
+
+
+def _where(params):
+    cloud = params.get('cloud')
+    return "cloud '%s'" % cloud if isinstance(cloud, str) else 'the cloud'
+
+
+def _credentials(params):
+    return 'auth' if params.get('auth') else 'cloud'
+
+
+def connect(params, warn=None, secrets=None):
+    """An authenticated connection: an openstack.connection.Connection, or a ``SavedConnection`` (see below).
+    Raises NovahaError with a readable cause.
+
+    With ``auth_cache``, the token an earlier module of the run saved there is used while it is valid
+    (keystoneauth authenticates again when it has expired, or when the API refuses it), and a new one is saved.
+    When that module also saved the profile of its connection (``save_profile``) for the same options,
+    environment and configuration files, the connection is made from it without loading openstacksdk
+    (``_saved_connection``); not when ``sdk_log_path`` asks for openstacksdk's log.
+    ``secrets`` (a set) receives the passwords of the cloud configuration and the token, for redaction.
+    """
+    connection_kwargs(params)  # contradicting options fail before anything else
+    secrets = set() if secrets is None else secrets
+    cache = params.get('auth_cache')
+    if cache and not params.get('sdk_log_path'):
+        conn = _saved_connect(params, cache, secrets)
+        if conn is not None:
+            return conn
+    region = cloud_region(params, secrets)
     try:
-        conn = openstack.connection.Connection(config=region)
+        conn = sdk().connection.Connection(config=region)
         loaded = load_auth_state(cache, conn.session.auth) if cache else None
         # Authenticate now so a bad password fails here, named as such, not inside the first API call.
         token = authenticate(conn.session, params.get('auth_retry_timeout'))
     except _api_exceptions() as exc:
-        msg, details = describe_api_error(exc, 'connecting to %s' % where)
-        if details['http_status'] == 404:
-            # Keystone answers 404 to a token it no longer knows (expired, revoked) given as the credentials.
-            msg, details['kind'] = (
-                'connecting to %s failed: Keystone refused the authentication as not found: '
-                'an expired or revoked token, an unknown project, or an auth_url that is not '
-                "Keystone's (check %s) (HTTP 404%s)"
-                % (
-                    where,
-                    credentials if credentials == 'auth' else 'the clouds.yaml entry',
-                    ', request id %s' % details['request_id'] if details['request_id'] else '',
-                ),
-                KIND_UNAUTHORIZED,
-            )
-        raise NovahaError(msg, option=credentials, **details)
-    if secrets is not None and token:
+        raise _connect_error(params, exc)
+    if token:
         secrets.add(token)
     if cache:
         problem = save_auth_state(cache, conn.session.auth, loaded)
         if problem and warn is not None:
             warn('auth_cache %s not used: %s' % (cache, problem))
     return conn
+
+
+def _connect_error(params, exc):
+    where, credentials = _where(params), _credentials(params)
+    msg, details = describe_api_error(exc, 'connecting to %s' % where)
+    if details['http_status'] == 404:
+        # Keystone answers 404 to a token it no longer knows (expired, revoked) given as the credentials.
+        msg, details['kind'] = (
+            'connecting to %s failed: Keystone refused the authentication as not found: '
+            'an expired or revoked token, an unknown project, or an auth_url that is not '
+            "Keystone's (check %s) (HTTP 404%s)"
+            % (
+                where,
+                credentials if credentials == 'auth' else 'the clouds.yaml entry',
+                ', request id %s' % details['request_id'] if details['request_id'] else '',
+            ),
+            KIND_UNAUTHORIZED,
+        )
+    return NovahaError(msg, option=credentials, **details)
+
+
+def _saved_connect(params, cache, secrets):
+    """A SavedConnection from the profile and the token in ``cache``, or None (no usable profile: the module
+    connects through openstacksdk)."""
+    saved = _read_cache(cache)
+    profile = find_profile(saved, profile_key(params)) if saved else None
+    state = saved.get(profile['auth_key']) if profile else None
+    if not isinstance(state, str):
+        return None
+    made = {}
+
+    def region():
+        if 'region' not in made:
+            made['region'] = cloud_region(params, secrets)
+        return made['region']
+
+    def renew(session):
+        # The cached token expired or was refused: a new one with the credentials of the configuration.
+        if 'auth' not in made:
+            made['auth'] = region().get_auth()
+        return made['auth'].get_auth_ref(session)
+
+    def full(state):
+        conn = sdk().connection.Connection(config=region())
+        conn.session.auth.set_auth_state(state)
+        return conn
+
+    try:
+        conn = SavedConnection(profile, state, APP_NAME, full, renew)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    try:
+        token = authenticate(conn.session, params.get('auth_retry_timeout'))
+    except _api_exceptions() as exc:
+        raise _connect_error(params, exc)
+    if token:
+        secrets.add(token)
+    try:
+        os.utime(cache)  # its modification time says when a module of its run last used it
+    except OSError:
+        pass
+    return conn
+
+
+def save_profile(path, params, conn):
+    """Save the profile of ``conn`` (an openstacksdk Connection that made its proxies) in ``path``, for the run's
+    later modules (``_saved_connect``). Returns None, or why nothing was saved."""
+    if isinstance(conn, SavedConnection):
+        return None
+    profile = describe(conn, auth_cache_key(conn.session.auth), config_files())
+    if profile is None:
+        return 'the connection cannot be described'
+    key = profile_key(params)
+    saved = _read_cache(path)
+    if saved is None or saved.get(key) == profile:
+        return None if saved is not None else 'no token was saved in it'
+    return _write_cache(path, key, profile)
 
 
 # Keystone that fails transiently (no answer, 500, 502, 503, 504) is asked again for this long, with backoff, before
@@ -464,18 +592,53 @@ def _private_dir_problem(path):
     return None
 
 
+def _read_cache(path):
+    """The data of a cache file ({key: state or profile}), or None: no file, unreadable, or in a directory open to
+    other users."""
+    if _private_dir_problem(os.path.dirname(path) or '.'):
+        return None
+    try:
+        with open(path) as handle:
+            saved = json.load(handle)
+    except (IOError, OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def _write_cache(path, key, value):
+    """Set ``key`` to ``value`` in the cache file ``path`` (mode 0600, its directory 0700 when created; written
+    whole, then renamed). Returns None, or why nothing was saved."""
+    parent = os.path.dirname(path) or '.'
+    try:
+        if not os.path.isdir(parent):
+            os.makedirs(parent, 0o700)
+        problem = _private_dir_problem(parent)
+        if problem:
+            return problem
+        try:
+            with open(path) as handle:
+                saved = json.load(handle)
+            saved = saved if isinstance(saved, dict) else {}
+        except (IOError, OSError, ValueError):
+            saved = {}
+        saved[key] = value
+        partial = '%s.%d' % (path, os.getpid())
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'w') as handle:
+            json.dump(saved, handle)
+        os.replace(partial, path)
+    except (IOError, OSError) as exc:
+        return str(exc)
+    return None
+
+
 def load_auth_state(path, auth):
     """Give ``auth`` the state (token and catalog) saved in ``path`` for the same credentials. Returns the
     state given, or None (no file, other credentials, unreadable: the module authenticates as usual).
     A file used is touched: its modification time says when a module of its run last used it."""
     key = auth_cache_key(auth)
-    if not key or _private_dir_problem(os.path.dirname(path) or '.'):
-        return None
-    try:
-        with open(path) as handle:
-            state = json.load(handle).get(key)
-    except (IOError, OSError, ValueError, AttributeError):
-        return None
+    saved = _read_cache(path) if key else None
+    state = saved.get(key) if saved else None
     if not state:
         return None
     try:
@@ -490,36 +653,14 @@ def load_auth_state(path, auth):
 
 
 def save_auth_state(path, auth, loaded=None):
-    """Save the state of ``auth`` in ``path`` (mode 0600, its directory 0700 when created) unless it is the
-    one loaded. Returns None, or why nothing was saved."""
+    """Save the state of ``auth`` in ``path`` unless it is the one loaded. Returns None, or why nothing was saved."""
     key = auth_cache_key(auth)
     if not key:
         return 'this auth type cannot share its token'
     state = auth.get_auth_state()
     if not state or state == loaded:
         return None
-    parent = os.path.dirname(path) or '.'
-    try:
-        if not os.path.isdir(parent):
-            os.makedirs(parent, 0o700)
-        problem = _private_dir_problem(parent)
-        if problem:
-            return problem
-        try:
-            with open(path) as handle:
-                saved = json.load(handle)
-            saved = saved if isinstance(saved, dict) else {}
-        except (IOError, OSError, ValueError):
-            saved = {}
-        saved[key] = state
-        partial = '%s.%d' % (path, os.getpid())
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, 'w') as handle:
-            json.dump(saved, handle)
-        os.replace(partial, path)
-    except (IOError, OSError) as exc:
-        return str(exc)
-    return None
+    return _write_cache(path, key, state)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -745,6 +886,10 @@ class NovahaModule(object):
         path = self.params.get('sdk_log_path')
         if path:
             debug = self.params.get('sdk_log_level') == 'DEBUG'
+            try:
+                openstack = sdk()
+            except MissingLibraryError as exc:
+                self.ansible.fail_json(msg=missing_required_lib('openstacksdk'), exception=exc.import_traceback)
             handler = logging.FileHandler(path)
             handler.addFilter(RedactingFilter(self.ansible.no_log_values))
             openstack.enable_logging(debug=debug, http_debug=debug, handlers=[handler])
@@ -787,6 +932,8 @@ class NovahaModule(object):
             return
         try:
             save_auth_state(self.params['auth_cache'], self._conn.session.auth, self._auth_saved)
+            # The endpoints this module's proxies resolved, for the next modules (``_saved_connection``).
+            save_profile(self.params['auth_cache'], self.params, self._conn)
         except Exception:  # pylint: disable=broad-except
             pass  # a cache is a saving, never a reason to fail
 
