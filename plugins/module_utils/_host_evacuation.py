@@ -460,6 +460,13 @@ def isolating_phase(plan, check_mode=False):
     return 'evacuate' if plan.evacuations and not check_mode else 'isolate'
 
 
+def ending_phase(plan, check_mode=False):
+    """Which phase of a host_recovery run ends its marker (and its token), decided once: ``isolate`` for a host with
+    nothing to evacuate (nothing comes between its isolation and its end: os_recovery_run ends the run in the same
+    module run, one module process fewer), else ``end`` (the role's end of the run, after verify; check mode too)."""
+    return 'isolate' if not plan.evacuations and not check_mode else 'end'
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Selection
 

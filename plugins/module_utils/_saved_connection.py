@@ -60,7 +60,7 @@ def profile_key(params, environ=None):
 
 def file_digests(paths):
     """{path: sha256 of its bytes, or None when it cannot be read}: the files the configuration was read from."""
-    digests = {}
+    digests = {}  # type: dict[str, str | None]
     for path in paths:
         try:
             with open(path, 'rb') as handle:
@@ -123,8 +123,9 @@ class SavedConnection(object):
         self.profile = profile
         settings = profile.get('session') or {}
         cert = settings.get('cert')
+        self.auth = saved_auth(profile['auth_key'], state, renew)
         self.session = ksa_session.Session(
-            auth=saved_auth(profile['auth_key'], state, renew),
+            auth=self.auth,
             verify=settings.get('verify', True),
             cert=tuple(cert) if isinstance(cert, list) else cert,
             timeout=settings.get('timeout'),
@@ -136,7 +137,7 @@ class SavedConnection(object):
 
     def full(self):
         if self._full_conn is None:
-            self._full_conn = self._full(self.session.auth.get_auth_state())
+            self._full_conn = self._full(self.auth.get_auth_state())
         return self._full_conn
 
     def _adapter(self, service_type):

@@ -653,6 +653,16 @@ isolate_in:
   type: str
   choices: [evacuate, isolate]
   sample: evacuate
+ends_in:
+  description:
+    - With O(claim=true), the phase of the C(novaha.recovery.host_recovery) role that ends the run's marker and its
+      token - C(isolate) for a host with nothing to evacuate (M(novaha.recovery.os_recovery_run) with
+      O(novaha.recovery.os_recovery_run#module:end_run=true) ends the run right after the isolation), else C(end)
+      (the role's end of the run; check mode too).
+  returned: with O(claim=true), once planned
+  type: str
+  choices: [isolate, end]
+  sample: end
 claim:
   description:
     - With O(claim=true), the claim of the host for O(run_id) - C(holder) (who held the host before, as the guard
@@ -712,6 +722,7 @@ from ansible_collections.novaha.recovery.plugins.module_utils._host_evacuation i
     already_recovered,
     check_recovered_by_services,
     compile_query,
+    ending_phase,
     isolating_phase,
     list_host,
     read_host,
@@ -858,7 +869,7 @@ class HostEvacuate(NovahaModule):
             holder=plan.holder.to_dict() if plan.holder is not None else None,
         )
         if p['claim']:
-            self.results['isolate_in'] = isolating_phase(plan, self.check_mode)
+            self.results.update(isolate_in=isolating_phase(plan, self.check_mode), ends_in=ending_phase(plan, self.check_mode))
         self.report(plan, summarize_run(plan))
         for warning in plan.warnings:
             self.warn(warning)

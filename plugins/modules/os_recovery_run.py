@@ -32,8 +32,10 @@ description:
     failure), V(done) otherwise - so that the next run goes on at once and resumes what is left. A run that
     holds nothing (it never claimed the host, gave it back, or another run took it) changes nothing and returns
     RV(phase) null, since another run's marker is never written over.
-  - O(state=ended) with O(end_auth_cache=true) also ends the run's shared Keystone token afterwards, in the same
-    module run, as M(novaha.recovery.os_auth_cache) with its O(novaha.recovery.os_auth_cache#module:state=absent)
+  - O(state=isolated) with O(end_run=true) ends the run right after the isolation, in the same module run, as
+    O(state=ended) would - for a host with nothing to evacuate, where nothing comes between the two.
+  - O(state=ended) (or O(end_run=true)) with O(end_auth_cache=true) also ends the run's shared Keystone token
+    afterwards, in the same module run, as M(novaha.recovery.os_auth_cache) with its O(novaha.recovery.os_auth_cache#module:state=absent)
     does - whether the marker was ended, held nothing to end, or could not be ended.
   - O(state=released) gives the service back what it had before the first run (status, forced down, disabled
     reason), for a run that stopped before any evacuation. It declines, changing nothing and without failing,
@@ -133,9 +135,18 @@ options:
       - With O(state=ended), the run stopped on a failure (it ends V(interrupted), else V(done)).
     type: bool
     default: false
+  end_run:
+    description:
+      - With O(state=isolated), once the host is isolated, end the run (phase V(done)) in the same module run, as
+        O(state=ended) does; with O(end_auth_cache=true) its token too. For a host with nothing to evacuate, where
+        nothing comes between the isolation and the end (the P(novaha.recovery.host_recovery#role) role passes
+        it when the preflight's RV(novaha.recovery.os_host_evacuate#module:ends_in) is V(isolate)).
+      - When the isolation fails nothing is ended; when the end fails the task fails after the isolation.
+    type: bool
+    default: false
   end_auth_cache:
     description:
-      - With O(state=ended), once the marker is dealt with, revoke every token in O(auth_cache) with Keystone and
+      - With O(state=ended) or O(end_run=true), once the marker is dealt with, revoke every token in O(auth_cache) with Keystone and
         remove the file, after removing the caches of runs that are gone beside it (revoking their tokens), as
         M(novaha.recovery.os_auth_cache) does with O(novaha.recovery.os_auth_cache#module:state=absent). No module of
         the run may come after it.
@@ -291,15 +302,15 @@ keeps_disabled_reason:
   returned: with O(state=restored)
   type: str
 phase:
-  description: With O(state=ended), the phase the run ended in (V(done), V(interrupted)), or null when the run held
-    nothing to end.
-  returned: with O(state=ended)
+  description: With O(state=ended) or O(end_run=true), the phase the run ended in (V(done), V(interrupted)), or null
+    when the run held nothing to end.
+  returned: with O(state=ended) or O(end_run=true)
   type: str
 token_caches:
   description:
     - With O(end_auth_cache=true), what was done to the token caches - C(msg), C(removed) and C(kept) as
       M(novaha.recovery.os_auth_cache) returns them, C(failed) (why the file could not be removed, or null).
-  returned: with O(state=ended) and O(end_auth_cache=true)
+  returned: with O(end_auth_cache=true)
   type: dict
 declined:
   description: With O(state=released), null when the service was given back, else why not - V(not_held),
@@ -379,6 +390,7 @@ class RecoveryRun(NovahaModule):
         power_state=dict(type='str'),
         power_msg=dict(type='str'),
         stopped=dict(type='bool', default=False),
+        end_run=dict(type='bool', default=False),
         end_auth_cache=dict(type='bool', default=False),
         took_over=dict(type='dict'),
         evacuation_started=dict(type='bool', default=False),
@@ -401,8 +413,14 @@ class RecoveryRun(NovahaModule):
         p = self.params
         if p['state'] != 'restored' and p['run_id'] is None:
             raise option_error('run_id', None, 'is needed with state=%s: the id of this run' % p['state'], shown='not given')
-        if p.get('end_auth_cache') and p['state'] != 'ended':
-            raise conflict_error('end_auth_cache', 'state', 'a run ends its token when it ends (state=ended), not with state=%s' % p['state'])
+        if p.get('end_run') and p['state'] != 'isolated':
+            raise conflict_error(
+                'end_run', 'state', 'a run ends with its isolation (state=isolated) or on its own (state=ended), not with state=%s' % p['state']
+            )
+        if p.get('end_auth_cache') and not (p['state'] == 'ended' or p.get('end_run')):
+            raise conflict_error(
+                'end_auth_cache', 'state', 'a run ends its token when it ends (state=ended, or state=isolated with end_run), not with state=%s' % p['state']
+            )
         if p.get('end_auth_cache') and not p.get('auth_cache'):
             raise option_error('auth_cache', None, 'is needed with end_auth_cache=true: the token cache of this run', shown='not given')
 
@@ -477,6 +495,12 @@ class RecoveryRun(NovahaModule):
             self.results.update(holder=holder.to_dict(), service=dict(before=brief(service), after=None))
             self.exit(changed=True, msg='check mode: run %s would move to phase %s on %s (%s)' % (p['run_id'], phase, p['host'], holder.describe()))
         before, msg = host_run.move_to(phase, p['settled_at'])
+        if p['end_run']:
+            end, token = self._end(host_run, stopped=False)
+            if end.phase is None:
+                self.results['service'] = dict(before=brief(before), after=None)
+                self.exit(changed=True, msg='%s; then it held nothing to end%s' % (msg, token))
+            msg = '%s; then ended: phase %s%s' % (msg, end.phase, token)
         self._done(host_run, before, msg)
 
     def do_verify(self, host_run):
@@ -520,19 +544,25 @@ class RecoveryRun(NovahaModule):
             % (p['run_id'], host, ok, len(found), seconds, looks, '; %d still on their way at the timeout' % waiting if waiting else ''),
         )
 
-    def do_ended(self, host_run):
+    def _end(self, host_run, stopped):
+        """The end of the run (``_run.end_run``: its marker, then its token with O(end_auth_cache)): (the RunEnd, the
+        words on the token). Fails the task when the marker could not be ended."""
         p = self.params
         caches = self.token_caches(check_mode=False) if p['end_auth_cache'] else None
-        end = end_run(lambda: host_run.end(p['stopped'], check_mode=self.check_mode), (lambda: self.end_token_cache(caches)) if caches else None)
+        end = end_run(lambda: host_run.end(stopped, check_mode=self.check_mode), (lambda: self.end_token_cache(caches)) if caches else None)
         if caches is not None:
             failed = end.token_failure.msg if end.token_failure is not None else None
             if failed:
                 self.warn('the token of run %s was not ended: %s' % (p['run_id'], failed))
             self.results['token_caches'] = dict(msg=end.token or failed, removed=caches.removed, kept=caches.kept, failed=failed)
         self.results['phase'] = end.phase
-        token = '; %s' % end.token if end.token else ''
         if end.failure is not None:
             self.fail_error(end.failure)
+        return end, '; %s' % end.token if end.token else ''
+
+    def do_ended(self, host_run):
+        p = self.params
+        end, token = self._end(host_run, p['stopped'])
         if end.phase is None:
             self.results['service'] = dict(before=brief(end.before), after=None)
             self.exit(

@@ -246,3 +246,21 @@ def test_the_same_state_gives_the_same_outcome_when_run_again(clean_cloud, tmp_p
     assert svc["forced_down"] is True and svc["status"] == "disabled"
     assert len(evacuations(cloud)) == 2
     assert again["rollback"] is None or again["rollback"]["performed"] is False
+
+
+def test_a_host_with_nothing_to_evacuate_ends_with_its_isolation(clean_cloud, tmp_path):
+    cloud = clean_cloud
+    cloud.fail_host(HOST, power="on")
+    rc, output = run(cloud, "recover-host.yml", HOST, tmp_path / "reports")
+    assert rc == 0, output
+    report = reports_of(tmp_path / "reports")[-1]
+    svc = service(cloud)
+    # Fenced, isolated, and the run ended done, with its token, in the isolation's own module run.
+    assert svc["forced_down"] is True and svc["status"] == "disabled", svc
+    assert svc["disabled_reason"].startswith(f"novaha.recovery run {report['run_id']} done ctl "), svc
+    assert f"run {report['run_id']} on {HOST}: phase isolated" in output and "; then ended: phase done; revoked 1 Keystone tokens and removed" in output
+    ending = output.split("End of the run - mark this run's marker", 1)[1].split("TASK [", 1)[0]
+    assert "skipping:" in ending and "changed:" not in ending and "ok:" not in ending, ending
+    assert report["outcome"] == "nothing_to_do" and report["servers"] == [] and report["fencing"]["fenced"] is True
+    assert report["isolation"]["marker"] == svc["disabled_reason"], report["isolation"]
+    assert not (Path.home() / ".ansible" / "tmp" / f"novaha-recovery-{report['run_id']}.token").exists()

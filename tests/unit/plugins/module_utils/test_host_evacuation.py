@@ -364,6 +364,8 @@ def test_a_host_with_nothing_selected_is_isolated_by_the_isolate_phase(nova, clo
     nova.servers[nova.add_server('plain-1')]['metadata'] = {}
     plan, _summary, _counting = host_run(nova, clock, run=False, include={'metadata': {'HA_Enabled': 'True'}})
     assert plan.skipped and not plan.evacuations and he.isolating_phase(plan) == 'isolate'
+    # Nothing between its isolation and its end: the isolation ends the run, except in check mode.
+    assert he.ending_phase(plan) == 'isolate' and he.ending_phase(plan, check_mode=True) == 'end'
 
 
 def test_snapshot_and_plan_read_the_host_once(nova, clock):
@@ -777,6 +779,7 @@ def test_the_evacuate_phase_isolates_first_then_evacuates_in_one_run(clock):
     plan = evacuation.prepare(SRC)
     host_run = evacuation.host_run(SRC)
     assert he.isolating_phase(plan) == 'evacuate' and he.isolating_phase(plan, check_mode=True) == 'isolate'
+    assert he.ending_phase(plan) == 'end'
     host_run.move_to(run.PHASE_ISOLATED, settled_at)
     assert clock.now() >= settled_at
     summary = evacuation.execute(plan, poll_interval=2)

@@ -162,11 +162,16 @@ def test_a_run_without_run_id_is_named():
 def test_a_run_ends_its_token_only_when_it_ends_and_only_a_token_it_shares():
     with pytest.raises(NovahaError) as caught:
         conflicts(RecoveryRun, state='isolated', run_id='r1', end_auth_cache=True, auth_cache='/tmp/x.token')
-    assert caught.value.msg.startswith('end_auth_cache conflicts with state: a run ends its token when it ends (state=ended)')
+    assert caught.value.msg.startswith('end_auth_cache conflicts with state: a run ends its token when it ends (state=ended, or state=isolated with end_run)')
     with pytest.raises(NovahaError) as caught:
         conflicts(RecoveryRun, state='ended', run_id='r1', end_auth_cache=True, auth_cache=None)
     assert caught.value.details['option'] == 'auth_cache' and 'end_auth_cache=true' in caught.value.msg
     conflicts(RecoveryRun, state='ended', run_id='r1', end_auth_cache=True, auth_cache='/tmp/x.token')
+    # A run with nothing to evacuate ends with its isolation, token included; no other phase ends it.
+    conflicts(RecoveryRun, state='isolated', run_id='r1', end_run=True, end_auth_cache=True, auth_cache='/tmp/x.token')
+    with pytest.raises(NovahaError) as caught:
+        conflicts(RecoveryRun, state='verifying', run_id='r1', end_run=True)
+    assert caught.value.msg.startswith('end_run conflicts with state: a run ends with its isolation (state=isolated)')
 
 
 def test_a_refusal_for_the_input_alone_is_a_configuration_error():
