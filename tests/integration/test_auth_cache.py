@@ -21,7 +21,7 @@ def info(cloud, cache):
 
 
 def saved_token(cache):
-    (state,) = json.loads(cache.read_text()).values()
+    (state,) = [v for v in json.loads(cache.read_text()).values() if isinstance(v, str)]  # beside it, the connection profile
     return json.loads(state)["auth_token"]
 
 
@@ -54,7 +54,7 @@ def test_a_token_the_api_refuses_costs_one_new_authentication(cloud, tmp_path):
     # A token Keystone never issued, still "valid" by its expiry time: Nova answers 401 to it. (A revoked
     # token is not the same test: Nova's keystonemiddleware keeps accepting it from its cache for minutes.)
     saved = json.loads(cache.read_text())
-    (key,) = saved
+    (key,) = [k for k, v in saved.items() if isinstance(v, str)]
     state = json.loads(saved[key])
     state["auth_token"] = "gAAAAABnot-a-token-keystone-issued"
     saved[key] = json.dumps(state)
@@ -77,3 +77,34 @@ def test_a_shared_directory_is_refused_with_a_warning(cloud, tmp_path):
     assert not (shared / "run.token").exists()
     assert any("open to other users" in w for w in result.get("warnings", [])), output
     assert os.listdir(shared) == []
+
+
+def test_the_next_module_connects_from_the_profile_the_first_saved_until_a_configuration_file_changes(cloud, tmp_path):
+    cache = private_dir(tmp_path) / "run.token"
+    first, output = info(cloud, cache)
+    assert not first.get("failed"), output
+    saved = json.loads(cache.read_text())
+    (key,) = [k for k in saved if k.startswith("connection:")]
+    profile = saved[key]
+    # The endpoint openstacksdk resolved, the credentials' key of the token beside it, and no password.
+    assert profile["services"]["compute"]["endpoint"].rstrip("/") == cloud.info["endpoints"]["compute"].rstrip("/"), profile
+    assert isinstance(saved[profile["auth_key"]], str)
+    password = json.loads(cloud.clouds_yaml.read_text())["clouds"][cloud.admin_cloud]["auth"]["password"]
+    assert password not in cache.read_text()
+
+    # The next module follows the profile: a compute endpoint changed in it (nothing listens there) is the one called.
+    profile["services"]["compute"]["endpoint"] = "http://127.0.0.1:9/v2.1"
+    cache.write_text(json.dumps(saved))
+    second, output2 = info(cloud, cache)
+    assert second.get("failed") and "127.0.0.1" in second["msg"] and "no answer" in second["msg"], output2
+
+    # A configuration file that changed since (here clouds.yaml, rewritten with the same clouds) means connecting
+    # through openstacksdk again, from the catalog.
+    original = cloud.clouds_yaml.read_text()
+    try:
+        cloud.clouds_yaml.write_text(json.dumps(json.loads(original), indent=4))
+        third, output3 = info(cloud, cache)
+    finally:
+        cloud.clouds_yaml.write_text(original)
+    assert not third.get("failed"), output3
+    assert third["service"]["host"] == HOST

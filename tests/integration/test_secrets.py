@@ -29,7 +29,8 @@ def token_status(cloud, token):
 
 
 def cached_tokens(path):
-    return [json.loads(state)["auth_token"] for state in json.loads(Path(path).read_text()).values()]
+    """The tokens of a cache file (its connection profile, a JSON object beside them, holds none)."""
+    return [json.loads(state)["auth_token"] for state in json.loads(Path(path).read_text()).values() if isinstance(state, str)]
 
 
 def backdate(path, seconds=IDLE):
