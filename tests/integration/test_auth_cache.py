@@ -7,8 +7,10 @@ works with the first one's token (it authenticates no more), a token the API ref
 authentication and nothing else, the file is private, and the token shows up in no result or output.
 """
 
+import http.server
 import json
 import os
+import threading
 
 from conftest import run_module
 
@@ -92,11 +94,32 @@ def test_the_next_module_connects_from_the_profile_the_first_saved_until_a_confi
     password = json.loads(cloud.clouds_yaml.read_text())["clouds"][cloud.admin_cloud]["auth"]["password"]
     assert password not in cache.read_text()
 
-    # The next module follows the profile: a compute endpoint changed in it (nothing listens there) is the one called.
-    profile["services"]["compute"]["endpoint"] = "http://127.0.0.1:9/v2.1"
-    cache.write_text(json.dumps(saved))
-    second, output2 = info(cloud, cache)
-    assert second.get("failed") and "127.0.0.1" in second["msg"] and "no answer" in second["msg"], output2
+    # The next module follows the profile: a compute endpoint changed in it (a stub that answers 404 to anything and
+    # records what it was asked) is the one called.
+    asked = []
+
+    class Stub(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            body = b'{"itemNotFound": {"code": 404, "message": "a stub"}}'
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    stub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stub)
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    try:
+        profile["services"]["compute"]["endpoint"] = f"http://127.0.0.1:{stub.server_address[1]}/v2.1"
+        cache.write_text(json.dumps(saved))
+        second, output2 = info(cloud, cache)
+    finally:
+        stub.shutdown()
+    assert second.get("failed") and asked and all(path.startswith("/") for path in asked), (asked, output2)
 
     # A configuration file that changed since (here clouds.yaml, rewritten with the same clouds) means connecting
     # through openstacksdk again, from the catalog.
