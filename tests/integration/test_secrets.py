@@ -81,7 +81,7 @@ def test_the_caches_of_gone_runs_are_removed_and_their_tokens_revoked(cloud, tmp
     backdate(gone)
     expired = caches / "novaha-recovery-expired01.token"
     saved = json.loads(recent.read_text())
-    (key,) = saved
+    (key,) = [k for k, v in saved.items() if isinstance(v, str)]  # the token; beside it, the connection profile
     state = json.loads(saved[key])
     state["body"]["token"]["expires_at"] = "2020-01-01T00:00:00.000000Z"
     expired.write_text(json.dumps({key: json.dumps(state)}))
