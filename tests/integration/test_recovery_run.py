@@ -259,7 +259,9 @@ def test_a_host_with_nothing_to_evacuate_ends_with_its_isolation(clean_cloud, tm
     assert svc["forced_down"] is True and svc["status"] == "disabled", svc
     assert svc["disabled_reason"].startswith(f"novaha.recovery run {report['run_id']} done ctl "), svc
     words = report["isolation"]["msg"]
-    assert words.startswith(f"run {report['run_id']} on {HOST}: forced down, disabled, phase isolated; then ended: phase done; revoked 1 Keystone tokens"), words
+    assert words.startswith(f"run {report['run_id']} on {HOST}: forced down, disabled, phase isolated; then ended: phase done; revoked 1 Keystone tokens"), (
+        words
+    )
     ending = output.split("End of the run - mark this run's marker", 1)[1].split("TASK [", 1)[0]
     assert "skipping:" in ending and "changed:" not in ending and "ok:" not in ending, ending
     assert report["outcome"] == "nothing_to_do" and report["servers"] == [] and report["fencing"]["fenced"] is True
