@@ -171,7 +171,8 @@ def _up(computes, spawn_delay, shared_store, log):
     nova.create_flavors(conn)
     log("waiting for every compute to report up and be schedulable, and for cinder-volume")
     nova.wait_schedulable(conn, computes, timeout=120)
-    volumes.wait_backend(conn, timeout=120)
+    if volumes.wait_backend(conn, timeout=120, restart_scheduler=services.restart_cinder_scheduler):
+        log("cinder-scheduler restarted once: it had missed cinder-volume's pool")
     bmcs.wait_all(computes, secrets["bmc"])
 
 

@@ -412,8 +412,18 @@ def start_cinder():
     """cinder-api, cinder-scheduler and cinder-volume (the processes only; see wait_cinder)."""
     conf = str(cinder_conf_path())
     _gunicorn("cinder-api", "cinder.wsgi.api:application", config.PORTS["cinder-api"], {}, threads=4, app_args=[f"--config-file={conf}"])
-    proc.start("cinder-scheduler", [_bin("cinder-scheduler"), "--config-file", conf])
+    _start_cinder_scheduler()
     proc.start("cinder-volume", [_bin("cinder-volume"), "--config-file", conf], env={"PYTHONPATH": str(config.PACKAGE_DIR.parent)})
+
+
+def _start_cinder_scheduler():
+    proc.start("cinder-scheduler", [_bin("cinder-scheduler"), "--config-file", str(cinder_conf_path())])
+
+
+def restart_cinder_scheduler():
+    """cinder-scheduler again (see volumes.wait_backend): at its start it asks cinder-volume for its pool."""
+    proc.stop("cinder-scheduler")
+    _start_cinder_scheduler()
 
 
 def wait_cinder():

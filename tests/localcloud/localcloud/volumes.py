@@ -4,6 +4,8 @@ Volumes live on cinder-volume's test driver (cinder_test_driver.py): records wit
 Cinder volumes, attachments and attachment hosts.
 """
 
+import time
+
 from . import proc
 
 # Attachments API (3.27); volumes' `attachments[].host_name` is shown to admins in every 3.x version.
@@ -25,10 +27,16 @@ def all_volumes(conn):
     return _call(conn, "GET", "/volumes/detail?all_tenants=1", "listing volumes")["volumes"]
 
 
-def wait_backend(conn, timeout):
-    """cinder-volume is up and cinder-scheduler knows its pool: a volume can be created."""
+def wait_backend(conn, timeout, restart_scheduler=None, restart_after=5.0, clock=time.monotonic):
+    """cinder-volume is up and cinder-scheduler knows its pool: a volume can be created.
 
-    seen = {"cinder-volume": "not listed yet", "pools": "not read yet"}
+    cinder-scheduler learns the pool from fanout casts: cinder-volume's at its start (before it listens), and the
+    scheduler's request at the scheduler's start. Started together, each can cast before the other listens; the
+    pool then waits for cinder-volume's periodic publish (about a minute). So once cinder-volume is up (it listens)
+    and the pool is still unknown ``restart_after`` seconds later, ``restart_scheduler()`` is called, once: a
+    scheduler that starts now asks a cinder-volume that answers."""
+
+    seen = {"cinder-volume": "not listed yet", "pools": "not read yet", "up_since": None, "restarted": False}
 
     def ready():
         services = _call(conn, "GET", "/os-services?binary=cinder-volume", "listing Cinder services")["services"]
@@ -37,13 +45,21 @@ def wait_backend(conn, timeout):
             return False
         pools = _call(conn, "GET", "/scheduler-stats/get_pools", "listing Cinder pools")["pools"]
         seen["pools"] = ", ".join(p["name"] for p in pools) or "none known to cinder-scheduler"
-        return bool(pools)
+        if pools:
+            return True
+        seen["up_since"] = seen["up_since"] or clock()
+        if restart_scheduler is not None and not seen["restarted"] and clock() - seen["up_since"] >= restart_after:
+            seen["restarted"] = True
+            restart_scheduler()
+        return False
 
     try:
         proc.wait_for("cinder-volume to report up with its pool", ready, timeout, 0.5)
     except proc.CloudError as exc:
         logs = "".join(f"\n--- the end of {name}.log ---\n{proc.tail_log(name)}" for name in ("cinder-volume", "cinder-scheduler"))
-        raise proc.CloudError(f"{exc} (cinder-volume: {seen['cinder-volume']}; pools: {seen['pools']}){logs}") from None
+        restarted = "; cinder-scheduler was restarted once" if seen["restarted"] else ""
+        raise proc.CloudError(f"{exc} (cinder-volume: {seen['cinder-volume']}; pools: {seen['pools']}{restarted}){logs}") from None
+    return seen["restarted"]
 
 
 def wait_status(conn, volume_id, status, timeout):
