@@ -80,7 +80,7 @@ chaos: install ## Chaos runs (long, not in `make test`): the controller killed i
 
 .PHONY: chaos-pytest
 chaos-pytest:
-	$(call pytest,tests/integration/test_chaos.py tests/integration/test_recovery_run.py -m chaos --durations=0 -p no:warnings)
+	$(call pytest,tests/integration/test_chaos.py tests/integration/test_recovery_run.py tests/integration/test_api_faults.py -m chaos --durations=0 -p no:warnings)
 
 localcloud-check: install ## Tests of the local cloud's own tooling left out of `make test` (a second cloud up and down)
 	$(call pytest,tests/integration/test_localcloud.py -m tooling_only)
